@@ -1,0 +1,83 @@
+//! What a running job sees of itself and its pool.
+
+use std::fmt;
+
+use crate::cancel::{CancelReason, CancelToken};
+use crate::job::Header;
+use crate::pool::worker::WorkerThread;
+use crate::pool::Pool;
+
+/// The view a running job has of itself: cancellation, its pool, its worker.
+///
+/// A job decides itself how to stop when cancelled: poll [`Context::is_cancelled`] or
+/// hand [`Context::token`] to whatever it blocks on. A job that returns an error after it
+/// was cancelled ends `Cancelled`, not `Failed`.
+pub struct Context<'a> {
+    header: &'a Header,
+    worker: &'a WorkerThread,
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &self.name())
+            .field("worker_index", &self.worker_index())
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(header: &'a Header, worker: &'a WorkerThread) -> Self {
+        Context { header, worker }
+    }
+
+    /// Whether the job should stop: it was cancelled (`Job::cancel`), its token (or an
+    /// ancestor) was cancelled or passed its deadline, or the pool is shutting down in
+    /// `Cancel` mode.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.header.cancel_reason(self.worker.registry()).is_some()
+    }
+
+    /// Why the job should stop, if it should.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.header.cancel_reason(self.worker.registry())
+    }
+
+    /// A token cancelled whenever [`Context::is_cancelled`] turns true: a child of the
+    /// submit token, also cancelled by `Job::cancel` and by a `Cancel` shutdown. Made on
+    /// first use; cheap to clone and hand to blocking calls.
+    pub fn token(&self) -> CancelToken {
+        self.header.own_token(self.worker.registry())
+    }
+
+    /// The pool running the job, to submit more work to it.
+    pub fn pool(&self) -> &Pool {
+        Pool::from_registry(self.worker.registry_arc())
+    }
+
+    /// The index (`0..threads`) of the worker running the job.
+    pub fn worker_index(&self) -> usize {
+        self.worker.index()
+    }
+
+    /// The job's name, if it was given one at submit.
+    pub fn name(&self) -> Option<&str> {
+        self.header.name()
+    }
+
+    /// Runs `a` and `b`, potentially in parallel, and returns both results: `b` is offered
+    /// to other workers while this one runs `a`, and taken back if nobody stole it. The
+    /// second closure lives on this stack frame: no allocation. A panic in either closure
+    /// is resumed here once both have finished.
+    pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
+    where
+        A: FnOnce() -> RA + Send,
+        B: FnOnce() -> RB + Send,
+        RA: Send,
+        RB: Send,
+    {
+        crate::join::join_on(self.worker, a, b)
+    }
+}

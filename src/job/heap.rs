@@ -1,0 +1,749 @@
+//! Heap jobs, the queue references to them and to `join` halves, and the handles.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use once_cell::race::OnceBox;
+
+use super::state::{self, is_terminal, Lifecycle};
+use crate::cancel::{CallbackKey, CancelReason, CancelTarget, CancelToken};
+use crate::context::Context;
+use crate::error::JobError;
+use crate::pool::registry::Registry;
+use crate::pool::worker::WorkerThread;
+use crate::stats::bump_own;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::timer::TimerKey;
+use crate::unwind;
+
+/// Where a job is in its life. `Delayed` and `Queued` jobs can still be cancelled without
+/// running; the last four are terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JobState {
+    /// Waiting for its delay to pass.
+    Delayed,
+    /// In a queue, not started.
+    Queued,
+    /// Running on a worker.
+    Running,
+    /// Returned `Ok`.
+    Succeeded,
+    /// Returned `Err`.
+    Failed,
+    /// Panicked.
+    Panicked,
+    /// Cancelled before it ran, or stopped after it was asked to.
+    Cancelled,
+}
+
+impl JobState {
+    fn from_phase(phase: u32) -> Self {
+        match phase {
+            state::DELAYED => JobState::Delayed,
+            state::QUEUED => JobState::Queued,
+            state::RUNNING => JobState::Running,
+            state::SUCCEEDED => JobState::Succeeded,
+            state::FAILED => JobState::Failed,
+            state::PANICKED => JobState::Panicked,
+            // CANCELLING is decided: the job will never run.
+            _ => JobState::Cancelled,
+        }
+    }
+
+    /// Whether this state is terminal (the job will never change again).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Panicked | JobState::Cancelled
+        )
+    }
+}
+
+/// A type-erased reference to a job in a queue: heap jobs (one `Arc` turned into a raw
+/// pointer) and the stack jobs of `join`.
+pub(crate) struct JobRef {
+    pointer: NonNull<()>,
+    vtable: &'static JobVTable,
+    /// The pushing worker's push counter when it was pushed (see `HelpPolicy::Own`).
+    pub(crate) seq: u64,
+}
+
+pub(crate) struct JobVTable {
+    /// Runs the job (or drops a stale entry) on a worker; consumes the reference.
+    pub(crate) execute: unsafe fn(NonNull<()>, &WorkerThread),
+    /// Ends a heap job without running it (shutdown); consumes the reference. `None` for
+    /// stack jobs, which only a worker may run.
+    pub(crate) discard: Option<unsafe fn(NonNull<()>)>,
+}
+
+// SAFETY: a `JobRef` points at a `HeapJob` (whose closure and result are `Send`, and whose
+// shared parts are `Sync`) or at a `StackJob` whose owner waits for it; both may be run
+// from any worker thread.
+unsafe impl Send for JobRef {}
+
+impl JobRef {
+    /// # Safety
+    ///
+    /// `pointer` must stay valid until the reference is consumed by `execute` or
+    /// `discard` exactly once, and `vtable` must be the one of the pointee's type.
+    pub(crate) unsafe fn new(pointer: NonNull<()>, vtable: &'static JobVTable) -> Self {
+        JobRef {
+            pointer,
+            vtable,
+            seq: 0,
+        }
+    }
+
+    pub(crate) fn pointer(&self) -> NonNull<()> {
+        self.pointer
+    }
+
+    /// Runs (or discards a stale) job on `worker`.
+    pub(crate) fn execute(self, worker: &WorkerThread) {
+        // SAFETY: `new`'s contract: the pointer is valid and consumed exactly once, here.
+        unsafe { (self.vtable.execute)(self.pointer, worker) }
+    }
+
+    /// Ends a heap job without running it. Gives back a stack job, which must be run.
+    pub(crate) fn discard(self) -> Result<(), JobRef> {
+        match self.vtable.discard {
+            // SAFETY: as in `execute`.
+            Some(discard) => unsafe {
+                discard(self.pointer);
+                Ok(())
+            },
+            None => Err(self),
+        }
+    }
+
+    /// The header of a heap job (delayed jobs in the timer are always heap jobs).
+    ///
+    /// # Safety
+    ///
+    /// The reference must point at a `HeapJob`.
+    pub(crate) unsafe fn heap_header(&self) -> &Header {
+        // SAFETY: `HeapJob` is `repr(C)` with the header first, and the caller promises the
+        // pointee is one.
+        unsafe { self.pointer.cast::<Header>().as_ref() }
+    }
+}
+
+/// The part of a job that does not depend on its closure and result types.
+pub(crate) struct Header {
+    pub(crate) lifecycle: Lifecycle,
+    /// The pool the job was submitted to. Only dereferenced under the registry liveness
+    /// invariant (see `pool::registry`): a registry outlives every job it has not yet
+    /// counted as ended.
+    registry: NonNull<Registry>,
+    /// Whether the job counts toward the pool's queue capacity until it starts.
+    bounded: bool,
+    token: Option<CancelToken>,
+    /// Our key in `token`'s registrations, written right after registering.
+    token_key: AtomicUsize,
+    /// The token given to the running closure (`ctx.token()`), made on first use, and its
+    /// callback on the pool's root token. Boxed: rare, and one word when absent.
+    own_token: OnceBox<(CancelToken, CallbackKey)>,
+    /// Boxed for the same reason: only delayed jobs have one.
+    timer_key: OnceBox<TimerKey>,
+    name: Option<Arc<str>>,
+}
+
+// SAFETY: `registry` is only an address used under the liveness invariant; every other
+// field is `Send + Sync`.
+unsafe impl Send for Header {}
+// SAFETY: as above.
+unsafe impl Sync for Header {}
+
+const NO_KEY: usize = usize::MAX;
+
+pub(crate) struct HeaderInit {
+    pub(crate) registry: NonNull<Registry>,
+    pub(crate) bounded: bool,
+    pub(crate) delayed: bool,
+    pub(crate) token: Option<CancelToken>,
+    pub(crate) name: Option<Arc<str>>,
+}
+
+impl Header {
+    pub(crate) fn new(init: HeaderInit) -> Self {
+        Header {
+            lifecycle: Lifecycle::new(if init.delayed {
+                state::DELAYED
+            } else {
+                state::QUEUED
+            }),
+            registry: init.registry,
+            bounded: init.bounded,
+            token: init.token,
+            token_key: AtomicUsize::new(NO_KEY),
+            own_token: OnceBox::new(),
+            timer_key: OnceBox::new(),
+            name: init.name,
+        }
+    }
+
+    /// Whether the job belongs to `registry` (an address comparison, no dereference).
+    pub(crate) fn belongs_to(&self, registry: &Registry) -> bool {
+        std::ptr::eq(self.registry.as_ptr(), registry)
+    }
+
+    pub(crate) fn set_token_key(&self, key: usize) {
+        self.token_key.store(key, Ordering::Release);
+    }
+
+    pub(crate) fn set_timer_key(&self, key: TimerKey) {
+        let _ = self.timer_key.set(Box::new(key));
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Why the running job should stop, if it should.
+    pub(crate) fn cancel_reason(&self, registry: &Registry) -> Option<CancelReason> {
+        if self.lifecycle.cancel_requested() {
+            return Some(CancelReason::Cancelled);
+        }
+        if let Some(reason) = self.token.as_ref().and_then(CancelToken::reason) {
+            return Some(reason);
+        }
+        registry.root().reason()
+    }
+
+    /// The token of the running job: a child of its submit token (or a fresh token), also
+    /// cancelled by `Job::cancel` and by the pool's root token.
+    pub(crate) fn own_token(&self, registry: &Registry) -> CancelToken {
+        let (token, _) = self.own_token.get_or_init(|| {
+            let token = match &self.token {
+                Some(parent) => parent.child(),
+                None => CancelToken::new(),
+            };
+            let on_root = token.clone();
+            let key = registry.root().on_cancel(move |reason| {
+                on_root.cancel_with(reason);
+            });
+            Box::new((token, key))
+        });
+        // Pairs with `request_cancel`: either it sees our token or we see its flag.
+        if self.lifecycle.cancel_requested() {
+            token.cancel();
+        }
+        token.clone()
+    }
+
+    /// Asks a running job to stop.
+    fn request_cancel(&self) {
+        self.lifecycle.request_cancel();
+        if let Some((token, _)) = self.own_token.get() {
+            token.cancel();
+        }
+    }
+
+    /// Releases what a job holds while queued, by the thread that took it out of the
+    /// queued phase (`from`): its token registration, its timer entry, its queue slot.
+    fn release_queued(&self, registry: &Registry, from: u32) {
+        if let Some(token) = &self.token {
+            let key = self.token_key.load(Ordering::Acquire);
+            if key != NO_KEY {
+                token.deregister(key);
+            }
+        }
+        if from == state::DELAYED {
+            if let Some(key) = self.timer_key.get() {
+                if let Some(entry) = registry.cancel_timer(*key) {
+                    // The timer's reference to this job: dropping it cannot free the job,
+                    // our caller holds another.
+                    let _ = entry.discard();
+                }
+            }
+        }
+        if self.bounded {
+            registry.release_room();
+        }
+    }
+
+    /// Releases what the running job held once it has ended.
+    fn release_running(&self, registry: &Registry) {
+        if let Some((_, key)) = self.own_token.get() {
+            registry.root().remove_callback(*key);
+        }
+    }
+}
+
+/// What a finished job produced, besides cancellation (which the state word records).
+type Output<T, E> = Result<T, JobError<E>>;
+
+/// A heap job: one allocation per submit, shared by the queue, the handle and the token.
+#[repr(C)]
+pub(crate) struct HeapJob<F, T, E> {
+    /// First, so that a `JobRef` to a heap job can be read as a `Header` (`repr(C)`).
+    header: Header,
+    /// The closure until the job runs, then its output: owned by whoever wins the
+    /// transition out of `Queued`, then (after the terminal transition, which publishes
+    /// the output) by the `Job` handle.
+    slot: UnsafeCell<Slot<F, Output<T, E>>>,
+}
+
+/// A job's closure and its output never live at the same time.
+enum Slot<F, O> {
+    Func(F),
+    Output(O),
+    Empty,
+}
+
+impl<F, O> Slot<F, O> {
+    fn take_func(&mut self) -> Option<F> {
+        match std::mem::replace(self, Slot::Empty) {
+            Slot::Func(func) => Some(func),
+            _ => None,
+        }
+    }
+
+    fn take_output(&mut self) -> Option<O> {
+        match std::mem::replace(self, Slot::Empty) {
+            Slot::Output(output) => Some(output),
+            _ => None,
+        }
+    }
+}
+
+// SAFETY: `slot` is only accessed by the thread that owns it by the state machine (the
+// claim winner, then the handle after the terminal transition), and holds `Send` values.
+unsafe impl<F: Send, T: Send, E: Send> Sync for HeapJob<F, T, E> {}
+
+/// Everything a queued or running heap job offers without its types.
+pub(crate) trait ErasedJob: CancelTarget {
+    fn header(&self) -> &Header;
+    /// Runs the job, which the caller has claimed (`try_claim` succeeded).
+    fn run_claimed(&self, worker: &WorkerThread);
+    /// Cancels the job if it is still queued; asks it to stop if it is running. Returns
+    /// whether it was cancelled before running.
+    fn cancel(&self, reason: CancelReason) -> bool;
+}
+
+/// A heap job seen from its handle.
+pub(crate) trait TypedJob<T, E>: ErasedJob {
+    /// Takes the output of a job that ended by running.
+    ///
+    /// # Safety
+    ///
+    /// The job is terminal, not cancelled, and the caller is the unique `Job` handle.
+    unsafe fn take_output(&self) -> Option<Output<T, E>>;
+}
+
+impl<F, T, E> HeapJob<F, T, E>
+where
+    F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    const VTABLE: JobVTable = JobVTable {
+        execute: Self::execute,
+        discard: Some(Self::discard),
+    };
+
+    pub(crate) fn new(header: Header, func: F) -> Arc<Self> {
+        Arc::new(HeapJob {
+            header,
+            slot: UnsafeCell::new(Slot::Func(func)),
+        })
+    }
+
+    /// A queue reference owning one strong count of `job`.
+    pub(crate) fn job_ref(job: &Arc<Self>) -> JobRef {
+        let pointer = Arc::into_raw(Arc::clone(job)) as *mut ();
+        // SAFETY: `into_raw` never returns null; the reference owns the strong count taken
+        // above, released by `execute` or `discard`; the vtable is `Self`'s.
+        unsafe { JobRef::new(NonNull::new_unchecked(pointer), &Self::VTABLE) }
+    }
+
+    /// # Safety
+    ///
+    /// `pointer` comes from `job_ref` and is consumed here.
+    unsafe fn execute(pointer: NonNull<()>, worker: &WorkerThread) {
+        // SAFETY: the caller gives us the strong count `job_ref` took.
+        let job = unsafe { Arc::from_raw(pointer.cast::<Self>().as_ptr()) };
+        if worker.registry().is_cancelling() {
+            job.cancel(CancelReason::Shutdown);
+        } else if job.header.lifecycle.try_claim() {
+            job.run_claimed(worker);
+        }
+        // Otherwise a stale entry: the job was cancelled or run inline by a waiter.
+    }
+
+    /// # Safety
+    ///
+    /// As for `execute`.
+    unsafe fn discard(pointer: NonNull<()>) {
+        // SAFETY: the caller gives us the strong count `job_ref` took.
+        let job = unsafe { Arc::from_raw(pointer.cast::<Self>().as_ptr()) };
+        job.cancel(CancelReason::Shutdown);
+    }
+}
+
+impl<F, T, E> CancelTarget for HeapJob<F, T, E>
+where
+    F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    fn cancel_from_token(&self, reason: CancelReason) {
+        ErasedJob::cancel(self, reason);
+    }
+}
+
+impl<F, T, E> ErasedJob for HeapJob<F, T, E>
+where
+    F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn run_claimed(&self, worker: &WorkerThread) {
+        let registry = worker.registry();
+        let header = &self.header;
+        header.release_queued(registry, state::QUEUED);
+        bump_own(&worker.counters().started);
+        // SAFETY: we won the claim, so the closure is ours.
+        let func = unsafe { (*self.slot.get()).take_func() };
+        let func = func.expect("a claimed job has its closure");
+        let ctx = Context::new(header, worker);
+        let result = worker.run_nested(|| unwind::halt_unwinding(|| func(&ctx)));
+        let (phase, reason, output) = match result {
+            Ok(Ok(value)) => (state::SUCCEEDED, 0, Some(Ok(value))),
+            Ok(Err(error)) => match header.cancel_reason(registry) {
+                Some(reason) => (state::CANCELLED, reason.code(), None),
+                None => (state::FAILED, 0, Some(Err(JobError::Failed(error)))),
+            },
+            Err(payload) => {
+                let message = unwind::panic_message(&*payload);
+                registry.panic_policy().handle(&message, header.name());
+                (state::PANICKED, 0, Some(Err(JobError::Panicked(message))))
+            }
+        };
+        if let Some(output) = output {
+            // SAFETY: we own the slot until the terminal transition below publishes it.
+            unsafe { *self.slot.get() = Slot::Output(output) };
+        }
+        header.release_running(registry);
+        header.lifecycle.finish(phase, reason);
+        registry.count_end_on_worker(worker, phase);
+    }
+
+    fn cancel(&self, reason: CancelReason) -> bool {
+        let header = &self.header;
+        let Some(from) = header.lifecycle.try_cancel() else {
+            if header.lifecycle.phase() == state::RUNNING {
+                header.request_cancel();
+            }
+            return false;
+        };
+        // SAFETY: the job was queued or delayed until our transition, so its registry has
+        // not counted it as ended and is alive (registry liveness invariant); we hold a
+        // strong count until we are done with it.
+        let registry = unsafe { Registry::retain(header.registry) };
+        // SAFETY: winning the transition out of Queued/Delayed gives us the closure; drop it
+        // (and what it captured) before the waiters are woken.
+        drop(unsafe { (*self.slot.get()).take_func() });
+        header.release_queued(&registry, from);
+        header.lifecycle.finish(state::CANCELLED, reason.code());
+        registry.count_cancelled_unrun();
+        true
+    }
+}
+
+impl<F, T, E> TypedJob<T, E> for HeapJob<F, T, E>
+where
+    F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    unsafe fn take_output(&self) -> Option<Output<T, E>> {
+        // SAFETY: the caller promises the job is terminal and that it is the only reader.
+        unsafe { (*self.slot.get()).take_output() }
+    }
+}
+
+/// The handle of a submitted job, owning its result.
+///
+/// `Job` is the one owner of the result, so it is not `Clone`; [`Job::handle`] gives
+/// cloneable handles that can wait and cancel but not take the result. Dropping a `Job`
+/// detaches the job: it still runs, and its result is dropped when it ends.
+///
+/// Waiting from inside a job of the same pool never blocks the worker: a job that has not
+/// started is run inline, otherwise the worker helps with other work as the pool's
+/// [`HelpPolicy`](crate::HelpPolicy) allows.
+#[must_use = "dropping a Job detaches it; call wait() to get its result"]
+pub struct Job<T, E> {
+    job: Arc<dyn TypedJob<T, E>>,
+}
+
+impl<T, E> fmt::Debug for Job<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl<T: Send + 'static, E: Send + 'static> Job<T, E> {
+    pub(crate) fn new(job: Arc<dyn TypedJob<T, E>>) -> Self {
+        Job { job }
+    }
+
+    /// Waits for the job to end and returns its result.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Failed`] with the closure's error, [`JobError::Panicked`] with the
+    /// panic message, or [`JobError::Cancelled`] with the reason.
+    pub fn wait(self) -> Result<T, JobError<E>> {
+        let header = self.job.header();
+        if !is_terminal(header.lifecycle.phase()) {
+            match WorkerThread::current() {
+                Some(worker) if header.belongs_to(worker.registry()) => {
+                    worker.wait_for_job(&*self.job)
+                }
+                _ => header.lifecycle.wait(),
+            }
+        }
+        self.into_output()
+    }
+
+    /// Waits at most `timeout`. Gives the result, or the handle back if the job has not
+    /// ended. A timed wait blocks the calling thread (it does not help inside a worker).
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` on timeout; the inner result as for [`Job::wait`].
+    pub fn wait_timeout(self, timeout: Duration) -> Result<Result<T, JobError<E>>, Self> {
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
+        self.wait_deadline(deadline)
+    }
+
+    /// Waits until `deadline` at most (see [`Job::wait_timeout`]).
+    ///
+    /// # Errors
+    ///
+    /// `Err(self)` when the deadline passes first.
+    pub fn wait_deadline(self, deadline: Instant) -> Result<Result<T, JobError<E>>, Self> {
+        if self.job.header().lifecycle.wait_deadline(deadline) {
+            Ok(self.into_output())
+        } else {
+            Err(self)
+        }
+    }
+
+    fn into_output(self) -> Result<T, JobError<E>> {
+        let lifecycle = &self.job.header().lifecycle;
+        if lifecycle.phase() == state::CANCELLED {
+            let reason = CancelReason::from_code(lifecycle.reason_code());
+            return Err(JobError::Cancelled(
+                reason.unwrap_or(CancelReason::Cancelled),
+            ));
+        }
+        // SAFETY: the phase is terminal and not cancelled, and `self` (consumed) is the one
+        // `Job` of this job.
+        let output = unsafe { self.job.take_output() };
+        output.expect("a job that ran has an output")
+    }
+}
+
+impl<T, E> Job<T, E> {
+    /// Cancels the job. A job that has not started ends `Cancelled` at once (its waiters
+    /// wake now) and never runs: returns true. A running job is asked to stop (its
+    /// `ctx.is_cancelled()` turns true): returns false, as for an ended job.
+    pub fn cancel(&self) -> bool {
+        self.job.cancel(CancelReason::Cancelled)
+    }
+
+    /// Where the job is in its life.
+    pub fn state(&self) -> JobState {
+        JobState::from_phase(self.job.header().lifecycle.phase())
+    }
+
+    /// Whether the job has ended (so `wait` returns at once).
+    pub fn is_finished(&self) -> bool {
+        is_terminal(self.job.header().lifecycle.phase())
+    }
+
+    /// The name given at submit, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.job.header().name()
+    }
+
+    /// A cloneable handle to the same job, without its result.
+    pub fn handle(&self) -> JobHandle {
+        let job: Arc<dyn ErasedJob> = self.job.clone();
+        JobHandle { job }
+    }
+}
+
+/// A cloneable handle to a job, for observers: wait for its end, cancel it, read its
+/// state. The result stays with the [`Job`].
+#[derive(Clone)]
+pub struct JobHandle {
+    job: Arc<dyn ErasedJob>,
+}
+
+impl fmt::Debug for JobHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("name", &self.job.header().name())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl JobHandle {
+    /// Waits for the job to end (helping inside a worker, as [`Job::wait`]) and returns
+    /// its terminal state.
+    pub fn wait(&self) -> JobState {
+        let header = self.job.header();
+        if !is_terminal(header.lifecycle.phase()) {
+            match WorkerThread::current() {
+                Some(worker) if header.belongs_to(worker.registry()) => {
+                    worker.wait_for_job(&*self.job)
+                }
+                _ => header.lifecycle.wait(),
+            }
+        }
+        self.state()
+    }
+
+    /// Waits at most `timeout`; returns whether the job has ended.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => self.job.header().lifecycle.wait_deadline(deadline),
+            None => {
+                self.wait();
+                true
+            }
+        }
+    }
+
+    /// As [`Job::cancel`].
+    pub fn cancel(&self) -> bool {
+        self.job.cancel(CancelReason::Cancelled)
+    }
+
+    /// As [`Job::state`].
+    pub fn state(&self) -> JobState {
+        JobState::from_phase(self.job.header().lifecycle.phase())
+    }
+
+    /// As [`Job::is_finished`].
+    pub fn is_finished(&self) -> bool {
+        is_terminal(self.job.header().lifecycle.phase())
+    }
+
+    /// Runs `callback` once the job has ended: at once if it has, otherwise on the thread
+    /// that ends it (keep it short).
+    pub fn on_end(&self, callback: impl FnOnce(JobState) + Send + 'static) {
+        let job = Arc::clone(&self.job);
+        self.job.header().lifecycle.on_end(Box::new(move || {
+            callback(JobState::from_phase(job.header().lifecycle.phase()));
+        }));
+    }
+}
+
+/// The second closure of a `join`, living on the joining worker's stack.
+pub(crate) struct StackJob<B, R> {
+    func: UnsafeCell<Option<B>>,
+    result: UnsafeCell<Option<std::thread::Result<R>>>,
+    /// Set (release) by a thief once `result` is written; the job's memory may be gone
+    /// as soon as it is set.
+    done: AtomicBool,
+    /// The worker that pushed the job and waits for it.
+    owner: usize,
+    _marker: PhantomData<R>,
+}
+
+impl<B, R> StackJob<B, R>
+where
+    B: FnOnce() -> R + Send,
+    R: Send,
+{
+    const VTABLE: JobVTable = JobVTable {
+        execute: Self::execute,
+        discard: None,
+    };
+
+    pub(crate) fn new(func: B, owner: usize) -> Self {
+        StackJob {
+            func: UnsafeCell::new(Some(func)),
+            result: UnsafeCell::new(None),
+            done: AtomicBool::new(false),
+            owner,
+            _marker: PhantomData,
+        }
+    }
+
+    /// # Safety
+    ///
+    /// The job must stay where it is until it has been popped back by its owner or `done`
+    /// is set (the owner of a `join` waits for one or the other before returning).
+    pub(crate) unsafe fn job_ref(&self) -> JobRef {
+        let pointer = NonNull::from(self).cast::<()>();
+        // SAFETY: forwarded to our caller.
+        unsafe { JobRef::new(pointer, &Self::VTABLE) }
+    }
+
+    /// Runs the closure on the owner, which popped the job back (nobody else has it).
+    pub(crate) fn run_inline(self) -> R {
+        let func = self.func.into_inner().expect("a stack job runs once");
+        func()
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// The result once `is_done()`.
+    pub(crate) fn into_result(self) -> std::thread::Result<R> {
+        self.result
+            .into_inner()
+            .expect("a done stack job has a result")
+    }
+
+    /// # Safety
+    ///
+    /// `pointer` comes from `job_ref` on a `Self`; a thief stole it, so it is the one
+    /// runner.
+    unsafe fn execute(pointer: NonNull<()>, worker: &WorkerThread) {
+        // SAFETY: the owner keeps the job alive until `done` is set (`job_ref` contract).
+        let job = unsafe { pointer.cast::<Self>().as_ref() };
+        // SAFETY: stolen jobs have exactly one runner, us.
+        let func = unsafe { (*job.func.get()).take() }.expect("a stack job runs once");
+        let result = worker.run_nested(|| unwind::halt_unwinding(func));
+        // SAFETY: as above; the owner reads it only after `done`.
+        unsafe { *job.result.get() = Some(result) };
+        let owner = job.owner;
+        job.done.store(true, Ordering::Release);
+        // `job` may be gone now: wake the owner through the registry only.
+        worker.registry().sleep().wake_latch(owner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every queued job pays for its header: keep it within one cache line.
+    #[test]
+    fn header_fits_a_cache_line() {
+        let size = std::mem::size_of::<Header>();
+        assert!(size <= 64, "Header is {size} bytes");
+    }
+}

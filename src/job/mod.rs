@@ -1,0 +1,11 @@
+//! Jobs: the heap-allocated unit of work behind every submit, the type-erased reference the
+//! queues hold, and the handles users wait on.
+
+pub(crate) mod state;
+
+#[cfg(not(loom))]
+mod heap;
+#[cfg(not(loom))]
+pub(crate) use heap::*;
+#[cfg(not(loom))]
+pub use heap::{Job, JobHandle, JobState};

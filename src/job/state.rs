@@ -1,0 +1,316 @@
+//! The state machine every job goes through, and the waiting on its end.
+//!
+//! `Delayed → Queued → Running → Succeeded | Failed | Panicked | Cancelled`; `Delayed`
+//! and `Queued` can also go to `Cancelling → Cancelled`. Whoever wins the transition out
+//! of `Queued` (a worker, a waiter running the job inline, or a canceller) owns the job's
+//! closure and must end the job; whoever moves it to a terminal state wakes every waiter,
+//! exactly once, after everything the job owned has been released.
+
+use crate::parking;
+use crate::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::wait;
+
+/// Waiting for a timer to make it runnable.
+pub(crate) const DELAYED: u32 = 0;
+/// In a queue, runnable, not claimed.
+pub(crate) const QUEUED: u32 = 1;
+/// Claimed by the thread that runs it.
+pub(crate) const RUNNING: u32 = 2;
+/// Claimed by a canceller, which releases what the job owns before ending it.
+pub(crate) const CANCELLING: u32 = 3;
+/// Terminal: the closure returned `Ok`.
+pub(crate) const SUCCEEDED: u32 = 4;
+/// Terminal: the closure returned `Err`.
+pub(crate) const FAILED: u32 = 5;
+/// Terminal: the closure panicked.
+pub(crate) const PANICKED: u32 = 6;
+/// Terminal: cancelled before it ran, or it stopped because it was cancelled.
+pub(crate) const CANCELLED: u32 = 7;
+
+/// Bits of the state word holding the phase (one of the constants above).
+const PHASE_MASK: u32 = 0xf;
+/// Bits holding the cancellation reason code of a `CANCELLED` job.
+const REASON_SHIFT: u32 = 4;
+const REASON_MASK: u32 = 0xf << REASON_SHIFT;
+/// Set (under the parking bucket's lock) when a thread blocks or a callback is registered,
+/// so that the thread ending the job takes that lock only when someone waits.
+const HAS_WAITERS: u32 = 1 << 8;
+/// Set by `Job::cancel` on a running job: it should stop.
+const CANCEL_REQUESTED: u32 = 1 << 9;
+/// Flags kept across phase transitions.
+const FLAGS: u32 = HAS_WAITERS | CANCEL_REQUESTED;
+
+/// Whether `phase` is one of the four terminal phases.
+pub(crate) fn is_terminal(phase: u32) -> bool {
+    phase >= SUCCEEDED
+}
+
+/// The state of one job: a single word. Its waiters park in the shared table of
+/// `crate::parking`, keyed by the word's address.
+///
+/// # Memory ordering
+///
+/// The word is only changed by read-modify-write operations, so every transition sees the
+/// previous one: of two racing transitions out of `QUEUED` exactly one succeeds. The move
+/// to a terminal state is an `AcqRel` swap made after the result was written, and readers
+/// of the phase use `Acquire`, so a thread that sees a terminal phase sees the result. A
+/// waiter sets `HAS_WAITERS` with a CAS while holding its parking bucket's lock, and
+/// re-checks the phase under that lock; the finisher's swap either returns the bit (and
+/// the finisher then takes the lock to wake) or makes the waiter's CAS fail (and the
+/// waiter sees the end). The finisher touches only the word and the static table, so a
+/// waiter may free the job as soon as it sees the end.
+pub(crate) struct Lifecycle {
+    word: AtomicU32,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(phase: u32) -> Self {
+        Lifecycle {
+            word: AtomicU32::new(phase),
+        }
+    }
+
+    fn key(&self) -> usize {
+        &self.word as *const AtomicU32 as usize
+    }
+
+    /// The current phase.
+    #[inline]
+    pub(crate) fn phase(&self) -> u32 {
+        self.word.load(Ordering::Acquire) & PHASE_MASK
+    }
+
+    /// The reason code of a cancelled job (0 if it is not cancelled).
+    pub(crate) fn reason_code(&self) -> u8 {
+        let word = self.word.load(Ordering::Acquire);
+        if word & PHASE_MASK == CANCELLED {
+            ((word & REASON_MASK) >> REASON_SHIFT) as u8
+        } else {
+            0
+        }
+    }
+
+    /// Marks a running job as asked to stop.
+    pub(crate) fn request_cancel(&self) {
+        self.word.fetch_or(CANCEL_REQUESTED, Ordering::SeqCst);
+    }
+
+    /// Whether `request_cancel` was called.
+    #[inline]
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.word.load(Ordering::SeqCst) & CANCEL_REQUESTED != 0
+    }
+
+    /// Moves `from` to `to` if the job is in `from`; the winner owns what the move gives.
+    #[inline]
+    fn transition(&self, from: u32, to: u32) -> bool {
+        let mut current = self.word.load(Ordering::Relaxed);
+        loop {
+            if current & PHASE_MASK != from {
+                return false;
+            }
+            let new = (current & FLAGS) | to;
+            match self.word.compare_exchange_weak(
+                current,
+                new,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// `QUEUED → RUNNING`: the caller now owns the closure and must end the job.
+    #[inline]
+    pub(crate) fn try_claim(&self) -> bool {
+        self.transition(QUEUED, RUNNING)
+    }
+
+    /// `DELAYED → QUEUED`: the caller (the timer) must now queue the job.
+    pub(crate) fn try_release_delayed(&self) -> bool {
+        self.transition(DELAYED, QUEUED)
+    }
+
+    /// `DELAYED | QUEUED → CANCELLING`: returns the phase the job was taken from, or
+    /// `None` if it had already left both. The winner owns the closure: it drops it, then
+    /// calls [`Lifecycle::finish`] with `CANCELLED`.
+    pub(crate) fn try_cancel(&self) -> Option<u32> {
+        let mut current = self.word.load(Ordering::Relaxed);
+        loop {
+            let phase = current & PHASE_MASK;
+            if phase != QUEUED && phase != DELAYED {
+                return None;
+            }
+            let new = (current & FLAGS) | CANCELLING;
+            match self.word.compare_exchange_weak(
+                current,
+                new,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(phase),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// `RUNNING | CANCELLING → terminal`, by the thread that claimed the job, after
+    /// writing its result and releasing what it owned.
+    #[inline]
+    pub(crate) fn finish(&self, phase: u32, reason: u8) {
+        debug_assert!(is_terminal(phase));
+        let new = phase | (u32::from(reason) << REASON_SHIFT);
+        let key = self.key();
+        let previous = self.word.swap(new, Ordering::AcqRel);
+        debug_assert!(matches!(previous & PHASE_MASK, RUNNING | CANCELLING));
+        if previous & HAS_WAITERS != 0 {
+            // From here on `self` may be freed by a waiter: use only the key.
+            wake_waiters(key);
+        }
+    }
+
+    /// Sets `HAS_WAITERS` unless the job has ended; the caller holds the bucket lock.
+    /// Returns whether the job is still running (so the caller must wait).
+    fn announce_waiter(&self) -> bool {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if is_terminal(current & PHASE_MASK) {
+                return false;
+            }
+            if current & HAS_WAITERS != 0 {
+                return true;
+            }
+            match self.word.compare_exchange_weak(
+                current,
+                current | HAS_WAITERS,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Blocks the calling thread until the job has ended.
+    pub(crate) fn wait(&self) {
+        if is_terminal(self.phase()) {
+            return;
+        }
+        let bucket = parking::bucket(self.key());
+        let mut guard = bucket.lock();
+        while self.announce_waiter() {
+            guard = wait(bucket.condvar(), guard);
+        }
+    }
+
+    /// Blocks until the job has ended or `deadline` passed; returns whether it ended.
+    #[cfg(not(loom))]
+    pub(crate) fn wait_deadline(&self, deadline: std::time::Instant) -> bool {
+        if is_terminal(self.phase()) {
+            return true;
+        }
+        let bucket = parking::bucket(self.key());
+        let mut guard = bucket.lock();
+        loop {
+            if !self.announce_waiter() {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            guard = crate::sync::wait_timeout(bucket.condvar(), guard, deadline - now);
+        }
+    }
+
+    /// Runs `callback` once the job has ended: at once (on this thread) if it already has,
+    /// otherwise on the thread that ends it.
+    pub(crate) fn on_end(&self, callback: Box<dyn FnOnce() + Send>) {
+        {
+            let mut guard = parking::bucket(self.key()).lock();
+            if self.announce_waiter() {
+                guard.push((self.key(), callback));
+                return;
+            }
+        }
+        callback();
+    }
+}
+
+#[cold]
+fn wake_waiters(key: usize) {
+    let bucket = parking::bucket(key);
+    let guard = bucket.lock();
+    let callbacks = bucket.unpark(guard, key);
+    for callback in callbacks {
+        callback();
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicUsize;
+    use loom::sync::Arc;
+
+    /// A worker claiming the job races a canceller; a third thread waits. Exactly one of
+    /// claim and cancel wins, the loser changes nothing, and the waiter always returns.
+    #[test]
+    fn claim_races_cancel_and_waiter_is_woken() {
+        crate::pool::sleep::loom_tests::model(|| {
+            let state = Arc::new(Lifecycle::new(QUEUED));
+            let wins = Arc::new(AtomicUsize::new(0));
+
+            let runner = {
+                let (state, wins) = (state.clone(), wins.clone());
+                loom::thread::spawn(move || {
+                    if state.try_claim() {
+                        wins.fetch_add(1, Ordering::SeqCst);
+                        state.finish(SUCCEEDED, 0);
+                    }
+                })
+            };
+            let canceller = {
+                let (state, wins) = (state.clone(), wins.clone());
+                loom::thread::spawn(move || {
+                    if state.try_cancel().is_some() {
+                        wins.fetch_add(1, Ordering::SeqCst);
+                        state.finish(CANCELLED, 1);
+                    }
+                })
+            };
+            state.wait();
+            let phase = state.phase();
+            assert!(phase == SUCCEEDED || phase == CANCELLED);
+            runner.join().unwrap();
+            canceller.join().unwrap();
+            assert_eq!(wins.load(Ordering::SeqCst), 1);
+            assert_eq!(state.phase(), phase, "a terminal state never changes");
+        });
+    }
+
+    /// A callback registered while the job ends runs exactly once.
+    #[test]
+    fn end_callback_runs_once() {
+        crate::pool::sleep::loom_tests::model(|| {
+            let state = Arc::new(Lifecycle::new(QUEUED));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let runner = {
+                let state = state.clone();
+                loom::thread::spawn(move || {
+                    assert!(state.try_claim());
+                    state.finish(FAILED, 0);
+                })
+            };
+            let counted = calls.clone();
+            state.on_end(Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }));
+            runner.join().unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        });
+    }
+}

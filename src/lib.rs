@@ -1,0 +1,75 @@
+//! An embeddable work-stealing job runner, shared by every language in the process.
+//!
+//! One [`Pool`] of worker threads runs jobs submitted from Rust (this crate), and through
+//! the C ABI from C, Python and Go: one scheduler, one set of semaphores and one
+//! cancellation tree for all of them.
+//!
+//! - [`Pool::submit`] returns a [`Job`] handle to wait on ([`Job::wait`]), cancel, or
+//!   drop (detach). Jobs get a [`Context`] to see cancellation and submit more work.
+//! - [`CancelToken`]s form a tree with deadlines and reasons; cancelling one ends the
+//!   queued jobs under it at once and tells the running ones.
+//! - Waiting inside a job never blocks its worker: a job not yet started is run inline,
+//!   otherwise the worker helps under the pool's [`HelpPolicy`].
+//! - [`join`] and [`Context::join`] fork-join with no allocation.
+//! - [`Pool::shutdown`] drains or cancels and reports what it found.
+//!
+//! # Examples
+//!
+//! ```
+//! use jobrunner::{CancelToken, Pool, SubmitOptions};
+//! use std::time::Duration;
+//!
+//! let pool = Pool::builder().threads(2).queue_capacity(64).build()?;
+//! let token = CancelToken::with_timeout(Duration::from_secs(5));
+//! let jobs: Vec<_> = (0..10u64)
+//!     .map(|i| pool.submit_with(SubmitOptions::new().token(&token), move |ctx| {
+//!         if ctx.is_cancelled() {
+//!             return Err("stopped");
+//!         }
+//!         Ok(i * i)
+//!     }))
+//!     .collect::<Result<_, _>>()?;
+//! let total: u64 = jobs.into_iter().map(|job| job.wait().unwrap()).sum();
+//! assert_eq!(total, 285);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
+
+mod sync;
+
+#[cfg(not(loom))]
+mod cancel;
+#[cfg(not(loom))]
+mod context;
+#[cfg(not(loom))]
+mod error;
+mod job;
+#[cfg(not(loom))]
+mod join;
+mod parking;
+mod pool;
+#[cfg(not(loom))]
+mod stats;
+#[cfg(not(loom))]
+mod timer;
+#[cfg(not(loom))]
+mod unwind;
+
+#[cfg(not(loom))]
+pub use crate::cancel::{CallbackKey, CancelReason, CancelToken};
+#[cfg(not(loom))]
+pub use crate::context::Context;
+#[cfg(not(loom))]
+pub use crate::error::{BuildError, JobError, SubmitError};
+#[cfg(not(loom))]
+pub use crate::job::{Job, JobHandle, JobState};
+#[cfg(not(loom))]
+pub use crate::join::join;
+#[cfg(not(loom))]
+pub use crate::pool::{
+    global, try_global, HelpPolicy, PanicPolicy, Pool, PoolBuilder, ShutdownMode, ShutdownReport,
+    SubmitOptions,
+};
+#[cfg(not(loom))]
+pub use crate::stats::Stats;

@@ -1,0 +1,374 @@
+//! The pool: its public handle, its options, shutdown; the registry, workers and sleep
+//! protocol live in the submodules.
+
+#[cfg(not(loom))]
+mod builder;
+#[cfg(not(loom))]
+mod global;
+#[cfg(not(loom))]
+pub(crate) mod registry;
+pub(crate) mod sleep;
+#[cfg(not(loom))]
+pub(crate) mod worker;
+
+#[cfg(not(loom))]
+pub use self::builder::PoolBuilder;
+#[cfg(not(loom))]
+pub use self::global::{global, try_global};
+#[cfg(not(loom))]
+pub use self::handle::*;
+
+#[cfg(not(loom))]
+mod handle {
+    use std::fmt;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::registry::Registry;
+    use super::worker::WorkerThread;
+    use super::PoolBuilder;
+    use crate::cancel::CancelToken;
+    use crate::context::Context;
+    use crate::error::SubmitError;
+    use crate::job::Job;
+    use crate::stats::Stats;
+    use crate::sync::atomic::Ordering;
+    use crate::unwind;
+
+    /// What a job waiting for another job does while it waits (see the README's
+    /// "Help policy" section for the measurements behind the default).
+    ///
+    /// Whatever the policy, a waited-for job that has not started is run inline by its
+    /// waiter, so nested submit-and-wait never deadlocks, even on one thread.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    #[non_exhaustive]
+    pub enum HelpPolicy {
+        /// Run any queued job (as rayon and oneTBB do). Keeps every worker busy, but a job
+        /// that waits while holding a lock may run an unrelated job that takes the same
+        /// lock (rayon#592), or sit behind a long unrelated job.
+        Any,
+        /// Run only jobs pushed by the waiting job's own subtree (like oneTBB's
+        /// `isolate`): no lock re-entry or priority inversion through unrelated work. When
+        /// none is left the worker blocks until the awaited job ends.
+        #[default]
+        Own,
+        /// Never help: block the worker until the awaited job ends.
+        Block,
+    }
+
+    /// What happens when a job panics. The job always ends `Panicked` with the message;
+    /// the worker always survives, except under `Abort`.
+    #[derive(Clone, Default)]
+    #[non_exhaustive]
+    pub enum PanicPolicy {
+        /// Keep the panic in the job's outcome only.
+        #[default]
+        Capture,
+        /// Also call this handler with the panic message (on the worker, after the job
+        /// ended; a panic in the handler itself is ignored).
+        Handler(Arc<dyn Fn(&str) + Send + Sync>),
+        /// Print the message and abort the process: Go's crash-early semantics.
+        Abort,
+    }
+
+    impl fmt::Debug for PanicPolicy {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(match self {
+                PanicPolicy::Capture => "Capture",
+                PanicPolicy::Handler(_) => "Handler",
+                PanicPolicy::Abort => "Abort",
+            })
+        }
+    }
+
+    impl PanicPolicy {
+        pub(crate) fn handle(&self, message: &str, job_name: Option<&str>) {
+            match self {
+                PanicPolicy::Capture => {}
+                PanicPolicy::Handler(handler) => {
+                    let _ = unwind::halt_unwinding(|| handler(message));
+                }
+                PanicPolicy::Abort => {
+                    eprintln!(
+                        "jobrunner: job {} panicked: {message}; aborting (PanicPolicy::Abort)",
+                        job_name.unwrap_or("<unnamed>")
+                    );
+                    std::process::abort();
+                }
+            }
+        }
+    }
+
+    /// How [`Pool::shutdown`] treats the jobs it finds.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum ShutdownMode {
+        /// Refuse new submits, run everything accepted (delayed jobs when they come due),
+        /// then stop the workers. Jobs of the pool may still submit (their subtrees are
+        /// part of what drains).
+        Drain,
+        /// Refuse all submits, end every queued and delayed job as `Cancelled(Shutdown)`,
+        /// cancel the pool's root token (running jobs see `ctx.is_cancelled()`), and wait
+        /// for the running jobs.
+        Cancel,
+        /// `Drain` until the timeout, then `Cancel` what is left.
+        DrainThenCancel,
+    }
+
+    /// What a shutdown found, counted from when it started.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub struct ShutdownReport {
+        /// Jobs that ran to an end during the shutdown.
+        pub completed: u64,
+        /// Jobs that ended `Cancelled` without running during the shutdown.
+        pub cancelled: u64,
+        /// Jobs still running when the shutdown returned (its timeout passed).
+        pub still_running: u64,
+        /// Jobs still queued or delayed when the shutdown returned (a `Drain` whose
+        /// timeout passed: they will still run).
+        pub still_queued: u64,
+    }
+
+    impl ShutdownReport {
+        /// Whether every job had ended when the shutdown returned (the workers stopped).
+        pub fn is_complete(&self) -> bool {
+            self.still_running == 0 && self.still_queued == 0
+        }
+    }
+
+    /// Options of [`Pool::submit_with`].
+    #[derive(Clone, Default)]
+    pub struct SubmitOptions {
+        pub(crate) token: Option<CancelToken>,
+        pub(crate) delay: Option<Duration>,
+        pub(crate) name: Option<Arc<str>>,
+        pub(crate) timeout: Option<Duration>,
+        pub(crate) nonblocking: bool,
+    }
+
+    impl fmt::Debug for SubmitOptions {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SubmitOptions")
+                .field("token", &self.token)
+                .field("delay", &self.delay)
+                .field("name", &self.name)
+                .field("timeout", &self.timeout)
+                .field("nonblocking", &self.nonblocking)
+                .finish()
+        }
+    }
+
+    impl SubmitOptions {
+        /// Default options: no token, no delay, no name, block while the queue is full.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Cancelling `token` (or an ancestor) cancels the job: at once if it is still
+        /// queued, through `ctx.is_cancelled()` if it runs. Also ends a submit blocked on a
+        /// full queue with [`SubmitError::Cancelled`].
+        pub fn token(mut self, token: &CancelToken) -> Self {
+            self.token = Some(token.clone());
+            self
+        }
+
+        /// Runs the job no sooner than `delay` from now. A delayed job is `Delayed` until
+        /// then and can be cancelled at no cost.
+        pub fn delay(mut self, delay: Duration) -> Self {
+            self.delay = Some(delay);
+            self
+        }
+
+        /// Names the job (seen in `Job::name`, `ctx.name()` and panic reports).
+        pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+            self.name = Some(name.into());
+            self
+        }
+
+        /// Waits at most `timeout` for room in a full queue ([`SubmitError::Timeout`]).
+        pub fn timeout(mut self, timeout: Duration) -> Self {
+            self.timeout = Some(timeout);
+            self
+        }
+
+        /// Fails with [`SubmitError::Full`] instead of waiting for room.
+        pub fn nonblocking(mut self) -> Self {
+            self.nonblocking = true;
+            self
+        }
+    }
+
+    /// A work-stealing pool of worker threads.
+    ///
+    /// `Pool` is a cheap handle: clones share the pool, and dropping the last one drains
+    /// it (`shutdown(Drain, None)`) and joins its threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use jobrunner::Pool;
+    ///
+    /// let pool = Pool::builder().threads(2).build()?;
+    /// let job = pool.submit(|_ctx| Ok::<_, std::io::Error>(6 * 7))?;
+    /// assert_eq!(job.wait().unwrap(), 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[repr(transparent)]
+    pub struct Pool {
+        registry: Arc<Registry>,
+    }
+
+    impl fmt::Debug for Pool {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Pool")
+                .field("name", &self.registry.name())
+                .field("threads", &self.registry.threads())
+                .finish()
+        }
+    }
+
+    impl Clone for Pool {
+        fn clone(&self) -> Self {
+            self.registry.handles.fetch_add(1, Ordering::Relaxed);
+            Pool {
+                registry: Arc::clone(&self.registry),
+            }
+        }
+    }
+
+    impl Drop for Pool {
+        fn drop(&mut self) {
+            if self.registry.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
+                return;
+            }
+            let in_worker = WorkerThread::current()
+                .is_some_and(|w| std::ptr::eq(w.registry(), &*self.registry));
+            if in_worker {
+                // The last handle went away inside one of our jobs, which a drain would
+                // wait for: drain from a thread of its own instead.
+                let registry = Arc::clone(&self.registry);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-drain", registry.name()))
+                    .spawn(move || {
+                        registry.shutdown(ShutdownMode::Drain, None);
+                    });
+                if spawned.is_err() {
+                    eprintln!("jobrunner: could not start a thread to drain a dropped pool");
+                }
+            } else {
+                self.registry.shutdown(ShutdownMode::Drain, None);
+            }
+        }
+    }
+
+    impl Pool {
+        /// A builder for a new pool.
+        pub fn builder() -> PoolBuilder {
+            PoolBuilder::new()
+        }
+
+        pub(crate) fn from_new_registry(registry: Arc<Registry>) -> Self {
+            Pool { registry }
+        }
+
+        /// The pool of a worker, borrowed (no handle count taken).
+        pub(crate) fn from_registry(registry: &Arc<Registry>) -> &Pool {
+            // SAFETY: `Pool` is `repr(transparent)` over `Arc<Registry>`, and the borrowed
+            // `Pool` is never dropped (it is a reference).
+            unsafe { &*(registry as *const Arc<Registry>).cast::<Pool>() }
+        }
+
+        /// Submits a job, waiting for room while a bounded queue is full (a submit from
+        /// inside one of the pool's jobs never waits: the bound is for outside submits).
+        ///
+        /// # Errors
+        ///
+        /// [`SubmitError::Shutdown`] once a shutdown began.
+        pub fn submit<F, T, E>(&self, f: F) -> Result<Job<T, E>, SubmitError>
+        where
+            F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+            T: Send + 'static,
+            E: Send + 'static,
+        {
+            self.registry.submit(&SubmitOptions::default(), f)
+        }
+
+        /// Submits a job, failing instead of waiting when the queue is full.
+        ///
+        /// # Errors
+        ///
+        /// [`SubmitError::Full`] or [`SubmitError::Shutdown`].
+        pub fn try_submit<F, T, E>(&self, f: F) -> Result<Job<T, E>, SubmitError>
+        where
+            F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+            T: Send + 'static,
+            E: Send + 'static,
+        {
+            self.registry
+                .submit(&SubmitOptions::default().nonblocking(), f)
+        }
+
+        /// Submits a job with a token, a delay, a name, a submit timeout.
+        ///
+        /// # Errors
+        ///
+        /// [`SubmitError::Shutdown`]; [`SubmitError::Full`] (nonblocking),
+        /// [`SubmitError::Timeout`] or [`SubmitError::Cancelled`] while the queue is full.
+        /// A submit whose token is already cancelled is accepted and ends `Cancelled`.
+        pub fn submit_with<F, T, E>(
+            &self,
+            options: SubmitOptions,
+            f: F,
+        ) -> Result<Job<T, E>, SubmitError>
+        where
+            F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+            T: Send + 'static,
+            E: Send + 'static,
+        {
+            self.registry.submit(&options, f)
+        }
+
+        /// Stops the pool (see [`ShutdownMode`]) and reports what it found. With a
+        /// timeout, returns when it passes even if jobs are still running (they are
+        /// reported; a later shutdown or the drop of the pool waits for them). Once every
+        /// job has ended the workers are stopped and joined.
+        ///
+        /// Called from one of the pool's own jobs it starts the shutdown and returns at
+        /// once (it cannot wait for the job that called it).
+        pub fn shutdown(&self, mode: ShutdownMode, timeout: Option<Duration>) -> ShutdownReport {
+            self.registry.shutdown(mode, timeout)
+        }
+
+        /// Whether a shutdown has begun.
+        pub fn is_shut_down(&self) -> bool {
+            self.registry.is_shutting_down()
+        }
+
+        /// A snapshot of the pool's counters.
+        pub fn stats(&self) -> Stats {
+            self.registry.stats()
+        }
+
+        /// Worker threads.
+        pub fn threads(&self) -> usize {
+            self.registry.threads()
+        }
+
+        /// The pool's root token: cancelled by a `Cancel` shutdown. Tokens made from it
+        /// with `child()` end with the pool.
+        pub fn root_token(&self) -> &CancelToken {
+            self.registry.root()
+        }
+
+        /// Delayed jobs waiting for their time.
+        pub fn delayed(&self) -> usize {
+            self.registry.delayed_now()
+        }
+
+        /// Whether the calling thread is one of this pool's workers.
+        pub fn is_worker_thread(&self) -> bool {
+            WorkerThread::current().is_some_and(|w| std::ptr::eq(w.registry(), &*self.registry))
+        }
+    }
+}

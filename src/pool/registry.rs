@@ -1,0 +1,619 @@
+//! The shared state of a pool: queues, sleep, counters, timer, shutdown.
+//!
+//! # Registry liveness invariant
+//!
+//! A job's header holds its registry's address without a reference count (a shared count
+//! touched by every submit would be the hottest cache line of the pool). This is sound
+//! because a registry outlives every job it has accepted and not yet counted as ended:
+//! worker threads hold a strong reference until they exit, and they exit only after a
+//! shutdown found the pool quiescent (every accepted job counted as ended). So whoever
+//! takes a job out of `Queued`/`Delayed` (before counting its end) may take a strong
+//! reference from the address ([`Registry::retain`]).
+
+use std::ptr::NonNull;
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_deque::{Injector, Steal, Stealer};
+use crossbeam_utils::CachePadded;
+use once_cell::sync::OnceCell;
+
+use super::sleep::Sleep;
+use super::worker::WorkerThread;
+use super::{HelpPolicy, PanicPolicy, ShutdownMode, ShutdownReport, SubmitOptions};
+use crate::cancel::{CancelReason, CancelTarget, CancelToken};
+use crate::context::Context;
+use crate::error::SubmitError;
+use crate::job::state;
+use crate::job::{ErasedJob, Header, HeaderInit, HeapJob, Job, JobRef};
+use crate::stats::{bump_own, Counters, Stats, Totals};
+use crate::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
+use crate::timer::{Timer, TimerKey};
+
+/// Accepting submits.
+const OPEN: u8 = 0;
+/// Refusing outside submits; jobs of the pool may still submit (they are being drained).
+const DRAINING: u8 = 1;
+/// Refusing all submits; queued jobs end `Cancelled`.
+const CANCELLING: u8 = 2;
+/// Quiescent; workers exit.
+const TERMINATED: u8 = 3;
+
+pub(crate) type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+pub(crate) struct RegistryConfig {
+    pub(crate) threads: usize,
+    pub(crate) capacity: Option<usize>,
+    pub(crate) name: String,
+    pub(crate) help: HelpPolicy,
+    pub(crate) panic: PanicPolicy,
+    pub(crate) on_start: Option<ThreadHook>,
+    pub(crate) on_stop: Option<ThreadHook>,
+}
+
+pub(crate) struct Registry {
+    injector: Injector<JobRef>,
+    stealers: Box<[Stealer<JobRef>]>,
+    sleep: Sleep,
+    /// One stripe per worker, then the stripe shared by every other thread.
+    counters: Box<[CachePadded<Counters>]>,
+    /// `OPEN`, `DRAINING`, `CANCELLING` or `TERMINATED`; only ever raised.
+    lifecycle: AtomicU8,
+    root: CancelToken,
+    timer: OnceCell<Timer<JobRef>>,
+    weak_self: Weak<Registry>,
+    capacity: Option<usize>,
+    /// Outside submits accepted and not yet started or cancelled (bounded pools only).
+    outside_queued: CachePadded<AtomicUsize>,
+    room: Mutex<()>,
+    room_condvar: Condvar,
+    room_waiters: AtomicUsize,
+    quiescence: Mutex<()>,
+    quiescence_condvar: Condvar,
+    help: HelpPolicy,
+    panic: PanicPolicy,
+    name: String,
+    on_start: Option<ThreadHook>,
+    on_stop: Option<ThreadHook>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Live `Pool` handles; the last one dropped drains the pool.
+    pub(crate) handles: AtomicUsize,
+}
+
+impl Registry {
+    /// A registry and the deques its workers will own.
+    pub(crate) fn new(
+        config: RegistryConfig,
+    ) -> (Arc<Registry>, Vec<crossbeam_deque::Worker<JobRef>>) {
+        let deques: Vec<_> = (0..config.threads)
+            .map(|_| crossbeam_deque::Worker::new_lifo())
+            .collect();
+        let stealers = deques.iter().map(|d| d.stealer()).collect();
+        let registry = Arc::new_cyclic(|weak_self| Registry {
+            injector: Injector::new(),
+            stealers,
+            sleep: Sleep::new(config.threads),
+            counters: (0..=config.threads)
+                .map(|_| CachePadded::new(Counters::default()))
+                .collect(),
+            lifecycle: AtomicU8::new(OPEN),
+            root: CancelToken::new(),
+            timer: OnceCell::new(),
+            weak_self: weak_self.clone(),
+            capacity: config.capacity,
+            outside_queued: CachePadded::new(AtomicUsize::new(0)),
+            room: Mutex::new(()),
+            room_condvar: Condvar::new(),
+            room_waiters: AtomicUsize::new(0),
+            quiescence: Mutex::new(()),
+            quiescence_condvar: Condvar::new(),
+            help: config.help,
+            panic: config.panic,
+            name: config.name,
+            on_start: config.on_start,
+            on_stop: config.on_stop,
+            threads: Mutex::new(Vec::with_capacity(config.threads)),
+            handles: AtomicUsize::new(1),
+        });
+        (registry, deques)
+    }
+
+    /// A strong reference from a job header's address.
+    ///
+    /// # Safety
+    ///
+    /// The caller took a job of this registry out of `Queued`/`Delayed` and has not yet
+    /// counted its end (registry liveness invariant, module docs).
+    pub(crate) unsafe fn retain(registry: NonNull<Registry>) -> Arc<Registry> {
+        let pointer = registry.as_ptr() as *const Registry;
+        // SAFETY: the registry is alive (caller's contract) and was allocated by an `Arc`;
+        // we add the strong count that the returned `Arc` gives back on drop.
+        unsafe {
+            Arc::increment_strong_count(pointer);
+            Arc::from_raw(pointer)
+        }
+    }
+
+    pub(crate) fn add_thread(&self, handle: JoinHandle<()>) {
+        lock(&self.threads).push(handle);
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn threads(&self) -> usize {
+        self.stealers.len()
+    }
+
+    pub(crate) fn root(&self) -> &CancelToken {
+        &self.root
+    }
+
+    pub(crate) fn sleep(&self) -> &Sleep {
+        &self.sleep
+    }
+
+    pub(crate) fn help_policy(&self) -> HelpPolicy {
+        self.help
+    }
+
+    pub(crate) fn panic_policy(&self) -> &PanicPolicy {
+        &self.panic
+    }
+
+    pub(crate) fn on_start(&self) -> Option<&ThreadHook> {
+        self.on_start.as_ref()
+    }
+
+    pub(crate) fn on_stop(&self) -> Option<&ThreadHook> {
+        self.on_stop.as_ref()
+    }
+
+    pub(crate) fn injector(&self) -> &Injector<JobRef> {
+        &self.injector
+    }
+
+    pub(crate) fn stealers(&self) -> &[Stealer<JobRef>] {
+        &self.stealers
+    }
+
+    pub(crate) fn worker_counters(&self, index: usize) -> &Counters {
+        &self.counters[index]
+    }
+
+    pub(crate) fn shared_counters(&self) -> &Counters {
+        &self.counters[self.counters.len() - 1]
+    }
+
+    fn stripes(&self) -> impl Iterator<Item = &Counters> + Clone {
+        self.counters.iter().map(|c| &**c)
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelling(&self) -> bool {
+        self.lifecycle.load(Ordering::Relaxed) == CANCELLING
+    }
+
+    #[inline]
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.lifecycle.load(Ordering::Acquire) == TERMINATED
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.lifecycle.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Whether any queue holds work another worker could take.
+    pub(crate) fn has_visible_work(&self) -> bool {
+        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    // ----- submit -------------------------------------------------------------------
+
+    pub(crate) fn submit<F, T, E>(
+        &self,
+        options: &SubmitOptions,
+        func: F,
+    ) -> Result<Job<T, E>, SubmitError>
+    where
+        F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let worker = WorkerThread::current().filter(|w| std::ptr::eq(w.registry(), self));
+        let bounded = self.capacity.is_some() && worker.is_none();
+        if bounded {
+            self.acquire_room(options)?;
+        }
+        match worker {
+            // A submit from a running job: that job has not ended, so a shutdown cannot
+            // find the pool quiescent before our count is visible (it is published with
+            // the job's end, see `bump_own`). Refused only when cancelling; a racing
+            // `Cancel` that misses our push cancels the job when a worker pops it.
+            Some(worker) => {
+                let stripe = self.worker_counters(worker.index());
+                bump_own(&stripe.submitted);
+                if self.lifecycle.load(Ordering::Acquire) >= CANCELLING {
+                    self.refuse_cold(stripe, false);
+                    return Err(SubmitError::Shutdown);
+                }
+            }
+            // Admission, our half of the handshake with `shutdown`: count the submit, then
+            // look at the lifecycle. Either shutdown sees the count (and waits for the job)
+            // or we see the shutdown (and refuse).
+            None => {
+                let stripe = self.shared_counters();
+                stripe.submitted.fetch_add(1, Ordering::SeqCst);
+                if self.lifecycle.load(Ordering::SeqCst) != OPEN {
+                    self.refuse_cold(stripe, bounded);
+                    return Err(SubmitError::Shutdown);
+                }
+            }
+        }
+        let delay = options.delay.filter(|d| !d.is_zero());
+        let job = HeapJob::new(
+            Header::new(HeaderInit {
+                registry: NonNull::from(self),
+                bounded,
+                delayed: delay.is_some(),
+                token: options.token.clone(),
+                name: options.name.clone(),
+            }),
+            func,
+        );
+        if let Some(token) = &options.token {
+            let target: Arc<dyn CancelTarget> = job.clone();
+            match token.register(target) {
+                Some(key) => job.header().set_token_key(key),
+                None => {
+                    let reason = token.reason().unwrap_or(CancelReason::Cancelled);
+                    ErasedJob::cancel(&*job, reason);
+                    return Ok(Job::new(job));
+                }
+            }
+        }
+        let job_ref = HeapJob::job_ref(&job);
+        match (delay, worker) {
+            (Some(delay), _) => self.schedule_delayed(&*job, job_ref, delay),
+            (None, Some(worker)) => worker.push(job_ref),
+            (None, None) => self.inject(job_ref),
+        }
+        Ok(Job::new(job))
+    }
+
+    #[cold]
+    fn refuse_cold(&self, stripe: &Counters, bounded: bool) {
+        stripe.refused.fetch_add(1, Ordering::SeqCst);
+        if bounded {
+            self.release_room();
+        }
+        self.notify_quiescence();
+    }
+
+    /// Pushes a job where any worker finds it, and makes sure one will.
+    pub(crate) fn inject(&self, job: JobRef) {
+        self.injector.push(job);
+        self.sleep.notify_injected();
+    }
+
+    fn timer(&self) -> &Timer<JobRef> {
+        self.timer.get_or_init(|| {
+            let registry = self.weak_self.clone();
+            Timer::new(
+                format!("{}-timer", self.name),
+                move |job: JobRef| match registry.upgrade() {
+                    Some(registry) => registry.fire_delayed(job),
+                    None => drop(job.discard()),
+                },
+            )
+        })
+    }
+
+    fn schedule_delayed(&self, job: &dyn ErasedJob, job_ref: JobRef, delay: Duration) {
+        let due = Instant::now()
+            .checked_add(delay)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
+        match self.timer().schedule(due, job_ref) {
+            Ok(key) => job.header().set_timer_key(key),
+            // The timer is shut down (the pool is terminating) or its thread could not
+            // start: the job cannot be delayed, so it ends cancelled.
+            Err(job_ref) => drop(job_ref.discard()),
+        }
+    }
+
+    fn fire_delayed(&self, job: JobRef) {
+        // SAFETY: the timer only holds heap jobs.
+        let released = unsafe { job.heap_header() }.lifecycle.try_release_delayed();
+        if released && !self.is_cancelling() {
+            self.inject(job);
+        } else {
+            // Cancelled while delayed (a stale timer entry), or the pool is cancelling.
+            drop(job.discard());
+        }
+    }
+
+    pub(crate) fn cancel_timer(&self, key: TimerKey) -> Option<JobRef> {
+        self.timer.get().and_then(|timer| timer.cancel(key))
+    }
+
+    // ----- queue capacity -------------------------------------------------------------
+
+    fn try_take_room(&self, capacity: usize) -> bool {
+        let mut queued = self.outside_queued.load(Ordering::SeqCst);
+        loop {
+            if queued >= capacity {
+                return false;
+            }
+            match self.outside_queued.compare_exchange_weak(
+                queued,
+                queued + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => queued = actual,
+            }
+        }
+    }
+
+    fn acquire_room(&self, options: &SubmitOptions) -> Result<(), SubmitError> {
+        let capacity = self.capacity.unwrap_or(usize::MAX);
+        if self.try_take_room(capacity) {
+            return Ok(());
+        }
+        if options.nonblocking || options.timeout == Some(Duration::ZERO) {
+            return Err(SubmitError::Full);
+        }
+        self.acquire_room_cold(capacity, options)
+    }
+
+    #[cold]
+    fn acquire_room_cold(
+        &self,
+        capacity: usize,
+        options: &SubmitOptions,
+    ) -> Result<(), SubmitError> {
+        let deadline = options.timeout.and_then(|t| Instant::now().checked_add(t));
+        let wake_on_cancel = options.token.as_ref().map(|token| {
+            let registry = self.weak_self.clone();
+            let key = token.on_cancel(move |_| {
+                if let Some(registry) = registry.upgrade() {
+                    registry.wake_room_waiters();
+                }
+            });
+            (token, key)
+        });
+        let mut guard = lock(&self.room);
+        self.room_waiters.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            if self.lifecycle.load(Ordering::SeqCst) != OPEN {
+                break Err(SubmitError::Shutdown);
+            }
+            if self.try_take_room(capacity) {
+                break Ok(());
+            }
+            if options
+                .token
+                .as_ref()
+                .is_some_and(CancelToken::is_cancelled)
+            {
+                break Err(SubmitError::Cancelled);
+            }
+            guard = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break Err(SubmitError::Timeout);
+                    }
+                    wait_timeout(&self.room_condvar, guard, deadline - now)
+                }
+                None => wait(&self.room_condvar, guard),
+            };
+        };
+        self.room_waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(guard);
+        if let Some((token, key)) = wake_on_cancel {
+            token.remove_callback(key);
+        }
+        result
+    }
+
+    /// A bounded job started or was cancelled: its slot is free.
+    pub(crate) fn release_room(&self) {
+        self.outside_queued.fetch_sub(1, Ordering::SeqCst);
+        // Pairs with the waiter's increment of `room_waiters` and re-check under the lock.
+        if self.room_waiters.load(Ordering::SeqCst) > 0 {
+            self.wake_room_waiters();
+        }
+    }
+
+    fn wake_room_waiters(&self) {
+        let _guard = lock(&self.room);
+        self.room_condvar.notify_all();
+    }
+
+    // ----- ends and shutdown -----------------------------------------------------------
+
+    /// Counts the end of a job run by `worker`, in its own stripe. A shutdown waiting for
+    /// quiescence is told by the worker when it next goes idle
+    /// ([`Registry::notify_if_shutting_down`]), not here: the hot path stays free of
+    /// fences.
+    #[inline]
+    pub(crate) fn count_end_on_worker(&self, worker: &WorkerThread, phase: u32) {
+        bump_own(outcome_counter(worker.counters(), phase));
+    }
+
+    /// Counts the end of a job that never ran, in the shared stripe. The last access to
+    /// the registry on behalf of that job (see the liveness invariant).
+    pub(crate) fn count_cancelled_unrun(&self) {
+        let stripe = self.shared_counters();
+        stripe.unrun.fetch_add(1, Ordering::SeqCst);
+        // Our half of the handshake with a shutdown waiting for quiescence: count, then
+        // look at the lifecycle. Either it sees our count or we see it and wake it.
+        stripe.cancelled.fetch_add(1, Ordering::SeqCst);
+        if self.lifecycle.load(Ordering::SeqCst) != OPEN {
+            self.notify_quiescence();
+        }
+    }
+
+    /// Called by a worker about to sleep: the ends it counted with plain stores are
+    /// published by the fence, and a shutdown that began meanwhile is woken to look at
+    /// them. Either the shutdown's read of the counters comes after our fence (and sees
+    /// them) or our read of the lifecycle comes after its store (and we wake it).
+    pub(crate) fn notify_if_shutting_down(&self) {
+        fence(Ordering::SeqCst);
+        if self.lifecycle.load(Ordering::SeqCst) != OPEN {
+            self.notify_quiescence();
+        }
+    }
+
+    fn notify_quiescence(&self) {
+        let _guard = lock(&self.quiescence);
+        self.quiescence_condvar.notify_all();
+    }
+
+    fn totals(&self) -> Totals {
+        fence(Ordering::SeqCst);
+        Totals::read(self.stripes())
+    }
+
+    /// Every accepted job has ended. Reading ended, then refused, then submitted makes a
+    /// `true` answer exact at the moment the ended counts were read: counts only grow, an
+    /// end always follows its submit, and a refusal its submit (see `Totals::read`).
+    fn is_quiescent(&self) -> bool {
+        self.totals().outstanding() == 0
+    }
+
+    fn wait_quiescent(&self, deadline: Option<Instant>) -> bool {
+        let mut guard = lock(&self.quiescence);
+        loop {
+            if self.is_quiescent() {
+                return true;
+            }
+            guard = match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    wait_timeout(&self.quiescence_condvar, guard, deadline - now)
+                }
+                None => wait(&self.quiescence_condvar, guard),
+            };
+        }
+    }
+
+    fn raise_lifecycle(&self, to: u8) {
+        self.lifecycle.fetch_max(to, Ordering::SeqCst);
+    }
+
+    /// Ends every queued and delayed job as `Cancelled(Shutdown)` and tells running jobs.
+    fn cancel_queued(&self) {
+        self.root.cancel_with(CancelReason::Shutdown);
+        let mut stack_jobs = Vec::new();
+        let mut discard = |job: JobRef| {
+            if let Err(stack_job) = job.discard() {
+                stack_jobs.push(stack_job);
+            }
+        };
+        loop {
+            match self.injector.steal() {
+                Steal::Success(job) => discard(job),
+                Steal::Empty => break,
+                Steal::Retry => {}
+            }
+        }
+        if let Some(timer) = self.timer.get() {
+            timer.drain().into_iter().for_each(&mut discard);
+        }
+        for stealer in self.stealers.iter() {
+            loop {
+                match stealer.steal() {
+                    Steal::Success(job) => discard(job),
+                    Steal::Empty => break,
+                    Steal::Retry => {}
+                }
+            }
+        }
+        // The second halves of `join`s live on their owners' stacks and only a worker may
+        // run them: hand them back to the workers.
+        for job in stack_jobs {
+            self.injector.push(job);
+        }
+        // Idle workers steal and cancel what is left on busy workers' deques.
+        self.sleep.wake_all();
+    }
+
+    pub(crate) fn shutdown(&self, mode: ShutdownMode, timeout: Option<Duration>) -> ShutdownReport {
+        let before = self.totals();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.raise_lifecycle(match mode {
+            ShutdownMode::Cancel => CANCELLING,
+            ShutdownMode::Drain | ShutdownMode::DrainThenCancel => DRAINING,
+        });
+        self.wake_room_waiters();
+        if mode == ShutdownMode::Cancel {
+            self.cancel_queued();
+        }
+        // From one of our own jobs we cannot wait: that job would never end.
+        let in_worker = WorkerThread::current().is_some_and(|w| std::ptr::eq(w.registry(), self));
+        let mut quiescent = if in_worker {
+            self.is_quiescent()
+        } else {
+            self.wait_quiescent(deadline)
+        };
+        if !quiescent && mode == ShutdownMode::DrainThenCancel {
+            self.raise_lifecycle(CANCELLING);
+            self.cancel_queued();
+            quiescent = self.is_quiescent();
+        }
+        if quiescent && !in_worker {
+            self.terminate();
+        }
+        let after = self.totals();
+        let ran = |t: &Totals| t.ended - t.unrun;
+        let running = after.running();
+        ShutdownReport {
+            completed: ran(&after) - ran(&before),
+            cancelled: after.unrun - before.unrun,
+            still_running: running,
+            still_queued: after.outstanding() - running,
+        }
+    }
+
+    /// Stops the workers of a quiescent pool and waits for them to exit.
+    fn terminate(&self) {
+        self.raise_lifecycle(TERMINATED);
+        self.sleep.wake_all();
+        let handles = std::mem::take(&mut *lock(&self.threads));
+        for handle in handles {
+            // A worker never unwinds (user code runs under `halt_unwinding`, internals
+            // abort), so `join` cannot report a panic worth propagating.
+            let _ = handle.join();
+        }
+        if let Some(timer) = self.timer.get() {
+            timer.shutdown();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        Stats::collect(self.stripes(), self.sleep.unparks(), self.threads())
+    }
+
+    /// Delayed jobs waiting in the timer.
+    pub(crate) fn delayed_now(&self) -> usize {
+        self.timer.get().map_or(0, Timer::len)
+    }
+}
+
+fn outcome_counter(stripe: &Counters, phase: u32) -> &crate::sync::atomic::AtomicU64 {
+    match phase {
+        state::SUCCEEDED => &stripe.succeeded,
+        state::FAILED => &stripe.failed,
+        state::PANICKED => &stripe.panicked,
+        _ => &stripe.cancelled,
+    }
+}

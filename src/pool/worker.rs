@@ -1,0 +1,329 @@
+//! A worker thread: its deque, its main loop, and how it waits without blocking.
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::Arc;
+
+use crossbeam_deque::{Steal, Worker};
+use crossbeam_utils::Backoff;
+
+use super::registry::Registry;
+use super::HelpPolicy;
+use crate::job::state::is_terminal;
+use crate::job::{ErasedJob, JobRef, StackJob};
+use crate::stats::{bump_own, Counters};
+use crate::unwind::{self, AbortIfPanic};
+
+thread_local! {
+    /// The worker running on this thread, if any; set for the thread's whole life.
+    static CURRENT: Cell<*const WorkerThread> = const { Cell::new(ptr::null()) };
+}
+
+pub(crate) struct WorkerThread {
+    registry: Arc<Registry>,
+    index: usize,
+    deque: Worker<JobRef>,
+    rng: Cell<u64>,
+    /// Pushes made so far; each pushed job records the count as its `seq`.
+    push_seq: Cell<u64>,
+    /// `push_seq` when the innermost job running on this thread started: jobs above it on
+    /// the deque were pushed by that job's subtree (`HelpPolicy::Own`).
+    watermark: Cell<u64>,
+}
+
+impl WorkerThread {
+    /// The worker of the calling thread.
+    ///
+    /// The reference is valid while the worker's main loop runs, which covers every job
+    /// and every call made from one; it must not be sent to another thread (it isn't
+    /// `Send`) nor kept past the call it was obtained in.
+    #[inline]
+    pub(crate) fn current() -> Option<&'static WorkerThread> {
+        let pointer = CURRENT.with(Cell::get);
+        // SAFETY: the pointer is set by `main` to a `WorkerThread` on its stack and cleared
+        // before it goes out of scope; only this thread reads it, during that window.
+        unsafe { pointer.as_ref() }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn registry_arc(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        self.registry.worker_counters(self.index)
+    }
+
+    /// The thread body of worker `index`.
+    pub(crate) fn main(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
+        let worker = WorkerThread {
+            registry,
+            index,
+            deque,
+            rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ ((index as u64 + 1) << 17)),
+            push_seq: Cell::new(0),
+            watermark: Cell::new(0),
+        };
+        CURRENT.with(|current| current.set(&worker));
+        if let Some(hook) = worker.registry.on_start() {
+            if let Err(payload) = unwind::halt_unwinding(|| hook(index)) {
+                eprintln!(
+                    "jobrunner: on_thread_start hook panicked: {}",
+                    unwind::panic_message(&*payload)
+                );
+            }
+        }
+        let guard = AbortIfPanic;
+        worker.run();
+        std::mem::forget(guard);
+        if let Some(hook) = worker.registry.on_stop() {
+            if let Err(payload) = unwind::halt_unwinding(|| hook(index)) {
+                eprintln!(
+                    "jobrunner: on_thread_stop hook panicked: {}",
+                    unwind::panic_message(&*payload)
+                );
+            }
+        }
+        CURRENT.with(|current| current.set(ptr::null()));
+    }
+
+    fn run(&self) {
+        let registry = &*self.registry;
+        let sleep = registry.sleep();
+        loop {
+            if let Some(job) = self.find_local() {
+                self.execute(job);
+                continue;
+            }
+            sleep.start_searching();
+            let backoff = Backoff::new();
+            loop {
+                if let Some(job) = self.find_work() {
+                    sleep.stop_searching(|| registry.has_visible_work());
+                    self.execute(job);
+                    break;
+                }
+                if registry.is_terminated() {
+                    sleep.stop_searching(|| false);
+                    return;
+                }
+                if !backoff.is_completed() {
+                    backoff.snooze();
+                    continue;
+                }
+                registry.notify_if_shutting_down();
+                let parked = sleep.sleep(self.index, || {
+                    registry.has_visible_work() || registry.is_terminated()
+                });
+                if parked {
+                    bump_own(&self.counters().parks);
+                }
+                backoff.reset();
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn execute(&self, job: JobRef) {
+        job.execute(self);
+    }
+
+    /// Pushes a job on this worker's deque (LIFO for us, FIFO for thieves).
+    #[inline]
+    pub(crate) fn push(&self, mut job: JobRef) {
+        let seq = self.push_seq.get() + 1;
+        self.push_seq.set(seq);
+        job.seq = seq;
+        self.deque.push(job);
+        self.registry.sleep().notify_local();
+    }
+
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<JobRef> {
+        self.deque.pop()
+    }
+
+    /// Runs `f` (a job body) as the innermost job of this thread, for `HelpPolicy::Own`.
+    #[inline]
+    pub(crate) fn run_nested<R>(&self, f: impl FnOnce() -> R) -> R {
+        let saved = self.watermark.replace(self.push_seq.get());
+        let result = f();
+        self.watermark.set(saved);
+        result
+    }
+
+    /// Our deque, then a batch from the injector.
+    #[inline]
+    fn find_local(&self) -> Option<JobRef> {
+        if let Some(job) = self.deque.pop() {
+            return Some(job);
+        }
+        loop {
+            match self.registry.injector().steal_batch_and_pop(&self.deque) {
+                Steal::Success(job) => return Some(job),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    /// `find_local`, then a steal from the other workers, starting at a random one.
+    fn find_work(&self) -> Option<JobRef> {
+        self.find_local().or_else(|| self.steal())
+    }
+
+    fn steal(&self) -> Option<JobRef> {
+        let stealers = self.registry.stealers();
+        let n = stealers.len();
+        if n <= 1 {
+            return None;
+        }
+        let start = self.next_random() as usize % n;
+        loop {
+            let mut retry = false;
+            for offset in 0..n {
+                let victim = (start + offset) % n;
+                if victim == self.index {
+                    continue;
+                }
+                match stealers[victim].steal() {
+                    Steal::Success(job) => {
+                        bump_own(&self.counters().steals);
+                        return Some(job);
+                    }
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            if !retry {
+                return None;
+            }
+        }
+    }
+
+    fn next_random(&self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Under `HelpPolicy::Own`: the top of our deque if the running job's subtree pushed
+    /// it. Everything below the first older job is older too, so we stop there.
+    fn pop_own_subtree(&self) -> Option<JobRef> {
+        let job = self.deque.pop()?;
+        if job.seq > self.watermark.get() {
+            Some(job)
+        } else {
+            // Put it back where it was: the top.
+            self.deque.push(job);
+            None
+        }
+    }
+
+    /// About to block outside the idle protocol: make sure what we queued is not stuck
+    /// behind us (local pushes do not always wake a sleeper, see `Sleep::notify_local`).
+    fn before_block(&self) {
+        if !self.deque.is_empty() {
+            self.registry.sleep().notify_injected();
+        }
+    }
+
+    /// Waits, inside a job, for a job of this pool to end, without idling the worker.
+    pub(crate) fn wait_for_job(&self, job: &dyn ErasedJob) {
+        let lifecycle = &job.header().lifecycle;
+        loop {
+            if is_terminal(lifecycle.phase()) {
+                return;
+            }
+            // Not started: run it here (nested submit-and-wait never deadlocks).
+            if lifecycle.try_claim() {
+                job.run_claimed(self);
+                return;
+            }
+            match self.registry.help_policy() {
+                HelpPolicy::Any => {
+                    let registry = Arc::clone(&self.registry);
+                    let index = self.index;
+                    lifecycle.on_end(Box::new(move || registry.sleep().wake_latch(index)));
+                    self.idle_until(|| is_terminal(lifecycle.phase()));
+                    return;
+                }
+                HelpPolicy::Own => {
+                    if let Some(queued) = self.pop_own_subtree() {
+                        self.execute(queued);
+                        continue;
+                    }
+                    self.before_block();
+                    lifecycle.wait();
+                    return;
+                }
+                HelpPolicy::Block => {
+                    self.before_block();
+                    lifecycle.wait();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for the stolen second half of a `join`; its thief calls `wake_latch` on us.
+    pub(crate) fn wait_for_stack_job<B, R>(&self, job: &StackJob<B, R>)
+    where
+        B: FnOnce() -> R + Send,
+        R: Send,
+    {
+        match self.registry.help_policy() {
+            HelpPolicy::Any => self.idle_until(|| job.is_done()),
+            // Under `Own`, everything the first half pushed has been popped back by
+            // `join` already: nothing of our subtree is left to help with.
+            HelpPolicy::Own | HelpPolicy::Block => {
+                self.before_block();
+                self.registry
+                    .sleep()
+                    .wait_latch(self.index, || job.is_done());
+            }
+        }
+    }
+
+    /// `HelpPolicy::Any`: run any work until `done()`, sleeping in the idle protocol (and
+    /// so still available for new work) when there is none. Whoever makes `done()` true
+    /// must wake us with `Sleep::wake_latch`.
+    fn idle_until(&self, done: impl Fn() -> bool) {
+        let registry = &*self.registry;
+        let sleep = registry.sleep();
+        sleep.start_searching();
+        let backoff = Backoff::new();
+        loop {
+            if done() {
+                sleep.stop_searching(|| registry.has_visible_work());
+                return;
+            }
+            if let Some(job) = self.find_work() {
+                sleep.stop_searching(|| registry.has_visible_work());
+                self.execute(job);
+                sleep.start_searching();
+                backoff.reset();
+                continue;
+            }
+            if !backoff.is_completed() {
+                backoff.snooze();
+                continue;
+            }
+            if sleep.sleep(self.index, || done() || registry.has_visible_work()) {
+                bump_own(&self.counters().parks);
+            }
+            backoff.reset();
+        }
+    }
+}

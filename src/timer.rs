@@ -1,0 +1,191 @@
+//! A timer thread: entries fire, in due order, on one thread that exists only once
+//! something has been scheduled. Pools use one for delayed jobs; cancellation tokens share
+//! a process-wide one for deadlines.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
+
+/// Identifies a scheduled entry: its due time, then the order it was scheduled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct TimerKey {
+    at: Instant,
+    seq: u64,
+}
+
+pub(crate) struct Timer<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+}
+
+type FireFn<T> = Box<dyn Fn(T) + Send + Sync>;
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    condvar: Condvar,
+    fire: FireFn<T>,
+    thread_name: String,
+}
+
+struct State<T> {
+    entries: BTreeMap<TimerKey, T>,
+    next_seq: u64,
+    started: bool,
+    shutdown: bool,
+}
+
+impl<T: Send + 'static> Timer<T> {
+    /// A timer whose thread (started on the first `schedule`) calls `fire` on each entry
+    /// when it comes due, outside the timer's lock.
+    pub(crate) fn new(thread_name: String, fire: impl Fn(T) + Send + Sync + 'static) -> Self {
+        Timer {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    entries: BTreeMap::new(),
+                    next_seq: 0,
+                    started: false,
+                    shutdown: false,
+                }),
+                condvar: Condvar::new(),
+                fire: Box::new(fire),
+                thread_name,
+            }),
+        }
+    }
+
+    /// Schedules `entry` to fire at `at`. Gives the entry back if the timer is shut down or
+    /// its thread could not be started.
+    pub(crate) fn schedule(&self, at: Instant, entry: T) -> Result<TimerKey, T> {
+        let mut state = lock(&self.shared.state);
+        if state.shutdown {
+            return Err(entry);
+        }
+        if !state.started {
+            let shared = Arc::clone(&self.shared);
+            let spawned = std::thread::Builder::new()
+                .name(self.shared.thread_name.clone())
+                .spawn(move || shared.run());
+            if spawned.is_err() {
+                return Err(entry);
+            }
+            state.started = true;
+        }
+        let key = TimerKey {
+            at,
+            seq: state.next_seq,
+        };
+        state.next_seq += 1;
+        let earliest = state
+            .entries
+            .first_key_value()
+            .is_none_or(|(k, _)| key < *k);
+        state.entries.insert(key, entry);
+        drop(state);
+        if earliest {
+            self.shared.condvar.notify_one();
+        }
+        Ok(key)
+    }
+
+    /// Removes a scheduled entry that has not fired yet.
+    pub(crate) fn cancel(&self, key: TimerKey) -> Option<T> {
+        lock(&self.shared.state).entries.remove(&key)
+    }
+
+    /// Removes and returns every scheduled entry, in due order.
+    pub(crate) fn drain(&self) -> Vec<T> {
+        let entries = std::mem::take(&mut lock(&self.shared.state).entries);
+        entries.into_values().collect()
+    }
+
+    /// Entries scheduled and not yet fired.
+    pub(crate) fn len(&self) -> usize {
+        lock(&self.shared.state).entries.len()
+    }
+
+    /// Stops the thread; entries scheduled later are refused.
+    pub(crate) fn shutdown(&self) {
+        lock(&self.shared.state).shutdown = true;
+        self.shared.condvar.notify_one();
+    }
+}
+
+impl<T: Send + 'static> Drop for Timer<T> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl<T> Shared<T> {
+    fn run(&self) {
+        let mut state = lock(&self.state);
+        let mut due = Vec::new();
+        loop {
+            if state.shutdown {
+                return;
+            }
+            let now = Instant::now();
+            while let Some(entry) = state.entries.first_entry() {
+                if entry.key().at > now {
+                    break;
+                }
+                due.push(entry.remove());
+            }
+            if !due.is_empty() {
+                drop(state);
+                for entry in due.drain(..) {
+                    (self.fire)(entry);
+                }
+                state = lock(&self.state);
+                continue;
+            }
+            state = match state.entries.first_key_value() {
+                Some((key, _)) => {
+                    let timeout = key.at.saturating_duration_since(now);
+                    wait_timeout(&self.condvar, state, timeout)
+                }
+                None => wait(&self.condvar, state),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn fires_in_due_order_and_cancel_removes() {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let timer = Timer::new("test-timer".into(), move |n: u32| {
+            lock(&tx).send(n).unwrap();
+        });
+        let start = Instant::now();
+        timer
+            .schedule(start + Duration::from_millis(30), 3)
+            .unwrap();
+        timer
+            .schedule(start + Duration::from_millis(10), 1)
+            .unwrap();
+        let cancelled = timer
+            .schedule(start + Duration::from_millis(20), 2)
+            .unwrap();
+        assert_eq!(timer.cancel(cancelled), Some(2));
+        assert_eq!(rx.recv().unwrap(), 1);
+        assert_eq!(rx.recv().unwrap(), 3);
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert_eq!(timer.len(), 0);
+    }
+
+    #[test]
+    fn no_thread_until_first_schedule_and_refuses_after_shutdown() {
+        let timer = Timer::new("test-timer".into(), |_: u32| {});
+        assert!(!lock(&timer.shared.state).started);
+        timer.shutdown();
+        assert_eq!(timer.schedule(Instant::now(), 7), Err(7));
+    }
+}
