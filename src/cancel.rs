@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 
+use crate::job::{JobPtr, RefCounted};
 use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
 use crate::timer::{Timer, TimerKey};
@@ -56,7 +57,7 @@ impl fmt::Display for CancelReason {
 }
 
 /// Something that ends when a token it is registered with is cancelled (a queued job).
-pub(crate) trait CancelTarget: Send + Sync {
+pub(crate) trait CancelTarget: RefCounted + Send + Sync {
     fn cancel_from_token(&self, reason: CancelReason);
 }
 
@@ -69,7 +70,7 @@ type Callback = Box<dyn FnOnce(CancelReason) + Send>;
 
 enum Entry {
     Child(Weak<Inner>),
-    Target(Arc<dyn CancelTarget>),
+    Target(JobPtr<dyn CancelTarget>),
     Callback(Callback),
 }
 
@@ -315,7 +316,7 @@ impl CancelToken {
 
     /// Registers a queued job; `None` if the token is already cancelled (the caller then
     /// cancels the job itself).
-    pub(crate) fn register(&self, target: Arc<dyn CancelTarget>) -> Option<usize> {
+    pub(crate) fn register(&self, target: JobPtr<dyn CancelTarget>) -> Option<usize> {
         let mut registrations = lock(&self.inner.registrations);
         if self.inner.reason.load(Ordering::Acquire) != 0 {
             return None;

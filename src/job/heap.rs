@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use once_cell::race::OnceBox;
 
 use super::state::{self, is_terminal, Lifecycle};
+use super::{JobPtr, RefCounted};
 use crate::cancel::{CallbackKey, CancelReason, CancelTarget, CancelToken};
 use crate::context::Context;
 use crate::error::JobError;
 use crate::pool::registry::Registry;
 use crate::pool::worker::WorkerThread;
 use crate::stats::bump_own;
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::timer::TimerKey;
 use crate::unwind;
 
@@ -136,6 +137,9 @@ impl JobRef {
 /// The part of a job that does not depend on its closure and result types.
 pub(crate) struct Header {
     pub(crate) lifecycle: Lifecycle,
+    /// References to the job: its `Job`, its `JobHandle`s, its queue entry, its token
+    /// registration (see `JobPtr`).
+    refs: AtomicU32,
     /// The pool the job was submitted to. Only dereferenced under the registry liveness
     /// invariant (see `pool::registry`): a registry outlives every job it has not yet
     /// counted as ended.
@@ -144,7 +148,7 @@ pub(crate) struct Header {
     bounded: bool,
     token: Option<CancelToken>,
     /// Our key in `token`'s registrations, written right after registering.
-    token_key: AtomicUsize,
+    token_key: AtomicU32,
     /// The token given to the running closure (`ctx.token()`), made on first use, and its
     /// callback on the pool's root token. Boxed: rare, and one word when absent.
     own_token: OnceBox<(CancelToken, CallbackKey)>,
@@ -159,7 +163,7 @@ unsafe impl Send for Header {}
 // SAFETY: as above.
 unsafe impl Sync for Header {}
 
-const NO_KEY: usize = usize::MAX;
+const NO_KEY: u32 = u32::MAX;
 
 pub(crate) struct HeaderInit {
     pub(crate) registry: NonNull<Registry>,
@@ -177,10 +181,11 @@ impl Header {
             } else {
                 state::QUEUED
             }),
+            refs: AtomicU32::new(1),
             registry: init.registry,
             bounded: init.bounded,
             token: init.token,
-            token_key: AtomicUsize::new(NO_KEY),
+            token_key: AtomicU32::new(NO_KEY),
             own_token: OnceBox::new(),
             timer_key: OnceBox::new(),
             name: init.name,
@@ -193,7 +198,8 @@ impl Header {
     }
 
     pub(crate) fn set_token_key(&self, key: usize) {
-        self.token_key.store(key, Ordering::Release);
+        // Keys index a slab of live registrations: far below 2^32.
+        self.token_key.store(key as u32, Ordering::Release);
     }
 
     pub(crate) fn set_timer_key(&self, key: TimerKey) {
@@ -250,7 +256,7 @@ impl Header {
         if let Some(token) = &self.token {
             let key = self.token_key.load(Ordering::Acquire);
             if key != NO_KEY {
-                token.deregister(key);
+                token.deregister(key as usize);
             }
         }
         if from == state::DELAYED {
@@ -347,19 +353,31 @@ where
         discard: Some(Self::discard),
     };
 
-    pub(crate) fn new(header: Header, func: F) -> Arc<Self> {
-        Arc::new(HeapJob {
+    pub(crate) fn new(header: Header, func: F) -> JobPtr<Self> {
+        JobPtr::new(HeapJob {
             header,
             slot: UnsafeCell::new(Slot::Func(func)),
         })
     }
 
     /// A queue reference owning one strong count of `job`.
-    pub(crate) fn job_ref(job: &Arc<Self>) -> JobRef {
-        let pointer = Arc::into_raw(Arc::clone(job)) as *mut ();
-        // SAFETY: `into_raw` never returns null; the reference owns the strong count taken
-        // above, released by `execute` or `discard`; the vtable is `Self`'s.
-        unsafe { JobRef::new(NonNull::new_unchecked(pointer), &Self::VTABLE) }
+    pub(crate) fn job_ref(job: &JobPtr<Self>) -> JobRef {
+        let pointer = job.clone().into_raw().cast::<()>();
+        // SAFETY: the reference owns the count taken above, released by `execute` or
+        // `discard`; the vtable is `Self`'s.
+        unsafe { JobRef::new(pointer, &Self::VTABLE) }
+    }
+
+    /// The handle of a new job.
+    pub(crate) fn into_job(job: JobPtr<Self>) -> Job<T, E> {
+        // SAFETY: an unsizing coercion of the same pointer.
+        Job::new(unsafe { job.map(|p| p as NonNull<dyn TypedJob<T, E>>) })
+    }
+
+    /// The token registration of a new job.
+    pub(crate) fn cancel_target(job: &JobPtr<Self>) -> JobPtr<dyn CancelTarget> {
+        // SAFETY: an unsizing coercion of the same pointer.
+        unsafe { job.clone().map(|p| p as NonNull<dyn CancelTarget>) }
     }
 
     /// # Safety
@@ -367,7 +385,7 @@ where
     /// `pointer` comes from `job_ref` and is consumed here.
     unsafe fn execute(pointer: NonNull<()>, worker: &WorkerThread) {
         // SAFETY: the caller gives us the strong count `job_ref` took.
-        let job = unsafe { Arc::from_raw(pointer.cast::<Self>().as_ptr()) };
+        let job = unsafe { JobPtr::from_raw(pointer.cast::<Self>()) };
         if worker.registry().is_cancelling() {
             job.cancel(CancelReason::Shutdown);
         } else if job.header.lifecycle.try_claim() {
@@ -381,8 +399,15 @@ where
     /// As for `execute`.
     unsafe fn discard(pointer: NonNull<()>) {
         // SAFETY: the caller gives us the strong count `job_ref` took.
-        let job = unsafe { Arc::from_raw(pointer.cast::<Self>().as_ptr()) };
+        let job = unsafe { JobPtr::from_raw(pointer.cast::<Self>()) };
         job.cancel(CancelReason::Shutdown);
+    }
+}
+
+impl<F, T, E> RefCounted for HeapJob<F, T, E> {
+    #[inline]
+    fn ref_count(&self) -> &AtomicU32 {
+        &self.header.refs
     }
 }
 
@@ -483,7 +508,7 @@ where
 /// [`HelpPolicy`](crate::HelpPolicy) allows.
 #[must_use = "dropping a Job detaches it; call wait() to get its result"]
 pub struct Job<T, E> {
-    job: Arc<dyn TypedJob<T, E>>,
+    job: JobPtr<dyn TypedJob<T, E>>,
 }
 
 impl<T, E> fmt::Debug for Job<T, E> {
@@ -496,7 +521,7 @@ impl<T, E> fmt::Debug for Job<T, E> {
 }
 
 impl<T: Send + 'static, E: Send + 'static> Job<T, E> {
-    pub(crate) fn new(job: Arc<dyn TypedJob<T, E>>) -> Self {
+    pub(crate) fn new(job: JobPtr<dyn TypedJob<T, E>>) -> Self {
         Job { job }
     }
 
@@ -585,7 +610,8 @@ impl<T, E> Job<T, E> {
 
     /// A cloneable handle to the same job, without its result.
     pub fn handle(&self) -> JobHandle {
-        let job: Arc<dyn ErasedJob> = self.job.clone();
+        // SAFETY: an upcast of the same pointer.
+        let job = unsafe { self.job.clone().map(|p| p as NonNull<dyn ErasedJob>) };
         JobHandle { job }
     }
 }
@@ -594,7 +620,7 @@ impl<T, E> Job<T, E> {
 /// state. The result stays with the [`Job`].
 #[derive(Clone)]
 pub struct JobHandle {
-    job: Arc<dyn ErasedJob>,
+    job: JobPtr<dyn ErasedJob>,
 }
 
 impl fmt::Debug for JobHandle {
@@ -651,7 +677,7 @@ impl JobHandle {
     /// Runs `callback` once the job has ended: at once if it has, otherwise on the thread
     /// that ends it (keep it short).
     pub fn on_end(&self, callback: impl FnOnce(JobState) + Send + 'static) {
-        let job = Arc::clone(&self.job);
+        let job = self.job.clone();
         self.job.header().lifecycle.on_end(Box::new(move || {
             callback(JobState::from_phase(job.header().lifecycle.phase()));
         }));

@@ -4,8 +4,14 @@
 pub(crate) mod state;
 
 #[cfg(not(loom))]
+mod alloc;
+#[cfg(not(loom))]
 mod heap;
+#[cfg(not(loom))]
+mod ptr;
 #[cfg(not(loom))]
 pub(crate) use heap::*;
 #[cfg(not(loom))]
 pub use heap::{Job, JobHandle, JobState};
+#[cfg(not(loom))]
+pub(crate) use ptr::{JobPtr, RefCounted};

@@ -22,7 +22,7 @@ use once_cell::sync::OnceCell;
 use super::sleep::Sleep;
 use super::worker::WorkerThread;
 use super::{HelpPolicy, PanicPolicy, ShutdownMode, ShutdownReport, SubmitOptions};
-use crate::cancel::{CancelReason, CancelTarget, CancelToken};
+use crate::cancel::{CancelReason, CancelToken};
 use crate::context::Context;
 use crate::error::SubmitError;
 use crate::job::state;
@@ -265,13 +265,12 @@ impl Registry {
             func,
         );
         if let Some(token) = &options.token {
-            let target: Arc<dyn CancelTarget> = job.clone();
-            match token.register(target) {
+            match token.register(HeapJob::cancel_target(&job)) {
                 Some(key) => job.header().set_token_key(key),
                 None => {
                     let reason = token.reason().unwrap_or(CancelReason::Cancelled);
                     ErasedJob::cancel(&*job, reason);
-                    return Ok(Job::new(job));
+                    return Ok(HeapJob::into_job(job));
                 }
             }
         }
@@ -281,7 +280,7 @@ impl Registry {
             (None, Some(worker)) => worker.push(job_ref),
             (None, None) => self.inject(job_ref),
         }
-        Ok(Job::new(job))
+        Ok(HeapJob::into_job(job))
     }
 
     #[cold]
