@@ -264,13 +264,11 @@ impl WorkerThread {
                         self.execute(queued);
                         continue;
                     }
-                    self.before_block();
-                    lifecycle.wait();
+                    self.block_until(|| is_terminal(lifecycle.phase()), || lifecycle.wait());
                     return;
                 }
                 HelpPolicy::Block => {
-                    self.before_block();
-                    lifecycle.wait();
+                    self.block_until(|| is_terminal(lifecycle.phase()), || lifecycle.wait());
                     return;
                 }
             }
@@ -287,13 +285,30 @@ impl WorkerThread {
             HelpPolicy::Any => self.idle_until(|| job.is_done()),
             // Under `Own`, everything the first half pushed has been popped back by
             // `join` already: nothing of our subtree is left to help with.
-            HelpPolicy::Own | HelpPolicy::Block => {
-                self.before_block();
-                self.registry
-                    .sleep()
-                    .wait_latch(self.index, || job.is_done());
-            }
+            HelpPolicy::Own | HelpPolicy::Block => self.block_until(
+                || job.is_done(),
+                || {
+                    self.registry
+                        .sleep()
+                        .wait_latch(self.index, || job.is_done())
+                },
+            ),
         }
+    }
+
+    /// Blocks this worker until `done()`: spins briefly first (the awaited job is often
+    /// about to end: a stolen half of a `join` near the leaves takes microseconds, less
+    /// than a futex round trip), then publishes its deque and calls `block`.
+    fn block_until(&self, done: impl Fn() -> bool, block: impl FnOnce()) {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            if done() {
+                return;
+            }
+            backoff.snooze();
+        }
+        self.before_block();
+        block();
     }
 
     /// `HelpPolicy::Any`: run any work until `done()`, sleeping in the idle protocol (and
