@@ -69,8 +69,8 @@ impl<'a> Context<'a> {
 
     /// Runs `a` and `b`, potentially in parallel, and returns both results: `b` is offered
     /// to other workers while this one runs `a`, and taken back if nobody stole it. The
-    /// second closure lives on this stack frame: no allocation. A panic in either closure
-    /// is resumed here once both have finished.
+    /// second closure lives on this stack frame: no allocation. Panics as in
+    /// [`crate::join`].
     pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
     where
         A: FnOnce() -> RA + Send,

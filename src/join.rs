@@ -9,7 +9,9 @@ use crate::unwind;
 /// On a worker of a pool, `b` is pushed on the worker's deque (no allocation) where an
 /// idle worker may steal it while this one runs `a`; if nobody did, it is popped back and
 /// run here. Outside any pool, `a` then `b` run on the calling thread. A panic in either
-/// closure is resumed here once both have finished.
+/// closure is resumed here once no closure is running any more: if `a` panics, `b` is
+/// dropped without running unless another worker had already taken it (then its end is
+/// awaited first).
 ///
 /// # Examples
 ///

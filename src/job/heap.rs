@@ -327,9 +327,22 @@ pub(crate) trait ErasedJob: CancelTarget {
     fn header(&self) -> &Header;
     /// Runs the job, which the caller has claimed (`try_claim` succeeded).
     fn run_claimed(&self, worker: &WorkerThread);
-    /// Cancels the job if it is still queued; asks it to stop if it is running. Returns
-    /// whether it was cancelled before running.
-    fn cancel(&self, reason: CancelReason) -> bool;
+    /// Ends the job `Cancelled(reason)` if it has not started; returns whether it did. A
+    /// running job is left alone: it sees the reason through its token or the pool.
+    fn cancel_queued(&self, reason: CancelReason) -> bool;
+}
+
+/// `Job::cancel`: a job that has not started is cancelled; a running one is asked to stop
+/// (its own request, reported as `Cancelled`).
+fn cancel_by_user(job: &dyn ErasedJob) -> bool {
+    if job.cancel_queued(CancelReason::Cancelled) {
+        return true;
+    }
+    let header = job.header();
+    if header.lifecycle.phase() == state::RUNNING {
+        header.request_cancel();
+    }
+    false
 }
 
 /// A heap job seen from its handle.
@@ -387,7 +400,7 @@ where
         // SAFETY: the caller gives us the strong count `job_ref` took.
         let job = unsafe { JobPtr::from_raw(pointer.cast::<Self>()) };
         if worker.registry().is_cancelling() {
-            job.cancel(CancelReason::Shutdown);
+            job.cancel_queued(CancelReason::Shutdown);
         } else if job.header.lifecycle.try_claim() {
             job.run_claimed(worker);
         }
@@ -400,7 +413,7 @@ where
     unsafe fn discard(pointer: NonNull<()>) {
         // SAFETY: the caller gives us the strong count `job_ref` took.
         let job = unsafe { JobPtr::from_raw(pointer.cast::<Self>()) };
-        job.cancel(CancelReason::Shutdown);
+        job.cancel_queued(CancelReason::Shutdown);
     }
 }
 
@@ -418,7 +431,7 @@ where
     E: Send + 'static,
 {
     fn cancel_from_token(&self, reason: CancelReason) {
-        ErasedJob::cancel(self, reason);
+        self.cancel_queued(reason);
     }
 }
 
@@ -463,12 +476,9 @@ where
         registry.count_end_on_worker(worker, phase);
     }
 
-    fn cancel(&self, reason: CancelReason) -> bool {
+    fn cancel_queued(&self, reason: CancelReason) -> bool {
         let header = &self.header;
         let Some(from) = header.lifecycle.try_cancel() else {
-            if header.lifecycle.phase() == state::RUNNING {
-                header.request_cancel();
-            }
             return false;
         };
         // SAFETY: the job was queued or delayed until our transition, so its registry has
@@ -590,7 +600,7 @@ impl<T, E> Job<T, E> {
     /// wake now) and never runs: returns true. A running job is asked to stop (its
     /// `ctx.is_cancelled()` turns true): returns false, as for an ended job.
     pub fn cancel(&self) -> bool {
-        self.job.cancel(CancelReason::Cancelled)
+        cancel_by_user(&*self.job)
     }
 
     /// Where the job is in its life.
@@ -661,7 +671,7 @@ impl JobHandle {
 
     /// As [`Job::cancel`].
     pub fn cancel(&self) -> bool {
-        self.job.cancel(CancelReason::Cancelled)
+        cancel_by_user(&*self.job)
     }
 
     /// As [`Job::state`].

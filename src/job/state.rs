@@ -101,13 +101,14 @@ impl Lifecycle {
         self.word.load(Ordering::SeqCst) & CANCEL_REQUESTED != 0
     }
 
-    /// Moves `from` to `to` if the job is in `from`; the winner owns what the move gives.
+    /// Moves `from` to `to` if the job is in `from`, returning the word it replaced; the
+    /// winner owns what the move gives.
     #[inline]
-    fn transition(&self, from: u32, to: u32) -> bool {
+    fn transition(&self, from: u32, to: u32) -> Option<u32> {
         let mut current = self.word.load(Ordering::Relaxed);
         loop {
             if current & PHASE_MASK != from {
-                return false;
+                return None;
             }
             let new = (current & FLAGS) | to;
             match self.word.compare_exchange_weak(
@@ -116,7 +117,7 @@ impl Lifecycle {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return true,
+                Ok(_) => return Some(current),
                 Err(actual) => current = actual,
             }
         }
@@ -125,12 +126,23 @@ impl Lifecycle {
     /// `QUEUED → RUNNING`: the caller now owns the closure and must end the job.
     #[inline]
     pub(crate) fn try_claim(&self) -> bool {
-        self.transition(QUEUED, RUNNING)
+        self.transition(QUEUED, RUNNING).is_some()
     }
 
-    /// `DELAYED → QUEUED`: the caller (the timer) must now queue the job.
+    /// `DELAYED → QUEUED`: the caller (the timer) must now queue the job. Wakes threads
+    /// blocked in [`Lifecycle::wait_while_delayed`] (a worker waiting to claim it).
     pub(crate) fn try_release_delayed(&self) -> bool {
-        self.transition(DELAYED, QUEUED)
+        match self.transition(DELAYED, QUEUED) {
+            Some(previous) => {
+                if previous & HAS_WAITERS != 0 {
+                    let bucket = parking::bucket(self.key());
+                    let _guard = bucket.lock();
+                    bucket.condvar().notify_all();
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     /// `DELAYED | QUEUED → CANCELLING`: returns the phase the job was taken from, or
@@ -172,15 +184,12 @@ impl Lifecycle {
     }
 
     /// Sets `HAS_WAITERS` unless the job has ended; the caller holds the bucket lock.
-    /// Returns whether the job is still running (so the caller must wait).
-    fn announce_waiter(&self) -> bool {
+    /// Returns the phase seen with the bit set (or the terminal phase).
+    fn announce(&self) -> u32 {
         let mut current = self.word.load(Ordering::Acquire);
         loop {
-            if is_terminal(current & PHASE_MASK) {
-                return false;
-            }
-            if current & HAS_WAITERS != 0 {
-                return true;
+            if is_terminal(current & PHASE_MASK) || current & HAS_WAITERS != 0 {
+                return current & PHASE_MASK;
             }
             match self.word.compare_exchange_weak(
                 current,
@@ -188,22 +197,38 @@ impl Lifecycle {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return true,
+                Ok(_) => return current & PHASE_MASK,
                 Err(actual) => current = actual,
             }
         }
     }
 
-    /// Blocks the calling thread until the job has ended.
-    pub(crate) fn wait(&self) {
-        if is_terminal(self.phase()) {
+    /// Sets `HAS_WAITERS` unless the job has ended; returns whether it is still going.
+    fn announce_waiter(&self) -> bool {
+        !is_terminal(self.announce())
+    }
+
+    /// Blocks the calling thread while `blocked(phase)` holds. Every change that can make
+    /// it false (a terminal transition, the release of a delayed job) wakes the bucket.
+    fn wait_while(&self, blocked: impl Fn(u32) -> bool) {
+        if !blocked(self.phase()) {
             return;
         }
         let bucket = parking::bucket(self.key());
         let mut guard = bucket.lock();
-        while self.announce_waiter() {
+        while blocked(self.announce()) {
             guard = wait(bucket.condvar(), guard);
         }
+    }
+
+    /// Blocks the calling thread until the job has ended.
+    pub(crate) fn wait(&self) {
+        self.wait_while(|phase| !is_terminal(phase));
+    }
+
+    /// Blocks the calling thread while the job is delayed.
+    pub(crate) fn wait_while_delayed(&self) {
+        self.wait_while(|phase| phase == DELAYED);
     }
 
     /// Blocks until the job has ended or `deadline` passed; returns whether it ended.

@@ -64,8 +64,8 @@ mod handle {
         /// Keep the panic in the job's outcome only.
         #[default]
         Capture,
-        /// Also call this handler with the panic message (on the worker, after the job
-        /// ended; a panic in the handler itself is ignored).
+        /// Also call this handler with the panic message (on the worker, just before the
+        /// job ends `Panicked`; a panic in the handler itself is ignored).
         Handler(Arc<dyn Fn(&str) + Send + Sync>),
         /// Print the message and abort the process: Go's crash-early semantics.
         Abort,

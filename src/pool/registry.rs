@@ -269,7 +269,7 @@ impl Registry {
                 Some(key) => job.header().set_token_key(key),
                 None => {
                     let reason = token.reason().unwrap_or(CancelReason::Cancelled);
-                    ErasedJob::cancel(&*job, reason);
+                    job.cancel_queued(reason);
                     return Ok(HeapJob::into_job(job));
                 }
             }

@@ -9,7 +9,7 @@ use crossbeam_utils::Backoff;
 
 use super::registry::Registry;
 use super::HelpPolicy;
-use crate::job::state::is_terminal;
+use crate::job::state::{self, is_terminal};
 use crate::job::{ErasedJob, JobRef, StackJob};
 use crate::stats::{bump_own, Counters};
 use crate::unwind::{self, AbortIfPanic};
@@ -251,7 +251,17 @@ impl WorkerThread {
                 job.run_claimed(self);
                 return;
             }
+            // Delayed: it can be claimed once its timer releases it (under `Any` a worker
+            // takes it from the injector; the others wait for the release).
+            let delayed = lifecycle.phase() == state::DELAYED;
             match self.registry.help_policy() {
+                HelpPolicy::Own | HelpPolicy::Block if delayed => {
+                    self.block_until(
+                        || lifecycle.phase() != state::DELAYED,
+                        || lifecycle.wait_while_delayed(),
+                    );
+                    continue;
+                }
                 HelpPolicy::Any => {
                     let registry = Arc::clone(&self.registry);
                     let index = self.index;
