@@ -13,6 +13,10 @@ use crate::unwind;
 /// dropped without running unless another worker had already taken it (then its end is
 /// awaited first).
 ///
+/// Like rayon's, `join` offers parallelism, it does not promise it: `b` may run after `a`
+/// on this thread, so `a` must not block waiting for something `b` does. For jobs that
+/// must run concurrently, submit them.
+///
 /// # Examples
 ///
 /// ```
@@ -54,7 +58,7 @@ where
     // `halt_unwinding`) before `job_b` was popped back or its thief set `done`.
     let job_b_ref = unsafe { job_b.job_ref() };
     let b_pointer = job_b_ref.pointer();
-    worker.push(job_b_ref);
+    worker.push_join(job_b_ref);
     let result_a = unwind::halt_unwinding(a);
     let result_b = loop {
         match worker.pop() {

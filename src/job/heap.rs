@@ -472,8 +472,11 @@ where
             unsafe { *self.slot.get() = Slot::Output(output) };
         }
         header.release_running(registry);
-        header.lifecycle.finish(phase, reason);
+        // Counted before the end is published, so that a thread woken by it finds the job
+        // in `stats()`. A shutdown that sees the count joins this worker before it returns,
+        // so it cannot report an end that is not yet visible.
         registry.count_end_on_worker(worker, phase);
+        header.lifecycle.finish(phase, reason);
     }
 
     fn cancel_queued(&self, reason: CancelReason) -> bool {
@@ -489,8 +492,9 @@ where
         // (and what it captured) before the waiters are woken.
         drop(unsafe { (*self.slot.get()).take_func() });
         header.release_queued(&registry, from);
-        header.lifecycle.finish(state::CANCELLED, reason.code());
+        // Counted first, as in `run_claimed`; our strong reference keeps the registry alive.
         registry.count_cancelled_unrun();
+        header.lifecycle.finish(state::CANCELLED, reason.code());
         true
     }
 }
@@ -775,6 +779,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    /// Handles may be shared and moved between threads.
+    #[test]
+    fn handles_are_send_and_sync() {
+        assert_send_sync::<Job<Vec<u8>, String>>();
+        assert_send_sync::<JobHandle>();
+        assert_send_sync::<crate::Pool>();
+        assert_send_sync::<CancelToken>();
+    }
 
     /// Every queued job pays for its header: keep it within one cache line.
     #[test]

@@ -363,6 +363,9 @@ impl Registry {
         if self.try_take_room(capacity) {
             return Ok(());
         }
+        if self.is_shutting_down() {
+            return Err(SubmitError::Shutdown);
+        }
         if options.nonblocking || options.timeout == Some(Duration::ZERO) {
             return Err(SubmitError::Full);
         }

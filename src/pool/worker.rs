@@ -135,14 +135,30 @@ impl WorkerThread {
         job.execute(self);
     }
 
-    /// Pushes a job on this worker's deque (LIFO for us, FIFO for thieves).
+    /// Pushes a job submitted from a running job on this worker's deque (LIFO for us,
+    /// FIFO for thieves), and makes sure some worker will see it: the submitting job may
+    /// go on to block on anything (a channel, a lock, I/O) instead of returning to us.
     #[inline]
-    pub(crate) fn push(&self, mut job: JobRef) {
+    pub(crate) fn push(&self, job: JobRef) {
+        self.push_local(job);
+        self.registry.sleep().notify_injected();
+    }
+
+    /// Pushes the second half of a `join`: no fence (see `Sleep::notify_local`). `join`
+    /// takes it back itself if nobody stole it, and publishes its deque before it ever
+    /// blocks; like rayon's, it promises a chance of parallelism, not parallelism.
+    #[inline]
+    pub(crate) fn push_join(&self, job: JobRef) {
+        self.push_local(job);
+        self.registry.sleep().notify_local();
+    }
+
+    #[inline]
+    fn push_local(&self, mut job: JobRef) {
         let seq = self.push_seq.get() + 1;
         self.push_seq.set(seq);
         job.seq = seq;
         self.deque.push(job);
-        self.registry.sleep().notify_local();
     }
 
     #[inline]

@@ -73,9 +73,8 @@ impl Sleep {
         }
     }
 
-    /// Work was pushed where any worker can find it (the injector, a timer firing, a
-    /// permit granted) by a thread that will not run it itself: some worker is sure to
-    /// find it.
+    /// Work was pushed (on the injector, or on a worker's deque by a job that may go on
+    /// to block) and some worker must be sure to find it.
     #[inline]
     pub(crate) fn notify_injected(&self) {
         // Order the push before the read of `counters` (the publisher's half of the
@@ -84,10 +83,10 @@ impl Sleep {
         self.wake_if_nobody_searches();
     }
 
-    /// Work was pushed on the calling worker's own deque. No fence: the pusher is awake
-    /// and will pop the job itself if no other worker sees it, exactly as rayon does for
-    /// internal jobs. A worker that is about to block calls [`Sleep::notify_injected`]
-    /// first if its deque is not empty.
+    /// The second half of a `join` was pushed on the calling worker's own deque. No
+    /// fence: the pusher will pop it back itself if no other worker sees it, exactly as
+    /// rayon does for internal jobs. A worker that is about to block calls
+    /// [`Sleep::notify_injected`] first if its deque is not empty.
     #[inline]
     pub(crate) fn notify_local(&self) {
         self.wake_if_nobody_searches();
