@@ -73,3 +73,8 @@ pub use crate::pool::{
 };
 #[cfg(not(loom))]
 pub use crate::stats::Stats;
+
+/// The README's code samples, compiled and run as doc tests so that the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
