@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use once_cell::race::OnceBox;
 
-use super::state::{self, is_terminal, Lifecycle};
+use super::state::{self, is_terminal, JoinLatch, Lifecycle};
 use super::{JobPtr, RefCounted};
 use crate::cancel::{CallbackKey, CancelReason, CancelTarget, CancelToken};
 use crate::context::Context;
@@ -17,7 +17,7 @@ use crate::error::JobError;
 use crate::pool::registry::Registry;
 use crate::pool::worker::WorkerThread;
 use crate::stats::bump_own;
-use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicU32, Ordering};
 use crate::timer::TimerKey;
 use crate::unwind;
 
@@ -698,13 +698,12 @@ impl JobHandle {
     }
 }
 
-/// The second closure of a `join`, living on the joining worker's stack.
+/// The second closure of a `join`, living on the joining worker's stack. Its thief
+/// writes the result, then sets the latch (see `JoinLatch` for the handshake).
 pub(crate) struct StackJob<B, R> {
     func: UnsafeCell<Option<B>>,
     result: UnsafeCell<Option<std::thread::Result<R>>>,
-    /// Set (release) by a thief once `result` is written; the job's memory may be gone
-    /// as soon as it is set.
-    done: AtomicBool,
+    latch: JoinLatch,
     /// The worker that pushed the job and waits for it.
     owner: usize,
     _marker: PhantomData<R>,
@@ -724,7 +723,7 @@ where
         StackJob {
             func: UnsafeCell::new(Some(func)),
             result: UnsafeCell::new(None),
-            done: AtomicBool::new(false),
+            latch: JoinLatch::new(),
             owner,
             _marker: PhantomData,
         }
@@ -747,7 +746,12 @@ where
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.done.load(Ordering::Acquire)
+        self.latch.is_set()
+    }
+
+    /// See [`JoinLatch::prepare_to_block`].
+    pub(crate) fn prepare_to_block(&self) -> bool {
+        self.latch.prepare_to_block()
     }
 
     /// The result once `is_done()`.
@@ -770,9 +774,10 @@ where
         // SAFETY: as above; the owner reads it only after `done`.
         unsafe { *job.result.get() = Some(result) };
         let owner = job.owner;
-        job.done.store(true, Ordering::Release);
-        // `job` may be gone now: wake the owner through the registry only.
-        worker.registry().sleep().wake_latch(owner);
+        // The last access to `job`, which may be gone right after it.
+        if job.latch.set() {
+            worker.registry().sleep().wake_latch(owner);
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! exactly once, after everything the job owned has been released.
 
 use crate::parking;
-use crate::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use crate::sync::wait;
 
 /// Waiting for a timer to make it runnable.
@@ -265,6 +265,59 @@ impl Lifecycle {
     }
 }
 
+/// The latch of a `join`'s second half: not done, nobody blocks.
+const UNSET: u8 = 0;
+/// Not done; the owner blocks (or is about to) and must be woken.
+const SLEEPY: u8 = 1;
+/// Done: the result is written.
+const SET: u8 = 2;
+
+/// How the owner of a `join` learns that the thief of its second half is done.
+///
+/// # Memory ordering
+///
+/// The thief writes the result, then [`JoinLatch::set`] swaps the latch to `SET`
+/// (`AcqRel`); the owner reads it with `Acquire` before the result. An owner about to block
+/// first moves the latch from `UNSET` to `SLEEPY` with a CAS: either the thief's swap sees
+/// `SLEEPY` and wakes it (through the pool's `Sleep`, never through the job, whose memory
+/// may be gone once the latch is set), or the CAS fails on `SET` and the owner does not
+/// block. A thief whose owner never blocks takes no lock.
+pub(crate) struct JoinLatch {
+    state: AtomicU8,
+}
+
+impl JoinLatch {
+    pub(crate) fn new() -> Self {
+        JoinLatch {
+            state: AtomicU8::new(UNSET),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_set(&self) -> bool {
+        self.state.load(Ordering::Acquire) == SET
+    }
+
+    /// The owner is about to block until `is_set()`: from now on the thief wakes it.
+    /// Returns false if the latch is already set (do not block).
+    pub(crate) fn prepare_to_block(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(UNSET, SLEEPY, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(current) => current == SLEEPY,
+        }
+    }
+
+    /// Sets the latch; returns whether the owner must be woken. The latch may be freed as
+    /// soon as this returns.
+    #[inline]
+    pub(crate) fn set(&self) -> bool {
+        self.state.swap(SET, Ordering::AcqRel) == SLEEPY
+    }
+}
+
 #[cold]
 fn wake_waiters(key: usize) {
     let bucket = parking::bucket(key);
@@ -314,6 +367,31 @@ mod loom_tests {
             canceller.join().unwrap();
             assert_eq!(wins.load(Ordering::SeqCst), 1);
             assert_eq!(state.phase(), phase, "a terminal state never changes");
+        });
+    }
+
+    /// The thief of a join half sets the latch while the owner blocks on it in the
+    /// worker sleep of the real protocol: the owner is always woken, and never blocks
+    /// after the latch is set.
+    #[test]
+    fn join_latch_owner_is_always_woken() {
+        use crate::pool::sleep::Sleep;
+        crate::pool::sleep::loom_tests::model(|| {
+            let shared = Arc::new((JoinLatch::new(), Sleep::new(1)));
+            let thief = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || {
+                    if shared.0.set() {
+                        shared.1.wake_latch(0);
+                    }
+                })
+            };
+            let (latch, sleep) = &*shared;
+            if latch.prepare_to_block() {
+                sleep.wait_latch(0, || latch.is_set());
+            }
+            assert!(latch.is_set());
+            thief.join().unwrap();
         });
     }
 

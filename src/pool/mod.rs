@@ -242,23 +242,9 @@ mod handle {
             if self.registry.handles.fetch_sub(1, Ordering::AcqRel) != 1 {
                 return;
             }
-            let in_worker = WorkerThread::current()
-                .is_some_and(|w| std::ptr::eq(w.registry(), &*self.registry));
-            if in_worker {
-                // The last handle went away inside one of our jobs, which a drain would
-                // wait for: drain from a thread of its own instead.
-                let registry = Arc::clone(&self.registry);
-                let spawned = std::thread::Builder::new()
-                    .name(format!("{}-drain", registry.name()))
-                    .spawn(move || {
-                        registry.shutdown(ShutdownMode::Drain, None);
-                    });
-                if spawned.is_err() {
-                    eprintln!("jobrunner: could not start a thread to drain a dropped pool");
-                }
-            } else {
-                self.registry.shutdown(ShutdownMode::Drain, None);
-            }
+            // From inside one of the pool's jobs this returns at once and a thread of its
+            // own finishes the drain (see `Pool::shutdown`).
+            self.registry.shutdown(ShutdownMode::Drain, None);
         }
     }
 
@@ -335,7 +321,9 @@ mod handle {
         /// job has ended the workers are stopped and joined.
         ///
         /// Called from one of the pool's own jobs it starts the shutdown and returns at
-        /// once (it cannot wait for the job that called it).
+        /// once with the counts so far (it cannot wait for the job that called it); a
+        /// thread of its own then waits, cancels at the deadline (`DrainThenCancel`) and
+        /// stops the workers.
         pub fn shutdown(&self, mode: ShutdownMode, timeout: Option<Duration>) -> ShutdownReport {
             self.registry.shutdown(mode, timeout)
         }

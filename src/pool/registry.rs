@@ -276,7 +276,14 @@ impl Registry {
         }
         let job_ref = HeapJob::job_ref(&job);
         match (delay, worker) {
-            (Some(delay), _) => self.schedule_delayed(&*job, job_ref, delay),
+            (Some(delay), _) => {
+                self.schedule_delayed(&*job, job_ref, delay);
+                // A `Cancel` shutdown that began after our admission may have emptied the
+                // timer before we scheduled: nobody else would end the job before its time.
+                if self.is_cancelling() {
+                    job.cancel_queued(CancelReason::Shutdown);
+                }
+            }
             (None, Some(worker)) => worker.push(job_ref),
             (None, None) => self.inject(job_ref),
         }
@@ -560,29 +567,44 @@ impl Registry {
         if mode == ShutdownMode::Cancel {
             self.cancel_queued();
         }
-        // From one of our own jobs we cannot wait: that job would never end.
         let in_worker = WorkerThread::current().is_some_and(|w| std::ptr::eq(w.registry(), self));
-        let mut quiescent = if in_worker {
-            self.is_quiescent()
+        if in_worker {
+            // One of our own jobs cannot wait for the pool to empty: it would wait for
+            // itself. A thread of its own drains, cancels at the deadline and stops the
+            // workers instead.
+            if let Some(registry) = self.weak_self.upgrade() {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-shutdown", self.name))
+                    .spawn(move || registry.finish_shutdown(mode, deadline));
+                if spawned.is_err() {
+                    eprintln!("jobrunner: could not start a thread to finish a shutdown");
+                }
+            }
         } else {
-            self.wait_quiescent(deadline)
-        };
-        if !quiescent && mode == ShutdownMode::DrainThenCancel {
-            self.raise_lifecycle(CANCELLING);
-            self.cancel_queued();
-            quiescent = self.is_quiescent();
-        }
-        if quiescent && !in_worker {
-            self.terminate();
+            self.finish_shutdown(mode, deadline);
         }
         let after = self.totals();
         let ran = |t: &Totals| t.ended - t.unrun;
         let running = after.running();
         ShutdownReport {
-            completed: ran(&after) - ran(&before),
-            cancelled: after.unrun - before.unrun,
+            completed: ran(&after).saturating_sub(ran(&before)),
+            cancelled: after.unrun.saturating_sub(before.unrun),
             still_running: running,
-            still_queued: after.outstanding() - running,
+            still_queued: after.outstanding().saturating_sub(running),
+        }
+    }
+
+    /// The waiting part of a shutdown: until the pool is quiescent or the deadline passes
+    /// (then `DrainThenCancel` cancels what is left); a quiescent pool's workers stop.
+    fn finish_shutdown(&self, mode: ShutdownMode, deadline: Option<Instant>) {
+        let mut quiescent = self.wait_quiescent(deadline);
+        if !quiescent && mode == ShutdownMode::DrainThenCancel {
+            self.raise_lifecycle(CANCELLING);
+            self.cancel_queued();
+            quiescent = self.is_quiescent();
+        }
+        if quiescent {
+            self.terminate();
         }
     }
 

@@ -282,7 +282,7 @@ impl WorkerThread {
                     let registry = Arc::clone(&self.registry);
                     let index = self.index;
                     lifecycle.on_end(Box::new(move || registry.sleep().wake_latch(index)));
-                    self.idle_until(|| is_terminal(lifecycle.phase()));
+                    self.idle_until(|| is_terminal(lifecycle.phase()), || true);
                     return;
                 }
                 HelpPolicy::Own => {
@@ -308,15 +308,17 @@ impl WorkerThread {
         R: Send,
     {
         match self.registry.help_policy() {
-            HelpPolicy::Any => self.idle_until(|| job.is_done()),
+            HelpPolicy::Any => self.idle_until(|| job.is_done(), || job.prepare_to_block()),
             // Under `Own`, everything the first half pushed has been popped back by
             // `join` already: nothing of our subtree is left to help with.
             HelpPolicy::Own | HelpPolicy::Block => self.block_until(
                 || job.is_done(),
                 || {
-                    self.registry
-                        .sleep()
-                        .wait_latch(self.index, || job.is_done())
+                    if job.prepare_to_block() {
+                        self.registry
+                            .sleep()
+                            .wait_latch(self.index, || job.is_done());
+                    }
                 },
             ),
         }
@@ -338,9 +340,10 @@ impl WorkerThread {
     }
 
     /// `HelpPolicy::Any`: run any work until `done()`, sleeping in the idle protocol (and
-    /// so still available for new work) when there is none. Whoever makes `done()` true
-    /// must wake us with `Sleep::wake_latch`.
-    fn idle_until(&self, done: impl Fn() -> bool) {
+    /// so still available for new work) when there is none. `prepare_to_sleep` runs just
+    /// before each sleep (false: done, do not sleep); after it, whoever makes `done()`
+    /// true must wake us with `Sleep::wake_latch`.
+    fn idle_until(&self, done: impl Fn() -> bool, prepare_to_sleep: impl Fn() -> bool) {
         let registry = &*self.registry;
         let sleep = registry.sleep();
         sleep.start_searching();
@@ -359,6 +362,9 @@ impl WorkerThread {
             }
             if !backoff.is_completed() {
                 backoff.snooze();
+                continue;
+            }
+            if !prepare_to_sleep() {
                 continue;
             }
             if sleep.sleep(self.index, || done() || registry.has_visible_work()) {
