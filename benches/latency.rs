@@ -5,7 +5,9 @@
 //! sleeps (200 µs by default), long enough for every worker to stop spinning and park, so
 //! each sample measures submit + wake of a sleeping worker + start of the job. The three
 //! systems run interleaved in rounds, so that noise from the shared machine falls on all
-//! of them alike. Prints a Markdown table of percentiles with ratios to the best peer.
+//! of them alike. A fourth row, `floor_unpark`, measures the machine's floor in the same
+//! run: a parked thread woken by `unpark`, no pool. Prints a Markdown table of percentiles
+//! with ratios to the best peer.
 //!
 //! Not a criterion bench (criterion reports means of batches, not tail percentiles of
 //! single events). `cargo bench --bench latency` runs 10,000 samples per system; without
@@ -84,6 +86,21 @@ fn main() {
         .expect("build a rayon pool");
     let channel = ChannelPool::new(THREADS);
     let (start_tx, start_rx) = crossbeam_channel::bounded::<Instant>(1);
+    // The floor: one parked thread woken by `unpark` (a futex wake), no pool around it.
+    let wake_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_floor = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let floor_thread = {
+        let (flag, stop, tx) = (wake_flag.clone(), stop_floor.clone(), start_tx.clone());
+        std::thread::spawn(move || loop {
+            while !flag.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                std::thread::park();
+            }
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            let _ = tx.send(Instant::now());
+        })
+    };
 
     let mut systems = vec![
         System {
@@ -120,6 +137,17 @@ fn main() {
                     let _ = tx.send(Instant::now());
                 });
                 let began = start_rx.recv().expect("job ran");
+                began.saturating_duration_since(submitted)
+            }),
+            samples: Vec::with_capacity(samples),
+        },
+        System {
+            name: "floor_unpark",
+            sample: Box::new(|| {
+                let submitted = Instant::now();
+                wake_flag.store(true, std::sync::atomic::Ordering::Release);
+                floor_thread.thread().unpark();
+                let began = start_rx.recv().expect("floor thread ran");
                 began.saturating_duration_since(submitted)
             }),
             samples: Vec::with_capacity(samples),
@@ -163,7 +191,7 @@ fn main() {
     let best = |pick: fn(&Percentiles) -> f64| {
         table
             .iter()
-            .filter(|row| !row.name.starts_with("jobrunner"))
+            .filter(|row| !row.name.starts_with("jobrunner") && !row.name.starts_with("floor"))
             .map(pick)
             .fold(f64::INFINITY, f64::min)
     };
@@ -190,6 +218,15 @@ fn main() {
             row.p99 / best_p99
         );
     }
+    println!(
+        "\n`floor_unpark` is the floor of this machine: a parked thread woken by `unpark` \
+         (one futex wake), with no pool around it; it is not counted as a peer."
+    );
+    drop(systems);
+    stop_floor.store(true, std::sync::atomic::Ordering::Release);
+    wake_flag.store(true, std::sync::atomic::Ordering::Release);
+    floor_thread.thread().unpark();
+    let _ = floor_thread.join();
     println!(
         "\njobrunner sanity check: {:.2} worker unparks and {:.2} parks per sample (≈1 means each sample woke a sleeping worker).",
         (after.unparks - before.unparks) as f64 / samples as f64,
