@@ -18,6 +18,14 @@ pub enum SubmitError {
     /// The submit's token was cancelled while it waited for room in the queue.
     #[error("cancelled while waiting for room in the pool's queue")]
     Cancelled,
+    /// The job asks a semaphore for more permits than it has in all: it could never run.
+    #[error("{requested} permits requested from a semaphore of {total}")]
+    TooManyPermits {
+        /// The permits asked for.
+        requested: u64,
+        /// The semaphore's total.
+        total: u64,
+    },
 }
 
 /// How a job that did not succeed ended.

@@ -34,7 +34,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![cfg_attr(loom, allow(dead_code, unused_imports))]
+#![cfg_attr(loom, allow(dead_code, unused_imports, unreachable_pub))]
 
 mod sync;
 
@@ -49,6 +49,7 @@ mod job;
 mod join;
 mod parking;
 mod pool;
+mod semaphore;
 #[cfg(not(loom))]
 mod stats;
 #[cfg(not(loom))]
@@ -71,6 +72,8 @@ pub use crate::pool::{
     global, try_global, HelpPolicy, PanicPolicy, Pool, PoolBuilder, ShutdownMode, ShutdownReport,
     SubmitOptions,
 };
+#[cfg(not(loom))]
+pub use crate::semaphore::{Permit, Semaphore, SemaphoreError};
 #[cfg(not(loom))]
 pub use crate::stats::Stats;
 

@@ -1,13 +1,17 @@
 //! The synchronisation primitives the crate is built on.
 //!
-//! Every atomic, `Arc`, `Mutex` and `Condvar` of a hand-made protocol comes from here, so
+//! Every atomic, `Mutex`, `Condvar` and thread park of a hand-made protocol comes from here, so
 //! that building with `RUSTFLAGS="--cfg loom"` swaps in loom's model-checked versions
 //! without touching the protocol code.
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{atomic, Condvar, Mutex, MutexGuard};
+#[cfg(loom)]
+pub(crate) use loom::thread;
 #[cfg(not(loom))]
 pub(crate) use std::sync::{atomic, Condvar, Mutex, MutexGuard};
+#[cfg(not(loom))]
+pub(crate) use std::thread;
 
 /// Locks `mutex`, ignoring poisoning.
 ///

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use once_cell::race::OnceBox;
+use once_cell::sync::OnceCell;
 
 use super::state::{self, is_terminal, JoinLatch, Lifecycle};
 use super::{JobPtr, RefCounted};
@@ -16,8 +17,9 @@ use crate::context::Context;
 use crate::error::JobError;
 use crate::pool::registry::Registry;
 use crate::pool::worker::WorkerThread;
+use crate::semaphore::Semaphore;
 use crate::stats::bump_own;
-use crate::sync::atomic::{AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::timer::TimerKey;
 use crate::unwind;
 
@@ -28,6 +30,8 @@ use crate::unwind;
 pub enum JobState {
     /// Waiting for its delay to pass.
     Delayed,
+    /// Waiting in a semaphore's queue for its permits, without occupying a worker.
+    WaitingForPermit,
     /// In a queue, not started.
     Queued,
     /// Running on a worker.
@@ -46,6 +50,7 @@ impl JobState {
     fn from_phase(phase: u32) -> Self {
         match phase {
             state::DELAYED => JobState::Delayed,
+            state::WAITING_PERMIT => JobState::WaitingForPermit,
             state::QUEUED => JobState::Queued,
             state::RUNNING => JobState::Running,
             state::SUCCEEDED => JobState::Succeeded,
@@ -74,9 +79,14 @@ pub(crate) struct JobRef {
     pub(crate) seq: u64,
 }
 
+/// Makes a token registration from a heap job's queue reference.
+type MakeTarget = unsafe fn(NonNull<()>) -> JobPtr<dyn CancelTarget>;
+
 pub(crate) struct JobVTable {
     /// Runs the job (or drops a stale entry) on a worker; consumes the reference.
     pub(crate) execute: unsafe fn(NonNull<()>, &WorkerThread),
+    /// A new token registration for a heap job (`None` for stack jobs).
+    pub(crate) cancel_target: Option<MakeTarget>,
     /// Ends a heap job without running it (shutdown); consumes the reference. `None` for
     /// stack jobs, which only a worker may run.
     pub(crate) discard: Option<unsafe fn(NonNull<()>)>,
@@ -122,6 +132,17 @@ impl JobRef {
         }
     }
 
+    /// A token registration for a heap job.
+    ///
+    /// # Safety
+    ///
+    /// The reference must point at a `HeapJob`.
+    pub(crate) unsafe fn cancel_target(&self) -> JobPtr<dyn CancelTarget> {
+        let make = self.vtable.cancel_target.expect("a heap job");
+        // SAFETY: the caller promises a heap job, whose vtable entry takes its pointer.
+        unsafe { make(self.pointer) }
+    }
+
     /// The header of a heap job (delayed jobs in the timer are always heap jobs).
     ///
     /// # Safety
@@ -152,9 +173,28 @@ pub(crate) struct Header {
     /// The token given to the running closure (`ctx.token()`), made on first use, and its
     /// callback on the pool's root token. Boxed: rare, and one word when absent.
     own_token: OnceBox<(CancelToken, CallbackKey)>,
-    /// Boxed for the same reason: only delayed jobs have one.
-    timer_key: OnceBox<TimerKey>,
+    /// What few jobs have (a name, a delay, permits): boxed, so that a plain job stays
+    /// one small allocation.
+    extras: Option<Box<Extras>>,
+}
+
+/// The parts of a job header that only named, delayed or semaphore-gated jobs use.
+pub(crate) struct Extras {
     name: Option<Arc<str>>,
+    /// The job's timer entry while it is delayed.
+    timer_key: OnceCell<TimerKey>,
+    permits: Option<Permits>,
+}
+
+/// A semaphore-gated job's permits: held from its grant to its end.
+pub(crate) struct Permits {
+    semaphore: Semaphore,
+    count: u64,
+    /// Its key in the semaphore's queue, set (under the semaphore's lock) when queued.
+    key: AtomicU64,
+    /// Its registration with the pool's root token while it waits for permits, so that a
+    /// `Cancel` shutdown ends it at once.
+    root_key: AtomicU32,
 }
 
 // SAFETY: `registry` is only an address used under the liveness invariant; every other
@@ -171,6 +211,7 @@ pub(crate) struct HeaderInit {
     pub(crate) delayed: bool,
     pub(crate) token: Option<CancelToken>,
     pub(crate) name: Option<Arc<str>>,
+    pub(crate) permits: Option<(Semaphore, u64)>,
 }
 
 impl Header {
@@ -178,6 +219,8 @@ impl Header {
         Header {
             lifecycle: Lifecycle::new(if init.delayed {
                 state::DELAYED
+            } else if init.permits.is_some() {
+                state::WAITING_PERMIT
             } else {
                 state::QUEUED
             }),
@@ -187,9 +230,51 @@ impl Header {
             token: init.token,
             token_key: AtomicU32::new(NO_KEY),
             own_token: OnceBox::new(),
-            timer_key: OnceBox::new(),
-            name: init.name,
+            extras: (init.name.is_some() || init.delayed || init.permits.is_some()).then(|| {
+                Box::new(Extras {
+                    name: init.name,
+                    timer_key: OnceCell::new(),
+                    permits: init.permits.map(|(semaphore, count)| Permits {
+                        semaphore,
+                        count,
+                        key: AtomicU64::new(u64::MAX),
+                        root_key: AtomicU32::new(NO_KEY),
+                    }),
+                })
+            }),
         }
+    }
+
+    pub(crate) fn registry_ptr(&self) -> NonNull<Registry> {
+        self.registry
+    }
+
+    fn permits(&self) -> Option<&Permits> {
+        self.extras.as_ref().and_then(|e| e.permits.as_ref())
+    }
+
+    /// Whether the job must be granted permits before it runs.
+    pub(crate) fn is_gated(&self) -> bool {
+        self.permits().is_some()
+    }
+
+    /// Queues a gated job (`job`, its queue reference) in its semaphore; it is injected
+    /// into the pool when granted. While it waits, the pool's root token can cancel it.
+    pub(crate) fn enqueue_for_permits(&self, job: JobRef, root: &CancelToken) {
+        let permits = self.permits().expect("a gated job has permits");
+        // SAFETY: only heap jobs have headers.
+        let target = unsafe { job.cancel_target() };
+        match root.register(target) {
+            Some(key) => permits.root_key.store(key as u32, Ordering::Release),
+            None => {
+                // The pool is cancelling: never queue it.
+                drop(job.discard());
+                return;
+            }
+        }
+        permits.semaphore.enqueue_job(permits.count, job, |key| {
+            permits.key.store(key, Ordering::Release)
+        });
     }
 
     /// Whether the job belongs to `registry` (an address comparison, no dereference).
@@ -203,11 +288,13 @@ impl Header {
     }
 
     pub(crate) fn set_timer_key(&self, key: TimerKey) {
-        let _ = self.timer_key.set(Box::new(key));
+        if let Some(extras) = &self.extras {
+            let _ = extras.timer_key.set(key);
+        }
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.extras.as_ref().and_then(|e| e.name.as_deref())
     }
 
     /// Why the running job should stop, if it should.
@@ -250,22 +337,36 @@ impl Header {
         }
     }
 
-    /// Releases what a job holds while queued, by the thread that took it out of the
-    /// queued phase (`from`): its token registration, its timer entry, its queue slot.
-    fn release_queued(&self, registry: &Registry, from: u32) {
+    /// Releases what a job holds before it runs, by the thread that took it out of phase
+    /// `from` (to run it if `claimed`, else to cancel it): its token registration, its
+    /// timer entry, its place in a semaphore's queue (or, if cancelled after its grant,
+    /// its permits), its queue slot.
+    fn release_queued(&self, registry: &Registry, from: u32, claimed: bool) {
         if let Some(token) = &self.token {
             let key = self.token_key.load(Ordering::Acquire);
             if key != NO_KEY {
                 token.deregister(key as usize);
             }
         }
+        if let Some(permits) = self.permits() {
+            let root_key = permits.root_key.swap(NO_KEY, Ordering::AcqRel);
+            if root_key != NO_KEY {
+                registry.root().deregister(root_key as usize);
+            }
+            match from {
+                state::WAITING_PERMIT => permits
+                    .semaphore
+                    .remove_job(permits.key.load(Ordering::Acquire)),
+                state::QUEUED if !claimed => permits.semaphore.release_held(permits.count),
+                _ => {}
+            }
+        }
         if from == state::DELAYED {
-            if let Some(key) = self.timer_key.get() {
-                if let Some(entry) = registry.cancel_timer(*key) {
-                    // The timer's reference to this job: dropping it cannot free the job,
-                    // our caller holds another.
-                    let _ = entry.discard();
-                }
+            let key = self.extras.as_ref().and_then(|e| e.timer_key.get());
+            if let Some(entry) = key.and_then(|key| registry.cancel_timer(*key)) {
+                // The timer's reference to this job: dropping it cannot free the job, our
+                // caller holds another.
+                let _ = entry.discard();
             }
         }
         if self.bounded {
@@ -273,8 +374,12 @@ impl Header {
         }
     }
 
-    /// Releases what the running job held once it has ended.
+    /// Releases what the running job held once it has ended: its permits, its callback
+    /// on the pool's root token.
     fn release_running(&self, registry: &Registry) {
+        if let Some(permits) = self.permits() {
+            permits.semaphore.release_held(permits.count);
+        }
         if let Some((_, key)) = self.own_token.get() {
             registry.root().remove_callback(*key);
         }
@@ -363,8 +468,21 @@ where
 {
     const VTABLE: JobVTable = JobVTable {
         execute: Self::execute,
+        cancel_target: Some(Self::cancel_target_raw),
         discard: Some(Self::discard),
     };
+
+    /// # Safety
+    ///
+    /// `pointer` points at a live `Self` (a `JobRef` still holding its reference).
+    unsafe fn cancel_target_raw(pointer: NonNull<()>) -> JobPtr<dyn CancelTarget> {
+        // SAFETY: the `JobRef` keeps the job alive; we add a reference for the result and
+        // give the borrowed one back with `into_raw`.
+        let job = unsafe { JobPtr::from_raw(pointer.cast::<Self>()) };
+        let target = Self::cancel_target(&job);
+        let _ = job.into_raw();
+        target
+    }
 
     pub(crate) fn new(header: Header, func: F) -> JobPtr<Self> {
         JobPtr::new(HeapJob {
@@ -448,7 +566,7 @@ where
     fn run_claimed(&self, worker: &WorkerThread) {
         let registry = worker.registry();
         let header = &self.header;
-        header.release_queued(registry, state::QUEUED);
+        header.release_queued(registry, state::QUEUED, true);
         bump_own(&worker.counters().started);
         // SAFETY: we won the claim, so the closure is ours.
         let func = unsafe { (*self.slot.get()).take_func() };
@@ -491,7 +609,7 @@ where
         // SAFETY: winning the transition out of Queued/Delayed gives us the closure; drop it
         // (and what it captured) before the waiters are woken.
         drop(unsafe { (*self.slot.get()).take_func() });
-        header.release_queued(&registry, from);
+        header.release_queued(&registry, from, false);
         // Counted first, as in `run_claimed`; our strong reference keeps the registry alive.
         registry.count_cancelled_unrun();
         header.lifecycle.finish(state::CANCELLED, reason.code());
@@ -716,6 +834,7 @@ where
 {
     const VTABLE: JobVTable = JobVTable {
         execute: Self::execute,
+        cancel_target: None,
         discard: None,
     };
 

@@ -1,7 +1,7 @@
 //! The state machine every job goes through, and the waiting on its end.
 //!
-//! `Delayed → Queued → Running → Succeeded | Failed | Panicked | Cancelled`; `Delayed`
-//! and `Queued` can also go to `Cancelling → Cancelled`. Whoever wins the transition out
+//! `[Delayed →] [WaitingForPermit →] Queued → Running → Succeeded | Failed | Panicked |
+//! Cancelled`; every phase before `Running` can also go to `Cancelling → Cancelled`. Whoever wins the transition out
 //! of `Queued` (a worker, a waiter running the job inline, or a canceller) owns the job's
 //! closure and must end the job; whoever moves it to a terminal state wakes every waiter,
 //! exactly once, after everything the job owned has been released.
@@ -12,20 +12,22 @@ use crate::sync::wait;
 
 /// Waiting for a timer to make it runnable.
 pub(crate) const DELAYED: u32 = 0;
+/// Waiting in a semaphore's queue for its permits.
+pub(crate) const WAITING_PERMIT: u32 = 1;
 /// In a queue, runnable, not claimed.
-pub(crate) const QUEUED: u32 = 1;
+pub(crate) const QUEUED: u32 = 2;
 /// Claimed by the thread that runs it.
-pub(crate) const RUNNING: u32 = 2;
+pub(crate) const RUNNING: u32 = 3;
 /// Claimed by a canceller, which releases what the job owns before ending it.
-pub(crate) const CANCELLING: u32 = 3;
+pub(crate) const CANCELLING: u32 = 4;
 /// Terminal: the closure returned `Ok`.
-pub(crate) const SUCCEEDED: u32 = 4;
+pub(crate) const SUCCEEDED: u32 = 5;
 /// Terminal: the closure returned `Err`.
-pub(crate) const FAILED: u32 = 5;
+pub(crate) const FAILED: u32 = 6;
 /// Terminal: the closure panicked.
-pub(crate) const PANICKED: u32 = 6;
+pub(crate) const PANICKED: u32 = 7;
 /// Terminal: cancelled before it ran, or it stopped because it was cancelled.
-pub(crate) const CANCELLED: u32 = 7;
+pub(crate) const CANCELLED: u32 = 8;
 
 /// Bits of the state word holding the phase (one of the constants above).
 const PHASE_MASK: u32 = 0xf;
@@ -129,30 +131,48 @@ impl Lifecycle {
         self.transition(QUEUED, RUNNING).is_some()
     }
 
-    /// `DELAYED → QUEUED`: the caller (the timer) must now queue the job. Wakes threads
-    /// blocked in [`Lifecycle::wait_while_delayed`] (a worker waiting to claim it).
-    pub(crate) fn try_release_delayed(&self) -> bool {
-        match self.transition(DELAYED, QUEUED) {
+    /// `WAITING_PERMIT → QUEUED`: a semaphore granted the job's permits; the caller must
+    /// queue it.
+    pub(crate) fn try_grant(&self) -> bool {
+        match self.transition(WAITING_PERMIT, QUEUED) {
             Some(previous) => {
-                if previous & HAS_WAITERS != 0 {
-                    let bucket = parking::bucket(self.key());
-                    let _guard = bucket.lock();
-                    bucket.condvar().notify_all();
-                }
+                self.notify_parked(previous);
                 true
             }
             None => false,
         }
     }
 
-    /// `DELAYED | QUEUED → CANCELLING`: returns the phase the job was taken from, or
-    /// `None` if it had already left both. The winner owns the closure: it drops it, then
+    /// Wakes threads parked on this job (they re-check its phase), if any are.
+    fn notify_parked(&self, previous: u32) {
+        if previous & HAS_WAITERS != 0 {
+            let bucket = parking::bucket(self.key());
+            let _guard = bucket.lock();
+            bucket.condvar().notify_all();
+        }
+    }
+
+    /// `DELAYED → to` (`QUEUED`, or `WAITING_PERMIT` for a job that needs permits): the
+    /// caller (the timer) must now queue the job. Wakes threads blocked in
+    /// [`Lifecycle::wait_while_delayed`] (a worker waiting to claim it).
+    pub(crate) fn try_release_delayed(&self, to: u32) -> bool {
+        match self.transition(DELAYED, to) {
+            Some(previous) => {
+                self.notify_parked(previous);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `DELAYED | WAITING_PERMIT | QUEUED → CANCELLING`: returns the phase the job was
+    /// taken from, or `None` if it had already started or ended. The winner owns the closure: it drops it, then
     /// calls [`Lifecycle::finish`] with `CANCELLED`.
     pub(crate) fn try_cancel(&self) -> Option<u32> {
         let mut current = self.word.load(Ordering::Relaxed);
         loop {
             let phase = current & PHASE_MASK;
-            if phase != QUEUED && phase != DELAYED {
+            if !matches!(phase, DELAYED | WAITING_PERMIT | QUEUED) {
                 return None;
             }
             let new = (current & FLAGS) | CANCELLING;
@@ -226,9 +246,10 @@ impl Lifecycle {
         self.wait_while(|phase| !is_terminal(phase));
     }
 
-    /// Blocks the calling thread while the job is delayed.
+    /// Blocks the calling thread while the job is delayed or waits for permits (phases
+    /// in which it cannot be claimed).
     pub(crate) fn wait_while_delayed(&self) {
-        self.wait_while(|phase| phase == DELAYED);
+        self.wait_while(|phase| phase == DELAYED || phase == WAITING_PERMIT);
     }
 
     /// Blocks until the job has ended or `deadline` passed; returns whether it ended.

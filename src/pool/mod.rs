@@ -31,6 +31,7 @@ mod handle {
     use crate::context::Context;
     use crate::error::SubmitError;
     use crate::job::Job;
+    use crate::semaphore::Semaphore;
     use crate::stats::Stats;
     use crate::sync::atomic::Ordering;
     use crate::unwind;
@@ -145,6 +146,7 @@ mod handle {
         pub(crate) name: Option<Arc<str>>,
         pub(crate) timeout: Option<Duration>,
         pub(crate) nonblocking: bool,
+        pub(crate) permits: Option<(Semaphore, u64)>,
     }
 
     impl fmt::Debug for SubmitOptions {
@@ -155,6 +157,7 @@ mod handle {
                 .field("name", &self.name)
                 .field("timeout", &self.timeout)
                 .field("nonblocking", &self.nonblocking)
+                .field("permits", &self.permits.as_ref().map(|(_, n)| n))
                 .finish()
         }
     }
@@ -195,6 +198,15 @@ mod handle {
         /// Fails with [`SubmitError::Full`] instead of waiting for room.
         pub fn nonblocking(mut self) -> Self {
             self.nonblocking = true;
+            self
+        }
+
+        /// Runs the job only with `permits` permits of `semaphore`, which it holds while it
+        /// runs and gives back when it ends, whatever its end. Until they are granted the
+        /// job waits in the semaphore's FIFO queue (`JobState::WaitingForPermit`) without
+        /// occupying a worker; cancelling it then takes it out of the queue at once.
+        pub fn semaphore(mut self, semaphore: &Semaphore, permits: u64) -> Self {
+            self.permits = Some((semaphore.clone(), permits));
             self
         }
     }

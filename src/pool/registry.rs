@@ -223,6 +223,14 @@ impl Registry {
         T: Send + 'static,
         E: Send + 'static,
     {
+        if let Some((semaphore, permits)) = &options.permits {
+            if *permits > semaphore.total() {
+                return Err(SubmitError::TooManyPermits {
+                    requested: *permits,
+                    total: semaphore.total(),
+                });
+            }
+        }
         let worker = WorkerThread::current().filter(|w| std::ptr::eq(w.registry(), self));
         let bounded = self.capacity.is_some() && worker.is_none();
         if bounded {
@@ -261,6 +269,7 @@ impl Registry {
                 delayed: delay.is_some(),
                 token: options.token.clone(),
                 name: options.name.clone(),
+                permits: options.permits.clone(),
             }),
             func,
         );
@@ -283,6 +292,9 @@ impl Registry {
                 if self.is_cancelling() {
                     job.cancel_queued(CancelReason::Shutdown);
                 }
+            }
+            (None, _) if job.header().is_gated() => {
+                job.header().enqueue_for_permits(job_ref, &self.root);
             }
             (None, Some(worker)) => worker.push(job_ref),
             (None, None) => self.inject(job_ref),
@@ -332,9 +344,23 @@ impl Registry {
 
     fn fire_delayed(&self, job: JobRef) {
         // SAFETY: the timer only holds heap jobs.
-        let released = unsafe { job.heap_header() }.lifecycle.try_release_delayed();
+        let _alive = unsafe { job.cancel_target() };
+        // SAFETY: a heap job, and `_alive` is a reference of our own: the header outlives
+        // this call even if the job is granted, runs and ends while we enqueue it.
+        let header: &Header = unsafe { &*(job.heap_header() as *const Header) };
+        let gated = header.is_gated();
+        let to = if gated {
+            state::WAITING_PERMIT
+        } else {
+            state::QUEUED
+        };
+        let released = header.lifecycle.try_release_delayed(to);
         if released && !self.is_cancelling() {
-            self.inject(job);
+            if gated {
+                header.enqueue_for_permits(job, &self.root);
+            } else {
+                self.inject(job);
+            }
         } else {
             // Cancelled while delayed (a stale timer entry), or the pool is cancelling.
             drop(job.discard());

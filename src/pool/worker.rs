@@ -269,11 +269,12 @@ impl WorkerThread {
             }
             // Delayed: it can be claimed once its timer releases it (under `Any` a worker
             // takes it from the injector; the others wait for the release).
-            let delayed = lifecycle.phase() == state::DELAYED;
+            let phase = lifecycle.phase();
+            let delayed = phase == state::DELAYED || phase == state::WAITING_PERMIT;
             match self.registry.help_policy() {
                 HelpPolicy::Own | HelpPolicy::Block if delayed => {
                     self.block_until(
-                        || lifecycle.phase() != state::DELAYED,
+                        || !matches!(lifecycle.phase(), state::DELAYED | state::WAITING_PERMIT),
                         || lifecycle.wait_while_delayed(),
                     );
                     continue;
@@ -321,6 +322,29 @@ impl WorkerThread {
                     }
                 },
             ),
+        }
+    }
+
+    /// Waits, inside a job, until `done()` (a semaphore grant): as a wait for a running
+    /// job does, under the help policy. Whoever makes `done()` true calls
+    /// `Sleep::wake_latch` on this worker.
+    pub(crate) fn wait_until(&self, done: impl Fn() -> bool) {
+        match self.registry.help_policy() {
+            HelpPolicy::Any => self.idle_until(&done, || true),
+            HelpPolicy::Own => {
+                while !done() {
+                    match self.pop_own_subtree() {
+                        Some(job) => self.execute(job),
+                        None => break,
+                    }
+                }
+                self.block_until(&done, || {
+                    self.registry.sleep().wait_latch(self.index, &done);
+                });
+            }
+            HelpPolicy::Block => self.block_until(&done, || {
+                self.registry.sleep().wait_latch(self.index, &done);
+            }),
         }
     }
 
