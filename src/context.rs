@@ -67,6 +67,12 @@ impl<'a> Context<'a> {
         self.header.name()
     }
 
+    /// The number of this run (0, 1, 2, ...) in a periodic job (`Pool::submit_every`);
+    /// `None` in any other job.
+    pub fn tick(&self) -> Option<u64> {
+        self.header.tick()
+    }
+
     /// Runs `a` and `b`, potentially in parallel, and returns both results: `b` is offered
     /// to other workers while this one runs `a`, and taken back if nobody stole it. The
     /// second closure lives on this stack frame: no allocation. Panics as in

@@ -26,6 +26,9 @@ pub enum SubmitError {
         /// The semaphore's total.
         total: u64,
     },
+    /// `submit_every` with a zero period.
+    #[error("a periodic job needs a period above zero")]
+    ZeroPeriod,
 }
 
 /// How a job that did not succeed ended.

@@ -53,6 +53,8 @@ mod semaphore;
 #[cfg(not(loom))]
 mod stats;
 #[cfg(not(loom))]
+mod ticker;
+#[cfg(not(loom))]
 mod timer;
 #[cfg(not(loom))]
 mod unwind;
@@ -76,6 +78,8 @@ pub use crate::pool::{
 pub use crate::semaphore::{Permit, Semaphore, SemaphoreError};
 #[cfg(not(loom))]
 pub use crate::stats::Stats;
+#[cfg(not(loom))]
+pub use crate::ticker::Ticker;
 
 /// The README's code samples, compiled and run as doc tests so that the README stays true.
 #[cfg(doctest)]

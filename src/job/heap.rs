@@ -181,6 +181,8 @@ pub(crate) struct Header {
 /// The parts of a job header that only named, delayed or semaphore-gated jobs use.
 pub(crate) struct Extras {
     name: Option<Arc<str>>,
+    /// The run number of a periodic job's run.
+    tick: Option<u64>,
     /// The job's timer entry while it is delayed.
     timer_key: OnceCell<TimerKey>,
     permits: Option<Permits>,
@@ -212,6 +214,7 @@ pub(crate) struct HeaderInit {
     pub(crate) token: Option<CancelToken>,
     pub(crate) name: Option<Arc<str>>,
     pub(crate) permits: Option<(Semaphore, u64)>,
+    pub(crate) tick: Option<u64>,
 }
 
 impl Header {
@@ -230,9 +233,14 @@ impl Header {
             token: init.token,
             token_key: AtomicU32::new(NO_KEY),
             own_token: OnceBox::new(),
-            extras: (init.name.is_some() || init.delayed || init.permits.is_some()).then(|| {
+            extras: (init.name.is_some()
+                || init.delayed
+                || init.permits.is_some()
+                || init.tick.is_some())
+            .then(|| {
                 Box::new(Extras {
                     name: init.name,
+                    tick: init.tick,
                     timer_key: OnceCell::new(),
                     permits: init.permits.map(|(semaphore, count)| Permits {
                         semaphore,
@@ -295,6 +303,10 @@ impl Header {
 
     pub(crate) fn name(&self) -> Option<&str> {
         self.extras.as_ref().and_then(|e| e.name.as_deref())
+    }
+
+    pub(crate) fn tick(&self) -> Option<u64> {
+        self.extras.as_ref().and_then(|e| e.tick)
     }
 
     /// Why the running job should stop, if it should.

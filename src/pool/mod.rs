@@ -34,6 +34,7 @@ mod handle {
     use crate::semaphore::Semaphore;
     use crate::stats::Stats;
     use crate::sync::atomic::Ordering;
+    use crate::ticker::Ticker;
     use crate::unwind;
 
     /// What a job waiting for another job does while it waits (see the README's
@@ -147,6 +148,8 @@ mod handle {
         pub(crate) timeout: Option<Duration>,
         pub(crate) nonblocking: bool,
         pub(crate) permits: Option<(Semaphore, u64)>,
+        /// The run number of a periodic job's run (set by `ticker`).
+        pub(crate) tick: Option<u64>,
     }
 
     impl fmt::Debug for SubmitOptions {
@@ -325,6 +328,55 @@ mod handle {
             E: Send + 'static,
         {
             self.registry.submit(&options, f)
+        }
+
+        /// Runs `f` every `period` (the first run one period from now, or after
+        /// `SubmitOptions::delay`) until the returned [`Ticker`] is cancelled, or the
+        /// ticker's token, or the pool begins to shut down.
+        ///
+        /// A periodic job never overlaps itself: each run is a delayed job scheduled when
+        /// the previous one ends. A run that overruns its period makes the next one start
+        /// as soon as it ends, and the schedule goes on from there: missed ticks are
+        /// skipped, not queued up. `ctx.tick()` gives the run number. A run that returns
+        /// `Err` or panics is counted (`Ticker::failures`) and the chain goes on.
+        ///
+        /// # Errors
+        ///
+        /// [`SubmitError::ZeroPeriod`], or what a submit of the first run returns.
+        pub fn submit_every<F, E>(&self, period: Duration, f: F) -> Result<Ticker, SubmitError>
+        where
+            F: Fn(&Context<'_>) -> Result<(), E> + Send + Sync + 'static,
+            E: Send + 'static,
+        {
+            crate::ticker::start(self, SubmitOptions::default(), period, f)
+        }
+
+        /// [`Pool::submit_every`] with options: a token (the ticker's token is a child of
+        /// it), a first delay, a name, a semaphore (each run takes its permits).
+        ///
+        /// # Errors
+        ///
+        /// As [`Pool::submit_every`].
+        pub fn submit_every_with<F, E>(
+            &self,
+            options: SubmitOptions,
+            period: Duration,
+            f: F,
+        ) -> Result<Ticker, SubmitError>
+        where
+            F: Fn(&Context<'_>) -> Result<(), E> + Send + Sync + 'static,
+            E: Send + 'static,
+        {
+            crate::ticker::start(self, options, period, f)
+        }
+
+        /// Cancelled when a shutdown begins (any mode).
+        pub(crate) fn closing_token(&self) -> &CancelToken {
+            self.registry.closing()
+        }
+
+        pub(crate) fn panic_policy(&self) -> &PanicPolicy {
+            self.registry.panic_policy()
         }
 
         /// Stops the pool (see [`ShutdownMode`]) and reports what it found. With a

@@ -62,6 +62,8 @@ pub(crate) struct Registry {
     /// `OPEN`, `DRAINING`, `CANCELLING` or `TERMINATED`; only ever raised.
     lifecycle: AtomicU8,
     root: CancelToken,
+    /// Cancelled when any shutdown begins: periodic jobs stop then.
+    closing: CancelToken,
     timer: OnceCell<Timer<JobRef>>,
     weak_self: Weak<Registry>,
     capacity: Option<usize>,
@@ -100,6 +102,7 @@ impl Registry {
                 .collect(),
             lifecycle: AtomicU8::new(OPEN),
             root: CancelToken::new(),
+            closing: CancelToken::new(),
             timer: OnceCell::new(),
             weak_self: weak_self.clone(),
             capacity: config.capacity,
@@ -146,6 +149,10 @@ impl Registry {
 
     pub(crate) fn threads(&self) -> usize {
         self.stealers.len()
+    }
+
+    pub(crate) fn closing(&self) -> &CancelToken {
+        &self.closing
     }
 
     pub(crate) fn root(&self) -> &CancelToken {
@@ -270,6 +277,7 @@ impl Registry {
                 token: options.token.clone(),
                 name: options.name.clone(),
                 permits: options.permits.clone(),
+                tick: options.tick,
             }),
             func,
         );
@@ -590,6 +598,7 @@ impl Registry {
             ShutdownMode::Drain | ShutdownMode::DrainThenCancel => DRAINING,
         });
         self.wake_room_waiters();
+        self.closing.cancel_with(CancelReason::Shutdown);
         if mode == ShutdownMode::Cancel {
             self.cancel_queued();
         }
