@@ -26,6 +26,9 @@ pub enum SubmitError {
         /// The semaphore's total.
         total: u64,
     },
+    /// A submit to a group after `Group::close`.
+    #[error("the group is closed")]
+    GroupClosed,
     /// `submit_every` with a zero period.
     #[error("a periodic job needs a period above zero")]
     ZeroPeriod,

@@ -44,6 +44,8 @@ mod cancel;
 mod context;
 #[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
+mod group;
 mod job;
 #[cfg(not(loom))]
 mod join;
@@ -65,6 +67,8 @@ pub use crate::cancel::{CallbackKey, CancelReason, CancelToken};
 pub use crate::context::Context;
 #[cfg(not(loom))]
 pub use crate::error::{BuildError, JobError, SubmitError};
+#[cfg(not(loom))]
+pub use crate::group::{Group, GroupOptions, Iter as GroupIter};
 #[cfg(not(loom))]
 pub use crate::job::{Job, JobHandle, JobState};
 #[cfg(not(loom))]

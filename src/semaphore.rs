@@ -52,8 +52,9 @@ pub enum SemaphoreError {
     Overflow,
 }
 
-/// Who to wake when a blocked thread's permits are granted.
-enum Waker {
+/// Who to wake when a blocked thread's wait is over (a semaphore grant, a group's job
+/// ending): a parked thread, or a worker waiting in its pool's way.
+pub(crate) enum Waker {
     /// A thread outside any pool: it parks.
     Thread(Thread),
     /// A worker waiting inside a job: it waits in the pool's sleep protocol.
@@ -63,7 +64,7 @@ enum Waker {
 
 impl Waker {
     /// The calling thread: as a worker of its pool if it is one and may wait that way.
-    fn current(worker_wait: bool) -> Self {
+    pub(crate) fn current(worker_wait: bool) -> Self {
         #[cfg(not(loom))]
         if worker_wait {
             if let Some(worker) = WorkerThread::current() {
@@ -74,7 +75,7 @@ impl Waker {
         Waker::Thread(thread::current())
     }
 
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         match self {
             Waker::Thread(thread) => thread.unpark(),
             #[cfg(not(loom))]
@@ -489,27 +490,7 @@ fn wait_for_grant(
         (token, token.on_cancel(move |_| target.waker.wake()))
     });
     let mut error = SemaphoreError::Timeout;
-    match &waiter.waker {
-        Waker::Worker(..) => {
-            let worker = WorkerThread::current().expect("a worker waker waits on its worker");
-            worker.wait_until(|| granted() || cancelled());
-        }
-        Waker::Thread(_) => loop {
-            if granted() || cancelled() {
-                break;
-            }
-            match at {
-                Some(at) => {
-                    let now = Instant::now();
-                    if now >= at {
-                        break;
-                    }
-                    std::thread::park_timeout(at - now);
-                }
-                None => thread::park(),
-            }
-        },
-    }
+    block_on(&waiter.waker, || granted() || cancelled(), at);
     if let Some((token, key)) = callback {
         token.remove_callback(key);
         if let Some(reason) = token.reason() {
@@ -517,6 +498,35 @@ fn wait_for_grant(
         }
     }
     error
+}
+
+/// Waits until `ready()` or `at` passes; returns whether `ready()`. The thread that makes
+/// `ready()` true must then call `waker.wake()`. A worker waker (untimed) waits in its
+/// pool's way (under the help policy); anything else parks.
+#[cfg(not(loom))]
+pub(crate) fn block_on(waker: &Waker, ready: impl Fn() -> bool, at: Option<Instant>) -> bool {
+    match waker {
+        Waker::Worker(..) => {
+            let worker = WorkerThread::current().expect("a worker waker waits on its worker");
+            worker.wait_until(&ready);
+            true
+        }
+        Waker::Thread(_) => loop {
+            if ready() {
+                return true;
+            }
+            match at {
+                Some(at) => {
+                    let now = Instant::now();
+                    if now >= at {
+                        return false;
+                    }
+                    std::thread::park_timeout(at - now);
+                }
+                None => thread::park(),
+            }
+        },
+    }
 }
 
 #[cfg(loom)]

@@ -183,6 +183,8 @@ pub(crate) struct Extras {
     name: Option<Arc<str>>,
     /// The run number of a periodic job's run.
     tick: Option<u64>,
+    /// A fail-fast group's token, cancelled if the job fails or panics.
+    fail_fast: Option<CancelToken>,
     /// The job's timer entry while it is delayed.
     timer_key: OnceCell<TimerKey>,
     permits: Option<Permits>,
@@ -215,6 +217,7 @@ pub(crate) struct HeaderInit {
     pub(crate) name: Option<Arc<str>>,
     pub(crate) permits: Option<(Semaphore, u64)>,
     pub(crate) tick: Option<u64>,
+    pub(crate) fail_fast: Option<CancelToken>,
 }
 
 impl Header {
@@ -236,11 +239,13 @@ impl Header {
             extras: (init.name.is_some()
                 || init.delayed
                 || init.permits.is_some()
-                || init.tick.is_some())
+                || init.tick.is_some()
+                || init.fail_fast.is_some())
             .then(|| {
                 Box::new(Extras {
                     name: init.name,
                     tick: init.tick,
+                    fail_fast: init.fail_fast,
                     timer_key: OnceCell::new(),
                     permits: init.permits.map(|(semaphore, count)| Permits {
                         semaphore,
@@ -442,6 +447,18 @@ unsafe impl<F: Send, T: Send, E: Send> Sync for HeapJob<F, T, E> {}
 /// Everything a queued or running heap job offers without its types.
 pub(crate) trait ErasedJob: CancelTarget {
     fn header(&self) -> &Header;
+    /// `Queued → Running`, unless the job's token is already cancelled: then the job
+    /// ends `Cancelled` without running (a token cancel that is still ending its queued
+    /// jobs one by one must not let one of them start), and this returns false.
+    fn try_claim(&self) -> bool {
+        let header = self.header();
+        if let Some(reason) = header.token.as_ref().and_then(CancelToken::reason) {
+            self.cancel_queued(reason);
+            return false;
+        }
+        header.lifecycle.try_claim()
+    }
+
     /// Runs the job, which the caller has claimed (`try_claim` succeeded).
     fn run_claimed(&self, worker: &WorkerThread);
     /// Ends the job `Cancelled(reason)` if it has not started; returns whether it did. A
@@ -531,7 +548,7 @@ where
         let job = unsafe { JobPtr::from_raw(pointer.cast::<Self>()) };
         if worker.registry().is_cancelling() {
             job.cancel_queued(CancelReason::Shutdown);
-        } else if job.header.lifecycle.try_claim() {
+        } else if job.try_claim() {
             job.run_claimed(worker);
         }
         // Otherwise a stale entry: the job was cancelled or run inline by a waiter.
@@ -597,6 +614,12 @@ where
                 (state::PANICKED, 0, Some(Err(JobError::Panicked(message))))
             }
         };
+        if phase == state::FAILED || phase == state::PANICKED {
+            // Before the end is published: no sibling starts after the failure is seen.
+            if let Some(group) = header.extras.as_ref().and_then(|e| e.fail_fast.as_ref()) {
+                group.cancel_with(CancelReason::SiblingFailed);
+            }
+        }
         if let Some(output) = output {
             // SAFETY: we own the slot until the terminal transition below publishes it.
             unsafe { *self.slot.get() = Slot::Output(output) };
@@ -750,6 +773,11 @@ impl<T, E> Job<T, E> {
     /// The name given at submit, if any.
     pub fn name(&self) -> Option<&str> {
         self.job.header().name()
+    }
+
+    /// Why the job was cancelled, once it has ended `Cancelled`.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        CancelReason::from_code(self.job.header().lifecycle.reason_code())
     }
 
     /// A cloneable handle to the same job, without its result.

@@ -30,6 +30,7 @@ mod handle {
     use crate::cancel::CancelToken;
     use crate::context::Context;
     use crate::error::SubmitError;
+    use crate::group::{Group, GroupOptions};
     use crate::job::Job;
     use crate::semaphore::Semaphore;
     use crate::stats::Stats;
@@ -150,6 +151,8 @@ mod handle {
         pub(crate) permits: Option<(Semaphore, u64)>,
         /// The run number of a periodic job's run (set by `ticker`).
         pub(crate) tick: Option<u64>,
+        /// Cancelled with `SiblingFailed` if the job fails or panics (set by `group`).
+        pub(crate) fail_fast: Option<CancelToken>,
     }
 
     impl fmt::Debug for SubmitOptions {
@@ -368,6 +371,19 @@ mod handle {
             E: Send + 'static,
         {
             crate::ticker::start(self, options, period, f)
+        }
+
+        /// A new group of jobs on this pool (see [`Group`]).
+        pub fn group<T: Send + 'static, E: Send + 'static>(&self) -> Group<T, E> {
+            Group::new(self, GroupOptions::default())
+        }
+
+        /// A new group with options: a limit, fail-fast, a parent token.
+        pub fn group_with<T: Send + 'static, E: Send + 'static>(
+            &self,
+            options: GroupOptions,
+        ) -> Group<T, E> {
+            Group::new(self, options)
         }
 
         /// Cancelled when a shutdown begins (any mode).

@@ -278,6 +278,7 @@ impl Registry {
                 name: options.name.clone(),
                 permits: options.permits.clone(),
                 tick: options.tick,
+                fail_fast: options.fail_fast.clone(),
             }),
             func,
         );

@@ -263,8 +263,11 @@ impl WorkerThread {
                 return;
             }
             // Not started: run it here (nested submit-and-wait never deadlocks).
-            if lifecycle.try_claim() {
+            if job.try_claim() {
                 job.run_claimed(self);
+                return;
+            }
+            if is_terminal(lifecycle.phase()) {
                 return;
             }
             // Delayed: it can be claimed once its timer releases it (under `Any` a worker

@@ -1,0 +1,364 @@
+//! Groups: fan-out / fan-in, Go's `WaitGroup` and `errgroup` on the pool.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cancel::{CancelReason, CancelToken};
+use crate::context::Context;
+use crate::error::{JobError, SubmitError};
+use crate::job::{Job, JobHandle, JobState};
+use crate::pool::{Pool, SubmitOptions};
+use crate::semaphore::{block_on, Semaphore, Waker};
+use crate::sync::{lock, Mutex};
+
+/// Options of [`Group::new`].
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct GroupOptions {
+    limit: Option<u64>,
+    fail_fast: bool,
+    token: Option<CancelToken>,
+}
+
+impl GroupOptions {
+    /// Default options: no limit, not fail-fast, no parent token.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most `n` of the group's jobs run at once (`errgroup.SetLimit`); the others wait
+    /// in a semaphore's queue without occupying a worker.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    /// The first job that fails (or panics) cancels the group's token with
+    /// `CancelReason::SiblingFailed`: queued siblings end `Cancelled` without running and
+    /// running ones see `ctx.is_cancelled()` (`errgroup.WithContext`).
+    pub fn fail_fast(mut self) -> Self {
+        self.fail_fast = true;
+        self
+    }
+
+    /// The group's token is a child of `token`: cancelling it cancels the group.
+    pub fn token(mut self, token: &CancelToken) -> Self {
+        self.token = Some(token.clone());
+        self
+    }
+}
+
+struct State<T, E> {
+    /// Jobs submitted and not yet ended, by submit order.
+    pending: Vec<Option<Job<T, E>>>,
+    free: Vec<usize>,
+    live: usize,
+    /// Ended jobs not yet taken by `next`, in completion order.
+    finished: VecDeque<Job<T, E>>,
+    /// The error of the first job that failed or panicked, kept for `wait`.
+    first_error: Option<JobError<E>>,
+    /// Whether a job has failed or panicked yet (`first_error` may have been taken).
+    failed: bool,
+    /// The reason of the first job that ended cancelled, for `wait` when none failed.
+    first_cancel: Option<CancelReason>,
+    closed: bool,
+    /// Threads waiting in `next` or `wait`.
+    waiters: Vec<Arc<Waker>>,
+}
+
+struct Shared<T, E> {
+    token: CancelToken,
+    semaphore: Option<Semaphore>,
+    fail_fast: bool,
+    state: Mutex<State<T, E>>,
+}
+
+/// A group of jobs: fan them out with [`Group::submit`], then fan in with
+/// [`Group::next`] (completion order) or wait for all with [`Group::wait`] (the first
+/// error, as `errgroup.Wait`). The first job that fails or panics is not yielded by
+/// `next`: its error is kept for `wait`.
+///
+/// # Examples
+///
+/// ```
+/// use jobrunner::{GroupOptions, Pool};
+///
+/// let pool = Pool::builder().threads(2).build()?;
+/// let group = pool.group_with(GroupOptions::new().limit(4));
+/// for i in 0..10u64 {
+///     group.submit(move |_ctx| Ok::<_, String>(i * i))?;
+/// }
+/// group.close();
+/// let sum: u64 = group.iter().map(|job| job.wait().unwrap()).sum();
+/// assert_eq!(sum, 285);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Group<T, E> {
+    pool: Pool,
+    shared: Arc<Shared<T, E>>,
+}
+
+impl<T, E> fmt::Debug for Group<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.shared.state);
+        f.debug_struct("Group")
+            .field("running_or_queued", &state.live)
+            .field("finished", &state.finished.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
+impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
+    /// A new group on `pool`.
+    pub fn new(pool: &Pool, options: GroupOptions) -> Self {
+        let token = match &options.token {
+            Some(parent) => parent.child(),
+            None => CancelToken::new(),
+        };
+        Group {
+            pool: pool.clone(),
+            shared: Arc::new(Shared {
+                token,
+                semaphore: options.limit.map(Semaphore::new),
+                fail_fast: options.fail_fast,
+                state: Mutex::new(State {
+                    pending: Vec::new(),
+                    free: Vec::new(),
+                    live: 0,
+                    finished: VecDeque::new(),
+                    first_error: None,
+                    failed: false,
+                    first_cancel: None,
+                    closed: false,
+                    waiters: Vec::new(),
+                }),
+            }),
+        }
+    }
+
+    /// The group's token: cancelled by [`Group::cancel`], by a fail-fast failure, and by
+    /// the parent token. Every job of the group is submitted with it.
+    pub fn token(&self) -> &CancelToken {
+        &self.shared.token
+    }
+
+    /// Submits a job to the group (with the group's token, and its limit).
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitError::GroupClosed`] after [`Group::close`], or the pool's submit errors.
+    pub fn submit<F>(&self, f: F) -> Result<JobHandle, SubmitError>
+    where
+        F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+    {
+        self.submit_with(SubmitOptions::new(), f)
+    }
+
+    /// [`Group::submit`] with options (a delay, a name, a submit timeout; the token and
+    /// the semaphore are the group's).
+    ///
+    /// # Errors
+    ///
+    /// As [`Group::submit`].
+    pub fn submit_with<F>(&self, options: SubmitOptions, f: F) -> Result<JobHandle, SubmitError>
+    where
+        F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+    {
+        // Counted first, so that `wait` cannot see the group empty while we submit.
+        let slot = {
+            let mut state = lock(&self.shared.state);
+            if state.closed {
+                return Err(SubmitError::GroupClosed);
+            }
+            state.live += 1;
+            match state.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    state.pending.push(None);
+                    state.pending.len() - 1
+                }
+            }
+        };
+        let mut options = options.token(&self.shared.token);
+        if let Some(semaphore) = &self.shared.semaphore {
+            options = options.semaphore(semaphore, 1);
+        }
+        if self.shared.fail_fast {
+            // The runner cancels the group's token when the job fails or panics, before
+            // its end is published: no queued sibling starts after the failure is seen.
+            options.fail_fast = Some(self.shared.token.clone());
+        }
+        let job = match self.pool.submit_with(options, f) {
+            Ok(job) => job,
+            Err(error) => {
+                let mut state = lock(&self.shared.state);
+                state.live -= 1;
+                state.free.push(slot);
+                let waiters = state.waiters.clone();
+                drop(state);
+                waiters.iter().for_each(|waker| waker.wake());
+                return Err(error);
+            }
+        };
+        let handle = job.handle();
+        lock(&self.shared.state).pending[slot] = Some(job);
+        // Registered after the job is in `pending`: the callback finds it even if the job
+        // has already ended (it then runs here, now).
+        let shared = Arc::downgrade(&self.shared);
+        handle.on_end(move |end| {
+            if let Some(shared) = shared.upgrade() {
+                shared.job_ended(slot, end);
+            }
+        });
+        Ok(handle)
+    }
+
+    /// Says no more jobs will be added: `next` returns `None` once the group is drained.
+    pub fn close(&self) {
+        let waiters = {
+            let mut state = lock(&self.shared.state);
+            state.closed = true;
+            state.waiters.clone()
+        };
+        waiters.iter().for_each(|waker| waker.wake());
+    }
+
+    /// Cancels the group's token: queued jobs end `Cancelled`, running ones are told.
+    pub fn cancel(&self) {
+        self.shared.token.cancel();
+    }
+
+    /// The next job to end, in completion order (its result is ready), or `None` once the
+    /// group is closed and every job was taken. Inside a job of the pool the worker
+    /// waits as it does for a job (under the help policy).
+    pub fn next(&self) -> Option<Job<T, E>> {
+        self.next_until(None).unwrap_or(None)
+    }
+
+    /// [`Group::next`] waiting at most `timeout` (blocking the thread). `Err(())` on
+    /// timeout.
+    #[allow(clippy::result_unit_err)]
+    pub fn next_timeout(&self, timeout: Duration) -> Result<Option<Job<T, E>>, ()> {
+        let at = Instant::now().checked_add(timeout);
+        self.next_until(Some(
+            at.unwrap_or_else(|| Instant::now() + Duration::from_secs(3_153_600_000)),
+        ))
+    }
+
+    fn next_until(&self, at: Option<Instant>) -> Result<Option<Job<T, E>>, ()> {
+        let ready =
+            |state: &State<T, E>| !state.finished.is_empty() || (state.closed && state.live == 0);
+        let taken = self.wait_for(at, ready);
+        let mut state = lock(&self.shared.state);
+        match state.finished.pop_front() {
+            Some(job) => Ok(Some(job)),
+            None if taken => Ok(None),
+            None => Err(()),
+        }
+    }
+
+    /// Waits until every job submitted so far has ended, and returns the error of the
+    /// first one (in completion order) that failed or panicked, as `errgroup.Wait` (the
+    /// siblings a fail-fast failure cancels end after it); if none did but some job ended
+    /// cancelled, `Cancelled` with the first such reason. The first call after a failure
+    /// takes its error; later calls report the cancellations only.
+    ///
+    /// # Errors
+    ///
+    /// The first failure's [`JobError`], or [`JobError::Cancelled`].
+    pub fn wait(&self) -> Result<(), JobError<E>> {
+        self.wait_for(None, |state| state.live == 0);
+        let mut state = lock(&self.shared.state);
+        match (state.first_error.take(), state.first_cancel) {
+            (Some(error), _) => Err(error),
+            (None, Some(reason)) => Err(JobError::Cancelled(reason)),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Whether a job of the group has failed or panicked.
+    pub fn has_failed(&self) -> bool {
+        lock(&self.shared.state).failed
+    }
+
+    /// Waits (helping inside a worker) until `ready(state)`, or `at` passes; returns
+    /// whether it is ready.
+    fn wait_for(&self, at: Option<Instant>, ready: impl Fn(&State<T, E>) -> bool) -> bool {
+        let waker = {
+            let mut state = lock(&self.shared.state);
+            if ready(&state) {
+                return true;
+            }
+            let waker = Arc::new(Waker::current(at.is_none()));
+            state.waiters.push(Arc::clone(&waker));
+            waker
+        };
+        let done = block_on(&waker, || ready(&lock(&self.shared.state)), at);
+        lock(&self.shared.state)
+            .waiters
+            .retain(|w| !Arc::ptr_eq(w, &waker));
+        done
+    }
+
+    /// An iterator over the jobs as they end ([`Group::next`] until `None`).
+    pub fn iter(&self) -> Iter<'_, T, E> {
+        Iter { group: self }
+    }
+}
+
+impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
+    fn job_ended(&self, slot: usize, end: JobState) {
+        let waiters = {
+            let mut state = lock(&self.state);
+            let Some(job) = state.pending[slot].take() else {
+                return;
+            };
+            state.free.push(slot);
+            state.live -= 1;
+            match end {
+                JobState::Failed | JobState::Panicked if !state.failed => {
+                    // The first failure is kept for `wait` (the job has ended: this does not
+                    // block); `next` does not yield it.
+                    state.failed = true;
+                    state.first_error = job.wait().err();
+                }
+                JobState::Cancelled => {
+                    if state.first_cancel.is_none() {
+                        state.first_cancel =
+                            Some(job.cancel_reason().unwrap_or(CancelReason::Cancelled));
+                    }
+                    state.finished.push_back(job);
+                }
+                _ => state.finished.push_back(job),
+            }
+            state.waiters.clone()
+        };
+        waiters.iter().for_each(|waker| waker.wake());
+    }
+}
+
+/// The jobs of a group as they end; see [`Group::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T, E> {
+    group: &'a Group<T, E>,
+}
+
+impl<T: Send + 'static, E: Send + 'static> Iterator for Iter<'_, T, E> {
+    type Item = Job<T, E>;
+
+    fn next(&mut self) -> Option<Job<T, E>> {
+        self.group.next()
+    }
+}
+
+impl<'a, T: Send + 'static, E: Send + 'static> IntoIterator for &'a Group<T, E> {
+    type Item = Job<T, E>;
+    type IntoIter = Iter<'a, T, E>;
+
+    fn into_iter(self) -> Iter<'a, T, E> {
+        self.iter()
+    }
+}
