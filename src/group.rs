@@ -9,6 +9,7 @@ use crate::cancel::{CancelReason, CancelToken};
 use crate::context::Context;
 use crate::error::{JobError, SubmitError};
 use crate::job::{Job, JobHandle, JobState};
+use crate::pool::worker::WorkerThread;
 use crate::pool::{Pool, SubmitOptions};
 use crate::semaphore::{block_on, Semaphore, Waker};
 use crate::sync::{lock, Mutex};
@@ -66,6 +67,8 @@ struct State<T, E> {
     closed: bool,
     /// Threads waiting in `next` or `wait`.
     waiters: Vec<Arc<Waker>>,
+    /// Where a waiting worker resumes its search of `pending` for a job to run inline.
+    scan: usize,
 }
 
 struct Shared<T, E> {
@@ -134,6 +137,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
                     first_cancel: None,
                     closed: false,
                     waiters: Vec::new(),
+                    scan: 0,
                 }),
             }),
         }
@@ -287,6 +291,20 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     /// Waits (helping inside a worker) until `ready(state)`, or `at` passes; returns
     /// whether it is ready.
     fn wait_for(&self, at: Option<Instant>, ready: impl Fn(&State<T, E>) -> bool) -> bool {
+        // Inside a job of the pool: first run the group's jobs that have not started, as
+        // a wait for a job runs it inline, whatever the help policy.
+        if at.is_none() {
+            if let Some(worker) = WorkerThread::current() {
+                while !ready(&lock(&self.shared.state)) {
+                    match self.queued_job() {
+                        Some(job) => {
+                            job.run_inline(worker);
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
         let waker = {
             let mut state = lock(&self.shared.state);
             if ready(&state) {
@@ -301,6 +319,24 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             .waiters
             .retain(|w| !Arc::ptr_eq(w, &waker));
         done
+    }
+
+    /// A pending job of the group that has not started, if any.
+    fn queued_job(&self) -> Option<JobHandle> {
+        let mut state = lock(&self.shared.state);
+        let n = state.pending.len();
+        for step in 0..n {
+            let slot = (state.scan + step) % n;
+            let found = match &state.pending[slot] {
+                Some(job) if job.state() == JobState::Queued => Some(job.handle()),
+                _ => None,
+            };
+            if found.is_some() {
+                state.scan = (slot + 1) % n;
+                return found;
+            }
+        }
+        None
     }
 
     /// An iterator over the jobs as they end ([`Group::next`] until `None`).

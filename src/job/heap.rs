@@ -831,6 +831,16 @@ impl JobHandle {
         }
     }
 
+    /// Runs the job here, on `worker`, if it has not started (and belongs to the
+    /// worker's pool); returns whether it did.
+    pub(crate) fn run_inline(&self, worker: &WorkerThread) -> bool {
+        if !self.job.header().belongs_to(worker.registry()) || !self.job.try_claim() {
+            return false;
+        }
+        self.job.run_claimed(worker);
+        true
+    }
+
     /// As [`Job::cancel`].
     pub fn cancel(&self) -> bool {
         cancel_by_user(&*self.job)
