@@ -7,6 +7,8 @@
 //! granted; its permits return when it ends, whatever its end.
 
 use std::collections::BTreeMap;
+#[cfg(not(loom))]
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 #[cfg(not(loom))]
@@ -15,11 +17,13 @@ use std::time::{Duration, Instant};
 #[cfg(not(loom))]
 use crate::cancel::{CancelReason, CancelToken};
 #[cfg(not(loom))]
-use crate::job::JobRef;
+use crate::job::{JobHandle, JobRef};
 #[cfg(not(loom))]
 use crate::pool::registry::Registry;
 #[cfg(not(loom))]
 use crate::pool::worker::WorkerThread;
+#[cfg(not(loom))]
+use crate::sync::atomic::AtomicU64;
 use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{lock, Mutex};
@@ -117,6 +121,10 @@ struct State {
     /// Waiters by arrival: FIFO, and O(log n) removal of one that gives up.
     queue: BTreeMap<u64, Waiter>,
     next_seq: u64,
+    /// Jobs granted while workers waited here: those workers may run them inline (they
+    /// hold the permits the workers wait for). Entries that started meanwhile are stale.
+    #[cfg(not(loom))]
+    granted_jobs: VecDeque<JobHandle>,
 }
 
 struct Inner {
@@ -127,6 +135,9 @@ struct Inner {
 /// What a grant hands over, acted on after the lock is released.
 enum Granted {
     Thread(Arc<ThreadWaiter>),
+    /// A worker still waiting, told that a granted job it may run is available.
+    #[cfg(not(loom))]
+    Nudge(Arc<ThreadWaiter>),
     #[cfg(not(loom))]
     Job(JobRef),
     /// A job cancelled while the grant reached it: only its queue reference to drop.
@@ -138,6 +149,8 @@ impl Granted {
     fn deliver(self) {
         match self {
             Granted::Thread(waiter) => waiter.waker.wake(),
+            #[cfg(not(loom))]
+            Granted::Nudge(waiter) => waiter.waker.wake(),
             #[cfg(not(loom))]
             Granted::Job(job) => {
                 // SAFETY: the semaphore queue holds heap jobs only; the grant moved this one
@@ -229,6 +242,8 @@ impl Semaphore {
                     available: permits,
                     queue: BTreeMap::new(),
                     next_seq: 0,
+                    #[cfg(not(loom))]
+                    granted_jobs: VecDeque::new(),
                 }),
             }),
         }
@@ -295,7 +310,7 @@ impl Semaphore {
     /// [`SemaphoreError::TooMany`] when `n` exceeds the total.
     pub fn acquire(&self, n: u64) -> Result<Permit, SemaphoreError> {
         self.acquire_queued(n, true, |waiter| {
-            wait_for_grant(waiter, None, None);
+            wait_for_grant(self, waiter, None, None);
             SemaphoreError::Timeout
         })
     }
@@ -308,7 +323,9 @@ impl Semaphore {
     #[cfg(not(loom))]
     pub fn acquire_timeout(&self, n: u64, timeout: Duration) -> Result<Permit, SemaphoreError> {
         let at = Instant::now().checked_add(timeout);
-        self.acquire_queued(n, at.is_none(), |waiter| wait_for_grant(waiter, at, None))
+        self.acquire_queued(n, at.is_none(), |waiter| {
+            wait_for_grant(self, waiter, at, None)
+        })
     }
 
     /// Waits for `n` permits until `token` is cancelled (and at most `timeout`, if given).
@@ -326,7 +343,7 @@ impl Semaphore {
     ) -> Result<Permit, SemaphoreError> {
         let at = timeout.and_then(|t| Instant::now().checked_add(t));
         self.acquire_queued(n, at.is_none(), |waiter| {
-            wait_for_grant(waiter, at, Some(token))
+            wait_for_grant(self, waiter, at, Some(token))
         })
     }
 
@@ -406,31 +423,43 @@ impl Semaphore {
         debug_assert!(released.is_ok(), "held permits always fit");
     }
 
-    /// Queues a job (in `Queued`-to-be phase `WaitingForPermit`) for `n` permits; it is
-    /// injected into its pool when granted, perhaps before this returns. Returns the key
-    /// that [`Semaphore::remove_job`] takes.
+    /// Queues a job in phase `WaitingForPermit` for `n` permits; it is injected into its
+    /// pool when granted, perhaps before this returns. Its queue key is stored in `key`
+    /// (under the lock, where [`Semaphore::remove_job`] reads it). A job cancelled before
+    /// it got here is not queued.
     #[cfg(not(loom))]
-    pub(crate) fn enqueue_job(&self, n: u64, job: JobRef, set_key: impl FnOnce(u64)) {
+    pub(crate) fn enqueue_job(&self, n: u64, job: JobRef, key: &AtomicU64) {
         let mut granted = Vec::new();
-        {
+        let stale = {
             let mut state = lock(&self.inner.state);
-            let seq = state.next_seq;
-            state.next_seq += 1;
-            // Before the job can be seen in the queue: a canceller reads it under the lock.
-            set_key(seq);
-            state.queue.insert(seq, Waiter::Job { needed: n, job });
-            grant(&mut state, &mut granted);
-        }
+            // SAFETY: jobs queued here are heap jobs.
+            let header = unsafe { job.heap_header() };
+            // Under the lock: a canceller that took the job out of `WaitingForPermit`
+            // before this point finds no key and relies on us not to queue it.
+            if header.lifecycle.phase() != crate::job::state::WAITING_PERMIT {
+                Some(job)
+            } else {
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                key.store(seq, Ordering::Release);
+                state.queue.insert(seq, Waiter::Job { needed: n, job });
+                grant(&mut state, &mut granted);
+                None
+            }
+        };
         granted.into_iter().for_each(Granted::deliver);
+        if let Some(job) = stale {
+            drop(job.discard());
+        }
     }
 
     /// Takes a cancelled job out of the queue (if a grant did not get to it first).
     #[cfg(not(loom))]
-    pub(crate) fn remove_job(&self, key: u64) {
+    pub(crate) fn remove_job(&self, key: &AtomicU64) {
         let mut granted = Vec::new();
         let removed = {
             let mut state = lock(&self.inner.state);
-            let removed = state.queue.remove(&key);
+            let removed = state.queue.remove(&key.load(Ordering::Acquire));
             if removed.is_some() {
                 grant(&mut state, &mut granted);
             }
@@ -441,6 +470,25 @@ impl Semaphore {
             // The queue's reference to the job, dropped outside the lock.
             drop(job.discard());
         }
+    }
+}
+
+impl Semaphore {
+    /// A job granted while workers waited, that has not started: ours to run inline.
+    #[cfg(not(loom))]
+    fn take_granted_job(&self) -> Option<JobHandle> {
+        let mut state = lock(&self.inner.state);
+        while let Some(job) = state.granted_jobs.pop_front() {
+            if job.state() == crate::job::JobState::Queued {
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    #[cfg(not(loom))]
+    fn has_granted_job(&self) -> bool {
+        !lock(&self.inner.state).granted_jobs.is_empty()
     }
 }
 
@@ -463,6 +511,22 @@ fn grant(state: &mut State, granted: &mut Vec<Granted>) {
                 let header = unsafe { job.heap_header() };
                 if header.lifecycle.try_grant() {
                     state.available -= needed;
+                    // Workers blocked here may run it: it holds what they wait for.
+                    let workers: Vec<_> = state
+                        .queue
+                        .values()
+                        .filter_map(|waiter| match waiter {
+                            Waiter::Thread(w) if matches!(w.waker, Waker::Worker(..)) => {
+                                Some(Arc::clone(w))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    if !workers.is_empty() {
+                        // SAFETY: the queue holds heap jobs only.
+                        state.granted_jobs.push_back(unsafe { job.handle() });
+                        granted.extend(workers.into_iter().map(Granted::Nudge));
+                    }
                     granted.push(Granted::Job(job));
                 } else {
                     // Cancelled just now: its canceller finds the entry gone.
@@ -478,6 +542,7 @@ fn grant(state: &mut State, granted: &mut Vec<Granted>) {
 /// pool's way; anything else parks.
 #[cfg(not(loom))]
 fn wait_for_grant(
+    semaphore: &Semaphore,
     waiter: &Arc<ThreadWaiter>,
     at: Option<Instant>,
     token: Option<&CancelToken>,
@@ -490,7 +555,27 @@ fn wait_for_grant(
         (token, token.on_cancel(move |_| target.waker.wake()))
     });
     let mut error = SemaphoreError::Timeout;
-    block_on(&waiter.waker, || granted() || cancelled(), at);
+    match &waiter.waker {
+        // A worker runs the granted jobs it is waiting behind (they hold the permits),
+        // then its own subtree, never unrelated work, whatever the help policy: an
+        // unrelated job run on top of this wait could itself wait here, behind us, for
+        // permits our buried frame would never use.
+        Waker::Worker(..) => {
+            let worker = WorkerThread::current().expect("a worker waker waits on its worker");
+            while !(granted() || cancelled()) {
+                match semaphore.take_granted_job() {
+                    Some(job) => {
+                        job.run_inline(worker);
+                    }
+                    None => worker
+                        .wait_own_until(|| granted() || cancelled() || semaphore.has_granted_job()),
+                }
+            }
+        }
+        Waker::Thread(_) => {
+            block_on(&waiter.waker, || granted() || cancelled(), at);
+        }
+    }
     if let Some((token, key)) = callback {
         token.remove_callback(key);
         if let Some(reason) = token.reason() {
@@ -530,7 +615,12 @@ pub(crate) fn block_on(waker: &Waker, ready: impl Fn() -> bool, at: Option<Insta
 }
 
 #[cfg(loom)]
-fn wait_for_grant(waiter: &Arc<ThreadWaiter>, _at: Option<()>, _token: Option<()>) {
+fn wait_for_grant(
+    _semaphore: &Semaphore,
+    waiter: &Arc<ThreadWaiter>,
+    _at: Option<()>,
+    _token: Option<()>,
+) {
     while !waiter.granted.load(Ordering::Acquire) {
         thread::park();
     }

@@ -79,14 +79,14 @@ pub(crate) struct JobRef {
     pub(crate) seq: u64,
 }
 
-/// Makes a token registration from a heap job's queue reference.
-type MakeTarget = unsafe fn(NonNull<()>) -> JobPtr<dyn CancelTarget>;
+/// Makes a handle from a heap job's queue reference.
+type MakeHandle = unsafe fn(NonNull<()>) -> JobHandle;
 
 pub(crate) struct JobVTable {
     /// Runs the job (or drops a stale entry) on a worker; consumes the reference.
     pub(crate) execute: unsafe fn(NonNull<()>, &WorkerThread),
-    /// A new token registration for a heap job (`None` for stack jobs).
-    pub(crate) cancel_target: Option<MakeTarget>,
+    /// A new handle to a heap job (`None` for stack jobs).
+    pub(crate) handle: Option<MakeHandle>,
     /// Ends a heap job without running it (shutdown); consumes the reference. `None` for
     /// stack jobs, which only a worker may run.
     pub(crate) discard: Option<unsafe fn(NonNull<()>)>,
@@ -138,7 +138,17 @@ impl JobRef {
     ///
     /// The reference must point at a `HeapJob`.
     pub(crate) unsafe fn cancel_target(&self) -> JobPtr<dyn CancelTarget> {
-        let make = self.vtable.cancel_target.expect("a heap job");
+        // SAFETY: forwarded.
+        unsafe { self.handle() }.into_target()
+    }
+
+    /// A new handle to a heap job.
+    ///
+    /// # Safety
+    ///
+    /// The reference must point at a `HeapJob`.
+    pub(crate) unsafe fn handle(&self) -> JobHandle {
+        let make = self.vtable.handle.expect("a heap job");
         // SAFETY: the caller promises a heap job, whose vtable entry takes its pointer.
         unsafe { make(self.pointer) }
     }
@@ -285,9 +295,16 @@ impl Header {
                 return;
             }
         }
-        permits.semaphore.enqueue_job(permits.count, job, |key| {
-            permits.key.store(key, Ordering::Release)
-        });
+        if self.lifecycle.phase() != state::WAITING_PERMIT {
+            // Cancelled meanwhile (its token): whichever of us takes the key deregisters.
+            let key = permits.root_key.swap(NO_KEY, Ordering::AcqRel);
+            if key != NO_KEY {
+                root.deregister(key as usize);
+            }
+        }
+        permits
+            .semaphore
+            .enqueue_job(permits.count, job, &permits.key);
     }
 
     /// Whether the job belongs to `registry` (an address comparison, no dereference).
@@ -371,9 +388,7 @@ impl Header {
                 registry.root().deregister(root_key as usize);
             }
             match from {
-                state::WAITING_PERMIT => permits
-                    .semaphore
-                    .remove_job(permits.key.load(Ordering::Acquire)),
+                state::WAITING_PERMIT => permits.semaphore.remove_job(&permits.key),
                 state::QUEUED if !claimed => permits.semaphore.release_held(permits.count),
                 _ => {}
             }
@@ -497,20 +512,21 @@ where
 {
     const VTABLE: JobVTable = JobVTable {
         execute: Self::execute,
-        cancel_target: Some(Self::cancel_target_raw),
+        handle: Some(Self::handle_raw),
         discard: Some(Self::discard),
     };
 
     /// # Safety
     ///
     /// `pointer` points at a live `Self` (a `JobRef` still holding its reference).
-    unsafe fn cancel_target_raw(pointer: NonNull<()>) -> JobPtr<dyn CancelTarget> {
+    unsafe fn handle_raw(pointer: NonNull<()>) -> JobHandle {
         // SAFETY: the `JobRef` keeps the job alive; we add a reference for the result and
         // give the borrowed one back with `into_raw`.
         let job = unsafe { JobPtr::from_raw(pointer.cast::<Self>()) };
-        let target = Self::cancel_target(&job);
+        // SAFETY: an unsizing coercion of the same pointer.
+        let handle = unsafe { job.clone().map(|p| p as NonNull<dyn ErasedJob>) };
         let _ = job.into_raw();
-        target
+        JobHandle { job: handle }
     }
 
     pub(crate) fn new(header: Header, func: F) -> JobPtr<Self> {
@@ -831,6 +847,12 @@ impl JobHandle {
         }
     }
 
+    /// The handle as a token registration.
+    pub(crate) fn into_target(self) -> JobPtr<dyn CancelTarget> {
+        // SAFETY: an upcast of the same pointer.
+        unsafe { self.job.map(|p| p as NonNull<dyn CancelTarget>) }
+    }
+
     /// Runs the job here, on `worker`, if it has not started (and belongs to the
     /// worker's pool); returns whether it did.
     pub(crate) fn run_inline(&self, worker: &WorkerThread) -> bool {
@@ -884,7 +906,7 @@ where
 {
     const VTABLE: JobVTable = JobVTable {
         execute: Self::execute,
-        cancel_target: None,
+        handle: None,
         discard: None,
     };
 

@@ -351,6 +351,22 @@ impl WorkerThread {
         }
     }
 
+    /// Waits, inside a job, until `done()`, running only jobs of the waiting job's own
+    /// subtree meanwhile, whatever the policy (a semaphore wait: an unrelated job run on
+    /// top of it could wait for the same semaphore behind it and never let it resume).
+    /// Whoever makes `done()` true calls `Sleep::wake_latch` on this worker.
+    pub(crate) fn wait_own_until(&self, done: impl Fn() -> bool) {
+        while !done() {
+            match self.pop_own_subtree() {
+                Some(job) => self.execute(job),
+                None => break,
+            }
+        }
+        self.block_until(&done, || {
+            self.registry.sleep().wait_latch(self.index, &done);
+        });
+    }
+
     /// Blocks this worker until `done()`: spins briefly first (the awaited job is often
     /// about to end: a stolen half of a `join` near the leaves takes microseconds, less
     /// than a futex round trip), then publishes its deque and calls `block`.
