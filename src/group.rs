@@ -255,12 +255,19 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     fn next_until(&self, at: Option<Instant>) -> Result<Option<Job<T, E>>, ()> {
         let ready =
             |state: &State<T, E>| !state.finished.is_empty() || (state.closed && state.live == 0);
-        let taken = self.wait_for(at, ready);
-        let mut state = lock(&self.shared.state);
-        match state.finished.pop_front() {
-            Some(job) => Ok(Some(job)),
-            None if taken => Ok(None),
-            None => Err(()),
+        loop {
+            let ready_now = self.wait_for(at, ready);
+            let mut state = lock(&self.shared.state);
+            if let Some(job) = state.finished.pop_front() {
+                return Ok(Some(job));
+            }
+            if state.closed && state.live == 0 {
+                return Ok(None);
+            }
+            if !ready_now {
+                return Err(());
+            }
+            // Another consumer took the job that made us ready: wait again.
         }
     }
 
