@@ -8,17 +8,20 @@
 //! bounded waits for an event that must (or must not) happen.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use jobrunner::{
-    CancelReason, CancelToken, Job, JobError, JobState, Pool, ShutdownMode, SubmitOptions,
-};
+use jobrunner::{CancelReason, CancelToken, JobError, JobState, ShutdownMode, SubmitOptions};
 
-/// How long a test waits for an event that must happen before calling it a failure.
-const LONG: Duration = Duration::from_secs(10);
+#[allow(dead_code)]
+mod common;
+
+use common::{
+    assert_cancelled, by_profile, counting, flagging, pool, recv_n, wait_until, Blocker,
+    DropCounter, Waiters, XorShift, PATIENCE,
+};
 
 /// How late a deadline may fire.
 const LATENESS: Duration = Duration::from_millis(50);
@@ -30,53 +33,31 @@ fn timing_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn pool(threads: usize) -> Pool {
-    Pool::builder().threads(threads).build().unwrap()
-}
-
-/// A running job that holds its worker until released.
-struct Blocker {
-    job: Job<(), ()>,
-    release: Sender<()>,
-}
-
-impl Blocker {
-    fn start(pool: &Pool) -> Blocker {
-        let (started_tx, started_rx) = channel();
-        let (release, release_rx) = channel::<()>();
-        let job = pool
-            .submit(move |_| {
-                started_tx.send(()).unwrap();
-                release_rx
-                    .recv_timeout(LONG)
-                    .expect("blocker never released");
-                Ok(())
-            })
-            .unwrap();
-        started_rx
-            .recv_timeout(LONG)
-            .expect("blocker never started");
-        Blocker { job, release }
-    }
-
-    fn finish(self) {
-        self.release.send(()).unwrap();
-        assert_eq!(self.job.wait(), Ok(()));
-    }
+/// Asserts that `what` happened `at` no sooner than `deadline` and at most `LATENESS`
+/// after it.
+#[track_caller]
+fn assert_on_time(what: &str, at: Instant, deadline: Instant) {
+    assert!(at >= deadline, "{what} {:?} early", deadline - at);
+    assert!(at < deadline + LATENESS, "{what} {:?} late", at - deadline);
 }
 
 /// Asserts `token` fires with `DeadlineExceeded` no sooner than `deadline` and at most
 /// `LATENESS` after it.
+#[track_caller]
 fn assert_fires_at(token: &CancelToken, deadline: Instant) {
-    let reason = token.wait_timeout(LONG);
+    let reason = token.wait_timeout(PATIENCE);
     let fired = Instant::now();
     assert_eq!(reason, Some(CancelReason::DeadlineExceeded));
-    assert!(fired >= deadline, "fired {:?} early", deadline - fired);
-    assert!(
-        fired < deadline + LATENESS,
-        "fired {:?} late",
-        fired - deadline
-    );
+    assert_on_time("fired", fired, deadline);
+}
+
+/// Waits until a deadline 30 ms away has fired (an event, not a sleep), then asserts that
+/// `token`, cancelled with a shorter deadline still ahead, kept `Cancelled`.
+#[track_caller]
+fn assert_keeps_cancelled_past_its_deadline(token: &CancelToken) {
+    let later = CancelToken::with_timeout(Duration::from_millis(30));
+    assert_eq!(later.wait(), CancelReason::DeadlineExceeded);
+    assert_eq!(token.reason(), Some(CancelReason::Cancelled));
 }
 
 // ----- the tree --------------------------------------------------------------------------
@@ -131,9 +112,7 @@ fn the_first_reason_stays() {
     let _timing = timing_lock();
     let with_deadline = CancelToken::with_timeout(Duration::from_millis(10));
     assert!(with_deadline.cancel());
-    let later = CancelToken::with_timeout(Duration::from_millis(30));
-    assert_eq!(later.wait(), CancelReason::DeadlineExceeded);
-    assert_eq!(with_deadline.reason(), Some(CancelReason::Cancelled));
+    assert_keeps_cancelled_past_its_deadline(&with_deadline);
 }
 
 #[test]
@@ -173,7 +152,7 @@ fn deadlines_fire_on_time() {
                 // The firing thread wakes the token's waiters before it cancels the
                 // descendants: wait for the descendant too.
                 assert_eq!(
-                    descendant.wait_timeout(LONG),
+                    descendant.wait_timeout(PATIENCE),
                     Some(CancelReason::DeadlineExceeded)
                 );
             })
@@ -206,7 +185,7 @@ fn child_with_timeout_cancels_the_child_only() {
     assert_eq!(parent.deadline(), None);
     assert_fires_at(&child, deadline_of_child);
     assert_eq!(
-        grandchild.wait_timeout(LONG),
+        grandchild.wait_timeout(PATIENCE),
         Some(CancelReason::DeadlineExceeded)
     );
     assert!(!parent.is_cancelled(), "a deadline goes down, never up");
@@ -224,7 +203,7 @@ fn an_ancestor_cancel_or_deadline_comes_first() {
     // The parent's earlier deadline cancels the child before its own.
     let parent_deadline = Instant::now() + Duration::from_millis(20);
     let parent = CancelToken::with_deadline(parent_deadline);
-    let child = parent.child_with_timeout(LONG);
+    let child = parent.child_with_timeout(PATIENCE);
     assert_fires_at(&child, parent_deadline);
 
     // A parent cancelled before the child's deadline: the child keeps `Cancelled`.
@@ -232,9 +211,7 @@ fn an_ancestor_cancel_or_deadline_comes_first() {
     let child = parent.child_with_timeout(Duration::from_millis(10));
     parent.cancel();
     assert_eq!(child.reason(), Some(CancelReason::Cancelled));
-    let later = CancelToken::with_timeout(Duration::from_millis(30));
-    assert_eq!(later.wait(), CancelReason::DeadlineExceeded);
-    assert_eq!(child.reason(), Some(CancelReason::Cancelled));
+    assert_keeps_cancelled_past_its_deadline(&child);
 }
 
 // ----- callbacks -------------------------------------------------------------------------
@@ -289,15 +266,6 @@ fn on_cancel_runs_at_once_when_already_cancelled() {
     );
 }
 
-/// Counts its drops, to see a removed callback released.
-struct DropCounter(Arc<AtomicUsize>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn remove_callback_unregisters_it() {
     let token = CancelToken::new();
@@ -335,36 +303,26 @@ fn remove_callback_unregisters_it() {
 #[test]
 fn wait_and_wait_timeout_return_when_cancelled() {
     let token = CancelToken::new();
-    let (tx, rx) = channel();
-    let waiters: Vec<_> = (0..4)
-        .map(|i| {
-            let token = token.child();
-            let tx = tx.clone();
-            thread::spawn(move || {
-                let reason = if i % 2 == 0 {
-                    Some(token.wait())
-                } else {
-                    token.wait_timeout(LONG)
-                };
-                tx.send(reason).unwrap();
-            })
-        })
-        .collect();
+    let waiters = Waiters::spawn((0..4).map(|i| {
+        let token = token.child();
+        move || {
+            if i % 2 == 0 {
+                Some(token.wait())
+            } else {
+                token.wait_timeout(PATIENCE)
+            }
+        }
+    }));
     // Nothing cancelled the token: a bounded look shows every waiter still blocked.
-    assert_eq!(
-        rx.recv_timeout(Duration::from_millis(30)),
-        Err(RecvTimeoutError::Timeout)
+    waiters.assert_blocked(
+        Duration::from_millis(30),
+        "a waiter returned before the token was cancelled",
     );
     token.cancel_with(CancelReason::Shutdown);
-    for _ in 0..4 {
-        assert_eq!(rx.recv_timeout(LONG).unwrap(), Some(CancelReason::Shutdown));
-    }
-    for waiter in waiters {
-        waiter.join().unwrap();
-    }
+    assert_eq!(waiters.finish(), [Some(CancelReason::Shutdown); 4]);
     // Once cancelled, both return at once.
     assert_eq!(token.wait(), CancelReason::Shutdown);
-    assert_eq!(token.wait_timeout(LONG), Some(CancelReason::Shutdown));
+    assert_eq!(token.wait_timeout(PATIENCE), Some(CancelReason::Shutdown));
 }
 
 #[test]
@@ -390,12 +348,7 @@ fn cancelling_a_token_ends_its_queued_jobs_and_its_descendants_without_running_t
     let per_group = 50;
 
     let submit = |options: SubmitOptions, runs: &Arc<AtomicUsize>| {
-        let runs = Arc::clone(runs);
-        pool.submit_with(options, move |_| {
-            runs.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ()>(())
-        })
-        .unwrap()
+        pool.submit_with(options, counting(runs)).unwrap()
     };
     let mut under_token = Vec::new();
     let mut others = Vec::new();
@@ -423,10 +376,7 @@ fn cancelling_a_token_ends_its_queued_jobs_and_its_descendants_without_running_t
 
     blocker.finish();
     for job in under_token {
-        assert_eq!(
-            job.wait(),
-            Err(JobError::Cancelled(CancelReason::Cancelled))
-        );
+        assert_cancelled(job, CancelReason::Cancelled);
     }
     for job in others {
         assert_eq!(job.wait(), Ok(()));
@@ -452,7 +402,9 @@ fn running_jobs_see_the_token_cancel() {
             let own = ctx.token();
             assert!(!own.is_cancelled());
             tx.send(()).unwrap();
-            let reason = own.wait_timeout(LONG).expect("ctx.token() never cancelled");
+            let reason = own
+                .wait_timeout(PATIENCE)
+                .expect("ctx.token() never cancelled");
             assert!(ctx.is_cancelled());
             assert_eq!(ctx.cancel_reason(), Some(reason));
             Err::<(), _>(reason)
@@ -462,16 +414,11 @@ fn running_jobs_see_the_token_cancel() {
     let polls = pool
         .submit_with(SubmitOptions::new().token(&token), move |ctx| {
             started_tx.send(()).unwrap();
-            let deadline = Instant::now() + LONG;
-            while !ctx.is_cancelled() {
-                assert!(Instant::now() < deadline, "never saw the cancel");
-                thread::yield_now();
-            }
+            wait_until("the job sees the cancel", || ctx.is_cancelled());
             Ok::<_, ()>((ctx.cancel_reason(), ctx.token().reason()))
         })
         .unwrap();
-    started_rx.recv_timeout(LONG).unwrap();
-    started_rx.recv_timeout(LONG).unwrap();
+    recv_n(&started_rx, 2, "a job never started");
 
     assert!(token.cancel_with(CancelReason::SiblingFailed));
     assert_eq!(
@@ -488,12 +435,8 @@ fn a_job_submitted_with_a_cancelled_token_is_accepted_and_ends_cancelled() {
     let pool = pool(2);
     let ran = Arc::new(AtomicBool::new(false));
     let submit = |token: &CancelToken| {
-        let ran = Arc::clone(&ran);
-        pool.submit_with(SubmitOptions::new().token(token), move |_| {
-            ran.store(true, Ordering::SeqCst);
-            Ok::<_, ()>(())
-        })
-        .expect("accepted")
+        pool.submit_with(SubmitOptions::new().token(token), flagging(&ran))
+            .expect("accepted")
     };
     let cancelled = CancelToken::new();
     cancelled.cancel_with(CancelReason::SiblingFailed);
@@ -506,7 +449,7 @@ fn a_job_submitted_with_a_cancelled_token_is_accepted_and_ends_cancelled() {
     for (job, reason) in jobs {
         assert!(job.is_finished(), "ended by the submit itself");
         assert!(!job.cancel());
-        assert_eq!(job.wait(), Err(JobError::Cancelled(reason)));
+        assert_cancelled(job, reason);
     }
     assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
     assert!(!ran.load(Ordering::SeqCst));
@@ -521,30 +464,17 @@ fn a_deadline_on_the_submit_token_ends_a_queued_job_on_time() {
     let pool = pool(1);
     let blocker = Blocker::start(&pool);
     let ran = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&ran);
     let timeout = Duration::from_millis(30);
     let deadline = Instant::now() + timeout;
     // The job holds the only handle to its token.
     let job = pool
         .submit_with(
             SubmitOptions::new().token(&CancelToken::with_timeout(timeout)),
-            move |_| {
-                flag.store(true, Ordering::SeqCst);
-                Ok::<_, ()>(())
-            },
+            flagging(&ran),
         )
         .unwrap();
-    assert_eq!(
-        job.wait(),
-        Err(JobError::Cancelled(CancelReason::DeadlineExceeded))
-    );
-    let ended = Instant::now();
-    assert!(ended >= deadline, "ended {:?} early", deadline - ended);
-    assert!(
-        ended < deadline + LATENESS,
-        "ended {:?} late",
-        ended - deadline
-    );
+    assert_cancelled(job, CancelReason::DeadlineExceeded);
+    assert_on_time("ended", Instant::now(), deadline);
     assert_eq!(
         blocker.job.state(),
         JobState::Running,
@@ -564,18 +494,17 @@ fn ctx_token_is_cancelled_by_job_cancel() {
         .submit_with(SubmitOptions::new().token(&submit_token), move |ctx| {
             let own = ctx.token();
             started_tx.send(()).unwrap();
-            let reason = own.wait_timeout(LONG).expect("ctx.token() never cancelled");
+            let reason = own
+                .wait_timeout(PATIENCE)
+                .expect("ctx.token() never cancelled");
             // Taken again after the cancel: the same, cancelled token.
             assert!(ctx.token().same_as(&own));
             Err::<(), _>(reason)
         })
         .unwrap();
-    started_rx.recv_timeout(LONG).unwrap();
+    started_rx.recv_timeout(PATIENCE).unwrap();
     assert!(!job.cancel(), "the job is running");
-    assert_eq!(
-        job.wait(),
-        Err(JobError::Cancelled(CancelReason::Cancelled))
-    );
+    assert_cancelled(job, CancelReason::Cancelled);
     assert!(
         !submit_token.is_cancelled(),
         "Job::cancel cancels the job's own token, not the one it was submitted with"
@@ -586,15 +515,11 @@ fn ctx_token_is_cancelled_by_job_cancel() {
     let job = pool
         .submit(move |ctx| {
             started_tx.send(()).unwrap();
-            let deadline = Instant::now() + LONG;
-            while !ctx.is_cancelled() {
-                assert!(Instant::now() < deadline, "never saw the cancel");
-                thread::yield_now();
-            }
+            wait_until("the job sees the cancel", || ctx.is_cancelled());
             Ok::<_, ()>(ctx.token().reason())
         })
         .unwrap();
-    started_rx.recv_timeout(LONG).unwrap();
+    started_rx.recv_timeout(PATIENCE).unwrap();
     assert!(!job.cancel());
     assert_eq!(job.wait(), Ok(Some(CancelReason::Cancelled)));
 }
@@ -607,7 +532,9 @@ fn ctx_token_is_cancelled_by_a_cancel_shutdown() {
         move |ctx: &jobrunner::Context<'_>| {
             let own = ctx.token();
             started_tx.send(()).unwrap();
-            let reason = own.wait_timeout(LONG).expect("ctx.token() never cancelled");
+            let reason = own
+                .wait_timeout(PATIENCE)
+                .expect("ctx.token() never cancelled");
             assert_eq!(ctx.cancel_reason(), Some(reason));
             Err::<(), _>(reason)
         }
@@ -620,29 +547,18 @@ fn ctx_token_is_cancelled_by_a_cancel_shutdown() {
             job_body(started_tx),
         )
         .unwrap();
-    started_rx.recv_timeout(LONG).unwrap();
-    started_rx.recv_timeout(LONG).unwrap();
+    recv_n(&started_rx, 2, "a job never started");
     // Both workers are busy: this one stays queued.
     let ran = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&ran);
-    let queued = pool
-        .submit(move |_| {
-            flag.store(true, Ordering::SeqCst);
-            Ok::<_, ()>(())
-        })
-        .unwrap();
+    let queued = pool.submit(flagging(&ran)).unwrap();
 
-    let report = pool.shutdown(ShutdownMode::Cancel, Some(LONG));
+    let report = pool.shutdown(ShutdownMode::Cancel, Some(PATIENCE));
     assert!(report.is_complete(), "{report:?}");
     assert_eq!((report.completed, report.cancelled), (2, 1), "{report:?}");
     assert_eq!(pool.root_token().reason(), Some(CancelReason::Shutdown));
-    let shutdown = Err(JobError::Cancelled(CancelReason::Shutdown));
-    assert_eq!(without_token.wait(), shutdown);
-    assert_eq!(with_token.wait(), shutdown);
-    assert_eq!(
-        queued.wait(),
-        Err(JobError::Cancelled(CancelReason::Shutdown))
-    );
+    assert_cancelled(without_token, CancelReason::Shutdown);
+    assert_cancelled(with_token, CancelReason::Shutdown);
+    assert_cancelled(queued, CancelReason::Shutdown);
     assert!(!ran.load(Ordering::SeqCst));
     assert!(!submit_token.is_cancelled(), "the shutdown does not go up");
 }
@@ -670,7 +586,7 @@ fn a_job_claimed_during_its_tokens_cancel_sees_the_tokens_reason() {
     let job = pool
         .submit_with(SubmitOptions::new().token(&token), move |ctx| {
             started_tx.send(()).unwrap();
-            go_rx.recv_timeout(LONG).unwrap();
+            go_rx.recv_timeout(PATIENCE).unwrap();
             seen_tx
                 .send((ctx.cancel_reason(), ctx.token().reason()))
                 .unwrap();
@@ -679,7 +595,7 @@ fn a_job_claimed_during_its_tokens_cancel_sees_the_tokens_reason() {
         .unwrap();
     assert!(token.cancel_with(CancelReason::SiblingFailed));
     go_tx.send(()).ok();
-    assert_eq!(blocker.job.wait(), Ok(()));
+    assert_eq!(blocker.job.wait(), Ok(blocker.thread));
     let reason = Some(CancelReason::SiblingFailed);
     let result = job.wait();
     match seen_rx.try_recv() {
@@ -705,21 +621,12 @@ fn a_job_claimed_during_its_tokens_cancel_sees_the_tokens_reason() {
 
 // ----- a stress test of cancels racing with the workers ----------------------------------
 
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
-}
-
 /// Jobs spread over a tree of tokens; subtrees cancelled, with different reasons, while
 /// the workers claim jobs. Every job ends once; a job that did not run ended cancelled; a
 /// cancelled job's reason is its token's.
 fn token_stress_one_seed(seed: u64, jobs: usize) {
     let pool = pool(2);
-    let mut rng = seed;
+    let mut rng = XorShift::from_state(seed);
     // A root, 4 children, 16 grandchildren.
     let root = CancelToken::new();
     let mut tokens = vec![root.clone()];
@@ -739,7 +646,7 @@ fn token_stress_one_seed(seed: u64, jobs: usize) {
     let runs: Arc<Vec<AtomicU8>> = Arc::new((0..jobs).map(|_| AtomicU8::new(0)).collect());
     let mut submitted = Vec::with_capacity(jobs);
     for i in 0..jobs {
-        let token = tokens[(xorshift(&mut rng) % tokens.len() as u64) as usize].clone();
+        let token = tokens[rng.below(tokens.len() as u64) as usize].clone();
         let runs = Arc::clone(&runs);
         let job = pool
             .submit_with(SubmitOptions::new().token(&token), move |ctx| {
@@ -754,9 +661,9 @@ fn token_stress_one_seed(seed: u64, jobs: usize) {
             })
             .unwrap();
         submitted.push((job, token));
-        if xorshift(&mut rng) % (jobs as u64 / 8) == 0 {
-            let victim = &tokens[(xorshift(&mut rng) % tokens.len() as u64) as usize];
-            victim.cancel_with(reasons[(xorshift(&mut rng) % 4) as usize]);
+        if rng.below(jobs as u64 / 8) == 0 {
+            let victim = &tokens[rng.below(tokens.len() as u64) as usize];
+            victim.cancel_with(reasons[rng.below(4) as usize]);
         }
     }
     root.cancel_with(CancelReason::Shutdown);
@@ -799,11 +706,7 @@ fn token_stress_one_seed(seed: u64, jobs: usize) {
 #[test]
 fn token_cancels_racing_with_workers_end_every_job_once() {
     let _timing = timing_lock();
-    let jobs = if cfg!(debug_assertions) {
-        10_000
-    } else {
-        100_000
-    };
+    let jobs = by_profile(10_000, 100_000);
     for seed in [
         0x9e37_79b9_7f4a_7c15,
         0x2545_f491_4f6c_dd1d,

@@ -6,44 +6,30 @@
 //! variable set, and checks its exit status and output.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
-use std::sync::{Arc, Condvar, Mutex};
+use std::process::Output;
 use std::thread;
-use std::time::Duration;
 
 use jobrunner::{global, try_global, BuildError, Pool};
 
-/// How long any awaited event may take before a test gives up on it.
-const PATIENCE: Duration = Duration::from_secs(10);
+#[allow(dead_code)]
+mod common;
+
+use common::{
+    assert_child_passed, child_test, from_parent, meet_on_workers, thread_name, CHILD_OK,
+};
+
 /// The variable under test.
 const THREADS_VAR: &str = "JOBRUNNER_THREADS";
 /// Set by the parent test for a child: what the child must find.
 const EXPECT_VAR: &str = "JOBRUNNER_TEST_EXPECT";
-/// Printed by a child once its checks passed (a filtered-out child prints nothing).
-const CHILD_OK: &str = "CHILD-OK";
 
 /// Runs, on `pool`, `n` jobs that all wait for each other (so they run on `n` different
 /// workers), and returns the names of their threads.
 fn names_of_workers(pool: &Pool, n: usize) -> BTreeSet<String> {
-    let meeting = Arc::new((Mutex::new(0usize), Condvar::new()));
-    let jobs: Vec<_> = (0..n)
-        .map(|_| {
-            let meeting = Arc::clone(&meeting);
-            pool.submit(move |_| {
-                let (arrived, condvar) = &*meeting;
-                let mut guard = arrived.lock().unwrap();
-                *guard += 1;
-                condvar.notify_all();
-                let (guard, _) = condvar
-                    .wait_timeout_while(guard, PATIENCE, |arrived| *arrived < n)
-                    .unwrap();
-                assert!(*guard >= n, "only {} of {n} jobs ran at once", *guard);
-                Ok::<_, ()>(thread::current().name().unwrap_or_default().to_owned())
-            })
-            .unwrap()
-        })
-        .collect();
-    jobs.into_iter().map(|job| job.wait().unwrap()).collect()
+    meet_on_workers(pool, n)
+        .into_iter()
+        .map(|(_, name)| name.unwrap_or_default())
+        .collect()
 }
 
 fn expected_names(n: usize) -> BTreeSet<String> {
@@ -53,28 +39,11 @@ fn expected_names(n: usize) -> BTreeSet<String> {
 /// Runs one ignored test of this binary in a child process with `JOBRUNNER_THREADS` set
 /// to `value` and the expectation `expect`.
 fn run_child(test: &str, value: &str, expect: &str) -> Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            test,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    child_test(test)
         .env(THREADS_VAR, value)
         .env(EXPECT_VAR, expect)
         .output()
         .unwrap()
-}
-
-fn assert_child_passed(output: &Output, what: &str) {
-    assert!(
-        output.status.success() && String::from_utf8_lossy(&output.stdout).contains(CHILD_OK),
-        "{what}: {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[test]
@@ -88,7 +57,7 @@ fn global_pool_runs_jobs() {
             Ok::<_, ()>((
                 inner.wait().unwrap() + 1,
                 global().is_worker_thread(),
-                thread::current().name().unwrap_or_default().to_owned(),
+                thread_name().unwrap_or_default(),
             ))
         })
         .unwrap();
@@ -103,8 +72,7 @@ fn global_pool_runs_jobs() {
 #[test]
 #[ignore = "run in a child process by threads_var_sizes_the_global_pool"]
 fn child_threads_var_is_valid() {
-    let Ok(expect) = std::env::var(EXPECT_VAR) else {
-        println!("skipped: only meaningful when run by its parent test");
+    let Some(expect) = from_parent(EXPECT_VAR) else {
         return;
     };
     let threads: usize = expect.parse().unwrap();
@@ -130,8 +98,7 @@ fn threads_var_sizes_the_global_pool() {
 #[test]
 #[ignore = "run in a child process by invalid_threads_var_is_an_error_and_global_falls_back"]
 fn child_threads_var_is_invalid() {
-    let Ok(value) = std::env::var(EXPECT_VAR) else {
-        println!("skipped: only meaningful when run by its parent test");
+    let Some(value) = from_parent(EXPECT_VAR) else {
         return;
     };
     let error = try_global().expect_err("an invalid JOBRUNNER_THREADS was accepted");

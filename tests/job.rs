@@ -5,10 +5,9 @@
 //! Every test waits on events (channels, `Job::wait`, `JobHandle::wait`); the only timed
 //! waits are bounded waits for an event that must (or must not) happen.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -17,86 +16,28 @@ use jobrunner::{
     SubmitOptions,
 };
 
-/// How long a test waits for an event that must happen before calling it a failure (so a
-/// broken feature fails the test instead of hanging it).
-const LONG: Duration = Duration::from_secs(10);
+#[allow(dead_code)]
+mod common;
 
-/// Put in the message of every panic a test causes on purpose; the hook stays quiet on them.
-const EXPECTED: &str = "expected test panic";
-
-/// Silences the default panic hook for the panics the tests cause on purpose (thousands of
-/// them in the stress test), and only for those: any other panic is reported as usual.
-fn quiet_expected_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-            if !message.is_some_and(|m| m.contains(EXPECTED)) {
-                default(info);
-            }
-        }));
-    });
-}
-
-fn pool(threads: usize) -> Pool {
-    Pool::builder().threads(threads).build().unwrap()
-}
-
-/// A running job that holds its worker until released (or until `LONG` passes, so that a
-/// failing test cannot hang the pool's drop).
-struct Blocker {
-    job: Job<ThreadId, ()>,
-    release: Sender<()>,
-    thread: ThreadId,
-}
-
-impl Blocker {
-    /// Submits the blocker and returns once it runs.
-    fn start(pool: &Pool) -> Blocker {
-        let (started_tx, started_rx) = channel();
-        let (release, release_rx) = channel::<()>();
-        let job = pool
-            .submit(move |_| {
-                started_tx.send(thread::current().id()).unwrap();
-                release_rx
-                    .recv_timeout(LONG)
-                    .expect("blocker never released");
-                Ok(thread::current().id())
-            })
-            .unwrap();
-        let thread = started_rx
-            .recv_timeout(LONG)
-            .expect("blocker never started");
-        Blocker {
-            job,
-            release,
-            thread,
-        }
-    }
-
-    fn finish(self) {
-        self.release.send(()).unwrap();
-        assert_eq!(self.job.wait(), Ok(self.thread));
-    }
-}
+use common::{
+    assert_cancelled, by_profile, child_test, counting, flagging, from_parent, pool,
+    quiet_expected_panics, recv_n, submit_held, wait_until, Blocker, DropCounter, Waiters,
+    XorShift, EXPECTED, PATIENCE,
+};
 
 /// A job that signals when it starts and then blocks until released.
-fn gated_job(pool: &Pool) -> (Job<u32, ()>, Receiver<()>, Sender<()>) {
-    let (started_tx, started) = channel();
-    let (release, release_rx) = channel::<()>();
-    let job = pool
-        .submit(move |_| {
-            started_tx.send(()).unwrap();
-            release_rx.recv_timeout(LONG).expect("job never released");
-            Ok(7)
-        })
-        .unwrap();
-    (job, started, release)
+fn gated_job(pool: &Pool) -> (Job<u32, ()>, Receiver<ThreadId>, Sender<()>) {
+    submit_held(pool, |_, released| {
+        assert!(released, "job never released");
+        Ok(7)
+    })
+}
+
+/// A gated job that has started.
+fn started_gated_job(pool: &Pool) -> (Job<u32, ()>, Sender<()>) {
+    let (job, started, release) = gated_job(pool);
+    started.recv_timeout(PATIENCE).unwrap();
+    (job, release)
 }
 
 // ----- results ---------------------------------------------------------------------------
@@ -178,14 +119,8 @@ fn wait_returns_cancelled_with_the_reason() {
         .unwrap();
     assert!(plain.cancel());
     assert!(token.cancel_with(CancelReason::SiblingFailed));
-    assert_eq!(
-        plain.wait(),
-        Err(JobError::Cancelled(CancelReason::Cancelled))
-    );
-    assert_eq!(
-        by_token.wait(),
-        Err(JobError::Cancelled(CancelReason::SiblingFailed))
-    );
+    assert_cancelled(plain, CancelReason::Cancelled);
+    assert_cancelled(by_token, CancelReason::SiblingFailed);
     blocker.finish();
 }
 
@@ -194,8 +129,7 @@ fn wait_returns_cancelled_with_the_reason() {
 #[test]
 fn wait_timeout_gives_the_job_back_then_the_result() {
     let pool = pool(2);
-    let (job, started, release) = gated_job(&pool);
-    started.recv_timeout(LONG).unwrap();
+    let (job, release) = started_gated_job(&pool);
     let timeout = Duration::from_millis(30);
     let start = Instant::now();
     let job = job.wait_timeout(timeout).expect_err("the job is blocked");
@@ -205,7 +139,10 @@ fn wait_timeout_gives_the_job_back_then_the_result() {
         .wait_deadline(Instant::now() + Duration::from_millis(5))
         .expect_err("the job is still blocked");
     release.send(()).unwrap();
-    assert_eq!(job.wait_timeout(LONG).expect("the job was released"), Ok(7));
+    assert_eq!(
+        job.wait_timeout(PATIENCE).expect("the job was released"),
+        Ok(7)
+    );
 }
 
 // ----- states ----------------------------------------------------------------------------
@@ -221,7 +158,7 @@ fn state_goes_queued_running_then_terminal() {
     assert!(!job.is_finished() && !handle.is_finished());
 
     blocker.finish();
-    started.recv_timeout(LONG).unwrap();
+    started.recv_timeout(PATIENCE).unwrap();
     assert_eq!(job.state(), JobState::Running);
     assert_eq!(handle.state(), JobState::Running);
     assert!(!job.is_finished() && !handle.is_finished());
@@ -290,35 +227,22 @@ fn names_are_seen_by_the_handle_and_the_context() {
 #[test]
 fn handle_clones_wait_from_other_threads() {
     let pool = pool(2);
-    let (job, started, release) = gated_job(&pool);
-    started.recv_timeout(LONG).unwrap();
+    let (job, release) = started_gated_job(&pool);
     let handle = job.handle();
-    let (done_tx, done_rx) = channel();
-    let waiters: Vec<_> = (0..4)
-        .map(|_| {
-            let handle = handle.clone();
-            let done_tx = done_tx.clone();
-            thread::spawn(move || {
-                let state = handle.wait();
-                done_tx.send(state).unwrap();
-            })
-        })
-        .collect();
+    let waiters = Waiters::spawn((0..4).map(|_| {
+        let handle = handle.clone();
+        move || handle.wait()
+    }));
     // The job is blocked, so no waiter can have returned; a bounded look proves they block.
-    assert_eq!(
-        done_rx.recv_timeout(Duration::from_millis(30)),
-        Err(RecvTimeoutError::Timeout)
+    waiters.assert_blocked(
+        Duration::from_millis(30),
+        "a waiter returned while the job was blocked",
     );
     let start = Instant::now();
     assert!(!handle.wait_timeout(Duration::from_millis(20)));
     assert!(start.elapsed() >= Duration::from_millis(20));
     release.send(()).unwrap();
-    for _ in 0..4 {
-        assert_eq!(done_rx.recv_timeout(LONG).unwrap(), JobState::Succeeded);
-    }
-    for waiter in waiters {
-        waiter.join().unwrap();
-    }
+    assert_eq!(waiters.finish(), [JobState::Succeeded; 4]);
     assert!(handle.wait_timeout(Duration::ZERO));
     assert!(handle.clone().is_finished());
     assert_eq!(handle.state(), JobState::Succeeded);
@@ -331,22 +255,13 @@ fn handle_cancel_ends_a_queued_job_that_never_runs() {
     let pool = pool(1);
     let blocker = Blocker::start(&pool);
     let ran = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&ran);
-    let job = pool
-        .submit(move |_| {
-            flag.store(true, Ordering::SeqCst);
-            Ok::<_, ()>(())
-        })
-        .unwrap();
+    let job = pool.submit(flagging(&ran)).unwrap();
     let handle = job.handle().clone();
     assert!(handle.cancel());
     assert!(!handle.cancel(), "a second cancel finds the job ended");
     assert_eq!(handle.state(), JobState::Cancelled);
     assert_eq!(handle.wait(), JobState::Cancelled);
-    assert_eq!(
-        job.wait(),
-        Err(JobError::Cancelled(CancelReason::Cancelled))
-    );
+    assert_cancelled(job, CancelReason::Cancelled);
     blocker.finish();
     pool.shutdown(ShutdownMode::Drain, None);
     assert!(!ran.load(Ordering::SeqCst), "a cancelled job never runs");
@@ -356,8 +271,7 @@ fn handle_cancel_ends_a_queued_job_that_never_runs() {
 #[test]
 fn on_end_runs_once_per_callback_with_the_terminal_state() {
     let pool = pool(2);
-    let (job, started, release) = gated_job(&pool);
-    started.recv_timeout(LONG).unwrap();
+    let (job, release) = started_gated_job(&pool);
     let handle = job.handle();
     let calls = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = channel();
@@ -371,9 +285,10 @@ fn on_end_runs_once_per_callback_with_the_terminal_state() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the job is still running");
     release.send(()).unwrap();
-    for _ in 0..3 {
-        assert_eq!(rx.recv_timeout(LONG).unwrap(), JobState::Succeeded);
-    }
+    assert_eq!(
+        recv_n(&rx, 3, "an end callback never ran"),
+        [JobState::Succeeded; 3]
+    );
     assert_eq!(job.wait(), Ok(7));
     // A drained pool has ended every job and run every callback.
     assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
@@ -417,49 +332,37 @@ fn on_end_runs_at_once_when_the_job_has_ended() {
 
 // ----- detaching -------------------------------------------------------------------------
 
-/// Counts its drops, to see a detached job's result released exactly once.
-struct DropCounter(Arc<AtomicUsize>);
-
-impl Drop for DropCounter {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn dropping_a_job_detaches_it() {
     let pool = pool(1);
     let drops = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = channel();
 
+    // Submits a job that reports `name` and returns a drop counter, and drops it at once.
+    let detach = |name: &'static str| {
+        let (tx, drops) = (tx.clone(), Arc::clone(&drops));
+        drop(
+            pool.submit(move |_| {
+                tx.send(name).unwrap();
+                Ok::<_, ()>(DropCounter(drops))
+            })
+            .unwrap(),
+        );
+    };
+
     // Dropped while queued behind a blocker: it still runs once the blocker is done.
     let blocker = Blocker::start(&pool);
-    let queued_tx = tx.clone();
-    let queued_drops = Arc::clone(&drops);
-    drop(
-        pool.submit(move |_| {
-            queued_tx.send("queued").unwrap();
-            Ok::<_, ()>(DropCounter(queued_drops))
-        })
-        .unwrap(),
-    );
+    detach("queued");
     assert_eq!(
         rx.try_recv().err(),
         Some(std::sync::mpsc::TryRecvError::Empty)
     );
     blocker.finish();
-    assert_eq!(rx.recv_timeout(LONG).unwrap(), "queued");
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), "queued");
 
     // Dropped at once: it runs.
-    let running_drops = Arc::clone(&drops);
-    drop(
-        pool.submit(move |_| {
-            tx.send("dropped").unwrap();
-            Ok::<_, ()>(DropCounter(running_drops))
-        })
-        .unwrap(),
-    );
-    assert_eq!(rx.recv_timeout(LONG).unwrap(), "dropped");
+    detach("dropped");
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), "dropped");
 
     // Their results are released exactly once, with the last reference.
     assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
@@ -471,40 +374,20 @@ fn dropping_a_job_detaches_it() {
 
 #[test]
 fn cancel_ends_a_queued_job_at_once_behind_a_long_queue() {
-    let queued = if cfg!(debug_assertions) {
-        2_000
-    } else {
-        10_000
-    };
+    let queued = by_profile(2_000, 10_000);
     let pool = pool(1);
     let blocker = Blocker::start(&pool);
     let runs = Arc::new(AtomicUsize::new(0));
     let last_ran = Arc::new(AtomicBool::new(false));
     let mut jobs: Vec<_> = (0..queued)
-        .map(|_| {
-            let runs = Arc::clone(&runs);
-            pool.submit(move |_| {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, ()>(())
-            })
-            .unwrap()
-        })
+        .map(|_| pool.submit(counting(&runs)).unwrap())
         .collect();
-    let flag = Arc::clone(&last_ran);
-    let last = pool
-        .submit(move |_| {
-            flag.store(true, Ordering::SeqCst);
-            Ok::<_, ()>(())
-        })
-        .unwrap();
+    let last = pool.submit(flagging(&last_ran)).unwrap();
     assert_eq!(last.state(), JobState::Queued);
 
     let start = Instant::now();
     assert!(last.cancel(), "a queued job is cancelled before it runs");
-    assert_eq!(
-        last.wait(),
-        Err(JobError::Cancelled(CancelReason::Cancelled))
-    );
+    assert_cancelled(last, CancelReason::Cancelled);
     let elapsed = start.elapsed();
     // The wait did not depend on the queue: the only worker is still held by the blocker.
     assert_eq!(blocker.job.state(), JobState::Running);
@@ -540,11 +423,7 @@ fn stoppable(
             assert!(!ctx.is_cancelled());
             assert_eq!(ctx.cancel_reason(), None);
             started_tx.send(()).unwrap();
-            let deadline = Instant::now() + LONG;
-            while !ctx.is_cancelled() {
-                assert!(Instant::now() < deadline, "never saw the cancel");
-                thread::yield_now();
-            }
+            wait_until("the job sees the cancel", || ctx.is_cancelled());
             assert_eq!(ctx.cancel_reason(), Some(CancelReason::Cancelled));
             if fail_when_stopped {
                 Err("stopped")
@@ -560,7 +439,7 @@ fn stoppable(
 fn cancel_of_a_running_job_asks_it_to_stop() {
     let pool = pool(2);
     let (job, started) = stoppable(&pool, true);
-    started.recv_timeout(LONG).unwrap();
+    started.recv_timeout(PATIENCE).unwrap();
     assert!(
         !job.cancel(),
         "a running job cannot be cancelled before it runs"
@@ -573,7 +452,7 @@ fn cancel_of_a_running_job_asks_it_to_stop() {
 
     // Cancellation is a request: a job that still returns Ok succeeds.
     let (job, started) = stoppable(&pool, false);
-    started.recv_timeout(LONG).unwrap();
+    started.recv_timeout(PATIENCE).unwrap();
     assert!(!job.handle().cancel());
     assert_eq!(job.wait(), Ok("finished anyway"));
 }
@@ -589,15 +468,6 @@ fn cancel_of_an_ended_job_changes_nothing() {
 }
 
 // ----- exactly one end, under stress -----------------------------------------------------
-
-fn xorshift(state: &mut u64) -> u64 {
-    let mut x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    x
-}
 
 /// What the closures themselves did, counted as they did it.
 #[derive(Default)]
@@ -618,11 +488,11 @@ fn stress_one_seed(seed: u64, jobs: usize) {
     let progress = Arc::new(AtomicUsize::new(0));
     let mut cancelled_unrun = vec![false; jobs];
     let mut on_ends = 0u64;
-    let mut rng = seed;
+    let mut rng = XorShift::from_state(seed);
     let mut handles: Vec<Job<u64, u64>> = Vec::with_capacity(jobs);
 
     for i in 0..jobs {
-        let kind = xorshift(&mut rng) % 64;
+        let kind = rng.below(64);
         let outcomes_in_job = Arc::clone(&outcomes);
         let runs_in_job = Arc::clone(&runs);
         let progress_in_job = Arc::clone(&progress);
@@ -662,12 +532,12 @@ fn stress_one_seed(seed: u64, jobs: usize) {
                 }
             })
             .unwrap();
-        let action = xorshift(&mut rng) % 32;
+        let action = rng.below(32);
         match action {
             0 | 1 => cancelled_unrun[i] = job.cancel(),
             2 | 3 => {
                 // Near the job a worker started last: often running, or just ended.
-                let near = progress.load(Ordering::Relaxed) + (xorshift(&mut rng) % 4) as usize;
+                let near = progress.load(Ordering::Relaxed) + rng.below(4) as usize;
                 if near >= 1 && near - 1 < handles.len() {
                     let target = near - 1;
                     if handles[target].cancel() {
@@ -757,11 +627,7 @@ fn stress_one_seed(seed: u64, jobs: usize) {
 #[test]
 fn every_job_ends_exactly_once_under_random_cancels_and_panics() {
     quiet_expected_panics();
-    let total = if cfg!(debug_assertions) {
-        40_000
-    } else {
-        1_000_000
-    };
+    let total = by_profile(40_000, 1_000_000);
     let seeds = [
         0x9e37_79b9_7f4a_7c15,
         0x2545_f491_4f6c_dd1d,
@@ -800,7 +666,7 @@ fn panic_policy_capture_keeps_the_worker() {
     let after = pool
         .submit(|_| Ok::<_, ()>(thread::current().id()))
         .unwrap()
-        .wait_timeout(LONG)
+        .wait_timeout(PATIENCE)
         .expect("the worker survived the panics");
     assert_eq!(
         after,
@@ -837,7 +703,7 @@ fn panic_policy_handler_is_called_with_the_message() {
         Err(JobError::Panicked(format!("{EXPECTED}: kaput 3"))),
         "the job still ends Panicked"
     );
-    let (message, handler_thread) = rx.recv_timeout(LONG).unwrap();
+    let (message, handler_thread) = rx.recv_timeout(PATIENCE).unwrap();
     assert_eq!(message, format!("{EXPECTED}: kaput 3"));
 
     // A handler that panics itself is contained too.
@@ -845,13 +711,13 @@ fn panic_policy_handler_is_called_with_the_message() {
         .submit(|_| -> Result<(), ()> { panic!("{EXPECTED}: and the handler panics too") })
         .unwrap();
     assert!(matches!(job.wait(), Err(JobError::Panicked(_))));
-    assert!(rx.recv_timeout(LONG).is_ok());
+    assert!(rx.recv_timeout(PATIENCE).is_ok());
 
     // The worker survived both: the only thread still runs jobs.
     let after = pool
         .submit(|_| Ok::<_, ()>(thread::current().id()))
         .unwrap()
-        .wait_timeout(LONG)
+        .wait_timeout(PATIENCE)
         .expect("the worker survived");
     assert_eq!(after, Ok(handler_thread));
     // The handler is for panics only.
@@ -867,15 +733,7 @@ const ABORT_CHILD_VAR: &str = "JOBRUNNER_TEST_ABORT_CHILD";
 
 #[test]
 fn panic_policy_abort_aborts_the_process() {
-    let exe = std::env::current_exe().unwrap();
-    let output = Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "panic_policy_abort_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let output = child_test("panic_policy_abort_child")
         .env(ABORT_CHILD_VAR, "1")
         .output()
         .unwrap();
@@ -901,7 +759,7 @@ fn panic_policy_abort_aborts_the_process() {
 #[test]
 #[ignore = "run in a child process by panic_policy_abort_aborts_the_process"]
 fn panic_policy_abort_child() {
-    if std::env::var_os(ABORT_CHILD_VAR).is_none() {
+    if from_parent(ABORT_CHILD_VAR).is_none() {
         return;
     }
     let pool = Pool::builder()
@@ -914,6 +772,6 @@ fn panic_policy_abort_child() {
             panic!("abort-marker")
         })
         .unwrap();
-    let result = job.wait_timeout(LONG);
+    let result = job.wait_timeout(PATIENCE);
     println!("child survived: {result:?}");
 }

@@ -7,8 +7,8 @@
 //! for an event that must (or must not) happen.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
@@ -16,34 +16,17 @@ use jobrunner::{
     CancelReason, Context, HelpPolicy, Job, JobError, JobHandle, JobState, Pool, SubmitOptions,
 };
 
-/// How long a test waits for an event that must happen before calling it a failure.
-const LONG: Duration = Duration::from_secs(10);
+#[allow(dead_code)]
+mod common;
 
-/// How long a test watches for an event that must not happen.
-const WATCH: Duration = Duration::from_millis(100);
+use common::{
+    assert_cancelled, assert_not_yet, by_profile, detach_reporting, quiet_expected_panics, recv_n,
+    EXPECTED, NOT_YET, PATIENCE,
+};
 
 const POLICIES: [HelpPolicy; 3] = [HelpPolicy::Any, HelpPolicy::Own, HelpPolicy::Block];
 
-/// Put in the message of every panic a test causes on purpose; the hook stays quiet on them.
-const EXPECTED: &str = "expected test panic";
-
-fn quiet_expected_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-            if !message.is_some_and(|m| m.contains(EXPECTED)) {
-                default(info);
-            }
-        }));
-    });
-}
-
+/// A pool of `threads` workers whose waiting jobs help under `policy`.
 fn pool(threads: usize, policy: HelpPolicy) -> Pool {
     Pool::builder()
         .threads(threads)
@@ -57,9 +40,9 @@ fn finish<T: Send + 'static, E: Send + 'static>(
     job: Job<T, E>,
     what: &str,
 ) -> Result<T, JobError<E>> {
-    match job.wait_timeout(LONG) {
+    match job.wait_timeout(PATIENCE) {
         Ok(result) => result,
-        Err(job) => panic!("{what}: still {:?} after {LONG:?}", job.state()),
+        Err(job) => panic!("{what}: still {:?} after {PATIENCE:?}", job.state()),
     }
 }
 
@@ -77,30 +60,14 @@ fn fib_by_submit(ctx: &Context<'_>, n: u64) -> u64 {
     first.wait().unwrap() + second
 }
 
-#[test]
-fn nested_submit_and_wait_completes_on_one_thread_under_every_policy() {
-    let n = if cfg!(debug_assertions) { 16 } else { 20 };
+/// Under every policy, on a pool of `threads`, runs `jobs` jobs that each compute a
+/// Fibonacci number by nested submits and waits, and checks their results.
+fn assert_nested_fib_completes(threads: usize, jobs: usize) {
+    let n = by_profile(16, 20);
     let expected = fib(n);
     for policy in POLICIES {
-        let pool = pool(1, policy);
-        let job = pool
-            .submit(move |ctx| Ok::<_, ()>(fib_by_submit(ctx, n)))
-            .unwrap();
-        assert_eq!(
-            finish(job, &format!("{policy:?}")),
-            Ok(expected),
-            "{policy:?}"
-        );
-    }
-}
-
-#[test]
-fn nested_submit_and_wait_completes_on_two_threads_under_every_policy() {
-    let n = if cfg!(debug_assertions) { 16 } else { 20 };
-    let expected = fib(n);
-    for policy in POLICIES {
-        let pool = pool(2, policy);
-        let jobs: Vec<_> = (0..4)
+        let pool = pool(threads, policy);
+        let jobs: Vec<_> = (0..jobs)
             .map(|_| {
                 pool.submit(move |ctx| Ok::<_, ()>(fib_by_submit(ctx, n)))
                     .unwrap()
@@ -114,6 +81,16 @@ fn nested_submit_and_wait_completes_on_two_threads_under_every_policy() {
             );
         }
     }
+}
+
+#[test]
+fn nested_submit_and_wait_completes_on_one_thread_under_every_policy() {
+    assert_nested_fib_completes(1, 1);
+}
+
+#[test]
+fn nested_submit_and_wait_completes_on_two_threads_under_every_policy() {
+    assert_nested_fib_completes(2, 4);
 }
 
 // ----- join ------------------------------------------------------------------------------
@@ -136,7 +113,7 @@ fn fib_by_join(n: u64) -> u64 {
 
 #[test]
 fn join_computes_fib_on_one_and_two_threads() {
-    let n = if cfg!(debug_assertions) { 20 } else { 25 };
+    let n = by_profile(20, 25);
     let expected = fib(n);
     assert_eq!(expected, if n == 25 { 75_025 } else { 6_765 });
     for threads in [1, 2] {
@@ -175,11 +152,11 @@ fn join_runs_in_parallel_on_two_threads() {
             let (a, b) = ctx.join(
                 move || {
                     a_tx.send(()).unwrap();
-                    (b_rx.recv_timeout(LONG).is_ok(), thread::current().id())
+                    (b_rx.recv_timeout(PATIENCE).is_ok(), thread::current().id())
                 },
                 move || {
                     b_tx.send(()).unwrap();
-                    (a_rx.recv_timeout(LONG).is_ok(), thread::current().id())
+                    (a_rx.recv_timeout(PATIENCE).is_ok(), thread::current().id())
                 },
             );
             Ok::<_, ()>((a, b))
@@ -287,26 +264,20 @@ fn scene(policy: HelpPolicy, own: usize) -> Scene {
                 .pool()
                 .submit(move |_| {
                     c_started_tx.send(()).unwrap();
-                    release_c_rx.recv_timeout(LONG).expect("C never released");
+                    release_c_rx
+                        .recv_timeout(PATIENCE)
+                        .expect("C never released");
                     Ok::<_, ()>(())
                 })
                 .unwrap();
             // C must run on the other worker (not inline in X's wait): let it start there.
             c_started_rx
-                .recv_timeout(LONG)
+                .recv_timeout(PATIENCE)
                 .expect("the other worker never started C");
             for _ in 0..own {
                 let watch = Arc::clone(&x_watch);
-                let own_tx = own_tx.clone();
                 // Detached: X waits only for C.
-                drop(
-                    ctx.pool()
-                        .submit(move |_| {
-                            own_tx.send(watch.inside_x_wait()).unwrap();
-                            Ok::<_, ()>(())
-                        })
-                        .unwrap(),
-                );
+                detach_reporting(ctx.pool(), &own_tx, move |_| watch.inside_x_wait());
             }
             *x_watch.x_thread.lock().unwrap() = Some(thread::current().id());
             x_watch.x_waiting.store(true, Ordering::SeqCst);
@@ -317,7 +288,7 @@ fn scene(policy: HelpPolicy, own: usize) -> Scene {
             Ok(own)
         })
         .unwrap();
-    x_waiting_rx.recv_timeout(LONG).expect("X never waited");
+    x_waiting_rx.recv_timeout(PATIENCE).expect("X never waited");
     Scene {
         pool,
         watch,
@@ -351,10 +322,10 @@ fn under_own_a_waiting_job_never_runs_unrelated_jobs() {
     let scene = scene(HelpPolicy::Own, 0);
     let (jobs, ran) = unrelated(&scene, 16);
     // The other worker is held by C and X's worker waits: no unrelated job may run.
-    assert_eq!(
-        ran.recv_timeout(WATCH),
-        Err(RecvTimeoutError::Timeout),
-        "an unrelated job ran while X waited under HelpPolicy::Own"
+    assert_not_yet(
+        &ran,
+        NOT_YET,
+        "an unrelated job ran while X waited under HelpPolicy::Own",
     );
     scene.release_c.send(()).unwrap();
     assert_eq!(finish(scene.x, "X"), Ok(0));
@@ -370,13 +341,14 @@ fn under_own_a_waiting_job_runs_its_own_subtree() {
     let scene = scene(HelpPolicy::Own, 8);
     let (jobs, unrelated_ran) = unrelated(&scene, 8);
     // C holds the other worker: only X's wait can run X's children, and must.
-    for _ in 0..8 {
-        let inside = scene
-            .own_ran
-            .recv_timeout(LONG)
-            .expect("X's own children did not run while X waited");
-        assert!(inside);
-    }
+    assert_eq!(
+        recv_n(
+            &scene.own_ran,
+            8,
+            "X's own children did not run while X waited"
+        ),
+        [true; 8]
+    );
     assert_eq!(
         unrelated_ran.try_recv().err(),
         Some(std::sync::mpsc::TryRecvError::Empty)
@@ -395,7 +367,7 @@ fn under_any_a_waiting_job_runs_unrelated_jobs() {
     let (jobs, ran) = unrelated(&scene, 4);
     // C holds the other worker until an unrelated job has run: only X's wait can run it.
     let inside = ran
-        .recv_timeout(LONG)
+        .recv_timeout(PATIENCE)
         .expect("no unrelated job ran while X waited under HelpPolicy::Any");
     assert!(inside, "the unrelated job ran inside X's wait");
     scene.release_c.send(()).unwrap();
@@ -409,10 +381,10 @@ fn under_any_a_waiting_job_runs_unrelated_jobs() {
 fn under_block_a_waiting_job_runs_nothing() {
     let scene = scene(HelpPolicy::Block, 4);
     let (jobs, unrelated_ran) = unrelated(&scene, 4);
-    assert_eq!(
-        scene.own_ran.recv_timeout(WATCH),
-        Err(RecvTimeoutError::Timeout),
-        "X's wait ran its own child under HelpPolicy::Block"
+    assert_not_yet(
+        &scene.own_ran,
+        NOT_YET,
+        "X's wait ran its own child under HelpPolicy::Block",
     );
     assert_eq!(
         unrelated_ran.try_recv().err(),
@@ -424,9 +396,10 @@ fn under_block_a_waiting_job_runs_nothing() {
     for job in jobs {
         assert_eq!(finish(job, "U"), Ok(()));
     }
-    for _ in 0..4 {
-        assert!(!scene.own_ran.recv_timeout(LONG).unwrap());
-    }
+    assert_eq!(
+        recv_n(&scene.own_ran, 4, "X's own children never ran"),
+        [false; 4]
+    );
 }
 
 // ----- waits inside a job never deadlock a one-thread pool -------------------------------
@@ -438,7 +411,9 @@ fn waiting_for_a_job_submitted_later_from_outside_does_not_deadlock() {
         let (handle_tx, handle_rx) = channel::<(JobHandle, Job<u32, ()>)>();
         let x = pool
             .submit(move |_| {
-                let (handle, job) = handle_rx.recv_timeout(LONG).expect("no job to wait for");
+                let (handle, job) = handle_rx
+                    .recv_timeout(PATIENCE)
+                    .expect("no job to wait for");
                 let state = handle.wait();
                 assert_eq!(state, JobState::Succeeded);
                 job.wait()
@@ -491,10 +466,7 @@ fn waiting_for_children_in_any_order_does_not_deadlock() {
                 sum += done.wait().unwrap();
                 let cancelled = ctx.pool().submit(|_| Ok::<_, ()>(1000)).unwrap();
                 assert!(cancelled.cancel());
-                assert_eq!(
-                    cancelled.wait(),
-                    Err(JobError::Cancelled(CancelReason::Cancelled))
-                );
+                assert_cancelled(cancelled, CancelReason::Cancelled);
                 Ok::<_, ()>(sum)
             })
             .unwrap();
@@ -521,7 +493,7 @@ fn waiting_for_a_delayed_job_does_not_deadlock() {
                 delayed.wait()
             })
             .unwrap();
-        let delayed = handle_rx.recv_timeout(LONG).unwrap();
+        let delayed = handle_rx.recv_timeout(PATIENCE).unwrap();
         match x.wait_timeout(delay + Duration::from_secs(1)) {
             Ok(result) => assert_eq!(result, Ok(9), "{policy:?}"),
             Err(x) => {
@@ -529,7 +501,10 @@ fn waiting_for_a_delayed_job_does_not_deadlock() {
                 // behind X, which blocks the only worker.
                 let state = delayed.state();
                 let cancelled = delayed.cancel();
-                assert!(x.wait_timeout(LONG).is_ok(), "{policy:?}: X still stuck");
+                assert!(
+                    x.wait_timeout(PATIENCE).is_ok(),
+                    "{policy:?}: X still stuck"
+                );
                 deadlocked.push((policy, state, cancelled));
             }
         }

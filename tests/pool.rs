@@ -5,22 +5,26 @@
 //! show that something has not happened *yet*, and the opposite is asserted right after.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use jobrunner::{
-    BuildError, CancelReason, CancelToken, Context, Job, JobError, JobState, Pool, ShutdownMode,
-    SubmitError, SubmitOptions,
+    BuildError, CancelReason, CancelToken, Context, Job, JobState, Pool, ShutdownMode, SubmitError,
+    SubmitOptions,
 };
 
-/// How long any awaited event may take before a test gives up on it.
-const PATIENCE: Duration = Duration::from_secs(10);
-/// How long a test watches for something that must not have happened yet.
-const NOT_YET: Duration = Duration::from_millis(100);
+#[allow(dead_code)]
+mod common;
+
+use common::{
+    assert_cancelled, assert_child_passed, assert_not_yet, bounded_pool, by_profile, child_test,
+    counting, from_parent, meet_on_workers, pool, recv_n, thread_name, DropFlag, Rendezvous,
+    XorShift, CHILD_OK, NOT_YET, PATIENCE,
+};
 
 /// A gate that jobs wait on until the test opens it, once and for good.
 #[derive(Clone, Default)]
@@ -59,68 +63,67 @@ impl Drop for OpenOnDrop {
     }
 }
 
-/// `parties` threads wait here until all of them have arrived.
-#[derive(Clone)]
-struct Rendezvous(Arc<(Mutex<usize>, Condvar, usize)>);
-
-impl Rendezvous {
-    fn new(parties: usize) -> Self {
-        Rendezvous(Arc::new((Mutex::new(0), Condvar::new(), parties)))
-    }
-
-    /// Arrives and waits for the others; panics if they do not all come.
-    fn arrive_and_wait(&self) {
-        let (arrived, condvar, parties) = &*self.0;
-        let mut guard = arrived.lock().unwrap();
-        *guard += 1;
-        condvar.notify_all();
-        let (guard, _) = condvar
-            .wait_timeout_while(guard, PATIENCE, |arrived| *arrived < *parties)
-            .unwrap();
-        assert!(*guard >= *parties, "only {} of {parties} arrived", *guard);
-    }
-}
-
-fn thread_name() -> Option<String> {
-    thread::current().name().map(str::to_owned)
-}
-
-/// A job body that counts its runs in `ran`.
-fn counting(ran: &Arc<AtomicUsize>) -> impl FnOnce(&Context<'_>) -> Result<(), ()> + Send {
-    let ran = Arc::clone(ran);
-    move |_| {
-        ran.fetch_add(1, Ordering::SeqCst);
+/// Submits a job that signals on `started` when it starts and then waits for `gate`.
+fn gated(pool: &Pool, gate: &Gate, started: &mpsc::Sender<()>) -> Job<(), ()> {
+    let (gate, started) = (gate.clone(), started.clone());
+    pool.submit(move |_| {
+        started.send(()).unwrap();
+        gate.wait();
         Ok(())
-    }
+    })
+    .unwrap()
 }
 
 /// A pool with a queue bound of `capacity` whose `threads` workers are all held, by jobs
 /// that have started, until the gate opens.
 fn held_pool(threads: usize, capacity: usize) -> (Pool, Gate, Vec<Job<(), ()>>) {
-    let pool = Pool::builder()
-        .threads(threads)
-        .queue_capacity(capacity)
-        .build()
-        .unwrap();
+    let pool = bounded_pool(threads, capacity);
     let gate = Gate::default();
     let (started_tx, started_rx) = mpsc::channel();
     let holders = (0..threads)
-        .map(|_| {
-            let (gate, started) = (gate.clone(), started_tx.clone());
-            pool.submit(move |_| {
-                started.send(()).unwrap();
-                gate.wait();
-                Ok(())
-            })
-            .unwrap()
-        })
+        .map(|_| gated(&pool, &gate, &started_tx))
         .collect();
-    for _ in 0..threads {
-        started_rx
-            .recv_timeout(PATIENCE)
-            .expect("a holding job never started");
-    }
+    recv_n(&started_rx, threads, "a holding job never started");
     (pool, gate, holders)
+}
+
+/// A one-thread pool with room for one queued job, and full: its worker held until the
+/// gate opens, and a job queued that counts its run in `ran`.
+struct Full {
+    /// Opens the gate when dropped; declared first, so dropped first, so that a failing
+    /// test does not leave the worker held while the pool drains on drop.
+    _open: OpenOnDrop,
+    pool: Pool,
+    gate: Gate,
+    holders: Vec<Job<(), ()>>,
+    ran: Arc<AtomicUsize>,
+    queued: Job<(), ()>,
+}
+
+impl Full {
+    /// Opens the gate, asserts that the queued job then succeeds, and returns how many
+    /// jobs counted their run in `ran`.
+    #[track_caller]
+    fn open_gate(self) -> usize {
+        self.gate.open();
+        assert_eq!(self.queued.wait(), Ok(()));
+        self.ran.load(Ordering::SeqCst)
+    }
+}
+
+fn full_pool() -> Full {
+    let (pool, gate, holders) = held_pool(1, 1);
+    let open = gate.open_on_drop();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let queued = pool.try_submit(counting(&ran)).unwrap();
+    Full {
+        _open: open,
+        pool,
+        gate,
+        holders,
+        ran,
+        queued,
+    }
 }
 
 // ----- builder options ------------------------------------------------------------------
@@ -136,20 +139,8 @@ fn threads_n_gives_n_workers_named_prefix_index() {
         assert_eq!(pool.threads(), n);
         assert_eq!(pool.stats().threads, n);
         // n jobs that all wait for each other run at once, so on n different workers.
-        let meeting = Rendezvous::new(n);
-        let jobs: Vec<_> = (0..n)
-            .map(|_| {
-                let meeting = meeting.clone();
-                pool.submit(move |ctx| {
-                    meeting.arrive_and_wait();
-                    Ok::<_, ()>((ctx.worker_index(), thread_name()))
-                })
-                .unwrap()
-            })
-            .collect();
         let mut seen = BTreeSet::new();
-        for job in jobs {
-            let (index, name) = job.wait().unwrap();
+        for (index, name) in meet_on_workers(&pool, n) {
             assert_eq!(name, Some(format!("tp-{index}")));
             assert!(seen.insert(index), "two concurrent jobs on worker {index}");
         }
@@ -162,20 +153,8 @@ fn default_threads_is_available_parallelism_named_jobrunner() {
     let expected = thread::available_parallelism().map_or(1, |n| n.get());
     let pool = Pool::builder().build().unwrap();
     assert_eq!(pool.threads(), expected);
-    let meeting = Rendezvous::new(expected);
-    let jobs: Vec<_> = (0..expected)
-        .map(|_| {
-            let meeting = meeting.clone();
-            pool.submit(move |ctx| {
-                meeting.arrive_and_wait();
-                Ok::<_, ()>((ctx.worker_index(), thread_name()))
-            })
-            .unwrap()
-        })
-        .collect();
     let mut seen = BTreeSet::new();
-    for job in jobs {
-        let (index, name) = job.wait().unwrap();
+    for (index, name) in meet_on_workers(&pool, expected) {
         assert_eq!(name, Some(format!("jobrunner-{index}")));
         seen.insert(index);
     }
@@ -220,22 +199,14 @@ fn recurse(depth: u64) -> u64 {
     below + u64::from(frame[(depth % 4096) as usize])
 }
 
-/// Runs one ignored test of this binary in a child process, with `envs` set.
-fn run_child(test: &str, envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            test,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env_remove("RUST_MIN_STACK");
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command.output().unwrap()
+/// Runs [`child_deep_recursion_on_a_worker`] in a child process, with a worker stack of
+/// `stack` bytes (`default`: none given).
+fn run_recursion_child(stack: &str) -> Output {
+    child_test("child_deep_recursion_on_a_worker")
+        .env_remove("RUST_MIN_STACK")
+        .env(STACK_VAR, stack)
+        .output()
+        .unwrap()
 }
 
 /// Run by [`stack_size_lets_workers_recurse_past_the_default_stack`] in a child process:
@@ -243,8 +214,7 @@ fn run_child(test: &str, envs: &[(&str, &str)]) -> Output {
 #[test]
 #[ignore = "run in a child process by stack_size_lets_workers_recurse_past_the_default_stack"]
 fn child_deep_recursion_on_a_worker() {
-    let Ok(stack) = std::env::var(STACK_VAR) else {
-        println!("skipped: only meaningful when run by its parent test");
+    let Some(stack) = from_parent(STACK_VAR) else {
         return;
     };
     let mut builder = Pool::builder().threads(1);
@@ -254,25 +224,19 @@ fn child_deep_recursion_on_a_worker() {
     let pool = builder.build().unwrap();
     let depth = pool.submit(|_| Ok::<_, ()>(recurse(DEPTH))).unwrap().wait();
     assert_eq!(depth, Ok(DEPTH + 1));
-    println!("CHILD-OK");
+    println!("{CHILD_OK}");
 }
 
 #[test]
 fn stack_size_lets_workers_recurse_past_the_default_stack() {
-    let big = run_child(
-        "child_deep_recursion_on_a_worker",
-        &[(STACK_VAR, &(64 << 20).to_string())],
-    );
-    assert!(
-        big.status.success() && String::from_utf8_lossy(&big.stdout).contains("CHILD-OK"),
-        "a 64 MiB worker stack could not run an 8 MiB recursion: {big:?}"
+    let big = run_recursion_child(&(64 << 20).to_string());
+    assert_child_passed(
+        &big,
+        "a 64 MiB worker stack could not run an 8 MiB recursion",
     );
     // The control: the same recursion on a default-sized stack overflows, so the success
     // above is the builder's doing.
-    let default = run_child(
-        "child_deep_recursion_on_a_worker",
-        &[(STACK_VAR, "default")],
-    );
+    let default = run_recursion_child("default");
     assert!(
         !default.status.success()
             && String::from_utf8_lossy(&default.stderr).contains("overflowed its stack"),
@@ -402,7 +366,7 @@ fn tree(ctx: &Context<'_>, depth: u32) -> u64 {
 #[test]
 fn nested_submit_and_wait_runs_on_any_number_of_threads() {
     for threads in [1, 2, 4] {
-        let pool = Pool::builder().threads(threads).build().unwrap();
+        let pool = pool(threads);
         let job = pool.submit(|ctx| Ok::<_, ()>(tree(ctx, 7))).unwrap();
         assert_eq!(job.wait(), Ok(255), "{threads} threads");
         assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
@@ -466,11 +430,18 @@ fn submit_in_thread(
     rx
 }
 
-fn assert_not_yet<T: std::fmt::Debug>(rx: &mpsc::Receiver<T>, what: &str) {
-    match rx.recv_timeout(NOT_YET) {
-        Err(RecvTimeoutError::Timeout) => {}
-        other => panic!("{what} returned while the queue was full: {other:?}"),
-    }
+/// [`submit_in_thread`], asserting that the submit (`what`) blocks while the queue is full.
+#[track_caller]
+fn submit_blocked(
+    pool: &Pool,
+    options: SubmitOptions,
+    value: u32,
+    what: &str,
+) -> mpsc::Receiver<Result<Job<u32, ()>, SubmitError>> {
+    let outcome = submit_in_thread(pool, options, value);
+    let what = format!("{what} returned while the queue was full");
+    assert_not_yet(&outcome, NOT_YET, &what);
+    outcome
 }
 
 #[test]
@@ -481,8 +452,7 @@ fn blocking_submit_waits_until_a_worker_frees_room() {
     let queued: Vec<_> = (0..2)
         .map(|_| pool.try_submit(counting(&ran)).unwrap())
         .collect();
-    let outcome = submit_in_thread(&pool, SubmitOptions::new(), 42);
-    assert_not_yet(&outcome, "a blocking submit");
+    let outcome = submit_blocked(&pool, SubmitOptions::new(), 42, "a blocking submit");
     gate.open();
     let job = outcome
         .recv_timeout(PATIENCE)
@@ -497,53 +467,36 @@ fn blocking_submit_waits_until_a_worker_frees_room() {
 
 #[test]
 fn blocking_submit_takes_the_room_of_a_cancelled_queued_job() {
-    let (pool, gate, _holders) = held_pool(1, 1);
-    let _open = gate.open_on_drop();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let queued = pool.try_submit(counting(&ran)).unwrap();
-    let outcome = submit_in_thread(&pool, SubmitOptions::new(), 7);
-    assert_not_yet(&outcome, "a blocking submit");
-    assert!(queued.cancel());
+    let full = full_pool();
+    let outcome = submit_blocked(&full.pool, SubmitOptions::new(), 7, "a blocking submit");
+    assert!(full.queued.cancel());
     // The worker is still held: only the cancel can have made room.
     let job = outcome
         .recv_timeout(PATIENCE)
         .expect("cancelling a queued job did not free its room")
         .unwrap();
     assert_eq!(job.state(), JobState::Queued);
-    gate.open();
+    full.gate.open();
     assert_eq!(job.wait(), Ok(7));
-    assert_eq!(
-        queued.wait(),
-        Err(JobError::Cancelled(CancelReason::Cancelled))
-    );
-    assert_eq!(ran.load(Ordering::SeqCst), 0);
-}
-
-/// Sets its flag when dropped: shows that a refused closure was dropped.
-struct DropFlag(Arc<AtomicBool>);
-
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
+    assert_cancelled(full.queued, CancelReason::Cancelled);
+    assert_eq!(full.ran.load(Ordering::SeqCst), 0);
 }
 
 #[test]
 fn submit_timeout_while_full_is_a_timeout_error() {
-    let (pool, gate, _holders) = held_pool(1, 1);
-    let _open = gate.open_on_drop();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let queued = pool.try_submit(counting(&ran)).unwrap();
+    let full = full_pool();
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = DropFlag(Arc::clone(&dropped));
-    let counted = Arc::clone(&ran);
+    let counted = Arc::clone(&full.ran);
     let timeout = Duration::from_millis(100);
     let start = Instant::now();
-    let result = pool.submit_with(SubmitOptions::new().timeout(timeout), move |_| {
-        let _flag = flag;
-        counted.fetch_add(1, Ordering::SeqCst);
-        Ok::<_, ()>(())
-    });
+    let result = full
+        .pool
+        .submit_with(SubmitOptions::new().timeout(timeout), move |_| {
+            let _flag = flag;
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(())
+        });
     let waited = start.elapsed();
     assert_eq!(result.unwrap_err(), SubmitError::Timeout);
     assert!(waited >= timeout, "gave up after {waited:?}");
@@ -551,20 +504,15 @@ fn submit_timeout_while_full_is_a_timeout_error() {
         dropped.load(Ordering::SeqCst),
         "the refused closure was kept"
     );
-    gate.open();
-    assert_eq!(queued.wait(), Ok(()));
-    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(full.open_gate(), 1);
 }
 
 #[test]
 fn cancelling_the_token_of_a_waiting_submit_refuses_it() {
-    let (pool, gate, _holders) = held_pool(1, 1);
-    let _open = gate.open_on_drop();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let queued = pool.try_submit(counting(&ran)).unwrap();
+    let full = full_pool();
     let token = CancelToken::new();
-    let outcome = submit_in_thread(&pool, SubmitOptions::new().token(&token), 1);
-    assert_not_yet(&outcome, "a submit with a live token");
+    let options = SubmitOptions::new().token(&token);
+    let outcome = submit_blocked(&full.pool, options, 1, "a submit with a live token");
     token.cancel();
     assert_eq!(
         outcome.recv_timeout(PATIENCE).unwrap().unwrap_err(),
@@ -572,37 +520,32 @@ fn cancelling_the_token_of_a_waiting_submit_refuses_it() {
     );
     // The refused submit took no room.
     assert_eq!(
-        pool.try_submit(counting(&ran)).unwrap_err(),
+        full.pool.try_submit(counting(&full.ran)).unwrap_err(),
         SubmitError::Full
     );
     // A token already cancelled does not wait for room at all.
     assert_eq!(
-        pool.submit_with(SubmitOptions::new().token(&token), counting(&ran))
+        full.pool
+            .submit_with(SubmitOptions::new().token(&token), counting(&full.ran))
             .unwrap_err(),
         SubmitError::Cancelled
     );
     // A token's deadline ends the wait too.
     let deadline = CancelToken::with_timeout(Duration::from_millis(50));
-    let outcome = submit_in_thread(&pool, SubmitOptions::new().token(&deadline), 2);
+    let outcome = submit_in_thread(&full.pool, SubmitOptions::new().token(&deadline), 2);
     assert_eq!(
         outcome.recv_timeout(PATIENCE).unwrap().unwrap_err(),
         SubmitError::Cancelled
     );
-    gate.open();
-    assert_eq!(queued.wait(), Ok(()));
-    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(full.open_gate(), 1);
 }
 
 #[test]
 fn shutdown_refuses_a_waiting_submit() {
-    let (pool, gate, holders) = held_pool(1, 1);
-    let _open = gate.open_on_drop();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let queued = pool.try_submit(counting(&ran)).unwrap();
-    let outcome = submit_in_thread(&pool, SubmitOptions::new(), 3);
-    assert_not_yet(&outcome, "a blocking submit");
+    let full = full_pool();
+    let outcome = submit_blocked(&full.pool, SubmitOptions::new(), 3, "a blocking submit");
     let shutdown = {
-        let pool = pool.clone();
+        let pool = full.pool.clone();
         thread::spawn(move || pool.shutdown(ShutdownMode::Drain, None))
     };
     // The worker is still held, so no room was made: the shutdown itself refused it.
@@ -610,28 +553,26 @@ fn shutdown_refuses_a_waiting_submit() {
         outcome.recv_timeout(PATIENCE).unwrap().unwrap_err(),
         SubmitError::Shutdown
     );
-    gate.open();
+    full.gate.open();
     let report = shutdown.join().unwrap();
     assert_eq!((report.completed, report.cancelled), (2, 0), "{report:?}");
     assert!(report.is_complete());
-    assert_eq!(queued.wait(), Ok(()));
-    for job in holders {
+    assert_eq!(full.queued.wait(), Ok(()));
+    for job in full.holders {
         assert_eq!(job.wait(), Ok(()));
     }
 }
 
 #[test]
 fn try_submit_to_a_shut_down_full_pool_says_shutdown() {
-    let (pool, gate, _holders) = held_pool(1, 1);
-    let _open = gate.open_on_drop();
-    let ran = Arc::new(AtomicUsize::new(0));
-    let queued = pool.try_submit(counting(&ran)).unwrap();
-    let report = pool.shutdown(ShutdownMode::Drain, Some(Duration::from_millis(10)));
+    let full = full_pool();
+    let report = full
+        .pool
+        .shutdown(ShutdownMode::Drain, Some(Duration::from_millis(10)));
     assert_eq!((report.still_running, report.still_queued), (1, 1));
-    let blocking = pool.submit(counting(&ran)).map(drop);
-    let nonblocking = pool.try_submit(counting(&ran)).map(drop);
-    gate.open();
-    assert_eq!(queued.wait(), Ok(()));
+    let blocking = full.pool.submit(counting(&full.ran)).map(drop);
+    let nonblocking = full.pool.try_submit(counting(&full.ran)).map(drop);
+    full.open_gate();
     assert_eq!(blocking, Err(SubmitError::Shutdown));
     // Retrying a `Full` can never succeed on a pool that is shutting down: the pool must
     // say why it refuses.
@@ -640,25 +581,13 @@ fn try_submit_to_a_shut_down_full_pool_says_shutdown() {
 
 #[test]
 fn submits_from_inside_jobs_ignore_the_bound() {
-    let pool = Pool::builder()
-        .threads(2)
-        .queue_capacity(2)
-        .build()
-        .unwrap();
+    let pool = bounded_pool(2, 2);
     let hold = Gate::default();
     let _open_hold = hold.open_on_drop();
     let full = Gate::default();
     let _open_full = full.open_on_drop();
     let (started_tx, started_rx) = mpsc::channel();
-    let holder = {
-        let (hold, started) = (hold.clone(), started_tx.clone());
-        pool.submit(move |_| {
-            started.send(()).unwrap();
-            hold.wait();
-            Ok::<_, ()>(())
-        })
-        .unwrap()
-    };
+    let holder = gated(&pool, &hold, &started_tx);
     let inner = {
         let full = full.clone();
         pool.submit(move |ctx| {
@@ -675,9 +604,7 @@ fn submits_from_inside_jobs_ignore_the_bound() {
         })
         .unwrap()
     };
-    for _ in 0..2 {
-        started_rx.recv_timeout(PATIENCE).unwrap();
-    }
+    recv_n(&started_rx, 2, "a job never started");
     let ran = Arc::new(AtomicUsize::new(0));
     let queued: Vec<_> = (0..2)
         .map(|_| pool.try_submit(counting(&ran)).unwrap())
@@ -703,7 +630,7 @@ fn submits_from_inside_jobs_ignore_the_bound() {
 
 #[test]
 fn delayed_jobs_run_after_their_delay_and_soon_after() {
-    let pool = Pool::builder().threads(2).build().unwrap();
+    let pool = pool(2);
     let slack = Duration::from_millis(50);
     let jobs: Vec<_> = [150u64, 50, 100, 120]
         .into_iter()
@@ -737,7 +664,7 @@ fn delayed_jobs_run_after_their_delay_and_soon_after() {
 
 #[test]
 fn delayed_jobs_are_counted_and_cancelling_one_ends_it_at_once() {
-    let pool = Pool::builder().threads(1).build().unwrap();
+    let pool = pool(1);
     let ran = Arc::new(AtomicUsize::new(0));
     let in_a_while = SubmitOptions::new().delay(Duration::from_millis(200));
     let by_handle = pool
@@ -769,9 +696,8 @@ fn delayed_jobs_are_counted_and_cancelling_one_ends_it_at_once() {
     token.cancel();
     assert_eq!(by_token.state(), JobState::Cancelled, "not ended at once");
     assert_eq!(pool.delayed(), 2);
-    let cancelled = Err(JobError::Cancelled(CancelReason::Cancelled));
-    assert_eq!(by_handle.wait(), cancelled);
-    assert_eq!(by_token.wait(), cancelled);
+    assert_cancelled(by_handle, CancelReason::Cancelled);
+    assert_cancelled(by_token, CancelReason::Cancelled);
 
     // The sentinel is due after the cancelled jobs were: had they been left to run, they
     // would have run by the time it does.
@@ -780,12 +706,12 @@ fn delayed_jobs_are_counted_and_cancelling_one_ends_it_at_once() {
     assert_eq!(pool.delayed(), 1);
     assert!(later.cancel());
     assert_eq!(pool.delayed(), 0);
-    assert_eq!(later.wait(), cancelled);
+    assert_cancelled(later, CancelReason::Cancelled);
 }
 
 #[test]
 fn waiting_inside_a_job_for_a_delayed_job_does_not_deadlock_one_thread() {
-    let pool = Pool::builder().threads(1).build().unwrap();
+    let pool = pool(1);
     let outer = pool
         .submit(|ctx| {
             let delay = SubmitOptions::new().delay(Duration::from_millis(20));
@@ -846,11 +772,7 @@ fn pin_to_cpu(_cpu: usize) {}
 
 #[test]
 fn a_child_pushed_by_a_job_that_then_blocks_wakes_the_idle_worker() {
-    let iterations = if cfg!(debug_assertions) {
-        10_000
-    } else {
-        40_000
-    };
+    let iterations = by_profile(10_000, 40_000);
     // The two workers on two different CPUs, so that they truly run at the same time: a
     // push and a worker going to sleep then race as they do on a busy machine.
     let cpus = allowed_cpus();
@@ -865,12 +787,9 @@ fn a_child_pushed_by_a_job_that_then_blocks_wakes_the_idle_worker() {
         .unwrap();
     // xorshift64: how long each parent works before it pushes, so that the push meets the
     // other worker in every phase of going idle (searching, about to sleep, asleep).
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rng = XorShift::from_state(0x2545_f491_4f6c_dd1d);
     for iteration in 0..iterations {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let spin = seed % 20_000;
+        let spin = rng.below(20_000);
         let job = pool
             .submit(move |ctx| {
                 for i in 0..spin {

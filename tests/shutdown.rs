@@ -16,26 +16,13 @@ use jobrunner::{
     CancelReason, Context, Job, JobError, JobState, Pool, ShutdownMode, SubmitError, SubmitOptions,
 };
 
-/// How long any awaited event may take before a test gives up on it.
-const PATIENCE: Duration = Duration::from_secs(10);
+#[allow(dead_code)]
+mod common;
 
-/// Spins (yielding) until `done()`; panics if it takes longer than [`PATIENCE`].
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::yield_now();
-    }
-}
-
-/// A job body that counts its runs in `ran`.
-fn counting(ran: &Arc<AtomicUsize>) -> impl FnOnce(&Context<'_>) -> Result<(), ()> + Send {
-    let ran = Arc::clone(ran);
-    move |_| {
-        ran.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
+use common::{
+    assert_cancelled, by_profile, counting, pool, recv_n, submit_held, wait_until, DropFlag,
+    XorShift, PATIENCE,
+};
 
 /// Submits `count` jobs that each signal when they start and then hold their worker
 /// until the pool begins to shut down; returns once all of them run.
@@ -52,55 +39,51 @@ fn hold_until_shutdown(pool: &Pool, count: usize) -> Vec<Job<(), ()>> {
             .unwrap()
         })
         .collect();
-    for _ in 0..count {
-        started_rx
-            .recv_timeout(PATIENCE)
-            .expect("a holder never started");
-    }
+    recv_n(&started_rx, count, "a holder never started");
     holders
 }
 
 /// Submits a job that signals when it starts and then holds its worker until the returned
 /// sender sends (or is dropped); it returns whether it had been asked to stop by then.
 fn hold_until_released(pool: &Pool) -> (Job<bool, bool>, mpsc::Sender<()>) {
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let job = pool
-        .submit(move |ctx| {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv_timeout(PATIENCE);
-            // An error after cancellation ends the job Cancelled; Ok stays Succeeded.
-            if ctx.is_cancelled() {
-                Err(true)
-            } else {
-                Ok(false)
-            }
-        })
-        .unwrap();
-    started_rx
+    let (job, started, release) = submit_held(pool, |ctx, _| {
+        // An error after cancellation ends the job Cancelled; Ok stays Succeeded.
+        if ctx.is_cancelled() {
+            Err(true)
+        } else {
+            Ok(false)
+        }
+    });
+    started
         .recv_timeout(PATIENCE)
         .expect("the holder never started");
-    (job, release_tx)
+    (job, release)
 }
 
+/// Submits `count` jobs that count their runs in `ran`.
+fn submit_counting(pool: &Pool, count: usize, ran: &Arc<AtomicUsize>) -> Vec<Job<(), ()>> {
+    (0..count)
+        .map(|_| pool.submit(counting(ran)).unwrap())
+        .collect()
+}
+
+/// Asserts that `job` ends cancelled by the shutdown.
 fn shutdown_cancelled<T, E>(job: Job<T, E>)
 where
     T: std::fmt::Debug + PartialEq + Send + 'static,
     E: std::fmt::Debug + PartialEq + Send + 'static,
 {
-    assert_eq!(job.wait(), Err(JobError::Cancelled(CancelReason::Shutdown)));
+    assert_cancelled(job, CancelReason::Shutdown);
 }
 
 // ----- the modes --------------------------------------------------------------------------
 
 #[test]
 fn drain_runs_everything_queued_then_refuses_submits() {
-    let pool = Pool::builder().threads(2).build().unwrap();
+    let pool = pool(2);
     let holders = hold_until_shutdown(&pool, 2);
     let ran = Arc::new(AtomicUsize::new(0));
-    let queued: Vec<_> = (0..50)
-        .map(|_| pool.submit(counting(&ran)).unwrap())
-        .collect();
+    let queued = submit_counting(&pool, 50, &ran);
     // A queued job may still submit while the pool drains: its subtree drains too.
     let children_ran = Arc::new(AtomicUsize::new(0));
     let parent = {
@@ -152,7 +135,7 @@ fn drain_runs_everything_queued_then_refuses_submits() {
 
 #[test]
 fn cancel_ends_queued_jobs_and_waits_for_running_ones_to_stop() {
-    let pool = Pool::builder().threads(2).build().unwrap();
+    let pool = pool(2);
     let stopped = Arc::new(AtomicUsize::new(0));
     let (started_tx, started_rx) = mpsc::channel();
     let running: Vec<_> = (0..2)
@@ -173,13 +156,9 @@ fn cancel_ends_queued_jobs_and_waits_for_running_ones_to_stop() {
             .unwrap()
         })
         .collect();
-    for _ in 0..2 {
-        started_rx.recv_timeout(PATIENCE).unwrap();
-    }
+    recv_n(&started_rx, 2, "a running job never started");
     let ran = Arc::new(AtomicUsize::new(0));
-    let queued: Vec<_> = (0..20)
-        .map(|_| pool.submit(counting(&ran)).unwrap())
-        .collect();
+    let queued = submit_counting(&pool, 20, &ran);
     let delayed = pool
         .submit_with(
             SubmitOptions::new().delay(Duration::from_secs(60)),
@@ -229,24 +208,15 @@ fn cancel_ends_queued_jobs_and_waits_for_running_ones_to_stop() {
 
 #[test]
 fn drain_then_cancel_drains_until_the_timeout_then_cancels_the_rest() {
-    let pool = Pool::builder().threads(1).build().unwrap();
+    let pool = pool(1);
     let _first = hold_until_shutdown(&pool, 1);
     let ran = Arc::new(AtomicUsize::new(0));
-    let drained: Vec<_> = (0..5)
-        .map(|_| pool.submit(counting(&ran)).unwrap())
-        .collect();
+    let drained = submit_counting(&pool, 5, &ran);
     // Holds the only worker past the timeout; it is still running when the shutdown
     // returns.
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let stuck = pool
-        .submit(move |ctx| {
-            let _ = release_rx.recv_timeout(PATIENCE);
-            Ok::<_, ()>(ctx.is_cancelled())
-        })
-        .unwrap();
-    let cancelled: Vec<_> = (0..10)
-        .map(|_| pool.submit(counting(&ran)).unwrap())
-        .collect();
+    let (stuck, _stuck_started, release_tx) =
+        submit_held(&pool, |ctx, _| Ok::<_, ()>(ctx.is_cancelled()));
+    let cancelled = submit_counting(&pool, 10, &ran);
 
     let timeout = Duration::from_millis(300);
     let start = Instant::now();
@@ -276,7 +246,7 @@ fn drain_then_cancel_drains_until_the_timeout_then_cancels_the_rest() {
 
 #[test]
 fn delayed_jobs_run_when_due_under_drain() {
-    let pool = Pool::builder().threads(1).build().unwrap();
+    let pool = pool(1);
     let ran = Arc::new(AtomicUsize::new(0));
     let delay = Duration::from_millis(50);
     let start = Instant::now();
@@ -308,9 +278,7 @@ fn timed_out_drain_reports_what_is_left_and_the_drop_finishes_it() {
         .unwrap();
     let (holder, release) = hold_until_released(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
-    let queued: Vec<_> = (0..3)
-        .map(|_| pool.submit(counting(&ran)).unwrap())
-        .collect();
+    let queued = submit_counting(&pool, 3, &ran);
     let timeout = Duration::from_millis(50);
     let start = Instant::now();
     let report = pool.shutdown(ShutdownMode::Drain, Some(timeout));
@@ -344,12 +312,10 @@ fn timed_out_drain_reports_what_is_left_and_the_drop_finishes_it() {
 
 #[test]
 fn timed_out_cancel_reports_still_running_and_a_later_shutdown_completes() {
-    let pool = Pool::builder().threads(1).build().unwrap();
+    let pool = pool(1);
     let (holder, release) = hold_until_released(&pool);
     let ran = Arc::new(AtomicUsize::new(0));
-    let queued: Vec<_> = (0..3)
-        .map(|_| pool.submit(counting(&ran)).unwrap())
-        .collect();
+    let queued = submit_counting(&pool, 3, &ran);
     let report = pool.shutdown(ShutdownMode::Cancel, Some(Duration::from_millis(50)));
     assert_eq!(report.completed, 0, "{report:?}");
     assert_eq!(report.cancelled, 3, "{report:?}");
@@ -412,7 +378,7 @@ fn dropping_the_last_clone_drains_and_stops_the_workers() {
 
 #[test]
 fn drain_from_inside_a_job_returns_at_once() {
-    let pool = Pool::builder().threads(2).build().unwrap();
+    let pool = pool(2);
     let (holder, release) = hold_until_released(&pool);
     let (report_tx, report_rx) = mpsc::channel();
     let inside = pool
@@ -443,19 +409,13 @@ fn drain_from_inside_a_job_returns_at_once() {
 
 #[test]
 fn cancel_from_inside_a_job_cancels_the_queue_and_the_caller() {
-    let pool = Pool::builder().threads(1).build().unwrap();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let inside = pool
-        .submit(move |ctx| {
-            let _ = go_rx.recv_timeout(PATIENCE);
-            let report = ctx.pool().shutdown(ShutdownMode::Cancel, None);
-            Ok::<_, ()>((report.cancelled, ctx.is_cancelled(), ctx.cancel_reason()))
-        })
-        .unwrap();
+    let pool = pool(1);
+    let (inside, _started, go_tx) = submit_held(&pool, |ctx, _| {
+        let report = ctx.pool().shutdown(ShutdownMode::Cancel, None);
+        Ok::<_, ()>((report.cancelled, ctx.is_cancelled(), ctx.cancel_reason()))
+    });
     let ran = Arc::new(AtomicUsize::new(0));
-    let queued: Vec<_> = (0..4)
-        .map(|_| pool.submit(counting(&ran)).unwrap())
-        .collect();
+    let queued = submit_counting(&pool, 4, &ran);
     go_tx.send(()).unwrap();
     assert_eq!(inside.wait(), Ok((4, true, Some(CancelReason::Shutdown))));
     queued.into_iter().for_each(shutdown_cancelled);
@@ -465,20 +425,14 @@ fn cancel_from_inside_a_job_cancels_the_queue_and_the_caller() {
 
 #[test]
 fn drain_then_cancel_from_inside_a_job_drains_before_its_timeout() {
-    let pool = Pool::builder().threads(1).build().unwrap();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let inside = pool
-        .submit(move |ctx| {
-            let _ = go_rx.recv_timeout(PATIENCE);
-            ctx.pool()
-                .shutdown(ShutdownMode::DrainThenCancel, Some(PATIENCE));
-            Ok::<_, ()>(ctx.is_cancelled())
-        })
-        .unwrap();
+    let pool = pool(1);
+    let (inside, _started, go_tx) = submit_held(&pool, |ctx, _| {
+        ctx.pool()
+            .shutdown(ShutdownMode::DrainThenCancel, Some(PATIENCE));
+        Ok::<_, ()>(ctx.is_cancelled())
+    });
     let ran = Arc::new(AtomicUsize::new(0));
-    let queued: Vec<_> = (0..4)
-        .map(|_| pool.submit(counting(&ran)).unwrap())
-        .collect();
+    let queued = submit_counting(&pool, 4, &ran);
     go_tx.send(()).unwrap();
     let caller_cancelled = inside.wait();
     let results: Vec<_> = queued.into_iter().map(Job::wait).collect();
@@ -490,26 +444,6 @@ fn drain_then_cancel_from_inside_a_job_drains_before_its_timeout() {
 }
 
 // ----- shutdown racing submitters -----------------------------------------------------------
-
-/// A seeded xorshift64 generator.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// What happened to every job of one run, indexed by job id.
 struct Table {
@@ -616,7 +550,7 @@ fn race(seed: u64, per_submitter: usize) {
         "seed {seed}: {threads} threads, {submitters} submitters, {mode:?} {timeout:?} after {before}"
     );
 
-    let pool = Pool::builder().threads(threads).build().unwrap();
+    let pool = pool(threads);
     let outside = submitters * per_submitter;
     let table = Arc::new(Table::new(2 * outside));
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -785,11 +719,7 @@ fn race(seed: u64, per_submitter: usize) {
 
 #[test]
 fn shutdown_racing_submitters_ends_every_accepted_job_once() {
-    let (seeds, per_submitter) = if cfg!(debug_assertions) {
-        (6, 400)
-    } else {
-        (24, 3000)
-    };
+    let (seeds, per_submitter) = by_profile((6, 400), (24, 3000));
     for seed in 1..=seeds {
         race(seed, per_submitter);
     }
@@ -797,9 +727,9 @@ fn shutdown_racing_submitters_ends_every_accepted_job_once() {
 
 #[test]
 fn cancel_racing_delayed_submits_leaves_no_delayed_job_behind() {
-    let rounds = if cfg!(debug_assertions) { 20 } else { 100 };
+    let rounds = by_profile(20, 100);
     for round in 0..rounds {
-        let pool = Pool::builder().threads(1).build().unwrap();
+        let pool = pool(1);
         let accepted = Arc::new(AtomicUsize::new(0));
         let submitters: Vec<_> = (0..3)
             .map(|_| {
@@ -842,16 +772,10 @@ fn cancel_racing_delayed_submits_leaves_no_delayed_job_behind() {
 
 #[test]
 fn refused_closures_are_dropped_without_running() {
-    let pool = Pool::builder().threads(1).build().unwrap();
+    let pool = pool(1);
     pool.shutdown(ShutdownMode::Drain, None);
     let dropped = Arc::new(AtomicBool::new(false));
-    struct SetOnDrop(Arc<AtomicBool>);
-    impl Drop for SetOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    let guard = SetOnDrop(Arc::clone(&dropped));
+    let guard = DropFlag(Arc::clone(&dropped));
     let result = pool.submit(move |_| {
         let _guard = guard;
         Ok::<_, ()>(())

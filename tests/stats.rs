@@ -16,8 +16,13 @@ use jobrunner::{
     SubmitOptions,
 };
 
-/// How long any awaited event may take before a test gives up on it.
-const PATIENCE: Duration = Duration::from_secs(10);
+#[allow(dead_code)]
+mod common;
+
+use common::{
+    assert_cancelled, bounded_pool, by_profile, counting, detach_reporting, pool, recv_n,
+    submit_held, Blocker, PATIENCE,
+};
 
 /// The job counters of a snapshot, in a comparable tuple: submitted, started, succeeded,
 /// failed, panicked, cancelled, cancelled before start, queued, running.
@@ -37,32 +42,25 @@ fn counts(s: &Stats) -> [u64; 9] {
 
 #[test]
 fn counters_follow_jobs_through_every_outcome() {
-    let pool = Pool::builder().threads(2).build().unwrap();
+    let pool = pool(2);
     assert_eq!(counts(&pool.stats()), [0; 9]);
     assert_eq!(pool.stats().threads, 2);
 
     // Two jobs hold both workers: one until it is cancelled, one until released.
     let (started_tx, started_rx) = mpsc::channel();
-    let until_cancelled = {
-        let started = started_tx.clone();
-        pool.submit(move |ctx| {
-            started.send(()).unwrap();
+    let until_cancelled = pool
+        .submit(move |ctx| {
+            started_tx.send(()).unwrap();
             ctx.token().wait_timeout(PATIENCE);
             Err::<u32, _>("stopped")
         })
-        .unwrap()
-    };
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let until_released = pool
-        .submit(move |_| {
-            started_tx.send(()).unwrap();
-            release_rx.recv_timeout(PATIENCE).unwrap();
-            Ok::<u32, &str>(1)
-        })
         .unwrap();
-    for _ in 0..2 {
-        started_rx.recv_timeout(PATIENCE).unwrap();
-    }
+    let (until_released, released_started, release_tx) = submit_held(&pool, |_, released| {
+        assert!(released, "never released");
+        Ok::<u32, &str>(1)
+    });
+    started_rx.recv_timeout(PATIENCE).unwrap();
+    released_started.recv_timeout(PATIENCE).unwrap();
     // [submitted, started, succeeded, failed, panicked, cancelled, unrun, queued, running]
     assert_eq!(counts(&pool.stats()), [2, 2, 0, 0, 0, 0, 0, 0, 2]);
 
@@ -89,8 +87,7 @@ fn counters_follow_jobs_through_every_outcome() {
     // Cancelled while running: it stops itself, a cancel but not before start.
     assert!(!until_cancelled.cancel());
     release_tx.send(()).unwrap();
-    let cancelled_reason = Err(JobError::Cancelled(CancelReason::Cancelled));
-    assert_eq!(until_cancelled.wait(), cancelled_reason);
+    assert_cancelled(until_cancelled, CancelReason::Cancelled);
     assert_eq!(until_released.wait(), Ok(1));
     assert_eq!(succeeds.wait(), Ok(2));
     assert_eq!(fails.wait(), Err(JobError::Failed("no")));
@@ -98,8 +95,8 @@ fn counters_follow_jobs_through_every_outcome() {
         panics.wait(),
         Err(JobError::Panicked("on purpose".to_owned()))
     );
-    assert_eq!(cancelled.wait(), cancelled_reason);
-    assert_eq!(delayed.wait(), cancelled_reason);
+    assert_cancelled(cancelled, CancelReason::Cancelled);
+    assert_cancelled(delayed, CancelReason::Cancelled);
 
     // Quiescent now: the sums are exact.
     assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
@@ -117,12 +114,8 @@ fn counters_follow_jobs_through_every_outcome() {
 
 #[test]
 fn a_job_is_counted_by_the_time_it_is_seen_ended() {
-    let rounds = if cfg!(debug_assertions) {
-        2_000
-    } else {
-        20_000
-    };
-    let pool = Pool::builder().threads(2).build().unwrap();
+    let rounds = by_profile(2_000, 20_000);
+    let pool = pool(2);
     for round in 0..rounds {
         let job = pool
             .submit(move |_| {
@@ -161,7 +154,7 @@ fn a_job_is_counted_by_the_time_it_is_seen_ended() {
 
 #[test]
 fn one_thread_pool_counts_each_end_before_the_next_start() {
-    let pool = Pool::builder().threads(1).build().unwrap();
+    let pool = pool(1);
     let position = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
     // On one worker a job starts only after the previous one was counted: each job sees
@@ -200,21 +193,8 @@ fn one_thread_pool_counts_each_end_before_the_next_start() {
 
 #[test]
 fn refused_submits_to_a_full_queue_are_not_counted() {
-    let pool = Pool::builder()
-        .threads(1)
-        .queue_capacity(1)
-        .build()
-        .unwrap();
-    let (started_tx, started_rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    let holder = pool
-        .submit(move |_| {
-            started_tx.send(()).unwrap();
-            release_rx.recv_timeout(PATIENCE).unwrap();
-            Ok::<_, ()>(())
-        })
-        .unwrap();
-    started_rx.recv_timeout(PATIENCE).unwrap();
+    let pool = bounded_pool(1, 1);
+    let holder = Blocker::start(&pool);
     let queued = pool.submit(|_| Ok::<_, ()>(())).unwrap();
     assert_eq!(
         pool.try_submit(|_| Ok::<_, ()>(())).unwrap_err(),
@@ -227,8 +207,7 @@ fn refused_submits_to_a_full_queue_are_not_counted() {
     );
     let stats = pool.stats();
     assert_eq!((stats.submitted, stats.queued, stats.running), (2, 1, 1));
-    release_tx.send(()).unwrap();
-    assert_eq!(holder.wait(), Ok(()));
+    holder.finish();
     assert_eq!(queued.wait(), Ok(()));
     assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
     assert_eq!(counts(&pool.stats()), [2, 2, 2, 0, 0, 0, 0, 0, 0]);
@@ -237,7 +216,7 @@ fn refused_submits_to_a_full_queue_are_not_counted() {
 #[test]
 fn steals_are_counted_when_work_can_only_be_stolen() {
     const CHILDREN: usize = 32;
-    let pool = Pool::builder().threads(2).build().unwrap();
+    let pool = pool(2);
     let before = pool.stats().steals;
     let (done_tx, done_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -248,23 +227,13 @@ fn steals_are_counted_when_work_can_only_be_stolen() {
         .submit(move |ctx| {
             let me = ctx.worker_index();
             for _ in 0..CHILDREN {
-                let done = done_tx.clone();
-                drop(
-                    ctx.pool()
-                        .submit(move |ctx| {
-                            done.send(ctx.worker_index()).unwrap();
-                            Ok::<_, ()>(())
-                        })
-                        .unwrap(),
-                );
+                detach_reporting(ctx.pool(), &done_tx, |ctx| ctx.worker_index());
             }
             release_rx.recv_timeout(PATIENCE).unwrap();
             Ok::<_, ()>(me)
         })
         .unwrap();
-    let ran_on: Vec<_> = (0..CHILDREN)
-        .map(|_| done_rx.recv_timeout(PATIENCE).expect("a child never ran"))
-        .collect();
+    let ran_on = recv_n(&done_rx, CHILDREN, "a child never ran");
     let steals = pool.stats().steals - before;
     release_tx.send(()).unwrap();
     let parent_index = parent.wait().unwrap();
@@ -302,7 +271,7 @@ fn wake_a_sleeper(pool: &Pool) -> (usize, usize) {
 
 #[test]
 fn parks_and_unparks_count_workers_sleeping_and_woken() {
-    let pool = Pool::builder().threads(2).build().unwrap();
+    let pool = pool(2);
     let (parent, child) = wake_a_sleeper(&pool);
     assert_ne!(parent, child);
     let first = pool.stats();
@@ -317,16 +286,12 @@ fn parks_and_unparks_count_workers_sleeping_and_woken() {
 
 #[test]
 fn counters_of_delayed_jobs_move_from_queued_to_started() {
-    let pool = Pool::builder().threads(1).build().unwrap();
+    let pool = pool(1);
     let ran = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&ran);
     let delayed = pool
         .submit_with(
             SubmitOptions::new().delay(Duration::from_millis(30)),
-            move |_| {
-                counted.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, ()>(())
-            },
+            counting(&ran),
         )
         .unwrap();
     assert_eq!(delayed.state(), JobState::Delayed);
