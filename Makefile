@@ -54,6 +54,12 @@ EXPECT_rate_limited_fanout := \
 	'200 calls: ' \
 	'cancelled, at most 8 at once' \
 	'accounting checked: ok + cancelled = 200, never more than 8 at once, every permit returned'
+EXPECT_cleanup_daemon := \
+	'cleanup_daemon: 100 sessions, 50 already expired; sweeping every 20 ms' \
+	'sweep 0: removed 50 expired sessions' \
+	'main: 5 sweeps seen, shutting the pool down (Drain)' \
+	'shutdown(Drain): complete true, ticker stopped: true' \
+	'cleanup_daemon: the periodic job stopped with the pool'
 
 TEST_STEPS := lint test-rust test-loom test-examples
 
