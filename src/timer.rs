@@ -15,6 +15,27 @@ pub(crate) struct TimerKey {
     seq: u64,
 }
 
+/// The instant due times are counted from in [`TimerKey::to_parts`].
+static EPOCH: once_cell::sync::Lazy<Instant> = once_cell::sync::Lazy::new(Instant::now);
+
+impl TimerKey {
+    /// The key as two words (nanoseconds after a process epoch, sequence), to keep in
+    /// atomics. Due times are never before the epoch: it is taken before the first
+    /// schedule, and due times are "now" or later.
+    pub(crate) fn to_parts(self) -> (u64, u64) {
+        let nanos = self.at.saturating_duration_since(*EPOCH).as_nanos();
+        (u64::try_from(nanos).unwrap_or(u64::MAX), self.seq)
+    }
+
+    /// The key `to_parts` gave.
+    pub(crate) fn from_parts(nanos: u64, seq: u64) -> Self {
+        TimerKey {
+            at: *EPOCH + std::time::Duration::from_nanos(nanos),
+            seq,
+        }
+    }
+}
+
 pub(crate) struct Timer<T: Send + 'static> {
     shared: Arc<Shared<T>>,
 }
@@ -57,6 +78,8 @@ impl<T: Send + 'static> Timer<T> {
     /// Schedules `entry` to fire at `at`. Gives the entry back if the timer is shut down or
     /// its thread could not be started.
     pub(crate) fn schedule(&self, at: Instant, entry: T) -> Result<TimerKey, T> {
+        // The epoch of `TimerKey::to_parts` comes before every due time.
+        let at = at.max(*EPOCH);
         let mut state = lock(&self.shared.state);
         if state.shutdown {
             return Err(entry);

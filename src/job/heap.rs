@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use once_cell::race::OnceBox;
-use once_cell::sync::OnceCell;
 
 use super::state::{self, is_terminal, JoinLatch, Lifecycle};
 use super::{JobPtr, RefCounted};
@@ -183,12 +182,16 @@ pub(crate) struct Header {
     /// The token given to the running closure (`ctx.token()`), made on first use, and its
     /// callback on the pool's root token. Boxed: rare, and one word when absent.
     own_token: OnceBox<(CancelToken, CallbackKey)>,
-    /// What few jobs have (a name, a delay, permits): boxed, so that a plain job stays
-    /// one small allocation.
+    /// A delayed job's timer entry (`TimerKey::to_parts`; the sequence is `u64::MAX` until
+    /// it is scheduled). Inline, so that a delayed job needs no `Extras`.
+    timer_at: AtomicU64,
+    timer_seq: AtomicU64,
+    /// What few jobs have (a name, permits, a tick, a group): boxed, so that a plain or
+    /// delayed job stays one small allocation.
     extras: Option<Box<Extras>>,
 }
 
-/// The parts of a job header that only named, delayed or semaphore-gated jobs use.
+/// The parts of a job header that only named, semaphore-gated, periodic or group jobs use.
 pub(crate) struct Extras {
     name: Option<Arc<str>>,
     /// The run number of a periodic job's run.
@@ -196,7 +199,6 @@ pub(crate) struct Extras {
     /// A fail-fast group's token, cancelled if the job fails or panics.
     fail_fast: Option<CancelToken>,
     /// The job's timer entry while it is delayed.
-    timer_key: OnceCell<TimerKey>,
     permits: Option<Permits>,
 }
 
@@ -246,8 +248,9 @@ impl Header {
             token: init.token,
             token_key: AtomicU32::new(NO_KEY),
             own_token: OnceBox::new(),
+            timer_at: AtomicU64::new(0),
+            timer_seq: AtomicU64::new(u64::MAX),
             extras: (init.name.is_some()
-                || init.delayed
                 || init.permits.is_some()
                 || init.tick.is_some()
                 || init.fail_fast.is_some())
@@ -256,7 +259,6 @@ impl Header {
                     name: init.name,
                     tick: init.tick,
                     fail_fast: init.fail_fast,
-                    timer_key: OnceCell::new(),
                     permits: init.permits.map(|(semaphore, count)| Permits {
                         semaphore,
                         count,
@@ -318,9 +320,15 @@ impl Header {
     }
 
     pub(crate) fn set_timer_key(&self, key: TimerKey) {
-        if let Some(extras) = &self.extras {
-            let _ = extras.timer_key.set(key);
-        }
+        let (at, seq) = key.to_parts();
+        self.timer_at.store(at, Ordering::Relaxed);
+        // Release: a canceller that sees the sequence sees the due time.
+        self.timer_seq.store(seq, Ordering::Release);
+    }
+
+    fn timer_key(&self) -> Option<TimerKey> {
+        let seq = self.timer_seq.load(Ordering::Acquire);
+        (seq != u64::MAX).then(|| TimerKey::from_parts(self.timer_at.load(Ordering::Relaxed), seq))
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
@@ -394,8 +402,7 @@ impl Header {
             }
         }
         if from == state::DELAYED {
-            let key = self.extras.as_ref().and_then(|e| e.timer_key.get());
-            if let Some(entry) = key.and_then(|key| registry.cancel_timer(*key)) {
+            if let Some(entry) = self.timer_key().and_then(|key| registry.cancel_timer(key)) {
                 // The timer's reference to this job: dropping it cannot free the job, our
                 // caller holds another.
                 let _ = entry.discard();
