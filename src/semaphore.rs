@@ -79,6 +79,14 @@ impl Waker {
         Waker::Thread(thread::current())
     }
 
+    fn is_worker(&self) -> bool {
+        #[cfg(not(loom))]
+        if matches!(self, Waker::Worker(..)) {
+            return true;
+        }
+        false
+    }
+
     pub(crate) fn wake(&self) {
         match self {
             Waker::Thread(thread) => thread.unpark(),
@@ -125,6 +133,9 @@ struct State {
     /// hold the permits the workers wait for). Entries that started meanwhile are stale.
     #[cfg(not(loom))]
     granted_jobs: VecDeque<JobHandle>,
+    /// Queued thread waiters that are workers (so a job grant scans the queue for them
+    /// only when there are some).
+    worker_waiters: usize,
 }
 
 struct Inner {
@@ -244,6 +255,7 @@ impl Semaphore {
                     next_seq: 0,
                     #[cfg(not(loom))]
                     granted_jobs: VecDeque::new(),
+                    worker_waiters: 0,
                 }),
             }),
         }
@@ -371,6 +383,9 @@ impl Semaphore {
             });
             let seq = state.next_seq;
             state.next_seq += 1;
+            if waiter.waker.is_worker() {
+                state.worker_waiters += 1;
+            }
             state.queue.insert(seq, Waiter::Thread(Arc::clone(&waiter)));
             (seq, waiter)
         };
@@ -385,6 +400,9 @@ impl Semaphore {
                 // A grant took us out of the queue after `wait` gave up: the permits are
                 // ours (it set `granted` under this lock).
                 return Ok(self.permit(n));
+            }
+            if waiter.waker.is_worker() {
+                state.worker_waiters -= 1;
             }
             // We may have been the head that held others back.
             grant(&mut state, &mut granted);
@@ -502,6 +520,9 @@ fn grant(state: &mut State, granted: &mut Vec<Granted>) {
         match entry.remove() {
             Waiter::Thread(waiter) => {
                 state.available -= needed;
+                if waiter.waker.is_worker() {
+                    state.worker_waiters -= 1;
+                }
                 waiter.granted.store(true, Ordering::Release);
                 granted.push(Granted::Thread(waiter));
             }
@@ -512,16 +533,20 @@ fn grant(state: &mut State, granted: &mut Vec<Granted>) {
                 if header.lifecycle.try_grant() {
                     state.available -= needed;
                     // Workers blocked here may run it: it holds what they wait for.
-                    let workers: Vec<_> = state
-                        .queue
-                        .values()
-                        .filter_map(|waiter| match waiter {
-                            Waiter::Thread(w) if matches!(w.waker, Waker::Worker(..)) => {
-                                Some(Arc::clone(w))
-                            }
-                            _ => None,
-                        })
-                        .collect();
+                    let workers: Vec<_> = if state.worker_waiters == 0 {
+                        Vec::new()
+                    } else {
+                        state
+                            .queue
+                            .values()
+                            .filter_map(|waiter| match waiter {
+                                Waiter::Thread(w) if matches!(w.waker, Waker::Worker(..)) => {
+                                    Some(Arc::clone(w))
+                                }
+                                _ => None,
+                            })
+                            .collect()
+                    };
                     if !workers.is_empty() {
                         // SAFETY: the queue holds heap jobs only.
                         state.granted_jobs.push_back(unsafe { job.handle() });
