@@ -9,8 +9,10 @@
 //! Tests wait on events (channels, gates, `next_timeout`, `Job::wait_timeout`) or poll a
 //! public condition with a generous bound; they never sleep to let things settle. Every
 //! blocking wait inside a job is bounded too, so that a broken feature fails its test
-//! instead of hanging the pool's drop. Stress tests use seeded xorshift generators and are
-//! scaled down in debug builds.
+//! instead of hanging the pool's drop, and each test body runs under a time limit (see
+//! `within_limit`) so that an unbounded `next()`/`wait()` on a broken group fails its test
+//! instead of hanging the run. Stress tests use seeded xorshift generators and are scaled
+//! down in debug builds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,6 +37,9 @@ const NOT_YET: Duration = Duration::from_millis(100);
 /// How long a job fanning 100 trivial children into a group on a one-thread pool may take
 /// before it is called stuck.
 const WATCHDOG: Duration = Duration::from_secs(3);
+
+/// The bound on [`a_limited_group_fans_in_40k_jobs_in_linear_time`].
+const LIMITED_FAN_IN: Duration = Duration::from_secs(2);
 
 /// Seeds of the randomized tests.
 const SEEDS: [u64; 3] = [0x9E37_79B9_7F4A_7C15, 0x0123_4567_89AB_CDEF, 42];
@@ -349,7 +354,7 @@ fn next_blocks_while_open_and_empty_and_returns_a_job_as_soon_as_it_ends() {
         let job_gate = gate.clone();
         group
             .submit(move |_| {
-                started_tx.send(()).unwrap();
+                let _ = started_tx.send(());
                 assert!(job_gate.wait(), "the gate never opened");
                 Ok(7)
             })
@@ -437,7 +442,7 @@ fn next_yields_jobs_in_completion_order() {
                 let started_tx = started_tx.clone();
                 group
                     .submit(move |_| {
-                        started_tx.send(i).unwrap();
+                        let _ = started_tx.send(i);
                         rx.recv_timeout(PATIENCE)
                             .map_err(|e| format!("job {i} never released: {e}"))?;
                         Ok(i)
@@ -584,29 +589,46 @@ fn wait_waits_for_every_submitted_job_without_close() {
         let pool = pool(4);
         let group: Group<usize, String> = pool.group();
         assert_eq!(group.wait(), Ok(()), "an empty group waits for nothing");
-        let gate = Gate::new();
-        let _open = gate.open_on_drop();
+        // The first 19 jobs wait at one gate, the last at another.
+        let (first, last) = (Gate::new(), Gate::new());
+        let _open = (first.open_on_drop(), last.open_on_drop());
         let ended = Arc::new(AtomicUsize::new(0));
         let n = 20;
-        for i in 0..n {
-            let (gate, ended) = (gate.clone(), Arc::clone(&ended));
-            group
-                .submit(move |_| {
-                    assert!(gate.wait(), "the gate never opened");
-                    ended.fetch_add(1, Ordering::SeqCst);
-                    Ok(i)
-                })
-                .unwrap();
-        }
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let gate = if i == n - 1 {
+                    last.clone()
+                } else {
+                    first.clone()
+                };
+                let ended = Arc::clone(&ended);
+                group
+                    .submit(move |_| {
+                        assert!(gate.wait(), "the gate never opened");
+                        ended.fetch_add(1, Ordering::SeqCst);
+                        Ok(i)
+                    })
+                    .unwrap()
+            })
+            .collect();
         thread::scope(|s| {
             let (tx, rx) = channel();
             let group = &group;
             s.spawn(move || tx.send(group.wait()).unwrap());
-            assert_nothing(&rx, "wait() returned while jobs were blocked");
-            gate.open();
+            assert_nothing(&rx, "wait() returned while every job was blocked");
+            first.open();
+            poll_until("19 jobs ended", || {
+                handles[..n - 1].iter().all(|h| h.is_finished())
+            });
+            assert_nothing(&rx, "wait() returned while one job was still blocked");
+            last.open();
             assert_eq!(recv(&rx, "wait() never returned"), Ok(()));
+            assert!(
+                handles.iter().all(|h| h.state() == JobState::Succeeded),
+                "wait() returned before every job had ended"
+            );
         });
-        assert_eq!(ended.load(Ordering::SeqCst), n, "wait() returned early");
+        assert_eq!(ended.load(Ordering::SeqCst), n);
         let mut yielded: Vec<usize> = (0..n).map(|_| next_now(&group).wait().unwrap()).collect();
         yielded.sort_unstable();
         assert_eq!(yielded, (0..n).collect::<Vec<_>>());
@@ -616,7 +638,8 @@ fn wait_waits_for_every_submitted_job_without_close() {
 
 /// Submits a job per entry of `bodies` that waits for its own release and then returns
 /// the entry (or panics with it when it starts with `panic:`); returns the senders that
-/// release them and their handles.
+/// release them and their handles. The pool needs a worker per job, so that any of them
+/// can run while the others wait.
 #[allow(clippy::type_complexity)]
 fn released_jobs(
     group: &Group<usize, String>,
@@ -739,7 +762,7 @@ fn wait_returns_cancelled_with_the_reason() {
         let blocker = {
             let gate = gate.clone();
             pool.submit(move |_| {
-                started_tx.send(()).unwrap();
+                let _ = started_tx.send(());
                 Ok::<_, ()>(gate.wait())
             })
             .unwrap()
@@ -893,11 +916,9 @@ fn fail_fast_cancels_queued_siblings_and_tells_running_ones() {
             group
                 .submit_with(SubmitOptions::new().name("running"), move |ctx| {
                     started.fetch_add(1, Ordering::SeqCst);
-                    started_tx.send("running").unwrap();
+                    let _ = started_tx.send("running");
                     let reason = ctx.token().wait_timeout(PATIENCE);
-                    seen_tx
-                        .send((reason, ctx.is_cancelled(), ctx.cancel_reason()))
-                        .unwrap();
+                    let _ = seen_tx.send((reason, ctx.is_cancelled(), ctx.cancel_reason()));
                     Err("stopped as asked".to_owned())
                 })
                 .unwrap()
@@ -908,7 +929,7 @@ fn fail_fast_cancels_queued_siblings_and_tells_running_ones() {
             group
                 .submit_with(SubmitOptions::new().name("failing"), move |_| {
                     started.fetch_add(1, Ordering::SeqCst);
-                    started_tx.send("failing").unwrap();
+                    let _ = started_tx.send("failing");
                     fail_rx
                         .recv_timeout(PATIENCE)
                         .map_err(|e| format!("never told to fail: {e}"))?;
@@ -1102,7 +1123,7 @@ fn jobs_over_the_limit_occupy_no_worker() {
                     .submit(move |_| {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
-                        started_tx.send(i).unwrap();
+                        let _ = started_tx.send(i);
                         let opened = gate.wait();
                         running.fetch_sub(1, Ordering::SeqCst);
                         if opened {
@@ -1138,7 +1159,7 @@ fn jobs_over_the_limit_occupy_no_worker() {
                     result,
                     Ok(true),
                     "the unrelated jobs could not all run at once: the group's waiting jobs \
-                 occupy workers"
+                     occupy workers"
                 ),
                 Err(_) => panic!("an unrelated job never ended"),
             }
@@ -1149,6 +1170,35 @@ fn jobs_over_the_limit_occupy_no_worker() {
         assert_eq!(group.wait(), Ok(()));
         assert_eq!(peak.load(Ordering::SeqCst), 4);
         assert!(handles.iter().all(|h| h.state() == JobState::Succeeded));
+    });
+}
+
+/// A `limit(4)` group takes 40,000 jobs (10,000 in debug) in time linear in their number:
+/// submitting them and fanning them all in takes well under [`LIMITED_FAN_IN`] (about
+/// 0.12 s in release on a 2-core machine when a grant costs O(log n)). Work proportional
+/// to the semaphore's queue at every grant makes it quadratic (several seconds).
+#[test]
+fn a_limited_group_fans_in_40k_jobs_in_linear_time() {
+    within_limit(|| {
+        let n = scaled(40_000, 10_000);
+        let pool = pool(8);
+        let group: Group<usize, String> = pool.group_with(GroupOptions::new().limit(4));
+        let start = Instant::now();
+        for i in 0..n {
+            group.submit(move |_| Ok(i)).unwrap();
+        }
+        group.close();
+        let mut seen = vec![false; n];
+        for job in &group {
+            let i = job.wait().expect("every job succeeds");
+            assert!(!std::mem::replace(&mut seen[i], true), "job {i} seen twice");
+        }
+        let elapsed = start.elapsed();
+        assert!(seen.iter().all(|&s| s));
+        assert!(
+            elapsed < LIMITED_FAN_IN,
+            "{n} jobs through a limit(4) group took {elapsed:?}"
+        );
     });
 }
 
@@ -1170,9 +1220,9 @@ fn waits_for_cancel(
     let handle = group
         .submit_with(SubmitOptions::new().name("running"), move |ctx| {
             started.fetch_add(1, Ordering::SeqCst);
-            started_tx.send(()).unwrap();
+            let _ = started_tx.send(());
             ctx.token().wait_timeout(PATIENCE);
-            seen_tx.send(ctx.cancel_reason()).unwrap();
+            let _ = seen_tx.send(ctx.cancel_reason());
             Err("stopped".to_owned())
         })
         .unwrap();
