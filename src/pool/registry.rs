@@ -647,6 +647,10 @@ impl Registry {
     /// Stops the workers of a quiescent pool and waits for them to exit.
     fn terminate(&self) {
         self.raise_lifecycle(TERMINATED);
+        // Other shutdowns may wait for quiescence too (one called from inside a job and
+        // the drop of the pool, say): the worker whose end made the pool quiescent may
+        // exit now without ever going idle, so it would never tell them.
+        self.notify_quiescence();
         self.sleep.wake_all();
         let handles = std::mem::take(&mut *lock(&self.threads));
         for handle in handles {
