@@ -273,8 +273,9 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
 
     /// Waits until every job submitted so far has ended, and returns the error of the
     /// first one (in completion order) that failed or panicked, as `errgroup.Wait` (the
-    /// siblings a fail-fast failure cancels end after it); if none did but some job ended
-    /// cancelled, `Cancelled` with the first such reason. The first call after a failure
+    /// siblings a fail-fast failure cancels may be recorded before it, but a failure is
+    /// always preferred to a cancellation); if none did but some job ended cancelled,
+    /// `Cancelled` with the first such reason. The first call after a failure
     /// takes its error; later calls report the cancellations only.
     ///
     /// # Errors
