@@ -224,7 +224,10 @@ where
             self.shared.failures.fetch_add(1, Ordering::AcqRel);
         }
         self.shared.runs.fetch_add(1, Ordering::AcqRel);
-        if self.shared.token.is_cancelled() {
+        // The pool's shutdown cancels our token just after it starts refusing outside
+        // submits; a run ending in between must not schedule the next (due at once, it
+        // would skip the timer and run after the shutdown began).
+        if self.shared.token.is_cancelled() || ctx.pool().is_shut_down() {
             return;
         }
         // The next tick on the schedule, or now if this run overran it.
