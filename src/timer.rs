@@ -8,31 +8,39 @@ use std::time::Instant;
 
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
 
-/// Identifies a scheduled entry: its due time, then the order it was scheduled in.
+/// Identifies a scheduled entry: its due time (nanoseconds after a process epoch), then
+/// the order it was scheduled in. Two words rather than an `Instant` and a word: the timer
+/// holds one per pending entry, so its size is most of what a pending delayed job costs
+/// the timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct TimerKey {
-    at: Instant,
+    at: u64,
     seq: u64,
 }
 
-/// The instant due times are counted from in [`TimerKey::to_parts`].
+/// The instant due times are counted from. Due times are never before it: it is taken
+/// before the first schedule, and due times are "now" or later.
 static EPOCH: once_cell::sync::Lazy<Instant> = once_cell::sync::Lazy::new(Instant::now);
 
+/// `at` as nanoseconds after the epoch (saturating: 584 years fit).
+fn nanos_since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*EPOCH).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The instant `nanos_since_epoch` gave `nanos` for.
+fn instant_at(nanos: u64) -> Instant {
+    *EPOCH + std::time::Duration::from_nanos(nanos)
+}
+
 impl TimerKey {
-    /// The key as two words (nanoseconds after a process epoch, sequence), to keep in
-    /// atomics. Due times are never before the epoch: it is taken before the first
-    /// schedule, and due times are "now" or later.
+    /// The key as two words (due time, sequence), to keep in atomics.
     pub(crate) fn to_parts(self) -> (u64, u64) {
-        let nanos = self.at.saturating_duration_since(*EPOCH).as_nanos();
-        (u64::try_from(nanos).unwrap_or(u64::MAX), self.seq)
+        (self.at, self.seq)
     }
 
     /// The key `to_parts` gave.
-    pub(crate) fn from_parts(nanos: u64, seq: u64) -> Self {
-        TimerKey {
-            at: *EPOCH + std::time::Duration::from_nanos(nanos),
-            seq,
-        }
+    pub(crate) fn from_parts(at: u64, seq: u64) -> Self {
+        TimerKey { at, seq }
     }
 }
 
@@ -78,8 +86,7 @@ impl<T: Send + 'static> Timer<T> {
     /// Schedules `entry` to fire at `at`. Gives the entry back if the timer is shut down or
     /// its thread could not be started.
     pub(crate) fn schedule(&self, at: Instant, entry: T) -> Result<TimerKey, T> {
-        // The epoch of `TimerKey::to_parts` comes before every due time.
-        let at = at.max(*EPOCH);
+        let at = nanos_since_epoch(at);
         let mut state = lock(&self.shared.state);
         if state.shutdown {
             return Err(entry);
@@ -149,8 +156,9 @@ impl<T> Shared<T> {
                 return;
             }
             let now = Instant::now();
+            let now_nanos = nanos_since_epoch(now);
             while let Some(entry) = state.entries.first_entry() {
-                if entry.key().at > now {
+                if entry.key().at > now_nanos {
                     break;
                 }
                 due.push(entry.remove());
@@ -165,7 +173,7 @@ impl<T> Shared<T> {
             }
             state = match state.entries.first_key_value() {
                 Some((key, _)) => {
-                    let timeout = key.at.saturating_duration_since(now);
+                    let timeout = instant_at(key.at).saturating_duration_since(now);
                     wait_timeout(&self.condvar, state, timeout)
                 }
                 None => wait(&self.condvar, state),
