@@ -113,8 +113,14 @@ struct Inner {
     condvar: Condvar,
     /// The parent and our key in its registrations, removed when we are dropped.
     parent: Option<(Arc<Inner>, usize)>,
-    deadline: Option<Instant>,
-    deadline_key: Mutex<Option<TimerKey>>,
+    deadline: Mutex<Deadline>,
+}
+
+/// A token's own deadline and its entry in [`DEADLINES`] while it is pending.
+#[derive(Default)]
+struct Deadline {
+    at: Option<Instant>,
+    key: Option<TimerKey>,
 }
 
 /// The process-wide timer that fires token deadlines.
@@ -152,7 +158,7 @@ impl fmt::Debug for CancelToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CancelToken")
             .field("reason", &self.reason())
-            .field("deadline", &self.inner.deadline)
+            .field("deadline", &self.deadline())
             .finish()
     }
 }
@@ -214,8 +220,7 @@ impl CancelToken {
                 registrations: Mutex::new(Registrations::default()),
                 condvar: Condvar::new(),
                 parent,
-                deadline,
-                deadline_key: Mutex::new(None),
+                deadline: Mutex::new(Deadline::default()),
             }
         });
         let token = CancelToken { inner };
@@ -223,13 +228,39 @@ impl CancelToken {
         if let Some(reason) = parent.and_then(|p| p.reason()) {
             token.inner.cancel(reason);
         } else if let Some(deadline) = deadline {
-            if deadline <= Instant::now() {
-                token.inner.cancel(CancelReason::DeadlineExceeded);
-            } else if let Ok(key) = DEADLINES.schedule(deadline, Arc::downgrade(&token.inner)) {
-                *lock(&token.inner.deadline_key) = Some(key);
-            }
+            token.set_deadline(deadline);
         }
         token
+    }
+
+    /// Sets this token's own deadline to `deadline`, replacing any earlier one (a
+    /// deadline already passed cancels the token at once with `DeadlineExceeded`).
+    /// Returns false, changing nothing, if the token is already cancelled.
+    pub fn set_deadline(&self, deadline: Instant) -> bool {
+        let mut own = lock(&self.inner.deadline);
+        if self.is_cancelled() {
+            return false;
+        }
+        if let Some(key) = own.key.take() {
+            DEADLINES.cancel(key);
+        }
+        own.at = Some(deadline);
+        if deadline <= Instant::now() {
+            drop(own);
+            self.inner.cancel(CancelReason::DeadlineExceeded);
+            return true;
+        }
+        // A timer that cannot start its thread leaves the deadline unenforced by the
+        // timer; `wait_timeout` callers still see it through `deadline()`.
+        own.key = DEADLINES
+            .schedule(deadline, Arc::downgrade(&self.inner))
+            .ok();
+        true
+    }
+
+    /// [`CancelToken::set_deadline`] at `timeout` from now.
+    pub fn set_timeout(&self, timeout: Duration) -> bool {
+        self.set_deadline(deadline_after(timeout))
     }
 
     /// Cancels this token and its descendants with `CancelReason::Cancelled`. Returns
@@ -256,7 +287,7 @@ impl CancelToken {
 
     /// This token's own deadline, if it was given one.
     pub fn deadline(&self) -> Option<Instant> {
-        self.inner.deadline
+        lock(&self.inner.deadline).at
     }
 
     /// Runs `callback` with the reason once the token is cancelled: at once on this thread
@@ -359,7 +390,7 @@ impl Inner {
             registrations.live = 0;
             std::mem::take(&mut registrations.slots)
         };
-        if let Some(key) = lock(&self.deadline_key).take() {
+        if let Some(key) = lock(&self.deadline).key.take() {
             DEADLINES.cancel(key);
         }
         for entry in entries.into_iter().flatten() {
@@ -388,7 +419,7 @@ impl Drop for Inner {
         if let Some((parent, key)) = self.parent.take() {
             parent.deregister(key);
         }
-        if let Some(key) = lock(&self.deadline_key).take() {
+        if let Some(key) = lock(&self.deadline).key.take() {
             DEADLINES.cancel(key);
         }
     }
@@ -467,6 +498,30 @@ mod tests {
         let elapsed = start.elapsed();
         assert!(elapsed >= Duration::from_millis(19), "{elapsed:?}");
         assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    }
+
+    #[test]
+    fn set_deadline_replaces_the_deadline_and_refuses_once_cancelled() {
+        let token = CancelToken::with_timeout(Duration::from_secs(3600));
+        let child = token.child();
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(token.set_deadline(soon));
+        assert_eq!(token.deadline(), Some(soon));
+        assert_eq!(child.wait(), CancelReason::DeadlineExceeded);
+        assert!(Instant::now() >= soon);
+        assert!(
+            !token.set_timeout(Duration::from_secs(1)),
+            "already cancelled"
+        );
+        assert_eq!(token.deadline(), Some(soon));
+
+        // A later deadline replaces an earlier one: the token outlives the first.
+        let token = CancelToken::with_timeout(Duration::from_millis(10));
+        assert!(token.set_timeout(Duration::from_secs(3600)));
+        assert_eq!(token.wait_timeout(Duration::from_millis(100)), None);
+        // A deadline already passed cancels at once.
+        assert!(token.set_deadline(Instant::now()));
+        assert_eq!(token.reason(), Some(CancelReason::DeadlineExceeded));
     }
 
     #[test]

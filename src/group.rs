@@ -283,12 +283,30 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     /// The first failure's [`JobError`], or [`JobError::Cancelled`].
     pub fn wait(&self) -> Result<(), JobError<E>> {
         self.wait_for(None, |state| state.live == 0);
+        self.take_outcome()
+    }
+
+    /// What `wait` reports once the jobs have ended (taking the first error).
+    fn take_outcome(&self) -> Result<(), JobError<E>> {
         let mut state = lock(&self.shared.state);
         match (state.first_error.take(), state.first_cancel) {
             (Some(error), _) => Err(error),
             (None, Some(reason)) => Err(JobError::Cancelled(reason)),
             (None, None) => Ok(()),
         }
+    }
+
+    /// [`Group::wait`] waiting at most `timeout`: `Err(())` if jobs are still running
+    /// then (nothing is taken: a later wait reports the first error).
+    #[allow(clippy::result_unit_err)]
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Result<(), JobError<E>>, ()> {
+        let at = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3_153_600_000));
+        if !self.wait_for(Some(at), |state| state.live == 0) {
+            return Err(());
+        }
+        Ok(self.take_outcome())
     }
 
     /// Whether a job of the group has failed or panicked.

@@ -636,6 +636,38 @@ fn wait_waits_for_every_submitted_job_without_close() {
     });
 }
 
+#[test]
+fn wait_timeout_times_out_while_a_job_runs_then_reports_the_first_error() {
+    within_limit(|| {
+        let pool = pool(2);
+        let group: Group<usize, String> = pool.group();
+        let gate = Gate::new();
+        let _open = gate.open_on_drop();
+        let blocked = gate.clone();
+        group
+            .submit(move |_| {
+                assert!(blocked.wait(), "the gate never opened");
+                Err("late failure".to_string())
+            })
+            .unwrap();
+        assert_eq!(
+            group.wait_timeout(Duration::from_millis(20)),
+            Err(()),
+            "wait_timeout returned while the job was blocked"
+        );
+        gate.open();
+        let outcome = group.wait_timeout(Duration::from_secs(60));
+        assert_eq!(
+            outcome
+                .expect("the job ended within a minute")
+                .unwrap_err()
+                .failed(),
+            Some("late failure".to_string()),
+            "the timed-out wait did not take the error: the later one reports it"
+        );
+    });
+}
+
 /// Submits a job per entry of `bodies` that waits for its own release and then returns
 /// the entry (or panics with it when it starts with `panic:`); returns the senders that
 /// release them and their handles. The pool needs a worker per job, so that any of them
