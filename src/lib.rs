@@ -44,6 +44,8 @@ mod cancel;
 mod context;
 #[cfg(not(loom))]
 mod error;
+#[cfg(all(feature = "capi", not(loom)))]
+pub mod ffi;
 #[cfg(not(loom))]
 mod group;
 mod job;

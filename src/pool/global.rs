@@ -10,7 +10,8 @@ static GLOBAL: OnceCell<Result<Pool, BuildError>> = OnceCell::new();
 /// The environment variable that sizes the global pool.
 const THREADS_VAR: &str = "JOBRUNNER_THREADS";
 
-fn build_global() -> Result<Pool, BuildError> {
+/// A pool as the global one is made (also a forked child's C global pool).
+pub(crate) fn build_global() -> Result<Pool, BuildError> {
     let mut builder = Pool::builder().thread_name("jobrunner-global");
     if let Some(value) = std::env::var_os(THREADS_VAR) {
         let value = value.to_string_lossy().into_owned();

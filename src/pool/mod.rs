@@ -13,6 +13,8 @@ pub(crate) mod worker;
 
 #[cfg(not(loom))]
 pub use self::builder::PoolBuilder;
+#[cfg(all(feature = "capi", not(loom)))]
+pub(crate) use self::global::build_global;
 #[cfg(not(loom))]
 pub use self::global::{global, try_global};
 #[cfg(not(loom))]
@@ -406,6 +408,11 @@ mod handle {
         /// stops the workers.
         pub fn shutdown(&self, mode: ShutdownMode, timeout: Option<Duration>) -> ShutdownReport {
             self.registry.shutdown(mode, timeout)
+        }
+
+        /// Whether two handles are the same pool.
+        pub fn same_as(&self, other: &Pool) -> bool {
+            Arc::ptr_eq(&self.registry, &other.registry)
         }
 
         /// Whether a shutdown has begun.

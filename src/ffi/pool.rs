@@ -1,0 +1,350 @@
+//! `jr_pool`: pools, their options, shutdown and statistics.
+
+use std::ffi::c_char;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
+
+use super::jr_status;
+use super::{
+    fork, opt_str, read_versioned, status, timeout_of, versioned, write_out, Handle, Kind,
+};
+use crate::{Pool, ShutdownMode};
+
+/// A pool of worker threads. Made by `jr_pool_new` (owned: free it with `jr_pool_free`),
+/// or borrowed: `jr_pool_global()`, `jr_ctx_pool()`.
+pub struct jr_pool {
+    _opaque: [u8; 0],
+}
+
+pub(crate) struct PoolHandle {
+    pub(crate) pool: Pool,
+    /// The global pool or a job's context's: not the caller's to free.
+    borrowed: bool,
+}
+
+impl Kind for PoolHandle {
+    const MAGIC: u64 = 0x6a72_706f_6f6c_0001; // "jrpool\0\x01"
+    type Opaque = jr_pool;
+}
+
+impl PoolHandle {
+    pub(crate) fn borrowed(pool: Pool) -> Self {
+        PoolHandle {
+            pool,
+            borrowed: true,
+        }
+    }
+
+    /// The pool of a handle argument.
+    ///
+    /// # Safety
+    ///
+    /// As [`Handle::from_ptr`].
+    pub(crate) unsafe fn pool_of<'a>(ptr: *const jr_pool) -> Result<&'a Pool, jr_status> {
+        // SAFETY: the caller's contract.
+        unsafe { Handle::<PoolHandle>::from_ptr(ptr) }.map(|h| &h.value.pool)
+    }
+}
+
+/// The most worker threads a pool may have.
+pub const JR_MAX_THREADS: usize = 4096;
+
+/// Options for `jr_pool_new`. Get the defaults from `jr_pool_options_default()` (which
+/// sets `size`), then change fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct jr_pool_options {
+    /// `sizeof(jr_pool_options)` as the caller was compiled: fields past it take their
+    /// defaults, so older callers keep working.
+    pub size: usize,
+    /// Worker threads, 1 to `JR_MAX_THREADS`; 0 (default): one per CPU.
+    pub threads: usize,
+    /// The most jobs submitted from outside the pool and not yet started; a blocking
+    /// submit waits for room, a nonblocking one fails with `JR_E_FULL`. 0 (default):
+    /// unbounded.
+    pub queue_capacity: usize,
+    /// Prefix of the worker threads' names (copied; NULL: `"jobrunner"`).
+    pub thread_name: *const c_char,
+}
+
+versioned!(jr_pool_options {
+    size,
+    threads,
+    queue_capacity,
+    thread_name
+});
+
+/// The default pool options, with `size` set.
+#[no_mangle]
+pub extern "C" fn jr_pool_options_default() -> jr_pool_options {
+    jr_pool_options {
+        size: std::mem::size_of::<jr_pool_options>(),
+        threads: 0,
+        queue_capacity: 0,
+        thread_name: std::ptr::null(),
+    }
+}
+
+/// Makes a pool. `options` may be NULL (defaults). The caller owns `*out` and frees it
+/// with `jr_pool_free`.
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (`out` NULL, bad options: `threads` over
+/// `JR_MAX_THREADS`, a `size` below a word, nonzero bytes past the known fields),
+/// `JR_E_NO_MEMORY` (the threads could not start). Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_pool_new(
+    options: *const jr_pool_options,
+    out: *mut *mut jr_pool,
+) -> jr_status {
+    status(|| {
+        if out.is_null() {
+            return Err(jr_status::JR_E_INVALID_ARG);
+        }
+        // SAFETY: NULL or an options struct of its declared size (the contract).
+        let options = unsafe { read_versioned(options, jr_pool_options_default()) }?;
+        if options.threads > JR_MAX_THREADS {
+            return Err(jr_status::JR_E_INVALID_ARG);
+        }
+        fork::install();
+        let mut builder = Pool::builder();
+        if options.threads > 0 {
+            builder = builder.threads(options.threads);
+        }
+        if options.queue_capacity > 0 {
+            builder = builder.queue_capacity(options.queue_capacity);
+        }
+        // SAFETY: NULL or a NUL-terminated string (the contract).
+        if let Some(name) = unsafe { opt_str(options.thread_name) } {
+            builder = builder.thread_name(name);
+        }
+        let pool = builder.build().map_err(|e| jr_status::from_build(&e))?;
+        let handle = Handle::into_raw(PoolHandle {
+            pool,
+            borrowed: false,
+        });
+        // SAFETY: checked non-null; the caller provides a writable pointer.
+        unsafe { write_out(out, handle) }
+    })
+}
+
+/// The C global pool of this process, with its fork generation's handle.
+static GLOBAL: AtomicPtr<jr_pool> = AtomicPtr::new(std::ptr::null_mut());
+/// Serialises making a forked child's global pool.
+static CHILD_GLOBAL: Mutex<()> = Mutex::new(());
+
+/// The process-wide pool, shared with Rust's `jobrunner::global()` (and so with every
+/// language in the process), made on first use, sized by `JOBRUNNER_THREADS`. Borrowed:
+/// never free it. In a child made by `fork()`, the child's own global pool. NULL only if
+/// no worker thread could be started, or `JOBRUNNER_THREADS` is not a positive integer.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_pool_global() -> *mut jr_pool {
+    super::boundary(std::ptr::null_mut(), || {
+        let current = GLOBAL.load(Ordering::Acquire);
+        if !current.is_null() {
+            return current;
+        }
+        fork::install();
+        let pool = if fork::generation() == 0 {
+            match crate::try_global() {
+                Ok(pool) => pool.clone(),
+                Err(_) => return std::ptr::null_mut(),
+            }
+        } else {
+            let _one = CHILD_GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
+            let current = GLOBAL.load(Ordering::Acquire);
+            if !current.is_null() {
+                return current;
+            }
+            match crate::pool::build_global() {
+                Ok(pool) => pool,
+                Err(_) => return std::ptr::null_mut(),
+            }
+        };
+        let handle = Handle::into_raw(PoolHandle::borrowed(pool));
+        match GLOBAL.compare_exchange(
+            std::ptr::null_mut(),
+            handle,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => handle,
+            Err(winner) => {
+                // SAFETY: ours, never published.
+                drop(unsafe { Box::from_raw(handle.cast::<Handle<PoolHandle>>()) });
+                winner
+            }
+        }
+    })
+}
+
+/// In a forked child: forget the parent's global handle (leaked) so that the child's
+/// first `jr_pool_global()` makes its own.
+pub(crate) fn after_fork() {
+    GLOBAL.store(std::ptr::null_mut(), Ordering::Release);
+}
+
+/// Drain: run everything already accepted, delayed jobs when they come due.
+pub const JR_SHUTDOWN_DRAIN: u32 = 1;
+/// Cancel: end every queued and delayed job as cancelled, tell running jobs.
+/// `JR_SHUTDOWN_DRAIN | JR_SHUTDOWN_CANCEL` drains until the timeout, then cancels.
+pub const JR_SHUTDOWN_CANCEL: u32 = 2;
+
+/// Shuts the pool down: from now on every submit fails with `JR_E_SHUTDOWN`.
+/// `mode` is `JR_SHUTDOWN_DRAIN`, `JR_SHUTDOWN_CANCEL`, or both (drain until the
+/// timeout, then cancel). Waits at most `timeout_ns` nanoseconds (negative: forever) for
+/// the jobs to end; called from one of the pool's own jobs, it does not wait (the pool
+/// finishes on its own). Calling it again is allowed (e.g. a cancel after a drain that
+/// timed out).
+///
+/// Returns `JR_OK` (every job ended), `JR_E_TIMEOUT` (jobs still running or queued at
+/// the timeout), `JR_E_INVALID_ARG` (not a pool, bad `mode`), `JR_E_FORKED`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_pool_shutdown(pool: *mut jr_pool, mode: u32, timeout_ns: i64) -> jr_status {
+    status(|| {
+        // SAFETY: a pool handle by the contract above.
+        let pool = unsafe { PoolHandle::pool_of(pool) }?;
+        let mode = match mode {
+            JR_SHUTDOWN_DRAIN => ShutdownMode::Drain,
+            JR_SHUTDOWN_CANCEL => ShutdownMode::Cancel,
+            m if m == JR_SHUTDOWN_DRAIN | JR_SHUTDOWN_CANCEL => ShutdownMode::DrainThenCancel,
+            _ => return Err(jr_status::JR_E_INVALID_ARG),
+        };
+        if pool.shutdown(mode, timeout_of(timeout_ns)).is_complete() {
+            Ok(())
+        } else {
+            Err(jr_status::JR_E_TIMEOUT)
+        }
+    })
+}
+
+/// A snapshot of a pool's counters (see `jr_pool_stats`). Once the pool is idle,
+/// `submitted = succeeded + failed + panicked + cancelled + queued + running`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct jr_pool_stats {
+    /// Set by the caller to `sizeof(jr_pool_stats)`: only the fields that fit are
+    /// written.
+    pub size: usize,
+    /// Jobs accepted by a submit.
+    pub submitted: u64,
+    /// Jobs that started running.
+    pub started: u64,
+    /// Jobs that succeeded.
+    pub succeeded: u64,
+    /// Jobs that failed (nonzero code).
+    pub failed: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+    /// Jobs that ended cancelled, before or while running.
+    pub cancelled: u64,
+    /// Of `cancelled`, the jobs that never ran.
+    pub cancelled_before_start: u64,
+    /// Jobs accepted and not yet started or cancelled (delayed ones included).
+    pub queued: u64,
+    /// Jobs running now.
+    pub running: u64,
+    /// Jobs taken from another worker's queue.
+    pub steals: u64,
+    /// Times a worker went to sleep.
+    pub parks: u64,
+    /// Times a sleeping worker was woken.
+    pub unparks: u64,
+    /// Worker threads.
+    pub threads: u64,
+}
+
+versioned!(jr_pool_stats {
+    size,
+    submitted,
+    started,
+    succeeded,
+    failed,
+    panicked,
+    cancelled,
+    cancelled_before_start,
+    queued,
+    running,
+    steals,
+    parks,
+    unparks,
+    threads,
+});
+
+/// Writes the pool's counters to `*out`, whose `size` the caller set to
+/// `sizeof(jr_pool_stats)` (fields past it are not written).
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, `out` NULL, `out->size` below a
+/// word), `JR_E_FORKED`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_pool_stats) -> jr_status {
+    status(|| {
+        // SAFETY: a pool handle by the contract above.
+        let pool = unsafe { PoolHandle::pool_of(pool) }?;
+        if out.is_null() {
+            return Err(jr_status::JR_E_INVALID_ARG);
+        }
+        // SAFETY: the caller's struct starts with its size.
+        let size = unsafe { out.cast::<usize>().read_unaligned() };
+        if size < std::mem::size_of::<usize>() {
+            return Err(jr_status::JR_E_INVALID_ARG);
+        }
+        let s = pool.stats();
+        let stats = jr_pool_stats {
+            size: std::mem::size_of::<jr_pool_stats>().min(size),
+            submitted: s.submitted,
+            started: s.started,
+            succeeded: s.succeeded,
+            failed: s.failed,
+            panicked: s.panicked,
+            cancelled: s.cancelled,
+            cancelled_before_start: s.cancelled_before_start,
+            queued: s.queued,
+            running: s.running,
+            steals: s.steals,
+            parks: s.parks,
+            unparks: s.unparks,
+            threads: s.threads as u64,
+        };
+        let ends = <jr_pool_stats as super::Versioned>::field_ends();
+        let n = ends
+            .iter()
+            .copied()
+            .filter(|&e| e <= size)
+            .max()
+            .unwrap_or(0);
+        // SAFETY: the caller's struct holds `size` writable bytes and `n <= size`; `n`
+        // bytes of ours are initialised fields (whole fields only).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&stats as *const jr_pool_stats).cast::<u8>(),
+                out.cast::<u8>(),
+                n,
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Frees a pool made by `jr_pool_new`: like `jr_pool_shutdown(pool, JR_SHUTDOWN_DRAIN,
+/// -1)` once no job holds the pool any more, so queued jobs still run (from one of the
+/// pool's own jobs, the drain finishes on a thread of its own). NULL is a no-op.
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, or borrowed: the global pool, a
+/// context's), `JR_E_FORKED` (made before `fork()`: leaked). Not to be called while
+/// another thread uses the handle.
+#[no_mangle]
+pub extern "C" fn jr_pool_free(pool: *mut jr_pool) -> jr_status {
+    status(|| {
+        // SAFETY: a pool handle or NULL by the contract above; checked before freeing.
+        if let Ok(handle) = unsafe { Handle::<PoolHandle>::from_ptr(pool) } {
+            if handle.value.borrowed {
+                return Err(jr_status::JR_E_INVALID_ARG);
+            }
+        }
+        // SAFETY: as above; no other thread uses it (the contract).
+        drop(unsafe { Handle::<PoolHandle>::free(pool) }?);
+        Ok(())
+    })
+}

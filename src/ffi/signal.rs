@@ -1,0 +1,163 @@
+//! The async-signal-safe half of `jr_token_cancel`.
+//!
+//! A signal handler may not take a lock or allocate, and cancelling a token does both (it
+//! ends queued jobs, runs callbacks). So `jr_token_cancel` only marks the token
+//! (`signalled`, which `jr_token_is_cancelled` reads at once), pushes it on a lock-free
+//! stack with a reference held, and writes to an eventfd. A helper thread, started with
+//! the first token, reads the eventfd, pops the stack, and does the real cancel. Any
+//! other call on a marked token from normal context (submit with it, wait on it, make a
+//! child of it...) first completes the cancel itself ([`TokenShared::settle`]), so a
+//! thread that cancels and then uses the token sees the full effect in order.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::Arc;
+
+use crate::CancelToken;
+
+/// What a `jr_token` handle shares with the signal helper.
+pub(crate) struct TokenShared {
+    pub(crate) token: CancelToken,
+    /// Set by `jr_token_cancel`: the token is cancelled, or about to be by the helper.
+    signalled: AtomicBool,
+    /// The next entry of [`PENDING`] while this one is on it.
+    next: AtomicPtr<TokenShared>,
+}
+
+/// Tokens marked by `jr_token_cancel` and not yet cancelled by the helper: a Treiber
+/// stack of `Arc::into_raw` pointers (push from any thread or handler; the helper takes
+/// the whole stack at once, so there is no ABA).
+static PENDING: AtomicPtr<TokenShared> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The helper's eventfd, or -1 before the helper starts.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Held (true) by the thread starting the helper: a flag rather than a lock, so that a
+/// forked child can reset it (a lock held by a parent thread at the fork would stay held).
+static STARTING: AtomicBool = AtomicBool::new(false);
+
+impl TokenShared {
+    pub(crate) fn new(token: CancelToken) -> Arc<Self> {
+        Arc::new(TokenShared {
+            token,
+            signalled: AtomicBool::new(false),
+            next: AtomicPtr::new(std::ptr::null_mut()),
+        })
+    }
+
+    /// Whether the token is cancelled, or marked for it by `jr_token_cancel`.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.signalled.load(Ordering::Acquire) || self.token.is_cancelled()
+    }
+
+    /// Completes a cancel requested by [`TokenShared::cancel_from_anywhere`], from normal
+    /// context; returns the token.
+    pub(crate) fn settle(&self) -> &CancelToken {
+        if self.signalled.load(Ordering::Acquire) {
+            // A no-op if the helper (or an earlier reason) got there first.
+            self.token.cancel();
+        }
+        &self.token
+    }
+
+    /// Cancels the token without locking or allocating: marks it and hands it to the
+    /// helper thread. Async-signal-safe.
+    pub(crate) fn cancel_from_anywhere(self: &Arc<Self>) {
+        if self.signalled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let fd = WAKE_FD.load(Ordering::Acquire);
+        if fd < 0 {
+            // No helper (it could not start): the mark alone is all a handler can do;
+            // `settle` completes it at the next use from normal context.
+            return;
+        }
+        // The stack's reference, taken back by the helper.
+        let raw = Arc::into_raw(Arc::clone(self)).cast_mut();
+        let mut head = PENDING.load(Ordering::Acquire);
+        loop {
+            self.next.store(head, Ordering::Relaxed);
+            match PENDING.compare_exchange_weak(head, raw, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => head = now,
+            }
+        }
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live local to an fd we own; `write` is
+        // async-signal-safe. A failed write (the counter saturated) still leaves a
+        // wake-up pending, so it needs no handling.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
+}
+
+/// Starts the helper thread if it is not running. Normal context only.
+pub(crate) fn ensure_helper() {
+    if WAKE_FD.load(Ordering::Acquire) >= 0 {
+        return;
+    }
+    while STARTING
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        if WAKE_FD.load(Ordering::Acquire) >= 0 {
+            return;
+        }
+        std::thread::yield_now();
+    }
+    if WAKE_FD.load(Ordering::Acquire) < 0 {
+        start_helper();
+    }
+    STARTING.store(false, Ordering::Release);
+}
+
+fn start_helper() {
+    // SAFETY: a plain system call; the result is checked.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("jobrunner-signal".into())
+        .spawn(move || helper(fd));
+    match spawned {
+        Ok(_) => WAKE_FD.store(fd, Ordering::Release),
+        // SAFETY: the fd is ours and unused.
+        Err(_) => unsafe {
+            libc::close(fd);
+        },
+    }
+}
+
+fn helper(fd: i32) {
+    loop {
+        let mut count: u64 = 0;
+        // SAFETY: reads 8 bytes into a live local from an fd we own.
+        let n = unsafe { libc::read(fd, (&mut count as *mut u64).cast(), 8) };
+        if n < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        let mut next = PENDING.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        while !next.is_null() {
+            // SAFETY: every pointer on the stack came from `Arc::into_raw`, and taking
+            // the whole stack made us its only owner.
+            let shared = unsafe { Arc::from_raw(next) };
+            next = shared.next.load(Ordering::Relaxed);
+            shared.token.cancel();
+        }
+    }
+}
+
+/// In a forked child: the helper thread is gone. Forget its fd (closing it: `close` is
+/// async-signal-safe) and the pending entries (their references leak, as the parent's
+/// handles do), so that the child's first token starts a helper of its own.
+pub(crate) fn after_fork() {
+    let fd = WAKE_FD.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        // SAFETY: the child's copy of the helper's fd, which nothing else uses.
+        unsafe { libc::close(fd) };
+    }
+    PENDING.store(std::ptr::null_mut(), Ordering::Release);
+    STARTING.store(false, Ordering::Release);
+}
