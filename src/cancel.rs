@@ -132,6 +132,12 @@ static DEADLINES: Lazy<Timer<Weak<Inner>>> = Lazy::new(|| {
     })
 });
 
+/// Holds the deadline timer across a `fork()` (see `process`).
+#[cfg_attr(not(feature = "capi"), allow(dead_code))]
+pub(crate) fn lock_deadlines_for_fork() -> Box<dyn std::any::Any> {
+    DEADLINES.lock_for_fork()
+}
+
 /// A cancellation token: a cheap, cloneable handle to a node of a cancellation tree.
 ///
 /// Cancelling a token cancels all its descendants (once, with the first reason given), ends

@@ -53,6 +53,8 @@ mod job;
 mod join;
 mod parking;
 mod pool;
+#[cfg(not(loom))]
+mod process;
 mod semaphore;
 #[cfg(not(loom))]
 mod stats;

@@ -72,6 +72,16 @@ const BUCKETS: usize = 64;
 #[cfg(not(loom))]
 static TABLE: [Bucket; BUCKETS] = [const { Bucket::new() }; BUCKETS];
 
+/// Holds every bucket across a `fork()` (see `process`), in table order.
+#[cfg(not(loom))]
+#[cfg_attr(not(feature = "capi"), allow(dead_code))]
+pub(crate) fn lock_all_for_fork() -> Vec<Box<dyn std::any::Any>> {
+    TABLE
+        .iter()
+        .map(|bucket| Box::new(bucket.lock()) as Box<dyn std::any::Any>)
+        .collect()
+}
+
 /// The bucket of an address.
 #[cfg(not(loom))]
 pub(crate) fn bucket(key: usize) -> &'static Bucket {

@@ -60,7 +60,9 @@ struct Shared<T> {
 struct State<T> {
     entries: BTreeMap<TimerKey, T>,
     next_seq: u64,
-    started: bool,
+    /// Whether our thread was started, in which fork generation: a forked child has
+    /// none (threads do not follow a fork) and starts its own.
+    started: Option<u64>,
     shutdown: bool,
 }
 
@@ -73,7 +75,7 @@ impl<T: Send + 'static> Timer<T> {
                 state: Mutex::new(State {
                     entries: BTreeMap::new(),
                     next_seq: 0,
-                    started: false,
+                    started: None,
                     shutdown: false,
                 }),
                 condvar: Condvar::new(),
@@ -91,7 +93,8 @@ impl<T: Send + 'static> Timer<T> {
         if state.shutdown {
             return Err(entry);
         }
-        if !state.started {
+        let generation = crate::process::generation();
+        if state.started != Some(generation) {
             let shared = Arc::clone(&self.shared);
             let spawned = std::thread::Builder::new()
                 .name(self.shared.thread_name.clone())
@@ -99,7 +102,7 @@ impl<T: Send + 'static> Timer<T> {
             if spawned.is_err() {
                 return Err(entry);
             }
-            state.started = true;
+            state.started = Some(generation);
         }
         let key = TimerKey {
             at,
@@ -132,6 +135,12 @@ impl<T: Send + 'static> Timer<T> {
     /// Entries scheduled and not yet fired.
     pub(crate) fn len(&self) -> usize {
         lock(&self.shared.state).entries.len()
+    }
+
+    /// Holds the timer's lock across a `fork()` (see `process`).
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))]
+    pub(crate) fn lock_for_fork(&'static self) -> Box<dyn std::any::Any> {
+        Box::new(lock(&self.shared.state))
     }
 
     /// Stops the thread; entries scheduled later are refused.
@@ -215,7 +224,7 @@ mod tests {
     #[test]
     fn no_thread_until_first_schedule_and_refuses_after_shutdown() {
         let timer = Timer::new("test-timer".into(), |_: u32| {});
-        assert!(!lock(&timer.shared.state).started);
+        assert!(lock(&timer.shared.state).started.is_none());
         timer.shutdown();
         assert_eq!(timer.schedule(Instant::now(), 7), Err(7));
     }

@@ -10,15 +10,11 @@
 //! `multiprocessing` (fork start method) needs: the child makes new handles and never
 //! touches the parent's.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
-
-/// The current fork generation: 0 in the original process, +1 in each child.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The generation handles made now belong to.
 pub(crate) fn generation() -> u64 {
-    GENERATION.load(Ordering::Acquire)
+    crate::process::generation()
 }
 
 /// Installs the fork handler, once per process (idempotent, cheap after the first call).
@@ -26,9 +22,9 @@ pub(crate) fn generation() -> u64 {
 pub(crate) fn install() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        // SAFETY: registers a handler that only does async-signal-safe work (atomic
-        // stores, `close`), as a handler run in a forked child must.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        // SAFETY: registers handlers that only take and release our own locks, store
+        // atomics and close an fd: what a handler run around `fork()` may do.
+        let rc = unsafe { libc::pthread_atfork(Some(before), Some(in_parent), Some(in_child)) };
         // Only ENOMEM can fail it; without the handler a child would hang on the
         // parent's pools, so say so rather than fail silently.
         if rc != 0 {
@@ -39,8 +35,16 @@ pub(crate) fn install() {
     });
 }
 
+extern "C" fn before() {
+    crate::process::before_fork();
+}
+
+extern "C" fn in_parent() {
+    crate::process::after_fork_in_parent();
+}
+
 extern "C" fn in_child() {
-    GENERATION.fetch_add(1, Ordering::AcqRel);
+    crate::process::after_fork_in_child();
     super::signal::after_fork();
     super::pool::after_fork();
 }

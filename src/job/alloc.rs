@@ -76,6 +76,12 @@ fn give_back(blocks: Vec<Block>) {
 
 static DEPOT_MAGAZINES: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
 
+/// Holds the depot across a `fork()` (see `process`).
+#[cfg_attr(not(feature = "capi"), allow(dead_code))]
+pub(crate) fn lock_depot_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(lock(&DEPOT_MAGAZINES))
+}
+
 thread_local! {
     static CACHE: RefCell<Magazine> = const {
         RefCell::new(Magazine { blocks: Vec::new() })

@@ -10,6 +10,8 @@ mod heap;
 #[cfg(not(loom))]
 mod ptr;
 #[cfg(not(loom))]
+pub(crate) use alloc::lock_depot_for_fork;
+#[cfg(not(loom))]
 pub(crate) use heap::*;
 #[cfg(not(loom))]
 pub use heap::{Job, JobHandle, JobState};
