@@ -230,16 +230,17 @@ impl Permit {
     }
 
     /// Keeps the permits acquired: give them back later with `Semaphore::release`.
-    pub fn forget(self) -> u64 {
-        let count = self.count;
-        std::mem::forget(self);
-        count
+    pub fn forget(mut self) -> u64 {
+        // Dropped holding nothing: the permits stay taken, the semaphore reference goes.
+        std::mem::take(&mut self.count)
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.semaphore.release_held(self.count);
+        if self.count > 0 {
+            self.semaphore.release_held(self.count);
+        }
     }
 }
 
@@ -648,6 +649,25 @@ fn wait_for_grant(
 ) {
     while !waiter.granted.load(Ordering::Acquire) {
         thread::park();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_permit_keeps_its_permits_but_not_the_semaphore() {
+        let semaphore = Semaphore::new(2);
+        assert_eq!(semaphore.acquire(2).unwrap().forget(), 2);
+        assert_eq!(semaphore.available(), 0);
+        assert_eq!(
+            Arc::strong_count(&semaphore.inner),
+            1,
+            "forget leaked the permit's reference to the semaphore"
+        );
+        semaphore.release(2).unwrap();
+        assert_eq!(semaphore.available(), 2);
     }
 }
 
