@@ -95,6 +95,13 @@ impl<T: Send + 'static> Timer<T> {
         }
         let generation = crate::process::generation();
         if state.started != Some(generation) {
+            if state.started.is_some() {
+                // A forked child: the entries are the parent's (its tokens' deadlines,
+                // its pools' delayed jobs), unusable here, and firing one could take a
+                // lock a parent thread held at the fork. Leaked, not dropped: dropping
+                // could take such a lock too.
+                std::mem::forget(std::mem::take(&mut state.entries));
+            }
             let shared = Arc::clone(&self.shared);
             let spawned = std::thread::Builder::new()
                 .name(self.shared.thread_name.clone())
