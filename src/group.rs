@@ -75,13 +75,17 @@ struct Shared<T, E> {
     token: CancelToken,
     semaphore: Option<Semaphore>,
     fail_fast: bool,
+    /// Set by [`Group::new_yielding_failures`]: how to copy the first failure's error
+    /// for `wait`, so that `next` can yield its job too.
+    clone_error: Option<fn(&E) -> E>,
     state: Mutex<State<T, E>>,
 }
 
 /// A group of jobs: fan them out with [`Group::submit`], then fan in with
 /// [`Group::next`] (completion order) or wait for all with [`Group::wait`] (the first
 /// error, as `errgroup.Wait`). The first job that fails or panics is not yielded by
-/// `next`: its error is kept for `wait`.
+/// `next`: its error is kept for `wait` (unless the group was made by
+/// [`Group::new_yielding_failures`], whose errors clone).
 ///
 /// # Examples
 ///
@@ -117,6 +121,10 @@ impl<T, E> fmt::Debug for Group<T, E> {
 impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     /// A new group on `pool`.
     pub fn new(pool: &Pool, options: GroupOptions) -> Self {
+        Self::build(pool, options, None)
+    }
+
+    fn build(pool: &Pool, options: GroupOptions, clone_error: Option<fn(&E) -> E>) -> Self {
         let token = match &options.token {
             Some(parent) => parent.child(),
             None => CancelToken::new(),
@@ -127,6 +135,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
                 token,
                 semaphore: options.limit.map(Semaphore::new),
                 fail_fast: options.fail_fast,
+                clone_error,
                 state: Mutex::new(State {
                     pending: Vec::new(),
                     free: Vec::new(),
@@ -242,8 +251,9 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         self.next_until(None).unwrap_or(None)
     }
 
-    /// [`Group::next`] waiting at most `timeout` (blocking the thread). `Err(())` on
-    /// timeout.
+    /// [`Group::next`] waiting at most `timeout`. `Err(())` on timeout. Inside a job of
+    /// the pool it runs the group's unstarted jobs inline until the timeout, then blocks
+    /// the thread.
     #[allow(clippy::result_unit_err)]
     pub fn next_timeout(&self, timeout: Duration) -> Result<Option<Job<T, E>>, ()> {
         let at = Instant::now().checked_add(timeout);
@@ -318,16 +328,15 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     /// whether it is ready.
     fn wait_for(&self, at: Option<Instant>, ready: impl Fn(&State<T, E>) -> bool) -> bool {
         // Inside a job of the pool: first run the group's jobs that have not started, as
-        // a wait for a job runs it inline, whatever the help policy.
-        if at.is_none() {
-            if let Some(worker) = WorkerThread::current() {
-                while !ready(&lock(&self.shared.state)) {
-                    match self.queued_job() {
-                        Some(job) => {
-                            job.run_inline(worker);
-                        }
-                        None => break,
+        // a wait for a job runs it inline, whatever the help policy (a timed wait too,
+        // until its deadline: on a one-thread pool nothing else would run them).
+        if let Some(worker) = WorkerThread::current() {
+            while !ready(&lock(&self.shared.state)) && at.is_none_or(|at| Instant::now() < at) {
+                match self.queued_job() {
+                    Some(job) => {
+                        job.run_inline(worker);
                     }
+                    None => break,
                 }
             }
         }
@@ -371,6 +380,15 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     }
 }
 
+impl<T: Send + 'static, E: Clone + Send + 'static> Group<T, E> {
+    /// A new group on `pool` whose [`Group::next`] yields every job, the first failure
+    /// included, while [`Group::wait`] reports a clone of that failure's error: for fan-in
+    /// that must see every job and an errgroup-style first error at once.
+    pub fn new_yielding_failures(pool: &Pool, options: GroupOptions) -> Self {
+        Self::build(pool, options, Some(E::clone))
+    }
+}
+
 impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
     fn job_ended(&self, slot: usize, end: JobState) {
         let waiters = {
@@ -382,10 +400,18 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
             state.live -= 1;
             match end {
                 JobState::Failed | JobState::Panicked if !state.failed => {
-                    // The first failure is kept for `wait` (the job has ended: this does not
-                    // block); `next` does not yield it.
                     state.failed = true;
-                    state.first_error = job.wait().err();
+                    match self.clone_error {
+                        // A group whose errors clone: `wait` gets a clone of the first
+                        // failure, `next` yields the job as any other.
+                        Some(clone) => {
+                            state.first_error = job.clone_error(clone);
+                            state.finished.push_back(job);
+                        }
+                        // Otherwise the first failure is kept for `wait` (the job has
+                        // ended: this does not block); `next` does not yield it.
+                        None => state.first_error = job.wait().err(),
+                    }
                 }
                 JobState::Cancelled => {
                     if state.first_cancel.is_none() {

@@ -746,6 +746,39 @@ fn wait_returns_the_first_failure_by_completion_order() {
     });
 }
 
+/// A group made by `new_yielding_failures` yields every job from `next()`, the first
+/// failure included, while `wait()` reports a clone of that failure's error.
+#[test]
+fn a_yielding_group_yields_the_first_failure_too() {
+    within_limit(|| {
+        let bodies = [Ok(0), Err("one"), Err("two"), Ok(3), Err("panic:four")];
+        let pool = pool(bodies.len());
+        let group: Group<usize, String> = Group::new_yielding_failures(&pool, GroupOptions::new());
+        let (release, handles) = released_jobs(&group, &bodies);
+        release[2].send(()).unwrap();
+        assert_eq!(handles[2].wait(), JobState::Failed);
+        poll_until("the group sees the failure", || group.has_failed());
+        for i in [4, 0, 1, 3] {
+            release[i].send(()).unwrap();
+        }
+        quiet_expected_panics();
+        assert_eq!(group.wait(), Err(JobError::Failed("two".to_owned())));
+        group.close();
+        let mut yielded: HashMap<usize, Result<usize, JobError<String>>> = HashMap::new();
+        for job in &group {
+            let i = index_of(&job);
+            assert!(
+                yielded.insert(i, job.wait()).is_none(),
+                "job {i} seen twice"
+            );
+        }
+        assert_eq!(yielded.len(), 5, "every job is yielded: {yielded:?}");
+        assert_eq!(yielded[&2], Err(JobError::Failed("two".to_owned())));
+        assert!(matches!(&yielded[&4], Err(JobError::Panicked(m)) if m.contains("four")));
+        assert_eq!(yielded[&3], Ok(3));
+    });
+}
+
 /// A job that panics first makes `wait()` return `Panicked` with its message; a later
 /// failure is yielded by `next()`.
 #[test]

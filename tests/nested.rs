@@ -515,3 +515,36 @@ fn waiting_for_a_delayed_job_does_not_deadlock() {
          (policy, child's state, cancelled to unstick): {deadlocked:?}"
     );
 }
+
+// ----- timed waits inside a job ----------------------------------------------------------
+
+/// A timed wait inside a job runs the awaited job inline when it has not started, as an
+/// untimed one does: on a one-thread pool nothing else could run it, so without this the
+/// wait could only time out.
+#[test]
+fn timed_waits_inside_a_job_run_an_unstarted_job_inline() {
+    for policy in POLICIES {
+        let pool = pool(1, policy);
+        let outer = pool
+            .submit(|ctx| {
+                let pool = ctx.pool();
+                let child = pool.submit(|_| Ok::<_, ()>(7)).unwrap();
+                let by_job = child.wait_timeout(PATIENCE).expect("ran inline").unwrap();
+                let child = pool.submit(|_| Ok::<_, ()>(8)).unwrap();
+                let handle_ended = child.handle().wait_timeout(PATIENCE);
+                let by_handle = child.wait().unwrap();
+                let group = pool.group::<u32, ()>();
+                for i in 0..3 {
+                    group.submit(move |_| Ok(i)).unwrap();
+                }
+                let group_ended = group.wait_timeout(PATIENCE).is_ok();
+                Ok::<_, ()>((by_job, handle_ended, by_handle, group_ended))
+            })
+            .unwrap();
+        assert_eq!(
+            finish(outer, "the outer job").unwrap(),
+            (7, true, 8, true),
+            "{policy:?}"
+        );
+    }
+}

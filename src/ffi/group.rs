@@ -93,7 +93,7 @@ versioned!(jr_group_options {
     token
 });
 
-/// The default group options, with `size` set.
+/// The default group options, with `size` set. Thread-safe, never fails.
 #[no_mangle]
 pub extern "C" fn jr_group_options_default() -> jr_group_options {
     jr_group_options {
@@ -135,7 +135,7 @@ pub extern "C" fn jr_group_new(
             rust_options = rust_options.token(&token);
         }
         let handle = Handle::into_raw(GroupHandle {
-            group: Group::new(pool, rust_options),
+            group: Group::new_yielding_failures(pool, rust_options),
             pool: pool.clone(),
             limited: options.limit > 0,
             first_error: Mutex::new(None),
@@ -174,7 +174,8 @@ pub extern "C" fn jr_group_cancel(group: *mut jr_group) -> jr_status {
 /// submitted to the group so far has ended, and reports the first failure in completion
 /// order (a failure is preferred to the cancellations a fail-fast failure causes), as
 /// errgroup's `Wait`. Every later call reports the same; `jr_group_first_error` gives
-/// that job. Inside a job, the worker runs the group's queued jobs while it waits.
+/// that job. Inside a job, the worker runs the group's unstarted jobs while it waits
+/// (until the timeout, if any).
 ///
 /// Returns `JR_OK` (every job succeeded), `JR_E_JOB_FAILED`, `JR_E_PANICKED`,
 /// `JR_E_CANCELLED` (none failed, some were cancelled), `JR_E_TIMEOUT`,
@@ -253,7 +254,9 @@ pub extern "C" fn jr_group_first_error(group: *mut jr_group, out: *mut *mut jr_j
 
 /// Gives the group's next job to end, in completion order, waiting at most `timeout_ns`
 /// nanoseconds (negative: forever). The caller owns `*out` (its result can be taken with
-/// `jr_job_take_result`) and frees it with `jr_job_free`. Each job is given once.
+/// `jr_job_take_result`) and frees it with `jr_job_free`. Each job is given once, the
+/// failed ones included (`jr_group_wait` and `jr_group_first_error` report a copy of the
+/// first failure).
 ///
 /// Returns `JR_OK`, `JR_E_CLOSED` (closed, and every job was given), `JR_E_TIMEOUT`,
 /// `JR_E_INVALID_ARG` (not a group, `out` NULL), `JR_E_FORKED`. Thread-safe.
@@ -283,7 +286,8 @@ pub extern "C" fn jr_group_next(
 }
 
 /// Frees a group handle. Its jobs go on; the results nobody took are freed with their
-/// `result_free` as the jobs end. NULL is a no-op.
+/// `result_free` as the jobs end (or, for a job whose `jr_submit` handle is still held,
+/// when that handle is freed). NULL is a no-op.
 ///
 /// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a group), `JR_E_FORKED` (made before
 /// `fork()`: leaked). Not to be called while another thread uses the handle.

@@ -119,6 +119,7 @@ pub(crate) fn guarded<R>(
 }
 
 /// A C job's error: its code and the message set with `jr_ctx_fail`.
+#[derive(Clone)]
 pub(crate) struct CError {
     pub(crate) code: i32,
     pub(crate) message: Option<CString>,
@@ -325,10 +326,11 @@ impl JobHandleC {
     }
 }
 
-/// Where a job is in its life.
+/// Where a job is in its life, as `jr_job_state` reports it (the function has the name,
+/// so the enum is `jr_state`: C cannot have both).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum jr_job_state {
+pub enum jr_state {
     /// Waiting for its delay to pass.
     JR_JOB_DELAYED = 0,
     /// Waiting for semaphore permits (or a group's limit), holding no worker.
@@ -348,17 +350,17 @@ pub enum jr_job_state {
     JR_JOB_CANCELLED = 7,
 }
 
-impl jr_job_state {
+impl jr_state {
     fn from_state(state: JobState) -> Self {
         match state {
-            JobState::Delayed => jr_job_state::JR_JOB_DELAYED,
-            JobState::WaitingForPermit => jr_job_state::JR_JOB_WAITING_PERMIT,
-            JobState::Queued => jr_job_state::JR_JOB_QUEUED,
-            JobState::Running => jr_job_state::JR_JOB_RUNNING,
-            JobState::Succeeded => jr_job_state::JR_JOB_SUCCEEDED,
-            JobState::Failed => jr_job_state::JR_JOB_FAILED,
-            JobState::Panicked => jr_job_state::JR_JOB_PANICKED,
-            JobState::Cancelled => jr_job_state::JR_JOB_CANCELLED,
+            JobState::Delayed => jr_state::JR_JOB_DELAYED,
+            JobState::WaitingForPermit => jr_state::JR_JOB_WAITING_PERMIT,
+            JobState::Queued => jr_state::JR_JOB_QUEUED,
+            JobState::Running => jr_state::JR_JOB_RUNNING,
+            JobState::Succeeded => jr_state::JR_JOB_SUCCEEDED,
+            JobState::Failed => jr_state::JR_JOB_FAILED,
+            JobState::Panicked => jr_state::JR_JOB_PANICKED,
+            JobState::Cancelled => jr_state::JR_JOB_CANCELLED,
         }
     }
 }
@@ -415,7 +417,7 @@ versioned!(jr_submit_options {
     name,
 });
 
-/// The default submit options, with `size` set.
+/// The default submit options, with `size` set. Thread-safe, never fails.
 #[no_mangle]
 pub extern "C" fn jr_submit_options_default() -> jr_submit_options {
     jr_submit_options {
@@ -593,7 +595,8 @@ pub extern "C" fn jr_submit_every(
 
 /// Waits for the job to end, at most `timeout_ns` nanoseconds (negative: forever; 0:
 /// just look), and returns its outcome. Inside a job, a job not yet started is run
-/// inline and otherwise the worker helps with other work while it waits.
+/// inline (even past the timeout); otherwise an untimed wait helps with other work under
+/// the pool's help policy, and a timed one blocks.
 ///
 /// Returns `JR_OK` (succeeded), `JR_E_JOB_FAILED`, `JR_E_PANICKED`, `JR_E_CANCELLED`
 /// (also: a periodic job stopped), `JR_E_TIMEOUT` (not ended yet), `JR_E_INVALID_ARG`
@@ -651,20 +654,18 @@ pub extern "C" fn jr_job_take_result(job: *mut jr_job, out: *mut *mut c_void) ->
 /// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a job, `out` NULL), `JR_E_FORKED`.
 /// Thread-safe.
 #[no_mangle]
-pub extern "C" fn jr_job_state(job: *const jr_job, out: *mut jr_job_state) -> jr_status {
+pub extern "C" fn jr_job_state(job: *const jr_job, out: *mut jr_state) -> jr_status {
     status(|| {
         // SAFETY: a job handle by the contract above.
         let job = unsafe { JobHandleC::of(job) }?;
         let state = match &job.end {
-            End::Job { handle, .. } | End::Member(handle) => {
-                jr_job_state::from_state(handle.state())
-            }
-            End::Ticker(ticker) if ticker.is_stopped() => jr_job_state::JR_JOB_CANCELLED,
-            End::Ticker(_) => jr_job_state::JR_JOB_RUNNING,
+            End::Job { handle, .. } | End::Member(handle) => jr_state::from_state(handle.state()),
+            End::Ticker(ticker) if ticker.is_stopped() => jr_state::JR_JOB_CANCELLED,
+            End::Ticker(_) => jr_state::JR_JOB_RUNNING,
             End::Settled => match job.end_status() {
-                jr_status::JR_E_JOB_FAILED => jr_job_state::JR_JOB_FAILED,
-                jr_status::JR_E_PANICKED => jr_job_state::JR_JOB_PANICKED,
-                _ => jr_job_state::JR_JOB_CANCELLED,
+                jr_status::JR_E_JOB_FAILED => jr_state::JR_JOB_FAILED,
+                jr_status::JR_E_PANICKED => jr_state::JR_JOB_PANICKED,
+                _ => jr_state::JR_JOB_CANCELLED,
             },
         };
         // SAFETY: checked in `write_out`; the caller provides a writable pointer.

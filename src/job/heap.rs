@@ -509,6 +509,14 @@ pub(crate) trait TypedJob<T, E>: ErasedJob {
     ///
     /// The job is terminal, not cancelled, and the caller is the unique `Job` handle.
     unsafe fn take_output(&self) -> Option<Output<T, E>>;
+
+    /// The output of a job that ended by running, borrowed.
+    ///
+    /// # Safety
+    ///
+    /// The job is terminal and not cancelled, and the caller holds the unique `Job`
+    /// handle by reference (so nobody takes the output meanwhile).
+    unsafe fn output_ref(&self) -> Option<&Output<T, E>>;
 }
 
 impl<F, T, E> HeapJob<F, T, E>
@@ -685,6 +693,15 @@ where
         // SAFETY: the caller promises the job is terminal and that it is the only reader.
         unsafe { (*self.slot.get()).take_output() }
     }
+
+    unsafe fn output_ref(&self) -> Option<&Output<T, E>> {
+        // SAFETY: the caller promises the job is terminal (no writer any more) and that
+        // nobody takes the output while the reference lives.
+        match unsafe { &*self.slot.get() } {
+            Slot::Output(output) => Some(output),
+            _ => None,
+        }
+    }
 }
 
 /// The handle of a submitted job, owning its result.
@@ -735,7 +752,10 @@ impl<T: Send + 'static, E: Send + 'static> Job<T, E> {
     }
 
     /// Waits at most `timeout`. Gives the result, or the handle back if the job has not
-    /// ended. A timed wait blocks the calling thread (it does not help inside a worker).
+    /// ended. Inside a job of the same pool, a job that has not started is run inline
+    /// (as by [`Job::wait`]: a timed wait on a one-thread pool cannot starve its own
+    /// child), which may take longer than `timeout`; otherwise a timed wait blocks the
+    /// calling thread (it does not help).
     ///
     /// # Errors
     ///
@@ -753,6 +773,9 @@ impl<T: Send + 'static, E: Send + 'static> Job<T, E> {
     ///
     /// `Err(self)` when the deadline passes first.
     pub fn wait_deadline(self, deadline: Instant) -> Result<Result<T, JobError<E>>, Self> {
+        if let Some(worker) = WorkerThread::current() {
+            self.handle().run_inline(worker);
+        }
         if self.job.header().lifecycle.wait_deadline(deadline) {
             Ok(self.into_output())
         } else {
@@ -776,6 +799,22 @@ impl<T: Send + 'static, E: Send + 'static> Job<T, E> {
 }
 
 impl<T, E> Job<T, E> {
+    /// The error of a job that failed or panicked, cloned with `clone` (the job keeps
+    /// its own); `None` for any other job.
+    pub(crate) fn clone_error(&self, clone: fn(&E) -> E) -> Option<JobError<E>> {
+        let phase = self.job.header().lifecycle.phase();
+        if !matches!(phase, state::FAILED | state::PANICKED) {
+            return None;
+        }
+        // SAFETY: terminal and not cancelled (checked), and `&self` borrows the one `Job`
+        // of this job, so nobody takes the output while we read it.
+        match unsafe { self.job.output_ref() }? {
+            Err(JobError::Failed(error)) => Some(JobError::Failed(clone(error))),
+            Err(JobError::Panicked(message)) => Some(JobError::Panicked(message.clone())),
+            _ => None,
+        }
+    }
+
     /// Cancels the job. A job that has not started ends `Cancelled` at once (its waiters
     /// wake now) and never runs: returns true. A running job is asked to stop (its
     /// `ctx.is_cancelled()` turns true): returns false, as for an ended job.
@@ -843,8 +882,13 @@ impl JobHandle {
         self.state()
     }
 
-    /// Waits at most `timeout`; returns whether the job has ended.
+    /// Waits at most `timeout`; returns whether the job has ended. Inside a job of the
+    /// same pool, a job that has not started is run inline first (see
+    /// [`Job::wait_timeout`]).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        if let Some(worker) = WorkerThread::current() {
+            self.run_inline(worker);
+        }
         match Instant::now().checked_add(timeout) {
             Some(deadline) => self.job.header().lifecycle.wait_deadline(deadline),
             None => {
