@@ -16,15 +16,23 @@
 // header's); the raw pointers are checked for NULL and for their type tag on entry.
 #![allow(clippy::missing_safety_doc, clippy::not_unsafe_ptr_arg_deref)]
 
-pub mod fork;
-pub mod group;
-pub mod job;
-pub mod pool;
-pub mod sem;
+// The header lists the modules' items in this order (cbindgen follows the source):
+// statuses, then each handle type from the pool down.
 pub mod status;
-pub mod token;
+
+pub mod pool;
+
+pub mod job;
 
 mod ctx;
+
+pub mod token;
+
+pub mod sem;
+
+pub mod group;
+
+pub mod fork;
 mod signal;
 
 pub use ctx::*;

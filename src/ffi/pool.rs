@@ -74,7 +74,7 @@ versioned!(jr_pool_options {
     thread_name
 });
 
-/// The default pool options, with `size` set.
+/// The default pool options, with `size` set. Thread-safe, never fails.
 #[no_mangle]
 pub extern "C" fn jr_pool_options_default() -> jr_pool_options {
     jr_pool_options {
@@ -219,12 +219,13 @@ pub extern "C" fn jr_pool_shutdown(pool: *mut jr_pool, mode: u32, timeout_ns: i6
     })
 }
 
-/// A snapshot of a pool's counters (see `jr_pool_stats`). Once the pool is idle,
+/// A snapshot of a pool's counters, filled by `jr_pool_stats` (the function has the name,
+/// so the struct is `jr_stats`: C cannot have both). Once the pool is idle,
 /// `submitted = succeeded + failed + panicked + cancelled + queued + running`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
-pub struct jr_pool_stats {
-    /// Set by the caller to `sizeof(jr_pool_stats)`: only the fields that fit are
+pub struct jr_stats {
+    /// Set by the caller to `sizeof(jr_stats)`: only the fields that fit are
     /// written.
     pub size: usize,
     /// Jobs accepted by a submit.
@@ -255,7 +256,7 @@ pub struct jr_pool_stats {
     pub threads: u64,
 }
 
-versioned!(jr_pool_stats {
+versioned!(jr_stats {
     size,
     submitted,
     started,
@@ -273,12 +274,12 @@ versioned!(jr_pool_stats {
 });
 
 /// Writes the pool's counters to `*out`, whose `size` the caller set to
-/// `sizeof(jr_pool_stats)` (fields past it are not written).
+/// `sizeof(jr_stats)` (fields past it are not written).
 ///
 /// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, `out` NULL, `out->size` below a
 /// word), `JR_E_FORKED`. Thread-safe.
 #[no_mangle]
-pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_pool_stats) -> jr_status {
+pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_stats) -> jr_status {
     status(|| {
         // SAFETY: a pool handle by the contract above.
         let pool = unsafe { PoolHandle::pool_of(pool) }?;
@@ -291,8 +292,8 @@ pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_pool_stats) -
             return Err(jr_status::JR_E_INVALID_ARG);
         }
         let s = pool.stats();
-        let stats = jr_pool_stats {
-            size: std::mem::size_of::<jr_pool_stats>().min(size),
+        let stats = jr_stats {
+            size: std::mem::size_of::<jr_stats>().min(size),
             submitted: s.submitted,
             started: s.started,
             succeeded: s.succeeded,
@@ -307,7 +308,7 @@ pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_pool_stats) -
             unparks: s.unparks,
             threads: s.threads as u64,
         };
-        let ends = <jr_pool_stats as super::Versioned>::field_ends();
+        let ends = <jr_stats as super::Versioned>::field_ends();
         let n = ends
             .iter()
             .copied()
@@ -318,7 +319,7 @@ pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_pool_stats) -
         // bytes of ours are initialised fields (whole fields only).
         unsafe {
             std::ptr::copy_nonoverlapping(
-                (&stats as *const jr_pool_stats).cast::<u8>(),
+                (&stats as *const jr_stats).cast::<u8>(),
                 out.cast::<u8>(),
                 n,
             );

@@ -1,0 +1,1671 @@
+/*
+ * Bad input to every exported function: NULL for each pointer, handles of the wrong
+ * type, out-of-range enums and flags, absurd counts, options structs of other sizes.
+ * Each must give its documented status (or false / NULL / "unknown status" for the
+ * functions that return no status) and never crash.
+ *
+ * TABLE-DRIVEN: each row of `rows` names a thunk that makes one call with one bad
+ * argument, and the status it must return. To cover a new function, add its thunks and
+ * rows. Thunks of functions that do not return a status return JR_OK when the result is
+ * the documented one and JR_E_INTERNAL (after saying why) when not. Rows marked IN_JOB
+ * run inside a job, with its jr_ctx.
+ *
+ * The fixtures (a pool, a token, a semaphore, groups, jobs in various states) are made
+ * once by main(); the last rows check that none of the bad calls disturbed them.
+ */
+#define _GNU_SOURCE
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jobrunner.h"
+#include "jr_test.h"
+#include "test_util.h"
+
+/* A handle of one type passed as another. */
+#define AS(type, handle) ((type *)(void *)(handle))
+
+/* ----- fixtures ---------------------------------------------------------------------------- */
+
+static struct {
+    jr_pool *pool;         /* 2 threads */
+    jr_pool *other_pool;   /* 1 thread */
+    jr_token *token;       /* live, never cancelled */
+    jr_sem *sem;           /* 2 permits, all free */
+    jr_group *group;       /* on `pool`, no limit */
+    jr_group *limited;     /* on `pool`, limit 1 */
+    jr_job *done;          /* succeeded */
+    jr_job *running;       /* blocked on `blocker` until the end */
+    jr_job *member;        /* a group member's handle, ended */
+    jr_job *ticker;        /* a periodic job, running until the end */
+    blocker blocker;
+} F;
+
+/* Readable memory that is no handle: zeros, and the tag a freed handle gets. */
+static uint64_t junk_zero[8];
+static uint64_t junk_dead[8] = {0xdeaddeaddeaddeadULL, 0, 0, 0, 0, 0, 0, 0};
+
+static jr_status want_false(bool got, const char *what) {
+    if (got) {
+        fprintf(stderr, "  %s returned true, want false\n", what);
+        return JR_E_INTERNAL;
+    }
+    return JR_OK;
+}
+
+static jr_status want_null(const void *got, const char *what) {
+    if (got != NULL) {
+        fprintf(stderr, "  %s returned %p, want NULL\n", what, got);
+        return JR_E_INTERNAL;
+    }
+    return JR_OK;
+}
+
+static jr_status want_unknown(const char *got, const char *what) {
+    if (got == NULL || strcmp(got, "unknown status") != 0) {
+        fprintf(stderr, "  %s returned \"%s\", want \"unknown status\"\n", what,
+                got ? got : "(null)");
+        return JR_E_INTERNAL;
+    }
+    return JR_OK;
+}
+
+static jr_status fail_because(const char *why) {
+    fprintf(stderr, "  %s\n", why);
+    return JR_E_INTERNAL;
+}
+
+static int32_t fail_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    return 1;
+}
+
+/* ----- status strings and version -------------------------------------------------------------- */
+
+static jr_status t_status_str_minus1(jr_ctx *c) {
+    (void)c;
+    return want_unknown(jr_status_str(-1), "jr_status_str(-1)");
+}
+static jr_status t_status_str_9999(jr_ctx *c) {
+    (void)c;
+    return want_unknown(jr_status_str(9999), "jr_status_str(9999)");
+}
+static jr_status t_status_str_int_min(jr_ctx *c) {
+    (void)c;
+    return want_unknown(jr_status_str(INT_MIN), "jr_status_str(INT_MIN)");
+}
+static jr_status t_status_str_past_last(jr_ctx *c) {
+    (void)c;
+    return want_unknown(jr_status_str(JR_E_FORKED + 1), "jr_status_str(JR_E_FORKED + 1)");
+}
+static jr_status t_version_not_null(jr_ctx *c) {
+    (void)c;
+    const char *v = jr_version();
+    return v != NULL && v[0] >= '0' && v[0] <= '9' ? JR_OK : fail_because("jr_version()");
+}
+
+/* ----- pool options and jr_pool_new ------------------------------------------------------------ */
+
+static jr_status t_pool_options_default(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    if (o.size != sizeof o || o.threads != 0 || o.queue_capacity != 0 || o.thread_name != NULL) {
+        return fail_because("jr_pool_options_default() is not the documented default");
+    }
+    return JR_OK;
+}
+
+/* Frees a pool made by a thunk that should not have made one. */
+static jr_status pool_new_status(const jr_pool_options *o) {
+    jr_pool *p = NULL;
+    jr_status s = jr_pool_new(o, &p);
+    if (s == JR_OK) {
+        jr_pool_free(p);
+    } else if (p != NULL) {
+        return fail_because("jr_pool_new failed but wrote *out");
+    }
+    return s;
+}
+
+static jr_status t_pool_new_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_pool_new(NULL, NULL);
+}
+static jr_status t_pool_new_null_out_with_options(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    o.threads = 1;
+    return jr_pool_new(&o, NULL);
+}
+static jr_status t_pool_new_size_0(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    o.threads = 1;
+    o.size = 0;
+    return pool_new_status(&o);
+}
+static jr_status t_pool_new_size_below_word(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    o.threads = 1;
+    o.size = sizeof(size_t) - 1;
+    return pool_new_status(&o);
+}
+static jr_status t_pool_new_threads_over_max(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    o.threads = JR_MAX_THREADS + 1;
+    return pool_new_status(&o);
+}
+static jr_status t_pool_new_threads_size_max(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    o.threads = SIZE_MAX;
+    return pool_new_status(&o);
+}
+
+/* A caller compiled against a newer header: a bigger struct. */
+typedef struct {
+    jr_pool_options o;
+    uint64_t newer[3];
+} bigger_pool_options;
+
+static jr_status t_pool_new_bigger_zeroed(jr_ctx *c) {
+    (void)c;
+    bigger_pool_options b;
+    memset(&b, 0, sizeof b);
+    b.o = jr_pool_options_default();
+    b.o.size = sizeof b;
+    b.o.threads = 1;
+    return pool_new_status(&b.o);
+}
+static jr_status t_pool_new_bigger_nonzero(jr_ctx *c) {
+    (void)c;
+    bigger_pool_options b;
+    memset(&b, 0, sizeof b);
+    b.o = jr_pool_options_default();
+    b.o.size = sizeof b;
+    b.o.threads = 1;
+    b.newer[0] = 1;
+    return pool_new_status(&b.o);
+}
+static jr_status t_pool_new_bigger_nonzero_last_byte(jr_ctx *c) {
+    (void)c;
+    bigger_pool_options b;
+    memset(&b, 0, sizeof b);
+    b.o = jr_pool_options_default();
+    b.o.size = sizeof b;
+    b.o.threads = 1;
+    ((unsigned char *)&b)[sizeof b - 1] = 0x80;
+    return pool_new_status(&b.o);
+}
+
+/* The job of the "older caller" thunk: records its thread's name, then blocks. */
+typedef struct {
+    char name[32];
+    blocker b;
+} named;
+
+static int32_t name_job(jr_ctx *ctx, void *arg, void **result) {
+    named *n = arg;
+    pthread_getname_np(pthread_self(), n->name, sizeof n->name);
+    return blocker_job(ctx, &n->b, result);
+}
+
+/* A caller compiled against an older header: `size` covers only `size` and `threads`.
+ * The fields past it hold values that would show if they were read (a queue bound of 1,
+ * a thread name): they must take their defaults, and the call succeed. */
+static jr_status t_pool_new_older_size(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    o.size = offsetof(jr_pool_options, queue_capacity);
+    o.threads = 1;
+    o.queue_capacity = 1;
+    o.thread_name = "not-this-name";
+    jr_pool *p = NULL;
+    jr_status s = jr_pool_new(&o, &p);
+    if (s != JR_OK) {
+        return s;
+    }
+    jr_status verdict = JR_OK;
+    named n;
+    memset(n.name, 0, sizeof n.name);
+    blocker_init(&n.b, false);
+    jr_job *j = NULL;
+    if (jr_submit(p, name_job, &n, NULL, &j) != JR_OK || !counter_wait(&n.b.started, 1, HANG_MS)) {
+        verdict = fail_because("older-size pool does not run a job");
+    }
+    /* One worker, busy: with the default (unbounded) queue, nonblocking submits get in;
+     * with a bound of 1 the second would be JR_E_FULL. */
+    jr_submit_options so = jr_submit_options_default();
+    so.nonblocking = 1;
+    for (int i = 0; i < 3 && verdict == JR_OK; i++) {
+        if (jr_submit(p, nop_job, NULL, &so, NULL) != JR_OK) {
+            verdict = fail_because("queue_capacity past `size` was read (queue bounded)");
+        }
+    }
+    jr_stats st = {.size = sizeof st};
+    if (verdict == JR_OK && (jr_pool_stats(p, &st) != JR_OK || st.threads != 1)) {
+        verdict = fail_because("threads within `size` was not taken");
+    }
+    gate_open(&n.b.gate);
+    if (j != NULL) {
+        jr_job_wait(j, HANG_MS * MS);
+        jr_job_free(j);
+    }
+    if (verdict == JR_OK && strncmp(n.name, "not-this", 8) == 0) {
+        verdict = fail_because("thread_name past `size` was read");
+    }
+    jr_pool_free(p);
+    blocker_destroy(&n.b);
+    return verdict;
+}
+
+/* Only the `size` field itself: every field defaults. */
+static jr_status t_pool_new_size_word_only(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    o.size = sizeof(size_t);
+    o.threads = JR_MAX_THREADS + 1; /* would be refused if read */
+    return pool_new_status(&o);
+}
+
+/* A size inside a field (not at a field's end): the partial field is not taken. */
+static jr_status t_pool_new_size_mid_field(jr_ctx *c) {
+    (void)c;
+    jr_pool_options o = jr_pool_options_default();
+    o.size = offsetof(jr_pool_options, threads) + 1;
+    o.threads = JR_MAX_THREADS + 1; /* would be refused if read */
+    return pool_new_status(&o);
+}
+
+/* ----- jr_pool_global, jr_pool_shutdown, jr_pool_stats, jr_pool_free ---------------------------- */
+
+static jr_status t_pool_global_not_null(jr_ctx *c) {
+    (void)c;
+    return jr_pool_global() != NULL ? JR_OK : fail_because("jr_pool_global() is NULL");
+}
+
+static jr_status t_shutdown_null(jr_ctx *c) {
+    (void)c;
+    return jr_pool_shutdown(NULL, JR_SHUTDOWN_DRAIN, 0);
+}
+static jr_status t_shutdown_token_as_pool(jr_ctx *c) {
+    (void)c;
+    return jr_pool_shutdown(AS(jr_pool, F.token), JR_SHUTDOWN_CANCEL, 0);
+}
+static jr_status t_shutdown_sem_as_pool(jr_ctx *c) {
+    (void)c;
+    return jr_pool_shutdown(AS(jr_pool, F.sem), JR_SHUTDOWN_CANCEL, 0);
+}
+static jr_status t_shutdown_junk(jr_ctx *c) {
+    (void)c;
+    return jr_pool_shutdown(AS(jr_pool, junk_zero), JR_SHUTDOWN_DRAIN, 0);
+}
+static jr_status t_shutdown_mode_0(jr_ctx *c) {
+    (void)c;
+    return jr_pool_shutdown(F.pool, 0, 0);
+}
+static jr_status t_shutdown_mode_4(jr_ctx *c) {
+    (void)c;
+    return jr_pool_shutdown(F.pool, 4, 0);
+}
+static jr_status t_shutdown_mode_ffff(jr_ctx *c) {
+    (void)c;
+    return jr_pool_shutdown(F.pool, 0xFFFF, 0);
+}
+static jr_status t_shutdown_mode_all_bits(jr_ctx *c) {
+    (void)c;
+    return jr_pool_shutdown(F.pool, UINT32_MAX, 0);
+}
+static jr_status t_shutdown_mode_drain_cancel_ok(jr_ctx *c) {
+    (void)c;
+    jr_pool *p = make_pool(1, 0);
+    jr_status s = jr_pool_shutdown(p, JR_SHUTDOWN_DRAIN | JR_SHUTDOWN_CANCEL, HANG_MS * MS);
+    jr_pool_free(p);
+    return s;
+}
+static jr_status t_shutdown_ctx_pool_mode_bad_in_job(jr_ctx *c) {
+    return jr_pool_shutdown(jr_ctx_pool(c), 8, 0);
+}
+
+static jr_status t_stats_null_pool(jr_ctx *c) {
+    (void)c;
+    jr_stats st = {.size = sizeof st};
+    return jr_pool_stats(NULL, &st);
+}
+static jr_status t_stats_group_as_pool(jr_ctx *c) {
+    (void)c;
+    jr_stats st = {.size = sizeof st};
+    return jr_pool_stats(AS(jr_pool, F.group), &st);
+}
+static jr_status t_stats_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_pool_stats(F.pool, NULL);
+}
+static jr_status t_stats_size_0(jr_ctx *c) {
+    (void)c;
+    jr_stats st = {.size = 0};
+    return jr_pool_stats(F.pool, &st);
+}
+static jr_status t_stats_size_below_word(jr_ctx *c) {
+    (void)c;
+    jr_stats st = {.size = 4};
+    return jr_pool_stats(F.pool, &st);
+}
+/* An older caller's smaller struct: only the fields that fit are written. */
+static jr_status t_stats_older_size(jr_ctx *c) {
+    (void)c;
+    jr_stats st;
+    memset(&st, 0xAB, sizeof st);
+    st.size = offsetof(jr_stats, started);
+    jr_status s = jr_pool_stats(F.pool, &st);
+    if (s != JR_OK) {
+        return s;
+    }
+    uint64_t untouched;
+    memset(&untouched, 0xAB, sizeof untouched);
+    if (st.started != untouched || st.threads != untouched) {
+        return fail_because("jr_stats wrote past the caller's size");
+    }
+    if (st.submitted == untouched) {
+        return fail_because("jr_stats did not write `submitted`");
+    }
+    return JR_OK;
+}
+/* A newer caller's bigger struct: the bytes past ours are left alone. */
+static jr_status t_stats_bigger_size(jr_ctx *c) {
+    (void)c;
+    struct {
+        jr_stats st;
+        uint64_t newer[2];
+    } b;
+    memset(&b, 0xAB, sizeof b);
+    b.st.size = sizeof b;
+    jr_status s = jr_pool_stats(F.pool, &b.st);
+    if (s != JR_OK) {
+        return s;
+    }
+    if (b.newer[0] != 0xABABABABABABABABULL || b.st.threads != 2) {
+        return fail_because("jr_stats with a bigger struct");
+    }
+    return JR_OK;
+}
+
+static jr_status t_pool_free_null(jr_ctx *c) {
+    (void)c;
+    return jr_pool_free(NULL);
+}
+static jr_status t_pool_free_token_as_pool(jr_ctx *c) {
+    (void)c;
+    return jr_pool_free(AS(jr_pool, F.token));
+}
+static jr_status t_pool_free_job_as_pool(jr_ctx *c) {
+    (void)c;
+    return jr_pool_free(AS(jr_pool, F.done));
+}
+static jr_status t_pool_free_junk(jr_ctx *c) {
+    (void)c;
+    return jr_pool_free(AS(jr_pool, junk_zero));
+}
+static jr_status t_pool_free_dead_tag(jr_ctx *c) {
+    (void)c;
+    return jr_pool_free(AS(jr_pool, junk_dead));
+}
+static jr_status t_pool_free_global(jr_ctx *c) {
+    (void)c;
+    return jr_pool_free(jr_pool_global());
+}
+static jr_status t_pool_free_ctx_pool_in_job(jr_ctx *c) {
+    return jr_pool_free(jr_ctx_pool(c));
+}
+
+/* ----- groups ------------------------------------------------------------------------------------ */
+
+static jr_status t_group_options_default(jr_ctx *c) {
+    (void)c;
+    jr_group_options o = jr_group_options_default();
+    if (o.size != sizeof o || o.limit != 0 || o.fail_fast != 0 || o.token != NULL) {
+        return fail_because("jr_group_options_default() is not the documented default");
+    }
+    return JR_OK;
+}
+
+static jr_status group_new_status(jr_pool *pool, const jr_group_options *o) {
+    jr_group *g = NULL;
+    jr_status s = jr_group_new(pool, o, &g);
+    if (s == JR_OK) {
+        jr_group_free(g);
+    } else if (g != NULL) {
+        return fail_because("jr_group_new failed but wrote *out");
+    }
+    return s;
+}
+
+static jr_status t_group_new_null_pool(jr_ctx *c) {
+    (void)c;
+    return group_new_status(NULL, NULL);
+}
+static jr_status t_group_new_group_as_pool(jr_ctx *c) {
+    (void)c;
+    return group_new_status(AS(jr_pool, F.group), NULL);
+}
+static jr_status t_group_new_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_group_new(F.pool, NULL, NULL);
+}
+static jr_status t_group_new_size_0(jr_ctx *c) {
+    (void)c;
+    jr_group_options o = jr_group_options_default();
+    o.size = 0;
+    return group_new_status(F.pool, &o);
+}
+static jr_status t_group_new_sem_as_token(jr_ctx *c) {
+    (void)c;
+    jr_group_options o = jr_group_options_default();
+    o.token = AS(jr_token, F.sem);
+    return group_new_status(F.pool, &o);
+}
+static jr_status t_group_new_bigger_zeroed(jr_ctx *c) {
+    (void)c;
+    struct {
+        jr_group_options o;
+        uint64_t newer[2];
+    } b;
+    memset(&b, 0, sizeof b);
+    b.o = jr_group_options_default();
+    b.o.size = sizeof b;
+    return group_new_status(F.pool, &b.o);
+}
+static jr_status t_group_new_bigger_nonzero(jr_ctx *c) {
+    (void)c;
+    struct {
+        jr_group_options o;
+        uint64_t newer[2];
+    } b;
+    memset(&b, 0, sizeof b);
+    b.o = jr_group_options_default();
+    b.o.size = sizeof b;
+    b.newer[1] = 7;
+    return group_new_status(F.pool, &b.o);
+}
+/* An older caller: `size` up to `limit`; fail_fast and token past it are not read (the
+ * token is of the wrong type, and would be refused). */
+static jr_status t_group_new_older_size(jr_ctx *c) {
+    (void)c;
+    jr_group_options o = jr_group_options_default();
+    o.size = offsetof(jr_group_options, fail_fast);
+    o.limit = 1;
+    o.fail_fast = 1;
+    o.token = AS(jr_token, F.sem);
+    jr_group *g = NULL;
+    jr_status s = jr_group_new(F.pool, &o, &g);
+    if (s != JR_OK) {
+        return s;
+    }
+    /* Not fail-fast (the default): a failure does not stop the next job. */
+    jr_submit_options so = jr_submit_options_default();
+    so.group = g;
+    counter runs;
+    counter_init(&runs);
+    jr_status verdict = JR_OK;
+    if (jr_submit(F.pool, fail_job, NULL, &so, NULL) != JR_OK ||
+        jr_submit(F.pool, count_job, &runs, &so, NULL) != JR_OK) {
+        verdict = fail_because("submit to the older-size group");
+    }
+    jr_status w = jr_group_wait(g, HANG_MS * MS);
+    if (verdict == JR_OK && w != JR_E_JOB_FAILED) {
+        verdict = fail_because("jr_group_wait did not report the failure");
+    }
+    if (verdict == JR_OK && counter_get(&runs) != 1) {
+        verdict = fail_because("fail_fast past `size` was read (the sibling was cancelled)");
+    }
+    jr_group_free(g);
+    counter_destroy(&runs);
+    return verdict;
+}
+
+static jr_status t_group_close_null(jr_ctx *c) {
+    (void)c;
+    return jr_group_close(NULL);
+}
+static jr_status t_group_close_pool_as_group(jr_ctx *c) {
+    (void)c;
+    return jr_group_close(AS(jr_group, F.pool));
+}
+static jr_status t_group_cancel_null(jr_ctx *c) {
+    (void)c;
+    return jr_group_cancel(NULL);
+}
+static jr_status t_group_cancel_token_as_group(jr_ctx *c) {
+    (void)c;
+    return jr_group_cancel(AS(jr_group, F.token));
+}
+static jr_status t_group_wait_null(jr_ctx *c) {
+    (void)c;
+    return jr_group_wait(NULL, 0);
+}
+static jr_status t_group_wait_sem_as_group(jr_ctx *c) {
+    (void)c;
+    return jr_group_wait(AS(jr_group, F.sem), 0);
+}
+static jr_status t_group_first_error_null(jr_ctx *c) {
+    (void)c;
+    jr_job *j = NULL;
+    return jr_group_first_error(NULL, &j);
+}
+static jr_status t_group_first_error_job_as_group(jr_ctx *c) {
+    (void)c;
+    jr_job *j = NULL;
+    return jr_group_first_error(AS(jr_group, F.done), &j);
+}
+static jr_status t_group_first_error_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_group_first_error(F.group, NULL);
+}
+static jr_status t_group_next_null(jr_ctx *c) {
+    (void)c;
+    jr_job *j = NULL;
+    return jr_group_next(NULL, 0, &j);
+}
+static jr_status t_group_next_pool_as_group(jr_ctx *c) {
+    (void)c;
+    jr_job *j = NULL;
+    return jr_group_next(AS(jr_group, F.pool), 0, &j);
+}
+static jr_status t_group_next_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_group_next(F.group, 0, NULL);
+}
+static jr_status t_group_free_null(jr_ctx *c) {
+    (void)c;
+    return jr_group_free(NULL);
+}
+static jr_status t_group_free_pool_as_group(jr_ctx *c) {
+    (void)c;
+    return jr_group_free(AS(jr_group, F.pool));
+}
+static jr_status t_group_free_junk(jr_ctx *c) {
+    (void)c;
+    return jr_group_free(AS(jr_group, junk_zero));
+}
+
+/* ----- semaphores ---------------------------------------------------------------------------------- */
+
+static jr_status t_sem_new_0(jr_ctx *c) {
+    (void)c;
+    jr_sem *s = NULL;
+    jr_status st = jr_sem_new(0, &s);
+    if (st == JR_OK) {
+        jr_sem_free(s);
+    } else if (s != NULL) {
+        return fail_because("jr_sem_new failed but wrote *out");
+    }
+    return st;
+}
+static jr_status t_sem_new_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_sem_new(1, NULL);
+}
+static jr_status t_sem_acquire_null(jr_ctx *c) {
+    (void)c;
+    return jr_sem_acquire(NULL, 1, 0, NULL);
+}
+static jr_status t_sem_acquire_token_as_sem(jr_ctx *c) {
+    (void)c;
+    return jr_sem_acquire(AS(jr_sem, F.token), 1, 0, NULL);
+}
+static jr_status t_sem_acquire_pool_as_token(jr_ctx *c) {
+    (void)c;
+    return jr_sem_acquire(F.sem, 1, 0, AS(jr_token, F.pool));
+}
+static jr_status t_sem_acquire_n_0(jr_ctx *c) {
+    (void)c;
+    return jr_sem_acquire(F.sem, 0, 0, NULL);
+}
+/* More than the total can never be had: refused (a timeout bounds a wrong wait). */
+static jr_status t_sem_acquire_over_total(jr_ctx *c) {
+    (void)c;
+    jr_status s = jr_sem_acquire(F.sem, 3, 100 * MS, NULL);
+    if (s == JR_OK) {
+        jr_sem_release(F.sem, 3);
+    }
+    return s;
+}
+static jr_status t_sem_acquire_u64_max(jr_ctx *c) {
+    (void)c;
+    return jr_sem_acquire(F.sem, UINT64_MAX, 100 * MS, F.token);
+}
+static jr_status t_sem_try_acquire_null(jr_ctx *c) {
+    (void)c;
+    return jr_sem_try_acquire(NULL, 1);
+}
+static jr_status t_sem_try_acquire_group_as_sem(jr_ctx *c) {
+    (void)c;
+    return jr_sem_try_acquire(AS(jr_sem, F.group), 1);
+}
+static jr_status t_sem_try_acquire_0(jr_ctx *c) {
+    (void)c;
+    return jr_sem_try_acquire(F.sem, 0);
+}
+static jr_status t_sem_try_acquire_over_total(jr_ctx *c) {
+    (void)c;
+    jr_status s = jr_sem_try_acquire(F.sem, 3);
+    if (s == JR_OK) {
+        jr_sem_release(F.sem, 3);
+    }
+    return s;
+}
+static jr_status t_sem_release_null(jr_ctx *c) {
+    (void)c;
+    return jr_sem_release(NULL, 1);
+}
+static jr_status t_sem_release_job_as_sem(jr_ctx *c) {
+    (void)c;
+    return jr_sem_release(AS(jr_sem, F.done), 1);
+}
+static jr_status t_sem_release_0(jr_ctx *c) {
+    (void)c;
+    return jr_sem_release(F.sem, 0);
+}
+static jr_status t_sem_release_more_than_taken(jr_ctx *c) {
+    (void)c;
+    return jr_sem_release(F.sem, 1); /* all permits are free */
+}
+static jr_status t_sem_release_u64_max(jr_ctx *c) {
+    (void)c;
+    return jr_sem_release(F.sem, UINT64_MAX);
+}
+static jr_status t_sem_release_some_more_than_taken(jr_ctx *c) {
+    (void)c;
+    if (jr_sem_try_acquire(F.sem, 1) != JR_OK) {
+        return fail_because("fixture semaphore has no free permit");
+    }
+    jr_status s = jr_sem_release(F.sem, 2); /* took 1 */
+    if (s == JR_OK) {
+        return s;
+    }
+    uint64_t n = 0;
+    jr_sem_available(F.sem, &n);
+    jr_sem_release(F.sem, 1);
+    if (n != 1) {
+        return fail_because("a refused release released some permits");
+    }
+    return s;
+}
+static jr_status t_sem_available_null(jr_ctx *c) {
+    (void)c;
+    uint64_t n;
+    return jr_sem_available(NULL, &n);
+}
+static jr_status t_sem_available_pool_as_sem(jr_ctx *c) {
+    (void)c;
+    uint64_t n;
+    return jr_sem_available(AS(jr_sem, F.pool), &n);
+}
+static jr_status t_sem_available_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_sem_available(F.sem, NULL);
+}
+static jr_status t_sem_free_null(jr_ctx *c) {
+    (void)c;
+    return jr_sem_free(NULL);
+}
+static jr_status t_sem_free_group_as_sem(jr_ctx *c) {
+    (void)c;
+    return jr_sem_free(AS(jr_sem, F.group));
+}
+static jr_status t_sem_free_dead_tag(jr_ctx *c) {
+    (void)c;
+    return jr_sem_free(AS(jr_sem, junk_dead));
+}
+
+/* ----- jr_submit --------------------------------------------------------------------------------- */
+
+static jr_status t_submit_options_default(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    if (o.size != sizeof o || o.token != NULL || o.sem != NULL || o.permits != 1 ||
+        o.group != NULL || o.delay_ns != 0 || o.timeout_ns >= 0 || o.nonblocking != 0 ||
+        o.arg_free != NULL || o.result_free != NULL || o.name != NULL) {
+        return fail_because("jr_submit_options_default() is not the documented default");
+    }
+    return JR_OK;
+}
+
+/* Submits to the fixture pool with these options; a job wrongly accepted is waited for. */
+static jr_status submit_status(jr_pool *pool, jr_job_fn fn, const jr_submit_options *o) {
+    jr_job *j = NULL;
+    jr_status s = jr_submit(pool, fn, NULL, o, &j);
+    if (s == JR_OK && j != NULL) {
+        jr_job_cancel(j);
+        jr_job_wait(j, HANG_MS * MS);
+        jr_job_free(j);
+    }
+    return s;
+}
+
+static jr_status t_submit_null_pool(jr_ctx *c) {
+    (void)c;
+    return submit_status(NULL, nop_job, NULL);
+}
+static jr_status t_submit_token_as_pool(jr_ctx *c) {
+    (void)c;
+    return submit_status(AS(jr_pool, F.token), nop_job, NULL);
+}
+static jr_status t_submit_junk_pool(jr_ctx *c) {
+    (void)c;
+    return submit_status(AS(jr_pool, junk_zero), nop_job, NULL);
+}
+static jr_status t_submit_ctx_as_pool_in_job(jr_ctx *c) {
+    return submit_status(AS(jr_pool, c), nop_job, NULL);
+}
+static jr_status t_submit_null_fn(jr_ctx *c) {
+    (void)c;
+    return submit_status(F.pool, NULL, NULL);
+}
+static jr_status t_submit_options_size_0(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.size = 0;
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_options_size_below_word(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.size = 3;
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_sem_as_token(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.token = AS(jr_token, F.sem);
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_token_as_sem(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.sem = AS(jr_sem, F.token);
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_permits_0(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.sem = F.sem;
+    o.permits = 0;
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_permits_over_total(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.sem = F.sem;
+    o.permits = 3;
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_permits_u64_max(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.sem = F.sem;
+    o.permits = UINT64_MAX;
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_delay_negative(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.delay_ns = -1;
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_delay_int64_min(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.delay_ns = INT64_MIN;
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_pool_as_group(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.group = AS(jr_group, F.pool);
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_group_of_other_pool(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.group = F.group;
+    return submit_status(F.other_pool, nop_job, &o);
+}
+static jr_status t_submit_group_with_token(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.group = F.group;
+    o.token = F.token;
+    return submit_status(F.pool, nop_job, &o);
+}
+static jr_status t_submit_limited_group_with_sem(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.group = F.limited;
+    o.sem = F.sem;
+    return submit_status(F.pool, nop_job, &o);
+}
+typedef struct {
+    jr_submit_options o;
+    uint64_t newer[2];
+} bigger_submit_options;
+
+static jr_status t_submit_bigger_zeroed(jr_ctx *c) {
+    (void)c;
+    bigger_submit_options b;
+    memset(&b, 0, sizeof b);
+    b.o = jr_submit_options_default();
+    b.o.size = sizeof b;
+    jr_job *j = NULL;
+    jr_status s = jr_submit(F.pool, nop_job, NULL, &b.o, &j);
+    if (s != JR_OK) {
+        return s;
+    }
+    return wait_free(j);
+}
+static jr_status t_submit_bigger_nonzero(jr_ctx *c) {
+    (void)c;
+    bigger_submit_options b;
+    memset(&b, 0, sizeof b);
+    b.o = jr_submit_options_default();
+    b.o.size = sizeof b;
+    b.newer[0] = 0x100;
+    return submit_status(F.pool, nop_job, &b.o);
+}
+
+static atomic_int older_arg_free_calls;
+static void older_arg_free(void *p) {
+    (void)p;
+    atomic_fetch_add(&older_arg_free_calls, 1);
+}
+
+/* An older caller: `size` covers `size` and `token` only. Every field past it holds a
+ * value that would be refused or would show if read: they take their defaults. */
+static jr_status t_submit_older_size(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.size = offsetof(jr_submit_options, sem);
+    o.token = F.token;
+    o.sem = AS(jr_sem, junk_zero);
+    o.permits = 0;
+    o.group = AS(jr_group, F.pool);
+    o.delay_ns = -5;
+    o.timeout_ns = 0;
+    o.nonblocking = 1;
+    o.arg_free = older_arg_free;
+    o.result_free = older_arg_free;
+    o.name = "x";
+    atomic_store(&older_arg_free_calls, 0);
+    jr_job *j = NULL;
+    int arg = 0;
+    jr_status s = jr_submit(F.pool, nop_job, &arg, &o, &j);
+    if (s != JR_OK) {
+        return s;
+    }
+    s = wait_free(j);
+    if (s == JR_OK && atomic_load(&older_arg_free_calls) != 0) {
+        return fail_because("arg_free past `size` was read and called");
+    }
+    return s;
+}
+
+/* ----- jr_submit_every ------------------------------------------------------------------------------ */
+
+static jr_status every_status(jr_pool *pool, int64_t period, jr_job_fn fn,
+                              const jr_submit_options *o) {
+    jr_job *j = NULL;
+    jr_status s = jr_submit_every(pool, period, fn, NULL, o, &j);
+    if (s == JR_OK && j != NULL) {
+        jr_job_cancel(j);
+        jr_job_wait(j, HANG_MS * MS);
+        jr_job_free(j);
+    }
+    return s;
+}
+
+static jr_status t_every_null_pool(jr_ctx *c) {
+    (void)c;
+    return every_status(NULL, MS, nop_job, NULL);
+}
+static jr_status t_every_sem_as_pool(jr_ctx *c) {
+    (void)c;
+    return every_status(AS(jr_pool, F.sem), MS, nop_job, NULL);
+}
+static jr_status t_every_null_fn(jr_ctx *c) {
+    (void)c;
+    return every_status(F.pool, MS, NULL, NULL);
+}
+static jr_status t_every_period_0(jr_ctx *c) {
+    (void)c;
+    return every_status(F.pool, 0, nop_job, NULL);
+}
+static jr_status t_every_period_negative(jr_ctx *c) {
+    (void)c;
+    return every_status(F.pool, -1, nop_job, NULL);
+}
+static jr_status t_every_period_int64_min(jr_ctx *c) {
+    (void)c;
+    return every_status(F.pool, INT64_MIN, nop_job, NULL);
+}
+static jr_status t_every_with_group(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.group = F.group;
+    return every_status(F.pool, MS, nop_job, &o);
+}
+static jr_status t_every_options_size_0(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.size = 0;
+    return every_status(F.pool, MS, nop_job, &o);
+}
+static jr_status t_every_delay_negative(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.delay_ns = -1;
+    return every_status(F.pool, MS, nop_job, &o);
+}
+static jr_status t_every_permits_0(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.sem = F.sem;
+    o.permits = 0;
+    return every_status(F.pool, MS, nop_job, &o);
+}
+static jr_status t_every_group_as_token(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.token = AS(jr_token, F.group);
+    return every_status(F.pool, MS, nop_job, &o);
+}
+static jr_status t_every_bigger_nonzero(jr_ctx *c) {
+    (void)c;
+    bigger_submit_options b;
+    memset(&b, 0, sizeof b);
+    b.o = jr_submit_options_default();
+    b.o.size = sizeof b;
+    b.newer[1] = 1;
+    return every_status(F.pool, MS, nop_job, &b.o);
+}
+
+/* ----- jobs ---------------------------------------------------------------------------------------- */
+
+static jr_status t_job_wait_null(jr_ctx *c) {
+    (void)c;
+    return jr_job_wait(NULL, 0);
+}
+static jr_status t_job_wait_sem_as_job(jr_ctx *c) {
+    (void)c;
+    return jr_job_wait(AS(jr_job, F.sem), 0);
+}
+static jr_status t_job_wait_pool_as_job(jr_ctx *c) {
+    (void)c;
+    return jr_job_wait(AS(jr_job, F.pool), 0);
+}
+static jr_status t_job_wait_dead_tag(jr_ctx *c) {
+    (void)c;
+    return jr_job_wait(AS(jr_job, junk_dead), 0);
+}
+static jr_status t_take_result_null_job(jr_ctx *c) {
+    (void)c;
+    void *r = NULL;
+    return jr_job_take_result(NULL, &r);
+}
+static jr_status t_take_result_token_as_job(jr_ctx *c) {
+    (void)c;
+    void *r = NULL;
+    return jr_job_take_result(AS(jr_job, F.token), &r);
+}
+static jr_status t_take_result_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_job_take_result(F.done, NULL);
+}
+static jr_status t_take_result_member(jr_ctx *c) {
+    (void)c;
+    void *r = NULL;
+    return jr_job_take_result(F.member, &r);
+}
+static jr_status t_take_result_ticker(jr_ctx *c) {
+    (void)c;
+    void *r = NULL;
+    return jr_job_take_result(F.ticker, &r);
+}
+static jr_status t_take_result_running(jr_ctx *c) {
+    (void)c;
+    void *r = NULL;
+    return jr_job_take_result(F.running, &r);
+}
+static jr_status t_job_state_null(jr_ctx *c) {
+    (void)c;
+    jr_state st;
+    return jr_job_state(NULL, &st);
+}
+static jr_status t_job_state_group_as_job(jr_ctx *c) {
+    (void)c;
+    jr_state st;
+    return jr_job_state(AS(jr_job, F.group), &st);
+}
+static jr_status t_job_state_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_job_state(F.done, NULL);
+}
+static jr_status t_error_code_null(jr_ctx *c) {
+    (void)c;
+    int32_t code;
+    return jr_job_error_code(NULL, &code);
+}
+static jr_status t_error_code_pool_as_job(jr_ctx *c) {
+    (void)c;
+    int32_t code;
+    return jr_job_error_code(AS(jr_job, F.pool), &code);
+}
+static jr_status t_error_code_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_job_error_code(F.done, NULL);
+}
+static jr_status t_error_code_running(jr_ctx *c) {
+    (void)c;
+    int32_t code;
+    return jr_job_error_code(F.running, &code);
+}
+static jr_status t_error_message_null(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_job_error_message(NULL), "jr_job_error_message(NULL)");
+}
+static jr_status t_error_message_sem_as_job(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_job_error_message(AS(jr_job, F.sem)), "jr_job_error_message(sem)");
+}
+static jr_status t_error_message_junk(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_job_error_message(AS(jr_job, junk_zero)), "jr_job_error_message(junk)");
+}
+static jr_status t_error_message_running(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_job_error_message(F.running), "jr_job_error_message(running job)");
+}
+static jr_status t_error_message_succeeded(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_job_error_message(F.done), "jr_job_error_message(succeeded job)");
+}
+static jr_status t_job_cancel_null(jr_ctx *c) {
+    (void)c;
+    return jr_job_cancel(NULL);
+}
+static jr_status t_job_cancel_token_as_job(jr_ctx *c) {
+    (void)c;
+    return jr_job_cancel(AS(jr_job, F.token));
+}
+static jr_status t_job_cancel_ended(jr_ctx *c) {
+    (void)c;
+    return jr_job_cancel(F.done);
+}
+static jr_status t_job_free_null(jr_ctx *c) {
+    (void)c;
+    return jr_job_free(NULL);
+}
+static jr_status t_job_free_sem_as_job(jr_ctx *c) {
+    (void)c;
+    return jr_job_free(AS(jr_job, F.sem));
+}
+static jr_status t_job_free_junk(jr_ctx *c) {
+    (void)c;
+    return jr_job_free(AS(jr_job, junk_zero));
+}
+
+/* ----- job contexts ----------------------------------------------------------------------------------- */
+
+static jr_status t_ctx_is_cancelled_null(jr_ctx *c) {
+    (void)c;
+    return want_false(jr_ctx_is_cancelled(NULL), "jr_ctx_is_cancelled(NULL)");
+}
+static jr_status t_ctx_is_cancelled_token_as_ctx(jr_ctx *c) {
+    (void)c;
+    return want_false(jr_ctx_is_cancelled(AS(jr_ctx, F.token)), "jr_ctx_is_cancelled(token)");
+}
+static jr_status t_ctx_is_cancelled_job_as_ctx_in_job(jr_ctx *c) {
+    (void)c;
+    return want_false(jr_ctx_is_cancelled(AS(jr_ctx, F.running)), "jr_ctx_is_cancelled(job)");
+}
+static jr_status t_ctx_token_null(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_ctx_token(NULL), "jr_ctx_token(NULL)");
+}
+static jr_status t_ctx_token_pool_as_ctx(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_ctx_token(AS(jr_ctx, F.pool)), "jr_ctx_token(pool)");
+}
+static jr_status t_ctx_token_junk(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_ctx_token(AS(jr_ctx, junk_zero)), "jr_ctx_token(junk)");
+}
+static jr_status t_ctx_pool_null(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_ctx_pool(NULL), "jr_ctx_pool(NULL)");
+}
+static jr_status t_ctx_pool_sem_as_ctx(jr_ctx *c) {
+    (void)c;
+    return want_null(jr_ctx_pool(AS(jr_ctx, F.sem)), "jr_ctx_pool(sem)");
+}
+static jr_status t_ctx_fail_null_ctx(jr_ctx *c) {
+    (void)c;
+    return jr_ctx_fail(NULL, "message");
+}
+static jr_status t_ctx_fail_group_as_ctx(jr_ctx *c) {
+    (void)c;
+    return jr_ctx_fail(AS(jr_ctx, F.group), "message");
+}
+static jr_status t_ctx_fail_null_message_in_job(jr_ctx *c) {
+    return jr_ctx_fail(c, NULL);
+}
+static jr_status t_ctx_panic_null_ctx(jr_ctx *c) {
+    (void)c;
+    return jr_ctx_panic(NULL, "message");
+}
+static jr_status t_ctx_panic_pool_as_ctx(jr_ctx *c) {
+    (void)c;
+    return jr_ctx_panic(AS(jr_ctx, F.pool), "message");
+}
+static jr_status t_ctx_panic_null_message_in_job(jr_ctx *c) {
+    return jr_ctx_panic(c, NULL);
+}
+static jr_status t_ctx_tick_null_ctx(jr_ctx *c) {
+    (void)c;
+    uint64_t t;
+    return jr_ctx_tick(NULL, &t);
+}
+static jr_status t_ctx_tick_token_as_ctx(jr_ctx *c) {
+    (void)c;
+    uint64_t t;
+    return jr_ctx_tick(AS(jr_ctx, F.token), &t);
+}
+static jr_status t_ctx_tick_not_periodic_in_job(jr_ctx *c) {
+    uint64_t t;
+    return jr_ctx_tick(c, &t);
+}
+static jr_status t_ctx_tick_null_out_in_job(jr_ctx *c) {
+    return jr_ctx_tick(c, NULL);
+}
+
+/* ----- tokens ------------------------------------------------------------------------------------------ */
+
+static jr_status t_token_new_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_token_new(NULL, NULL);
+}
+static jr_status t_token_new_null_out_with_parent(jr_ctx *c) {
+    (void)c;
+    return jr_token_new(F.token, NULL);
+}
+static jr_status t_token_new_pool_as_parent(jr_ctx *c) {
+    (void)c;
+    jr_token *t = NULL;
+    jr_status s = jr_token_new(AS(jr_token, F.pool), &t);
+    if (s == JR_OK) {
+        jr_token_free(t);
+    }
+    return s;
+}
+static jr_status t_token_new_junk_parent(jr_ctx *c) {
+    (void)c;
+    jr_token *t = NULL;
+    jr_status s = jr_token_new(AS(jr_token, junk_zero), &t);
+    if (s == JR_OK) {
+        jr_token_free(t);
+    }
+    return s;
+}
+static jr_status t_set_deadline_null(jr_ctx *c) {
+    (void)c;
+    return jr_token_set_deadline(NULL, SEC);
+}
+static jr_status t_set_deadline_sem_as_token(jr_ctx *c) {
+    (void)c;
+    return jr_token_set_deadline(AS(jr_token, F.sem), SEC);
+}
+static jr_status t_set_deadline_negative(jr_ctx *c) {
+    (void)c;
+    jr_token *t = NULL;
+    if (jr_token_new(NULL, &t) != JR_OK) {
+        return fail_because("jr_token_new");
+    }
+    jr_status s = jr_token_set_deadline(t, -1);
+    if (s != JR_OK && jr_token_is_cancelled(t)) {
+        s = fail_because("a refused deadline cancelled the token");
+    }
+    jr_token_free(t);
+    return s;
+}
+static jr_status t_token_cancel_null(jr_ctx *c) {
+    (void)c;
+    return jr_token_cancel(NULL);
+}
+static jr_status t_token_cancel_group_as_token(jr_ctx *c) {
+    (void)c;
+    return jr_token_cancel(AS(jr_token, F.group));
+}
+static jr_status t_token_cancel_junk(jr_ctx *c) {
+    (void)c;
+    return jr_token_cancel(AS(jr_token, junk_zero));
+}
+static jr_status t_token_is_cancelled_null(jr_ctx *c) {
+    (void)c;
+    return want_false(jr_token_is_cancelled(NULL), "jr_token_is_cancelled(NULL)");
+}
+static jr_status t_token_is_cancelled_pool_as_token(jr_ctx *c) {
+    (void)c;
+    return want_false(jr_token_is_cancelled(AS(jr_token, F.pool)), "jr_token_is_cancelled(pool)");
+}
+static jr_status t_token_is_cancelled_dead_tag(jr_ctx *c) {
+    (void)c;
+    return want_false(jr_token_is_cancelled(AS(jr_token, junk_dead)),
+                      "jr_token_is_cancelled(freed-looking)");
+}
+static jr_status t_token_reason_null(jr_ctx *c) {
+    (void)c;
+    jr_cancel_reason r;
+    return jr_token_reason(NULL, &r);
+}
+static jr_status t_token_reason_job_as_token(jr_ctx *c) {
+    (void)c;
+    jr_cancel_reason r;
+    return jr_token_reason(AS(jr_token, F.done), &r);
+}
+static jr_status t_token_reason_null_out(jr_ctx *c) {
+    (void)c;
+    return jr_token_reason(F.token, NULL);
+}
+static jr_status t_token_wait_null(jr_ctx *c) {
+    (void)c;
+    return jr_token_wait(NULL, 100 * MS);
+}
+static jr_status t_token_wait_sem_as_token(jr_ctx *c) {
+    (void)c;
+    return jr_token_wait(AS(jr_token, F.sem), 100 * MS);
+}
+static jr_status t_token_free_null(jr_ctx *c) {
+    (void)c;
+    return jr_token_free(NULL);
+}
+static jr_status t_token_free_pool_as_token(jr_ctx *c) {
+    (void)c;
+    return jr_token_free(AS(jr_token, F.pool));
+}
+static jr_status t_token_free_ctx_token_in_job(jr_ctx *c) {
+    return jr_token_free(jr_ctx_token(c));
+}
+
+/* ----- the fixtures are intact ------------------------------------------------------------------------- */
+
+static jr_status t_fixture_pool_still_works(jr_ctx *c) {
+    (void)c;
+    counter runs;
+    counter_init(&runs);
+    jr_job *j = NULL;
+    jr_status s = jr_submit(F.pool, count_job, &runs, NULL, &j);
+    if (s == JR_OK) {
+        s = wait_free(j);
+    }
+    if (s == JR_OK && counter_get(&runs) != 1) {
+        s = fail_because("job did not run");
+    }
+    counter_destroy(&runs);
+    return s;
+}
+static jr_status t_fixture_token_not_cancelled(jr_ctx *c) {
+    (void)c;
+    return want_false(jr_token_is_cancelled(F.token), "jr_token_is_cancelled(fixture token)");
+}
+static jr_status t_fixture_sem_all_free(jr_ctx *c) {
+    (void)c;
+    uint64_t n = 0;
+    jr_status s = jr_sem_available(F.sem, &n);
+    return s != JR_OK ? s : n == 2 ? JR_OK : fail_because("fixture semaphore lost permits");
+}
+static jr_status t_fixture_group_open(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.group = F.group;
+    jr_job *j = NULL;
+    jr_status s = jr_submit(F.pool, nop_job, NULL, &o, &j);
+    return s != JR_OK ? s : wait_free(j);
+}
+static jr_status t_fixture_running_still_running(jr_ctx *c) {
+    (void)c;
+    return job_state(F.running) == JR_JOB_RUNNING ? JR_OK
+                                                  : fail_because("the running job was disturbed");
+}
+
+/* ----- the table ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    jr_status (*thunk)(jr_ctx *ctx);
+    jr_status want;
+    bool in_job;
+} row;
+
+#define ROW(thunk, want) {#thunk, thunk, want, false}
+#define IN_JOB(thunk, want) {#thunk, thunk, want, true}
+#define BAD JR_E_INVALID_ARG
+
+static const row rows[] = {
+    /* jr_status_str, jr_version */
+    ROW(t_status_str_minus1, JR_OK),
+    ROW(t_status_str_9999, JR_OK),
+    ROW(t_status_str_int_min, JR_OK),
+    ROW(t_status_str_past_last, JR_OK),
+    ROW(t_version_not_null, JR_OK),
+    /* jr_pool_options_default, jr_pool_new */
+    ROW(t_pool_options_default, JR_OK),
+    ROW(t_pool_new_null_out, BAD),
+    ROW(t_pool_new_null_out_with_options, BAD),
+    ROW(t_pool_new_size_0, BAD),
+    ROW(t_pool_new_size_below_word, BAD),
+    ROW(t_pool_new_threads_over_max, BAD),
+    ROW(t_pool_new_threads_size_max, BAD),
+    ROW(t_pool_new_bigger_zeroed, JR_OK),
+    ROW(t_pool_new_bigger_nonzero, BAD),
+    ROW(t_pool_new_bigger_nonzero_last_byte, BAD),
+    ROW(t_pool_new_older_size, JR_OK),
+    ROW(t_pool_new_size_word_only, JR_OK),
+    ROW(t_pool_new_size_mid_field, JR_OK),
+    /* jr_pool_global */
+    ROW(t_pool_global_not_null, JR_OK),
+    /* jr_pool_shutdown */
+    ROW(t_shutdown_null, BAD),
+    ROW(t_shutdown_token_as_pool, BAD),
+    ROW(t_shutdown_sem_as_pool, BAD),
+    ROW(t_shutdown_junk, BAD),
+    ROW(t_shutdown_mode_0, BAD),
+    ROW(t_shutdown_mode_4, BAD),
+    ROW(t_shutdown_mode_ffff, BAD),
+    ROW(t_shutdown_mode_all_bits, BAD),
+    ROW(t_shutdown_mode_drain_cancel_ok, JR_OK),
+    IN_JOB(t_shutdown_ctx_pool_mode_bad_in_job, BAD),
+    /* jr_stats */
+    ROW(t_stats_null_pool, BAD),
+    ROW(t_stats_group_as_pool, BAD),
+    ROW(t_stats_null_out, BAD),
+    ROW(t_stats_size_0, BAD),
+    ROW(t_stats_size_below_word, BAD),
+    ROW(t_stats_older_size, JR_OK),
+    ROW(t_stats_bigger_size, JR_OK),
+    /* jr_pool_free */
+    ROW(t_pool_free_null, JR_OK),
+    ROW(t_pool_free_token_as_pool, BAD),
+    ROW(t_pool_free_job_as_pool, BAD),
+    ROW(t_pool_free_junk, BAD),
+    ROW(t_pool_free_dead_tag, BAD),
+    ROW(t_pool_free_global, BAD),
+    IN_JOB(t_pool_free_ctx_pool_in_job, BAD),
+    /* jr_group_options_default, jr_group_new */
+    ROW(t_group_options_default, JR_OK),
+    ROW(t_group_new_null_pool, BAD),
+    ROW(t_group_new_group_as_pool, BAD),
+    ROW(t_group_new_null_out, BAD),
+    ROW(t_group_new_size_0, BAD),
+    ROW(t_group_new_sem_as_token, BAD),
+    ROW(t_group_new_bigger_zeroed, JR_OK),
+    ROW(t_group_new_bigger_nonzero, BAD),
+    ROW(t_group_new_older_size, JR_OK),
+    /* jr_group_close, _cancel, _wait, _first_error, _next, _free */
+    ROW(t_group_close_null, BAD),
+    ROW(t_group_close_pool_as_group, BAD),
+    ROW(t_group_cancel_null, BAD),
+    ROW(t_group_cancel_token_as_group, BAD),
+    ROW(t_group_wait_null, BAD),
+    ROW(t_group_wait_sem_as_group, BAD),
+    ROW(t_group_first_error_null, BAD),
+    ROW(t_group_first_error_job_as_group, BAD),
+    ROW(t_group_first_error_null_out, BAD),
+    ROW(t_group_next_null, BAD),
+    ROW(t_group_next_pool_as_group, BAD),
+    ROW(t_group_next_null_out, BAD),
+    ROW(t_group_free_null, JR_OK),
+    ROW(t_group_free_pool_as_group, BAD),
+    ROW(t_group_free_junk, BAD),
+    /* jr_sem_* */
+    ROW(t_sem_new_0, BAD),
+    ROW(t_sem_new_null_out, BAD),
+    ROW(t_sem_acquire_null, BAD),
+    ROW(t_sem_acquire_token_as_sem, BAD),
+    ROW(t_sem_acquire_pool_as_token, BAD),
+    ROW(t_sem_acquire_n_0, BAD),
+    ROW(t_sem_acquire_over_total, BAD),
+    ROW(t_sem_acquire_u64_max, BAD),
+    ROW(t_sem_try_acquire_null, BAD),
+    ROW(t_sem_try_acquire_group_as_sem, BAD),
+    ROW(t_sem_try_acquire_0, BAD),
+    ROW(t_sem_try_acquire_over_total, BAD),
+    ROW(t_sem_release_null, BAD),
+    ROW(t_sem_release_job_as_sem, BAD),
+    ROW(t_sem_release_0, BAD),
+    ROW(t_sem_release_more_than_taken, BAD),
+    ROW(t_sem_release_u64_max, BAD),
+    ROW(t_sem_release_some_more_than_taken, BAD),
+    ROW(t_sem_available_null, BAD),
+    ROW(t_sem_available_pool_as_sem, BAD),
+    ROW(t_sem_available_null_out, BAD),
+    ROW(t_sem_free_null, JR_OK),
+    ROW(t_sem_free_group_as_sem, BAD),
+    ROW(t_sem_free_dead_tag, BAD),
+    /* jr_submit_options_default, jr_submit */
+    ROW(t_submit_options_default, JR_OK),
+    ROW(t_submit_null_pool, BAD),
+    ROW(t_submit_token_as_pool, BAD),
+    ROW(t_submit_junk_pool, BAD),
+    IN_JOB(t_submit_ctx_as_pool_in_job, BAD),
+    ROW(t_submit_null_fn, BAD),
+    ROW(t_submit_options_size_0, BAD),
+    ROW(t_submit_options_size_below_word, BAD),
+    ROW(t_submit_sem_as_token, BAD),
+    ROW(t_submit_token_as_sem, BAD),
+    ROW(t_submit_permits_0, BAD),
+    ROW(t_submit_permits_over_total, BAD),
+    ROW(t_submit_permits_u64_max, BAD),
+    ROW(t_submit_delay_negative, BAD),
+    ROW(t_submit_delay_int64_min, BAD),
+    ROW(t_submit_pool_as_group, BAD),
+    ROW(t_submit_group_of_other_pool, BAD),
+    ROW(t_submit_group_with_token, BAD),
+    ROW(t_submit_limited_group_with_sem, BAD),
+    ROW(t_submit_bigger_zeroed, JR_OK),
+    ROW(t_submit_bigger_nonzero, BAD),
+    ROW(t_submit_older_size, JR_OK),
+    /* jr_submit_every */
+    ROW(t_every_null_pool, BAD),
+    ROW(t_every_sem_as_pool, BAD),
+    ROW(t_every_null_fn, BAD),
+    ROW(t_every_period_0, BAD),
+    ROW(t_every_period_negative, BAD),
+    ROW(t_every_period_int64_min, BAD),
+    ROW(t_every_with_group, BAD),
+    ROW(t_every_options_size_0, BAD),
+    ROW(t_every_delay_negative, BAD),
+    ROW(t_every_permits_0, BAD),
+    ROW(t_every_group_as_token, BAD),
+    ROW(t_every_bigger_nonzero, BAD),
+    /* jr_job_* */
+    ROW(t_job_wait_null, BAD),
+    ROW(t_job_wait_sem_as_job, BAD),
+    ROW(t_job_wait_pool_as_job, BAD),
+    ROW(t_job_wait_dead_tag, BAD),
+    ROW(t_take_result_null_job, BAD),
+    ROW(t_take_result_token_as_job, BAD),
+    ROW(t_take_result_null_out, BAD),
+    ROW(t_take_result_member, BAD),
+    ROW(t_take_result_ticker, BAD),
+    ROW(t_take_result_running, JR_E_TIMEOUT),
+    ROW(t_job_state_null, BAD),
+    ROW(t_job_state_group_as_job, BAD),
+    ROW(t_job_state_null_out, BAD),
+    ROW(t_error_code_null, BAD),
+    ROW(t_error_code_pool_as_job, BAD),
+    ROW(t_error_code_null_out, BAD),
+    ROW(t_error_code_running, JR_E_TIMEOUT),
+    ROW(t_error_message_null, JR_OK),
+    ROW(t_error_message_sem_as_job, JR_OK),
+    ROW(t_error_message_junk, JR_OK),
+    ROW(t_error_message_running, JR_OK),
+    ROW(t_error_message_succeeded, JR_OK),
+    ROW(t_job_cancel_null, BAD),
+    ROW(t_job_cancel_token_as_job, BAD),
+    ROW(t_job_cancel_ended, JR_E_CLOSED),
+    ROW(t_job_free_null, JR_OK),
+    ROW(t_job_free_sem_as_job, BAD),
+    ROW(t_job_free_junk, BAD),
+    /* jr_ctx_* */
+    ROW(t_ctx_is_cancelled_null, JR_OK),
+    ROW(t_ctx_is_cancelled_token_as_ctx, JR_OK),
+    IN_JOB(t_ctx_is_cancelled_job_as_ctx_in_job, JR_OK),
+    ROW(t_ctx_token_null, JR_OK),
+    ROW(t_ctx_token_pool_as_ctx, JR_OK),
+    ROW(t_ctx_token_junk, JR_OK),
+    ROW(t_ctx_pool_null, JR_OK),
+    ROW(t_ctx_pool_sem_as_ctx, JR_OK),
+    ROW(t_ctx_fail_null_ctx, BAD),
+    ROW(t_ctx_fail_group_as_ctx, BAD),
+    IN_JOB(t_ctx_fail_null_message_in_job, BAD),
+    ROW(t_ctx_panic_null_ctx, BAD),
+    ROW(t_ctx_panic_pool_as_ctx, BAD),
+    IN_JOB(t_ctx_panic_null_message_in_job, BAD),
+    ROW(t_ctx_tick_null_ctx, BAD),
+    ROW(t_ctx_tick_token_as_ctx, BAD),
+    IN_JOB(t_ctx_tick_not_periodic_in_job, BAD),
+    IN_JOB(t_ctx_tick_null_out_in_job, BAD),
+    /* jr_token_* */
+    ROW(t_token_new_null_out, BAD),
+    ROW(t_token_new_null_out_with_parent, BAD),
+    ROW(t_token_new_pool_as_parent, BAD),
+    ROW(t_token_new_junk_parent, BAD),
+    ROW(t_set_deadline_null, BAD),
+    ROW(t_set_deadline_sem_as_token, BAD),
+    ROW(t_set_deadline_negative, BAD),
+    ROW(t_token_cancel_null, BAD),
+    ROW(t_token_cancel_group_as_token, BAD),
+    ROW(t_token_cancel_junk, BAD),
+    ROW(t_token_is_cancelled_null, JR_OK),
+    ROW(t_token_is_cancelled_pool_as_token, JR_OK),
+    ROW(t_token_is_cancelled_dead_tag, JR_OK),
+    ROW(t_token_reason_null, BAD),
+    ROW(t_token_reason_job_as_token, BAD),
+    ROW(t_token_reason_null_out, BAD),
+    ROW(t_token_wait_null, BAD),
+    ROW(t_token_wait_sem_as_token, BAD),
+    ROW(t_token_free_null, JR_OK),
+    ROW(t_token_free_pool_as_token, BAD),
+    IN_JOB(t_token_free_ctx_token_in_job, BAD),
+    /* Last: none of the above disturbed the fixtures. */
+    ROW(t_fixture_pool_still_works, JR_OK),
+    ROW(t_fixture_token_not_cancelled, JR_OK),
+    ROW(t_fixture_sem_all_free, JR_OK),
+    ROW(t_fixture_group_open, JR_OK),
+    ROW(t_fixture_running_still_running, JR_OK),
+};
+
+/* Runs a row's thunk inside a job, with the job's context. */
+typedef struct {
+    const row *row;
+    jr_status got;
+} in_job_arg;
+
+static int32_t run_row_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)result;
+    in_job_arg *a = arg;
+    a->got = a->row->thunk(ctx);
+    return 0;
+}
+
+static jr_status run_row(const row *r) {
+    if (!r->in_job) {
+        return r->thunk(NULL);
+    }
+    in_job_arg a = {.row = r, .got = JR_E_INTERNAL};
+    jr_job *j = NULL;
+    jr_status s = jr_submit(F.pool, run_row_job, &a, NULL, &j);
+    if (s != JR_OK) {
+        fprintf(stderr, "  could not submit the row's job: %s\n", jr_status_str(s));
+        return JR_E_INTERNAL;
+    }
+    s = wait_free(j);
+    if (s != JR_OK) {
+        /* e.g. a bad call that made the job panic or fail */
+        fprintf(stderr, "  the row's job ended %s\n", jr_status_str(s));
+        return JR_E_INTERNAL;
+    }
+    return a.got;
+}
+
+static void every_row_gives_its_status(void) {
+    int bad = 0;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        jr_status got = run_row(&rows[i]);
+        if (got != rows[i].want) {
+            fprintf(stderr, "%s: got %s, want %s\n", rows[i].name, jr_status_str(got),
+                    jr_status_str(rows[i].want));
+            bad++;
+        }
+    }
+    fprintf(stderr, "robustness table: %zu rows, %d wrong\n", sizeof rows / sizeof rows[0], bad);
+    CHECK(bad == 0);
+}
+
+/* ----- fixtures ---------------------------------------------------------------------------------------- */
+
+static void make_fixtures(void) {
+    F.pool = make_pool(2, 0);
+    F.other_pool = make_pool(1, 0);
+    REQUIRE(jr_token_new(NULL, &F.token) == JR_OK);
+    REQUIRE(jr_sem_new(2, &F.sem) == JR_OK);
+    REQUIRE(jr_group_new(F.pool, NULL, &F.group) == JR_OK);
+    jr_group_options go = jr_group_options_default();
+    go.limit = 1;
+    REQUIRE(jr_group_new(F.pool, &go, &F.limited) == JR_OK);
+    REQUIRE(jr_submit(F.pool, nop_job, NULL, NULL, &F.done) == JR_OK);
+    REQUIRE(jr_job_wait(F.done, HANG_MS * MS) == JR_OK);
+    blocker_init(&F.blocker, false);
+    REQUIRE(jr_submit(F.pool, blocker_job, &F.blocker, NULL, &F.running) == JR_OK);
+    REQUIRE(counter_wait(&F.blocker.started, 1, HANG_MS));
+    jr_submit_options o = jr_submit_options_default();
+    o.group = F.group;
+    REQUIRE(jr_submit(F.pool, nop_job, NULL, &o, &F.member) == JR_OK);
+    REQUIRE(jr_job_wait(F.member, HANG_MS * MS) == JR_OK);
+    REQUIRE(jr_submit_every(F.pool, 60 * SEC, nop_job, NULL, NULL, &F.ticker) == JR_OK);
+}
+
+static void free_fixtures(void) {
+    gate_open(&F.blocker.gate);
+    CHECK_STATUS(jr_job_wait(F.running, HANG_MS * MS), JR_OK);
+    CHECK_STATUS(jr_job_cancel(F.ticker), JR_OK);
+    CHECK_STATUS(jr_job_wait(F.ticker, HANG_MS * MS), JR_E_CANCELLED);
+    CHECK_STATUS(jr_job_free(F.ticker), JR_OK);
+    CHECK_STATUS(jr_job_free(F.running), JR_OK);
+    CHECK_STATUS(jr_job_free(F.member), JR_OK);
+    CHECK_STATUS(jr_job_free(F.done), JR_OK);
+    CHECK_STATUS(jr_group_close(F.group), JR_OK);
+    CHECK_STATUS(jr_group_free(F.group), JR_OK);
+    CHECK_STATUS(jr_group_free(F.limited), JR_OK);
+    CHECK_STATUS(jr_sem_free(F.sem), JR_OK);
+    CHECK_STATUS(jr_token_free(F.token), JR_OK);
+    CHECK_STATUS(jr_pool_free(F.other_pool), JR_OK);
+    CHECK_STATUS(jr_pool_free(F.pool), JR_OK);
+    blocker_destroy(&F.blocker);
+}
+
+int main(void) {
+    make_fixtures();
+    RUN(every_row_gives_its_status);
+    RUN(free_fixtures);
+    return jr_test_report();
+}
