@@ -12,8 +12,8 @@
  * with a message) once items 0-3 are all running; the group cancels its token at once,
  * so items 0-2 see jr_ctx_is_cancelled and stop, and items 4-9, still waiting for a
  * slot, end cancelled without ever running. jr_group_wait reports the failure and
- * jr_group_first_error gives its code and message; jr_group_next gives the 9 other
- * items (never the first failure, which the group keeps for jr_group_wait).
+ * jr_group_first_error gives its code and message; jr_group_next gives all 10 items,
+ * the failed one included.
  *
  * Every line printed is the same on every run; the program checks its own results and
  * exits 1 if they are wrong.
@@ -254,13 +254,11 @@ static void fail_fast(jr_pool *pool) {
            "first error: code %d, message %s", code, message ? message : "(none)");
     printf("jr_group_wait: %s; first error: code %d, \"%s\"\n", jr_status_str(status), code,
            message);
-    /* The first failure is given by jr_group_first_error, as a job that has ended... */
-    int failed = 0, cancelled = 0, other = 0;
-    failed += jr_job_wait(first, 0) == JR_E_JOB_FAILED;
+    /* jr_group_first_error gave a copy of the first failure, as a job that has ended. */
     CHECK(jr_job_free(first));
 
-    /* ...and the other items by jr_group_next, which never gives the first failure (it
-     * is kept for jr_group_wait). */
+    /* jr_group_next gives every item, the failed one included, in completion order. */
+    int failed = 0, cancelled = 0, other = 0;
     jr_job *job = NULL;
     while ((status = jr_group_next(group, PATIENCE, &job)) == JR_OK) {
         switch (jr_job_wait(job, 0)) {
