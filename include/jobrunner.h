@@ -219,6 +219,12 @@ typedef struct jr_sem jr_sem;
 typedef struct jr_token jr_token;
 
 /**
+ * A worker thread hook: `arg` is `jr_pool_options.hook_arg`, `index` the worker's
+ * index (0 to threads - 1). Runs on the worker thread itself.
+ */
+typedef void (*jr_thread_hook)(void *arg, size_t index);
+
+/**
  * Options for `jr_pool_new`. Get the defaults from `jr_pool_options_default()` (which
  * sets `size`), then change fields.
  */
@@ -242,6 +248,22 @@ typedef struct jr_pool_options {
      * Prefix of the worker threads' names (copied; NULL: `"jobrunner"`).
      */
     const char *thread_name;
+    /**
+     * Called on each worker thread when it starts, before it runs any job, with
+     * `hook_arg` and the worker's index (NULL: none). For per-thread setup, e.g. a
+     * language runtime's thread state that the jobs of that thread will reuse.
+     */
+    jr_thread_hook on_thread_start;
+    /**
+     * Called on each worker thread as it exits, after its last job (NULL: none).
+     */
+    jr_thread_hook on_thread_stop;
+    /**
+     * Passed to the hooks; must stay valid until the pool's threads have exited: until
+     * `jr_pool_free`, or a `jr_pool_shutdown` that returned `JR_OK`, called from
+     * outside the pool, has returned.
+     */
+    void *hook_arg;
 } jr_pool_options;
 
 /**

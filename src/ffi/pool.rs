@@ -1,6 +1,6 @@
 //! `jr_pool`: pools, their options, shutdown and statistics.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
@@ -65,14 +65,51 @@ pub struct jr_pool_options {
     pub queue_capacity: usize,
     /// Prefix of the worker threads' names (copied; NULL: `"jobrunner"`).
     pub thread_name: *const c_char,
+    /// Called on each worker thread when it starts, before it runs any job, with
+    /// `hook_arg` and the worker's index (NULL: none). For per-thread setup, e.g. a
+    /// language runtime's thread state that the jobs of that thread will reuse.
+    pub on_thread_start: jr_thread_hook,
+    /// Called on each worker thread as it exits, after its last job (NULL: none).
+    pub on_thread_stop: jr_thread_hook,
+    /// Passed to the hooks; must stay valid until the pool's threads have exited: until
+    /// `jr_pool_free`, or a `jr_pool_shutdown` that returned `JR_OK`, called from
+    /// outside the pool, has returned.
+    pub hook_arg: *mut c_void,
 }
 
 versioned!(jr_pool_options {
     size,
     threads,
     queue_capacity,
-    thread_name
+    thread_name,
+    on_thread_start,
+    on_thread_stop,
+    hook_arg,
 });
+
+/// A worker thread hook: `arg` is `jr_pool_options.hook_arg`, `index` the worker's
+/// index (0 to threads - 1). Runs on the worker thread itself.
+pub type jr_thread_hook = Option<unsafe extern "C" fn(arg: *mut c_void, index: usize)>;
+
+/// A hook with its argument, callable from any worker thread.
+#[derive(Clone, Copy)]
+struct Hook {
+    hook: unsafe extern "C" fn(*mut c_void, usize),
+    arg: *mut c_void,
+}
+
+// SAFETY: the header tells callers that hooks run on the worker threads with `hook_arg`;
+// we only pass the pointer along.
+unsafe impl Send for Hook {}
+// SAFETY: as above.
+unsafe impl Sync for Hook {}
+
+impl Hook {
+    fn call(&self, index: usize) {
+        // SAFETY: the caller's hook, called as `jr_thread_hook` documents.
+        unsafe { (self.hook)(self.arg, index) };
+    }
+}
 
 /// The default pool options, with `size` set. Thread-safe, never fails.
 #[no_mangle]
@@ -82,6 +119,9 @@ pub extern "C" fn jr_pool_options_default() -> jr_pool_options {
         threads: 0,
         queue_capacity: 0,
         thread_name: std::ptr::null(),
+        on_thread_start: None,
+        on_thread_stop: None,
+        hook_arg: std::ptr::null_mut(),
     }
 }
 
@@ -116,6 +156,20 @@ pub extern "C" fn jr_pool_new(
         // SAFETY: NULL or a NUL-terminated string (the contract).
         if let Some(name) = unsafe { opt_str(options.thread_name) } {
             builder = builder.thread_name(name);
+        }
+        if let Some(hook) = options.on_thread_start {
+            let hook = Hook {
+                hook,
+                arg: options.hook_arg,
+            };
+            builder = builder.on_thread_start(move |index| hook.call(index));
+        }
+        if let Some(hook) = options.on_thread_stop {
+            let hook = Hook {
+                hook,
+                arg: options.hook_arg,
+            };
+            builder = builder.on_thread_stop(move |index| hook.call(index));
         }
         let pool = builder.build().map_err(|e| jr_status::from_build(&e))?;
         let handle = Handle::into_raw(PoolHandle {

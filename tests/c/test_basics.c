@@ -110,6 +110,65 @@ static void pool_options_default_and_create_free(void) {
     CHECK_STATUS(jr_pool_free(p), JR_OK);
 }
 
+/* Thread hooks: each worker calls on_thread_start before its first job and
+ * on_thread_stop after its last, on its own thread, with hook_arg and its index. */
+struct hook_log {
+    atomic_int started[4];
+    atomic_int stopped[4];
+    atomic_int jobs_before_all_started;
+};
+
+static void hook_start(void *arg, size_t index) {
+    struct hook_log *log = arg;
+    if (index < 4) {
+        atomic_fetch_add(&log->started[index], 1);
+    }
+}
+
+static void hook_stop(void *arg, size_t index) {
+    struct hook_log *log = arg;
+    if (index < 4) {
+        atomic_fetch_add(&log->stopped[index], 1);
+    }
+}
+
+static int32_t hooks_seen_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)result;
+    struct hook_log *log = arg;
+    int started = 0;
+    for (int i = 0; i < 4; i++) {
+        started += atomic_load(&log->started[i]);
+    }
+    /* This job's own worker has started, at least. */
+    if (started == 0) {
+        atomic_fetch_add(&log->jobs_before_all_started, 1);
+    }
+    return 0;
+}
+
+static void pool_thread_hooks_run_once_per_worker(void) {
+    static struct hook_log log;
+    jr_pool_options o = jr_pool_options_default();
+    CHECK(o.on_thread_start == NULL && o.on_thread_stop == NULL && o.hook_arg == NULL);
+    o.threads = 4;
+    o.on_thread_start = hook_start;
+    o.on_thread_stop = hook_stop;
+    o.hook_arg = &log;
+    jr_pool *p = NULL;
+    CHECK_STATUS(jr_pool_new(&o, &p), JR_OK);
+    REQUIRE(p != NULL);
+    for (int i = 0; i < 16; i++) {
+        CHECK_STATUS(jr_submit(p, hooks_seen_job, &log, NULL, NULL), JR_OK);
+    }
+    CHECK_STATUS(jr_pool_free(p), JR_OK); /* drains, then joins the workers */
+    for (int i = 0; i < 4; i++) {
+        CHECK(atomic_load(&log.started[i]) == 1);
+        CHECK(atomic_load(&log.stopped[i]) == 1);
+    }
+    CHECK(atomic_load(&log.jobs_before_all_started) == 0);
+}
+
 /* ----- jobs ----------------------------------------------------------------------------- */
 
 static int32_t double_job(jr_ctx *ctx, void *arg, void **result) {
@@ -1428,6 +1487,7 @@ int main(void) {
     RUN(status_strings_name_every_status);
     RUN(version_matches_header);
     RUN(pool_options_default_and_create_free);
+    RUN(pool_thread_hooks_run_once_per_worker);
     RUN(submit_wait_take_result);
     RUN(job_error_code_and_message);
     RUN(job_panic_becomes_panicked);
