@@ -128,6 +128,25 @@ EXPECT_cleanup_daemon := \
 	'main: 5 sweeps seen, shutting the pool down (Drain)' \
 	'shutdown(Drain): complete true, ticker stopped: true' \
 	'cleanup_daemon: the periodic job stopped with the pool'
+EXPECT_deadline := \
+	'quick step (3 ms of work, 2 s deadline): Ok, token reason none' \
+	'slow step (up to 5 s of work, 50 ms deadline): Cancelled(DeadlineExceeded), token reason DeadlineExceeded' \
+	'slow step: the job saw ctx.is_cancelled(), reason DeadlineExceeded, and stopped early' \
+	'step under a passed deadline: Cancelled(DeadlineExceeded), token reason DeadlineExceeded, ran: no' \
+	'deadline: ok'
+EXPECT_fanout_group := \
+	'fan-in: 20 items received; item 0 came last, after the other 19' \
+	'group.wait(): Ok; sum of squares 0..19 = 2470; at most 3 running at once' \
+	'group.wait(): Failed; first error: code 42, "item 3: bad response"' \
+	'fail-fast: 1 failed, 9 cancelled (3 stopped while running, 6 never started)' \
+	'fanout_group: ok'
+# How many jobs end during the drain rather than before it varies: that line is not checked.
+EXPECT_graceful_shutdown := \
+	'main: got SIGTERM, the shutdown token is cancelled' \
+	'shutdown(Drain): complete true, cancelled 0, still running 0, still queued 0' \
+	'submit after shutdown: refused (Shutdown)' \
+	'drained: 8 of 8 requests completed; cancelled: 4 of 4 handlers stopped' \
+	'graceful_shutdown: ok'
 
 # The C examples (examples/c/NAME.c): EXPECT_c_NAME.
 EXPECT_c_worker_pool := \
