@@ -399,7 +399,8 @@ typedef struct jr_submit_options {
  * A job: runs on a worker with its context, its argument, and where to put its result
  * (`*result` starts NULL; ownership of what is put there moves to the job's handle).
  * Returns 0 for success, any other value as the job's own error code (see
- * `jr_ctx_fail` for a message). It may call any `jr_*` function, including submitting
+ * `jr_ctx_fail` for a message); a nonzero return after the job was asked to stop
+ * (`jr_ctx_is_cancelled`) ends it `JR_E_CANCELLED`, as Go's `ctx.Err()` would. It may call any `jr_*` function, including submitting
  * and waiting for other jobs (a wait inside a job runs other work meanwhile).
  */
 typedef int32_t (*jr_job_fn)(struct jr_ctx *ctx, void *arg, void **result);

@@ -23,7 +23,8 @@ pub type jr_free_fn = Option<unsafe extern "C" fn(value: *mut c_void)>;
 /// A job: runs on a worker with its context, its argument, and where to put its result
 /// (`*result` starts NULL; ownership of what is put there moves to the job's handle).
 /// Returns 0 for success, any other value as the job's own error code (see
-/// `jr_ctx_fail` for a message). It may call any `jr_*` function, including submitting
+/// `jr_ctx_fail` for a message); a nonzero return after the job was asked to stop
+/// (`jr_ctx_is_cancelled`) ends it `JR_E_CANCELLED`, as Go's `ctx.Err()` would. It may call any `jr_*` function, including submitting
 /// and waiting for other jobs (a wait inside a job runs other work meanwhile).
 pub type jr_job_fn = Option<
     unsafe extern "C" fn(ctx: *mut jr_ctx, arg: *mut c_void, result: *mut *mut c_void) -> i32,
