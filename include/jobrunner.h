@@ -329,6 +329,10 @@ typedef struct jr_stats {
      * Worker threads.
      */
     uint64_t threads;
+    /**
+     * Workers asleep now, waiting for work.
+     */
+    uint64_t sleeping;
 } jr_stats;
 
 /**

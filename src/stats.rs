@@ -63,6 +63,8 @@ pub struct Stats {
     pub parks: u64,
     /// Times a sleeping worker was woken.
     pub unparks: u64,
+    /// Workers asleep now, waiting for work.
+    pub sleeping: usize,
     /// Worker threads.
     pub threads: usize,
 }
@@ -119,6 +121,7 @@ impl Stats {
     pub(crate) fn collect<'a>(
         stripes: impl Iterator<Item = &'a Counters> + Clone,
         unparks: u64,
+        sleeping: usize,
         threads: usize,
     ) -> Self {
         let sum = |field: fn(&Counters) -> &AtomicU64| -> u64 {
@@ -143,6 +146,7 @@ impl Stats {
             steals: sum(|c| &c.steals),
             parks: sum(|c| &c.parks),
             unparks,
+            sleeping,
             threads,
         }
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jobrunner::{
     CancelReason, Context, JobError, JobState, Pool, ShutdownMode, Stats, SubmitError,
@@ -165,7 +165,8 @@ fn one_thread_pool_counts_each_end_before_the_next_start() {
             pool.submit(move |ctx| {
                 let ran_before = position.fetch_add(1, Ordering::SeqCst) as u64;
                 let failed_before = failures.load(Ordering::SeqCst) as u64;
-                let seen = (ran_before, failed_before, ctx.pool().stats());
+                // Boxed: `Stats` is large for a `Result`'s error.
+                let seen = Box::new((ran_before, failed_before, ctx.pool().stats()));
                 if i % 4 == 3 {
                     failures.fetch_add(1, Ordering::SeqCst);
                     Err(seen)
@@ -178,7 +179,7 @@ fn one_thread_pool_counts_each_end_before_the_next_start() {
         .collect();
     for job in jobs {
         let (ran_before, failed_before, stats) = match job.wait() {
-            Ok(seen) | Err(JobError::Failed(seen)) => seen,
+            Ok(seen) | Err(JobError::Failed(seen)) => *seen,
             Err(other) => panic!("{other:?}"),
         };
         assert_eq!(stats.started, ran_before + 1, "{stats:?}");
@@ -244,12 +245,19 @@ fn steals_are_counted_when_work_can_only_be_stolen() {
     assert!(steals > 0, "children ran on another worker without a steal");
 }
 
-/// A job that works a while (so that the other worker goes to sleep), then pushes a child
-/// and blocks outside the pool until the child ran: the sleeping worker must be woken to
-/// run it. Returns the worker indices of the parent and the child.
+/// A job that waits until the other worker is asleep (`Stats::sleeping`), then pushes a
+/// child and blocks outside the pool until the child ran: the sleeping worker must be
+/// woken to run it. Returns the worker indices of the parent and the child.
 fn wake_a_sleeper(pool: &Pool) -> (usize, usize) {
     pool.submit(|ctx: &Context<'_>| {
-        thread::sleep(Duration::from_millis(50));
+        let asleep = Instant::now();
+        while ctx.pool().stats().sleeping == 0 {
+            assert!(
+                asleep.elapsed() < PATIENCE,
+                "the other worker never went to sleep"
+            );
+            thread::yield_now();
+        }
         let (tx, rx) = mpsc::channel();
         let child = ctx
             .pool()
@@ -301,4 +309,20 @@ fn counters_of_delayed_jobs_move_from_queued_to_started() {
     assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
     assert_eq!(counts(&pool.stats()), [1, 1, 1, 0, 0, 0, 0, 0, 0]);
     assert_eq!(ran.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn sleeping_counts_idle_workers_and_drops_when_they_run() {
+    let pool = pool(2);
+    let idle = Instant::now();
+    while pool.stats().sleeping < 2 {
+        assert!(idle.elapsed() < PATIENCE, "{:?}", pool.stats());
+        thread::yield_now();
+    }
+    let blocker = Blocker::start(&pool);
+    // One worker runs the blocker; the other may be asleep or searching.
+    assert!(pool.stats().sleeping <= 1, "{:?}", pool.stats());
+    assert!(pool.stats().running == 1);
+    blocker.release.send(()).unwrap();
+    blocker.job.wait().unwrap();
 }

@@ -308,6 +308,8 @@ pub struct jr_stats {
     pub unparks: u64,
     /// Worker threads.
     pub threads: u64,
+    /// Workers asleep now, waiting for work.
+    pub sleeping: u64,
 }
 
 versioned!(jr_stats {
@@ -325,6 +327,7 @@ versioned!(jr_stats {
     parks,
     unparks,
     threads,
+    sleeping,
 });
 
 /// Writes the pool's counters to `*out`, whose `size` the caller set to
@@ -361,6 +364,7 @@ pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_stats) -> jr_
             parks: s.parks,
             unparks: s.unparks,
             threads: s.threads as u64,
+            sleeping: s.sleeping as u64,
         };
         let ends = <jr_stats as super::Versioned>::field_ends();
         let n = ends

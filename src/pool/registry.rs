@@ -664,7 +664,12 @@ impl Registry {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        Stats::collect(self.stripes(), self.sleep.unparks(), self.threads())
+        Stats::collect(
+            self.stripes(),
+            self.sleep.unparks(),
+            self.sleep.sleeping_now() as usize,
+            self.threads(),
+        )
     }
 
     /// Delayed jobs waiting in the timer.

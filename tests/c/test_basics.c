@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 
 #include <limits.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -746,8 +747,16 @@ static void pool_stats_add_up(void) {
     CHECK(st.queued == 0);
     CHECK(st.running == 0);
     CHECK(st.threads == 1);
+    CHECK(st.sleeping <= st.threads);
     CHECK(st.submitted == st.succeeded + st.failed + st.panicked + st.cancelled);
     CHECK(counter_get(&runs) == 10);
+    /* Idle now: the one worker goes to sleep (an event the stats show). */
+    for (int64_t start = now_ns(); st.sleeping == 0 && now_ns() - start < HANG_MS * MS;) {
+        sched_yield();
+        st = (jr_stats){.size = sizeof st};
+        CHECK_STATUS(jr_pool_stats(p, &st), JR_OK);
+    }
+    CHECK(st.sleeping == 1);
     CHECK_STATUS(jr_pool_free(p), JR_OK);
     counter_destroy(&runs);
     blocker_destroy(&b);

@@ -227,6 +227,11 @@ impl Sleep {
     pub(crate) fn unparks(&self) -> u64 {
         self.unparks.load(Ordering::Relaxed)
     }
+
+    /// Workers asleep now, waiting for work (statistics).
+    pub(crate) fn sleeping_now(&self) -> u64 {
+        sleeping(self.counters.load(Ordering::SeqCst))
+    }
 }
 
 #[cfg(all(test, loom))]
