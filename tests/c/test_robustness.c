@@ -31,6 +31,13 @@
 /* A handle of one type passed as another. */
 #define AS(type, handle) ((type *)(void *)(handle))
 
+/* A row's call, when it is one expression: defines `static jr_status name(jr_ctx *)`. */
+#define THUNK(name, call)             \
+    static jr_status name(jr_ctx *c) { \
+        (void)c;                       \
+        return call;                   \
+    }
+
 /* ----- fixtures ---------------------------------------------------------------------------- */
 
 static struct {
@@ -90,22 +97,10 @@ static int32_t fail_job(jr_ctx *ctx, void *arg, void **result) {
 
 /* ----- status strings and version -------------------------------------------------------------- */
 
-static jr_status t_status_str_minus1(jr_ctx *c) {
-    (void)c;
-    return want_unknown(jr_status_str(-1), "jr_status_str(-1)");
-}
-static jr_status t_status_str_9999(jr_ctx *c) {
-    (void)c;
-    return want_unknown(jr_status_str(9999), "jr_status_str(9999)");
-}
-static jr_status t_status_str_int_min(jr_ctx *c) {
-    (void)c;
-    return want_unknown(jr_status_str(INT_MIN), "jr_status_str(INT_MIN)");
-}
-static jr_status t_status_str_past_last(jr_ctx *c) {
-    (void)c;
-    return want_unknown(jr_status_str(JR_E_FORKED + 1), "jr_status_str(JR_E_FORKED + 1)");
-}
+THUNK(t_status_str_minus1, want_unknown(jr_status_str(-1), "jr_status_str(-1)"))
+THUNK(t_status_str_9999, want_unknown(jr_status_str(9999), "jr_status_str(9999)"))
+THUNK(t_status_str_int_min, want_unknown(jr_status_str(INT_MIN), "jr_status_str(INT_MIN)"))
+THUNK(t_status_str_past_last, want_unknown(jr_status_str(JR_E_FORKED + 1), "jr_status_str(JR_E_FORKED + 1)"))
 static jr_status t_version_not_null(jr_ctx *c) {
     (void)c;
     const char *v = jr_version();
@@ -135,10 +130,7 @@ static jr_status pool_new_status(const jr_pool_options *o) {
     return s;
 }
 
-static jr_status t_pool_new_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_pool_new(NULL, NULL);
-}
+THUNK(t_pool_new_null_out, jr_pool_new(NULL, NULL))
 static jr_status t_pool_new_null_out_with_options(jr_ctx *c) {
     (void)c;
     jr_pool_options o = jr_pool_options_default();
@@ -289,43 +281,16 @@ static jr_status t_pool_new_size_mid_field(jr_ctx *c) {
 
 /* ----- jr_pool_global, jr_pool_shutdown, jr_pool_stats, jr_pool_free ---------------------------- */
 
-static jr_status t_pool_global_not_null(jr_ctx *c) {
-    (void)c;
-    return jr_pool_global() != NULL ? JR_OK : fail_because("jr_pool_global() is NULL");
-}
+THUNK(t_pool_global_not_null, jr_pool_global() != NULL ? JR_OK : fail_because("jr_pool_global() is NULL"))
 
-static jr_status t_shutdown_null(jr_ctx *c) {
-    (void)c;
-    return jr_pool_shutdown(NULL, JR_SHUTDOWN_DRAIN, 0);
-}
-static jr_status t_shutdown_token_as_pool(jr_ctx *c) {
-    (void)c;
-    return jr_pool_shutdown(AS(jr_pool, F.token), JR_SHUTDOWN_CANCEL, 0);
-}
-static jr_status t_shutdown_sem_as_pool(jr_ctx *c) {
-    (void)c;
-    return jr_pool_shutdown(AS(jr_pool, F.sem), JR_SHUTDOWN_CANCEL, 0);
-}
-static jr_status t_shutdown_junk(jr_ctx *c) {
-    (void)c;
-    return jr_pool_shutdown(AS(jr_pool, junk_zero), JR_SHUTDOWN_DRAIN, 0);
-}
-static jr_status t_shutdown_mode_0(jr_ctx *c) {
-    (void)c;
-    return jr_pool_shutdown(F.pool, 0, 0);
-}
-static jr_status t_shutdown_mode_4(jr_ctx *c) {
-    (void)c;
-    return jr_pool_shutdown(F.pool, 4, 0);
-}
-static jr_status t_shutdown_mode_ffff(jr_ctx *c) {
-    (void)c;
-    return jr_pool_shutdown(F.pool, 0xFFFF, 0);
-}
-static jr_status t_shutdown_mode_all_bits(jr_ctx *c) {
-    (void)c;
-    return jr_pool_shutdown(F.pool, UINT32_MAX, 0);
-}
+THUNK(t_shutdown_null, jr_pool_shutdown(NULL, JR_SHUTDOWN_DRAIN, 0))
+THUNK(t_shutdown_token_as_pool, jr_pool_shutdown(AS(jr_pool, F.token), JR_SHUTDOWN_CANCEL, 0))
+THUNK(t_shutdown_sem_as_pool, jr_pool_shutdown(AS(jr_pool, F.sem), JR_SHUTDOWN_CANCEL, 0))
+THUNK(t_shutdown_junk, jr_pool_shutdown(AS(jr_pool, junk_zero), JR_SHUTDOWN_DRAIN, 0))
+THUNK(t_shutdown_mode_0, jr_pool_shutdown(F.pool, 0, 0))
+THUNK(t_shutdown_mode_4, jr_pool_shutdown(F.pool, 4, 0))
+THUNK(t_shutdown_mode_ffff, jr_pool_shutdown(F.pool, 0xFFFF, 0))
+THUNK(t_shutdown_mode_all_bits, jr_pool_shutdown(F.pool, UINT32_MAX, 0))
 static jr_status t_shutdown_mode_drain_cancel_ok(jr_ctx *c) {
     (void)c;
     jr_pool *p = make_pool(1, 0);
@@ -347,10 +312,7 @@ static jr_status t_stats_group_as_pool(jr_ctx *c) {
     jr_stats st = {.size = sizeof st};
     return jr_pool_stats(AS(jr_pool, F.group), &st);
 }
-static jr_status t_stats_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_pool_stats(F.pool, NULL);
-}
+THUNK(t_stats_null_out, jr_pool_stats(F.pool, NULL))
 static jr_status t_stats_size_0(jr_ctx *c) {
     (void)c;
     jr_stats st = {.size = 0};
@@ -400,30 +362,12 @@ static jr_status t_stats_bigger_size(jr_ctx *c) {
     return JR_OK;
 }
 
-static jr_status t_pool_free_null(jr_ctx *c) {
-    (void)c;
-    return jr_pool_free(NULL);
-}
-static jr_status t_pool_free_token_as_pool(jr_ctx *c) {
-    (void)c;
-    return jr_pool_free(AS(jr_pool, F.token));
-}
-static jr_status t_pool_free_job_as_pool(jr_ctx *c) {
-    (void)c;
-    return jr_pool_free(AS(jr_pool, F.done));
-}
-static jr_status t_pool_free_junk(jr_ctx *c) {
-    (void)c;
-    return jr_pool_free(AS(jr_pool, junk_zero));
-}
-static jr_status t_pool_free_dead_tag(jr_ctx *c) {
-    (void)c;
-    return jr_pool_free(AS(jr_pool, junk_dead));
-}
-static jr_status t_pool_free_global(jr_ctx *c) {
-    (void)c;
-    return jr_pool_free(jr_pool_global());
-}
+THUNK(t_pool_free_null, jr_pool_free(NULL))
+THUNK(t_pool_free_token_as_pool, jr_pool_free(AS(jr_pool, F.token)))
+THUNK(t_pool_free_job_as_pool, jr_pool_free(AS(jr_pool, F.done)))
+THUNK(t_pool_free_junk, jr_pool_free(AS(jr_pool, junk_zero)))
+THUNK(t_pool_free_dead_tag, jr_pool_free(AS(jr_pool, junk_dead)))
+THUNK(t_pool_free_global, jr_pool_free(jr_pool_global()))
 static jr_status t_pool_free_ctx_pool_in_job(jr_ctx *c) {
     return jr_pool_free(jr_ctx_pool(c));
 }
@@ -450,18 +394,9 @@ static jr_status group_new_status(jr_pool *pool, const jr_group_options *o) {
     return s;
 }
 
-static jr_status t_group_new_null_pool(jr_ctx *c) {
-    (void)c;
-    return group_new_status(NULL, NULL);
-}
-static jr_status t_group_new_group_as_pool(jr_ctx *c) {
-    (void)c;
-    return group_new_status(AS(jr_pool, F.group), NULL);
-}
-static jr_status t_group_new_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_group_new(F.pool, NULL, NULL);
-}
+THUNK(t_group_new_null_pool, group_new_status(NULL, NULL))
+THUNK(t_group_new_group_as_pool, group_new_status(AS(jr_pool, F.group), NULL))
+THUNK(t_group_new_null_out, jr_group_new(F.pool, NULL, NULL))
 static jr_status t_group_new_size_0(jr_ctx *c) {
     (void)c;
     jr_group_options o = jr_group_options_default();
@@ -533,30 +468,12 @@ static jr_status t_group_new_older_size(jr_ctx *c) {
     return verdict;
 }
 
-static jr_status t_group_close_null(jr_ctx *c) {
-    (void)c;
-    return jr_group_close(NULL);
-}
-static jr_status t_group_close_pool_as_group(jr_ctx *c) {
-    (void)c;
-    return jr_group_close(AS(jr_group, F.pool));
-}
-static jr_status t_group_cancel_null(jr_ctx *c) {
-    (void)c;
-    return jr_group_cancel(NULL);
-}
-static jr_status t_group_cancel_token_as_group(jr_ctx *c) {
-    (void)c;
-    return jr_group_cancel(AS(jr_group, F.token));
-}
-static jr_status t_group_wait_null(jr_ctx *c) {
-    (void)c;
-    return jr_group_wait(NULL, 0);
-}
-static jr_status t_group_wait_sem_as_group(jr_ctx *c) {
-    (void)c;
-    return jr_group_wait(AS(jr_group, F.sem), 0);
-}
+THUNK(t_group_close_null, jr_group_close(NULL))
+THUNK(t_group_close_pool_as_group, jr_group_close(AS(jr_group, F.pool)))
+THUNK(t_group_cancel_null, jr_group_cancel(NULL))
+THUNK(t_group_cancel_token_as_group, jr_group_cancel(AS(jr_group, F.token)))
+THUNK(t_group_wait_null, jr_group_wait(NULL, 0))
+THUNK(t_group_wait_sem_as_group, jr_group_wait(AS(jr_group, F.sem), 0))
 static jr_status t_group_first_error_null(jr_ctx *c) {
     (void)c;
     jr_job *j = NULL;
@@ -567,10 +484,7 @@ static jr_status t_group_first_error_job_as_group(jr_ctx *c) {
     jr_job *j = NULL;
     return jr_group_first_error(AS(jr_group, F.done), &j);
 }
-static jr_status t_group_first_error_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_group_first_error(F.group, NULL);
-}
+THUNK(t_group_first_error_null_out, jr_group_first_error(F.group, NULL))
 static jr_status t_group_next_null(jr_ctx *c) {
     (void)c;
     jr_job *j = NULL;
@@ -581,22 +495,10 @@ static jr_status t_group_next_pool_as_group(jr_ctx *c) {
     jr_job *j = NULL;
     return jr_group_next(AS(jr_group, F.pool), 0, &j);
 }
-static jr_status t_group_next_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_group_next(F.group, 0, NULL);
-}
-static jr_status t_group_free_null(jr_ctx *c) {
-    (void)c;
-    return jr_group_free(NULL);
-}
-static jr_status t_group_free_pool_as_group(jr_ctx *c) {
-    (void)c;
-    return jr_group_free(AS(jr_group, F.pool));
-}
-static jr_status t_group_free_junk(jr_ctx *c) {
-    (void)c;
-    return jr_group_free(AS(jr_group, junk_zero));
-}
+THUNK(t_group_next_null_out, jr_group_next(F.group, 0, NULL))
+THUNK(t_group_free_null, jr_group_free(NULL))
+THUNK(t_group_free_pool_as_group, jr_group_free(AS(jr_group, F.pool)))
+THUNK(t_group_free_junk, jr_group_free(AS(jr_group, junk_zero)))
 
 /* ----- semaphores ---------------------------------------------------------------------------------- */
 
@@ -611,26 +513,11 @@ static jr_status t_sem_new_0(jr_ctx *c) {
     }
     return st;
 }
-static jr_status t_sem_new_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_sem_new(1, NULL);
-}
-static jr_status t_sem_acquire_null(jr_ctx *c) {
-    (void)c;
-    return jr_sem_acquire(NULL, 1, 0, NULL);
-}
-static jr_status t_sem_acquire_token_as_sem(jr_ctx *c) {
-    (void)c;
-    return jr_sem_acquire(AS(jr_sem, F.token), 1, 0, NULL);
-}
-static jr_status t_sem_acquire_pool_as_token(jr_ctx *c) {
-    (void)c;
-    return jr_sem_acquire(F.sem, 1, 0, AS(jr_token, F.pool));
-}
-static jr_status t_sem_acquire_n_0(jr_ctx *c) {
-    (void)c;
-    return jr_sem_acquire(F.sem, 0, 0, NULL);
-}
+THUNK(t_sem_new_null_out, jr_sem_new(1, NULL))
+THUNK(t_sem_acquire_null, jr_sem_acquire(NULL, 1, 0, NULL))
+THUNK(t_sem_acquire_token_as_sem, jr_sem_acquire(AS(jr_sem, F.token), 1, 0, NULL))
+THUNK(t_sem_acquire_pool_as_token, jr_sem_acquire(F.sem, 1, 0, AS(jr_token, F.pool)))
+THUNK(t_sem_acquire_n_0, jr_sem_acquire(F.sem, 0, 0, NULL))
 /* More than the total can never be had: refused (a timeout bounds a wrong wait). */
 static jr_status t_sem_acquire_over_total(jr_ctx *c) {
     (void)c;
@@ -640,22 +527,10 @@ static jr_status t_sem_acquire_over_total(jr_ctx *c) {
     }
     return s;
 }
-static jr_status t_sem_acquire_u64_max(jr_ctx *c) {
-    (void)c;
-    return jr_sem_acquire(F.sem, UINT64_MAX, 100 * MS, F.token);
-}
-static jr_status t_sem_try_acquire_null(jr_ctx *c) {
-    (void)c;
-    return jr_sem_try_acquire(NULL, 1);
-}
-static jr_status t_sem_try_acquire_group_as_sem(jr_ctx *c) {
-    (void)c;
-    return jr_sem_try_acquire(AS(jr_sem, F.group), 1);
-}
-static jr_status t_sem_try_acquire_0(jr_ctx *c) {
-    (void)c;
-    return jr_sem_try_acquire(F.sem, 0);
-}
+THUNK(t_sem_acquire_u64_max, jr_sem_acquire(F.sem, UINT64_MAX, 100 * MS, F.token))
+THUNK(t_sem_try_acquire_null, jr_sem_try_acquire(NULL, 1))
+THUNK(t_sem_try_acquire_group_as_sem, jr_sem_try_acquire(AS(jr_sem, F.group), 1))
+THUNK(t_sem_try_acquire_0, jr_sem_try_acquire(F.sem, 0))
 static jr_status t_sem_try_acquire_over_total(jr_ctx *c) {
     (void)c;
     jr_status s = jr_sem_try_acquire(F.sem, 3);
@@ -664,26 +539,14 @@ static jr_status t_sem_try_acquire_over_total(jr_ctx *c) {
     }
     return s;
 }
-static jr_status t_sem_release_null(jr_ctx *c) {
-    (void)c;
-    return jr_sem_release(NULL, 1);
-}
-static jr_status t_sem_release_job_as_sem(jr_ctx *c) {
-    (void)c;
-    return jr_sem_release(AS(jr_sem, F.done), 1);
-}
-static jr_status t_sem_release_0(jr_ctx *c) {
-    (void)c;
-    return jr_sem_release(F.sem, 0);
-}
+THUNK(t_sem_release_null, jr_sem_release(NULL, 1))
+THUNK(t_sem_release_job_as_sem, jr_sem_release(AS(jr_sem, F.done), 1))
+THUNK(t_sem_release_0, jr_sem_release(F.sem, 0))
 static jr_status t_sem_release_more_than_taken(jr_ctx *c) {
     (void)c;
     return jr_sem_release(F.sem, 1); /* all permits are free */
 }
-static jr_status t_sem_release_u64_max(jr_ctx *c) {
-    (void)c;
-    return jr_sem_release(F.sem, UINT64_MAX);
-}
+THUNK(t_sem_release_u64_max, jr_sem_release(F.sem, UINT64_MAX))
 static jr_status t_sem_release_some_more_than_taken(jr_ctx *c) {
     (void)c;
     if (jr_sem_try_acquire(F.sem, 1) != JR_OK) {
@@ -711,22 +574,10 @@ static jr_status t_sem_available_pool_as_sem(jr_ctx *c) {
     uint64_t n;
     return jr_sem_available(AS(jr_sem, F.pool), &n);
 }
-static jr_status t_sem_available_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_sem_available(F.sem, NULL);
-}
-static jr_status t_sem_free_null(jr_ctx *c) {
-    (void)c;
-    return jr_sem_free(NULL);
-}
-static jr_status t_sem_free_group_as_sem(jr_ctx *c) {
-    (void)c;
-    return jr_sem_free(AS(jr_sem, F.group));
-}
-static jr_status t_sem_free_dead_tag(jr_ctx *c) {
-    (void)c;
-    return jr_sem_free(AS(jr_sem, junk_dead));
-}
+THUNK(t_sem_available_null_out, jr_sem_available(F.sem, NULL))
+THUNK(t_sem_free_null, jr_sem_free(NULL))
+THUNK(t_sem_free_group_as_sem, jr_sem_free(AS(jr_sem, F.group)))
+THUNK(t_sem_free_dead_tag, jr_sem_free(AS(jr_sem, junk_dead)))
 
 /* ----- jr_submit --------------------------------------------------------------------------------- */
 
@@ -753,25 +604,13 @@ static jr_status submit_status(jr_pool *pool, jr_job_fn fn, const jr_submit_opti
     return s;
 }
 
-static jr_status t_submit_null_pool(jr_ctx *c) {
-    (void)c;
-    return submit_status(NULL, nop_job, NULL);
-}
-static jr_status t_submit_token_as_pool(jr_ctx *c) {
-    (void)c;
-    return submit_status(AS(jr_pool, F.token), nop_job, NULL);
-}
-static jr_status t_submit_junk_pool(jr_ctx *c) {
-    (void)c;
-    return submit_status(AS(jr_pool, junk_zero), nop_job, NULL);
-}
+THUNK(t_submit_null_pool, submit_status(NULL, nop_job, NULL))
+THUNK(t_submit_token_as_pool, submit_status(AS(jr_pool, F.token), nop_job, NULL))
+THUNK(t_submit_junk_pool, submit_status(AS(jr_pool, junk_zero), nop_job, NULL))
 static jr_status t_submit_ctx_as_pool_in_job(jr_ctx *c) {
     return submit_status(AS(jr_pool, c), nop_job, NULL);
 }
-static jr_status t_submit_null_fn(jr_ctx *c) {
-    (void)c;
-    return submit_status(F.pool, NULL, NULL);
-}
+THUNK(t_submit_null_fn, submit_status(F.pool, NULL, NULL))
 static jr_status t_submit_options_size_0(jr_ctx *c) {
     (void)c;
     jr_submit_options o = jr_submit_options_default();
@@ -933,30 +772,12 @@ static jr_status every_status(jr_pool *pool, int64_t period, jr_job_fn fn,
     return s;
 }
 
-static jr_status t_every_null_pool(jr_ctx *c) {
-    (void)c;
-    return every_status(NULL, MS, nop_job, NULL);
-}
-static jr_status t_every_sem_as_pool(jr_ctx *c) {
-    (void)c;
-    return every_status(AS(jr_pool, F.sem), MS, nop_job, NULL);
-}
-static jr_status t_every_null_fn(jr_ctx *c) {
-    (void)c;
-    return every_status(F.pool, MS, NULL, NULL);
-}
-static jr_status t_every_period_0(jr_ctx *c) {
-    (void)c;
-    return every_status(F.pool, 0, nop_job, NULL);
-}
-static jr_status t_every_period_negative(jr_ctx *c) {
-    (void)c;
-    return every_status(F.pool, -1, nop_job, NULL);
-}
-static jr_status t_every_period_int64_min(jr_ctx *c) {
-    (void)c;
-    return every_status(F.pool, INT64_MIN, nop_job, NULL);
-}
+THUNK(t_every_null_pool, every_status(NULL, MS, nop_job, NULL))
+THUNK(t_every_sem_as_pool, every_status(AS(jr_pool, F.sem), MS, nop_job, NULL))
+THUNK(t_every_null_fn, every_status(F.pool, MS, NULL, NULL))
+THUNK(t_every_period_0, every_status(F.pool, 0, nop_job, NULL))
+THUNK(t_every_period_negative, every_status(F.pool, -1, nop_job, NULL))
+THUNK(t_every_period_int64_min, every_status(F.pool, INT64_MIN, nop_job, NULL))
 static jr_status t_every_with_group(jr_ctx *c) {
     (void)c;
     jr_submit_options o = jr_submit_options_default();
@@ -1000,22 +821,10 @@ static jr_status t_every_bigger_nonzero(jr_ctx *c) {
 
 /* ----- jobs ---------------------------------------------------------------------------------------- */
 
-static jr_status t_job_wait_null(jr_ctx *c) {
-    (void)c;
-    return jr_job_wait(NULL, 0);
-}
-static jr_status t_job_wait_sem_as_job(jr_ctx *c) {
-    (void)c;
-    return jr_job_wait(AS(jr_job, F.sem), 0);
-}
-static jr_status t_job_wait_pool_as_job(jr_ctx *c) {
-    (void)c;
-    return jr_job_wait(AS(jr_job, F.pool), 0);
-}
-static jr_status t_job_wait_dead_tag(jr_ctx *c) {
-    (void)c;
-    return jr_job_wait(AS(jr_job, junk_dead), 0);
-}
+THUNK(t_job_wait_null, jr_job_wait(NULL, 0))
+THUNK(t_job_wait_sem_as_job, jr_job_wait(AS(jr_job, F.sem), 0))
+THUNK(t_job_wait_pool_as_job, jr_job_wait(AS(jr_job, F.pool), 0))
+THUNK(t_job_wait_dead_tag, jr_job_wait(AS(jr_job, junk_dead), 0))
 static jr_status t_take_result_null_job(jr_ctx *c) {
     (void)c;
     void *r = NULL;
@@ -1026,10 +835,7 @@ static jr_status t_take_result_token_as_job(jr_ctx *c) {
     void *r = NULL;
     return jr_job_take_result(AS(jr_job, F.token), &r);
 }
-static jr_status t_take_result_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_job_take_result(F.done, NULL);
-}
+THUNK(t_take_result_null_out, jr_job_take_result(F.done, NULL))
 static jr_status t_take_result_member(jr_ctx *c) {
     (void)c;
     void *r = NULL;
@@ -1055,10 +861,7 @@ static jr_status t_job_state_group_as_job(jr_ctx *c) {
     jr_state st;
     return jr_job_state(AS(jr_job, F.group), &st);
 }
-static jr_status t_job_state_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_job_state(F.done, NULL);
-}
+THUNK(t_job_state_null_out, jr_job_state(F.done, NULL))
 static jr_status t_error_code_null(jr_ctx *c) {
     (void)c;
     int32_t code;
@@ -1069,113 +872,41 @@ static jr_status t_error_code_pool_as_job(jr_ctx *c) {
     int32_t code;
     return jr_job_error_code(AS(jr_job, F.pool), &code);
 }
-static jr_status t_error_code_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_job_error_code(F.done, NULL);
-}
+THUNK(t_error_code_null_out, jr_job_error_code(F.done, NULL))
 static jr_status t_error_code_running(jr_ctx *c) {
     (void)c;
     int32_t code;
     return jr_job_error_code(F.running, &code);
 }
-static jr_status t_error_message_null(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_job_error_message(NULL), "jr_job_error_message(NULL)");
-}
-static jr_status t_error_message_sem_as_job(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_job_error_message(AS(jr_job, F.sem)), "jr_job_error_message(sem)");
-}
-static jr_status t_error_message_junk(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_job_error_message(AS(jr_job, junk_zero)), "jr_job_error_message(junk)");
-}
-static jr_status t_error_message_running(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_job_error_message(F.running), "jr_job_error_message(running job)");
-}
-static jr_status t_error_message_succeeded(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_job_error_message(F.done), "jr_job_error_message(succeeded job)");
-}
-static jr_status t_job_cancel_null(jr_ctx *c) {
-    (void)c;
-    return jr_job_cancel(NULL);
-}
-static jr_status t_job_cancel_token_as_job(jr_ctx *c) {
-    (void)c;
-    return jr_job_cancel(AS(jr_job, F.token));
-}
-static jr_status t_job_cancel_ended(jr_ctx *c) {
-    (void)c;
-    return jr_job_cancel(F.done);
-}
-static jr_status t_job_free_null(jr_ctx *c) {
-    (void)c;
-    return jr_job_free(NULL);
-}
-static jr_status t_job_free_sem_as_job(jr_ctx *c) {
-    (void)c;
-    return jr_job_free(AS(jr_job, F.sem));
-}
-static jr_status t_job_free_junk(jr_ctx *c) {
-    (void)c;
-    return jr_job_free(AS(jr_job, junk_zero));
-}
+THUNK(t_error_message_null, want_null(jr_job_error_message(NULL), "jr_job_error_message(NULL)"))
+THUNK(t_error_message_sem_as_job, want_null(jr_job_error_message(AS(jr_job, F.sem)), "jr_job_error_message(sem)"))
+THUNK(t_error_message_junk, want_null(jr_job_error_message(AS(jr_job, junk_zero)), "jr_job_error_message(junk)"))
+THUNK(t_error_message_running, want_null(jr_job_error_message(F.running), "jr_job_error_message(running job)"))
+THUNK(t_error_message_succeeded, want_null(jr_job_error_message(F.done), "jr_job_error_message(succeeded job)"))
+THUNK(t_job_cancel_null, jr_job_cancel(NULL))
+THUNK(t_job_cancel_token_as_job, jr_job_cancel(AS(jr_job, F.token)))
+THUNK(t_job_cancel_ended, jr_job_cancel(F.done))
+THUNK(t_job_free_null, jr_job_free(NULL))
+THUNK(t_job_free_sem_as_job, jr_job_free(AS(jr_job, F.sem)))
+THUNK(t_job_free_junk, jr_job_free(AS(jr_job, junk_zero)))
 
 /* ----- job contexts ----------------------------------------------------------------------------------- */
 
-static jr_status t_ctx_is_cancelled_null(jr_ctx *c) {
-    (void)c;
-    return want_false(jr_ctx_is_cancelled(NULL), "jr_ctx_is_cancelled(NULL)");
-}
-static jr_status t_ctx_is_cancelled_token_as_ctx(jr_ctx *c) {
-    (void)c;
-    return want_false(jr_ctx_is_cancelled(AS(jr_ctx, F.token)), "jr_ctx_is_cancelled(token)");
-}
-static jr_status t_ctx_is_cancelled_job_as_ctx_in_job(jr_ctx *c) {
-    (void)c;
-    return want_false(jr_ctx_is_cancelled(AS(jr_ctx, F.running)), "jr_ctx_is_cancelled(job)");
-}
-static jr_status t_ctx_token_null(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_ctx_token(NULL), "jr_ctx_token(NULL)");
-}
-static jr_status t_ctx_token_pool_as_ctx(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_ctx_token(AS(jr_ctx, F.pool)), "jr_ctx_token(pool)");
-}
-static jr_status t_ctx_token_junk(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_ctx_token(AS(jr_ctx, junk_zero)), "jr_ctx_token(junk)");
-}
-static jr_status t_ctx_pool_null(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_ctx_pool(NULL), "jr_ctx_pool(NULL)");
-}
-static jr_status t_ctx_pool_sem_as_ctx(jr_ctx *c) {
-    (void)c;
-    return want_null(jr_ctx_pool(AS(jr_ctx, F.sem)), "jr_ctx_pool(sem)");
-}
-static jr_status t_ctx_fail_null_ctx(jr_ctx *c) {
-    (void)c;
-    return jr_ctx_fail(NULL, "message");
-}
-static jr_status t_ctx_fail_group_as_ctx(jr_ctx *c) {
-    (void)c;
-    return jr_ctx_fail(AS(jr_ctx, F.group), "message");
-}
+THUNK(t_ctx_is_cancelled_null, want_false(jr_ctx_is_cancelled(NULL), "jr_ctx_is_cancelled(NULL)"))
+THUNK(t_ctx_is_cancelled_token_as_ctx, want_false(jr_ctx_is_cancelled(AS(jr_ctx, F.token)), "jr_ctx_is_cancelled(token)"))
+THUNK(t_ctx_is_cancelled_job_as_ctx_in_job, want_false(jr_ctx_is_cancelled(AS(jr_ctx, F.running)), "jr_ctx_is_cancelled(job)"))
+THUNK(t_ctx_token_null, want_null(jr_ctx_token(NULL), "jr_ctx_token(NULL)"))
+THUNK(t_ctx_token_pool_as_ctx, want_null(jr_ctx_token(AS(jr_ctx, F.pool)), "jr_ctx_token(pool)"))
+THUNK(t_ctx_token_junk, want_null(jr_ctx_token(AS(jr_ctx, junk_zero)), "jr_ctx_token(junk)"))
+THUNK(t_ctx_pool_null, want_null(jr_ctx_pool(NULL), "jr_ctx_pool(NULL)"))
+THUNK(t_ctx_pool_sem_as_ctx, want_null(jr_ctx_pool(AS(jr_ctx, F.sem)), "jr_ctx_pool(sem)"))
+THUNK(t_ctx_fail_null_ctx, jr_ctx_fail(NULL, "message"))
+THUNK(t_ctx_fail_group_as_ctx, jr_ctx_fail(AS(jr_ctx, F.group), "message"))
 static jr_status t_ctx_fail_null_message_in_job(jr_ctx *c) {
     return jr_ctx_fail(c, NULL);
 }
-static jr_status t_ctx_panic_null_ctx(jr_ctx *c) {
-    (void)c;
-    return jr_ctx_panic(NULL, "message");
-}
-static jr_status t_ctx_panic_pool_as_ctx(jr_ctx *c) {
-    (void)c;
-    return jr_ctx_panic(AS(jr_ctx, F.pool), "message");
-}
+THUNK(t_ctx_panic_null_ctx, jr_ctx_panic(NULL, "message"))
+THUNK(t_ctx_panic_pool_as_ctx, jr_ctx_panic(AS(jr_ctx, F.pool), "message"))
 static jr_status t_ctx_panic_null_message_in_job(jr_ctx *c) {
     return jr_ctx_panic(c, NULL);
 }
@@ -1199,14 +930,8 @@ static jr_status t_ctx_tick_null_out_in_job(jr_ctx *c) {
 
 /* ----- tokens ------------------------------------------------------------------------------------------ */
 
-static jr_status t_token_new_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_token_new(NULL, NULL);
-}
-static jr_status t_token_new_null_out_with_parent(jr_ctx *c) {
-    (void)c;
-    return jr_token_new(F.token, NULL);
-}
+THUNK(t_token_new_null_out, jr_token_new(NULL, NULL))
+THUNK(t_token_new_null_out_with_parent, jr_token_new(F.token, NULL))
 static jr_status t_token_new_pool_as_parent(jr_ctx *c) {
     (void)c;
     jr_token *t = NULL;
@@ -1225,14 +950,8 @@ static jr_status t_token_new_junk_parent(jr_ctx *c) {
     }
     return s;
 }
-static jr_status t_set_deadline_null(jr_ctx *c) {
-    (void)c;
-    return jr_token_set_deadline(NULL, SEC);
-}
-static jr_status t_set_deadline_sem_as_token(jr_ctx *c) {
-    (void)c;
-    return jr_token_set_deadline(AS(jr_token, F.sem), SEC);
-}
+THUNK(t_set_deadline_null, jr_token_set_deadline(NULL, SEC))
+THUNK(t_set_deadline_sem_as_token, jr_token_set_deadline(AS(jr_token, F.sem), SEC))
 static jr_status t_set_deadline_negative(jr_ctx *c) {
     (void)c;
     jr_token *t = NULL;
@@ -1246,26 +965,11 @@ static jr_status t_set_deadline_negative(jr_ctx *c) {
     jr_token_free(t);
     return s;
 }
-static jr_status t_token_cancel_null(jr_ctx *c) {
-    (void)c;
-    return jr_token_cancel(NULL);
-}
-static jr_status t_token_cancel_group_as_token(jr_ctx *c) {
-    (void)c;
-    return jr_token_cancel(AS(jr_token, F.group));
-}
-static jr_status t_token_cancel_junk(jr_ctx *c) {
-    (void)c;
-    return jr_token_cancel(AS(jr_token, junk_zero));
-}
-static jr_status t_token_is_cancelled_null(jr_ctx *c) {
-    (void)c;
-    return want_false(jr_token_is_cancelled(NULL), "jr_token_is_cancelled(NULL)");
-}
-static jr_status t_token_is_cancelled_pool_as_token(jr_ctx *c) {
-    (void)c;
-    return want_false(jr_token_is_cancelled(AS(jr_token, F.pool)), "jr_token_is_cancelled(pool)");
-}
+THUNK(t_token_cancel_null, jr_token_cancel(NULL))
+THUNK(t_token_cancel_group_as_token, jr_token_cancel(AS(jr_token, F.group)))
+THUNK(t_token_cancel_junk, jr_token_cancel(AS(jr_token, junk_zero)))
+THUNK(t_token_is_cancelled_null, want_false(jr_token_is_cancelled(NULL), "jr_token_is_cancelled(NULL)"))
+THUNK(t_token_is_cancelled_pool_as_token, want_false(jr_token_is_cancelled(AS(jr_token, F.pool)), "jr_token_is_cancelled(pool)"))
 static jr_status t_token_is_cancelled_dead_tag(jr_ctx *c) {
     (void)c;
     return want_false(jr_token_is_cancelled(AS(jr_token, junk_dead)),
@@ -1281,26 +985,11 @@ static jr_status t_token_reason_job_as_token(jr_ctx *c) {
     jr_cancel_reason r;
     return jr_token_reason(AS(jr_token, F.done), &r);
 }
-static jr_status t_token_reason_null_out(jr_ctx *c) {
-    (void)c;
-    return jr_token_reason(F.token, NULL);
-}
-static jr_status t_token_wait_null(jr_ctx *c) {
-    (void)c;
-    return jr_token_wait(NULL, 100 * MS);
-}
-static jr_status t_token_wait_sem_as_token(jr_ctx *c) {
-    (void)c;
-    return jr_token_wait(AS(jr_token, F.sem), 100 * MS);
-}
-static jr_status t_token_free_null(jr_ctx *c) {
-    (void)c;
-    return jr_token_free(NULL);
-}
-static jr_status t_token_free_pool_as_token(jr_ctx *c) {
-    (void)c;
-    return jr_token_free(AS(jr_token, F.pool));
-}
+THUNK(t_token_reason_null_out, jr_token_reason(F.token, NULL))
+THUNK(t_token_wait_null, jr_token_wait(NULL, 100 * MS))
+THUNK(t_token_wait_sem_as_token, jr_token_wait(AS(jr_token, F.sem), 100 * MS))
+THUNK(t_token_free_null, jr_token_free(NULL))
+THUNK(t_token_free_pool_as_token, jr_token_free(AS(jr_token, F.pool)))
 static jr_status t_token_free_ctx_token_in_job(jr_ctx *c) {
     return jr_token_free(jr_ctx_token(c));
 }
@@ -1322,10 +1011,7 @@ static jr_status t_fixture_pool_still_works(jr_ctx *c) {
     counter_destroy(&runs);
     return s;
 }
-static jr_status t_fixture_token_not_cancelled(jr_ctx *c) {
-    (void)c;
-    return want_false(jr_token_is_cancelled(F.token), "jr_token_is_cancelled(fixture token)");
-}
+THUNK(t_fixture_token_not_cancelled, want_false(jr_token_is_cancelled(F.token), "jr_token_is_cancelled(fixture token)"))
 static jr_status t_fixture_sem_all_free(jr_ctx *c) {
     (void)c;
     uint64_t n = 0;
