@@ -48,6 +48,7 @@ mod error;
 pub mod ffi;
 #[cfg(not(loom))]
 mod group;
+mod handoff;
 mod job;
 #[cfg(not(loom))]
 mod join;

@@ -1,32 +1,27 @@
 //! The async-signal-safe half of `jr_token_cancel`.
 //!
 //! A signal handler may not take a lock or allocate, and cancelling a token does both (it
-//! ends queued jobs, runs callbacks). So `jr_token_cancel` only marks the token
-//! (`signalled`, which `jr_token_is_cancelled` reads at once), pushes it on a lock-free
-//! stack with a reference held, and writes to an eventfd. A helper thread, started with
-//! the first token, reads the eventfd, pops the stack, and does the real cancel. Any
-//! other call on a marked token from normal context (submit with it, wait on it, make a
-//! child of it...) first completes the cancel itself ([`TokenShared::settle`]), so a
-//! thread that cancels and then uses the token sees the full effect in order.
+//! ends queued jobs, runs callbacks). So `jr_token_cancel` only marks the token (which
+//! `jr_token_is_cancelled` reads at once), pushes it on a lock-free hand-off stack with a
+//! reference held (`crate::handoff`, which has the loom model), and writes to an
+//! eventfd. A helper thread, started with the first token, reads the eventfd, takes the
+//! stack, and does the real cancel. Any other call on a marked token from normal context
+//! (submit with it, wait on it, make a child of it...) first completes the cancel itself
+//! (`settle`), so a thread that cancels and then uses the token sees the full effect in
+//! order.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
+use crate::handoff::{HandOff, Marked};
 use crate::CancelToken;
 
-/// What a `jr_token` handle shares with the signal helper.
-pub(crate) struct TokenShared {
-    pub(crate) token: CancelToken,
-    /// Set by `jr_token_cancel`: the token is cancelled, or about to be by the helper.
-    signalled: AtomicBool,
-    /// The next entry of [`PENDING`] while this one is on it.
-    next: AtomicPtr<TokenShared>,
-}
+/// What a `jr_token` handle shares with the signal helper: the token, marked by
+/// `jr_token_cancel`.
+pub(crate) type TokenShared = Marked<CancelToken>;
 
-/// Tokens marked by `jr_token_cancel` and not yet cancelled by the helper: a Treiber
-/// stack of `Arc::into_raw` pointers (push from any thread or handler; the helper takes
-/// the whole stack at once, so there is no ABA).
-static PENDING: AtomicPtr<TokenShared> = AtomicPtr::new(std::ptr::null_mut());
+/// Tokens marked by `jr_token_cancel` and not yet cancelled by the helper.
+static PENDING: HandOff<CancelToken> = HandOff::new();
 
 /// The helper's eventfd, or -1 before the helper starts.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
@@ -35,34 +30,26 @@ static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// forked child can reset it (a lock held by a parent thread at the fork would stay held).
 static STARTING: AtomicBool = AtomicBool::new(false);
 
-impl TokenShared {
-    pub(crate) fn new(token: CancelToken) -> Arc<Self> {
-        Arc::new(TokenShared {
-            token,
-            signalled: AtomicBool::new(false),
-            next: AtomicPtr::new(std::ptr::null_mut()),
-        })
-    }
-
+impl Marked<CancelToken> {
     /// Whether the token is cancelled, or marked for it by `jr_token_cancel`.
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.signalled.load(Ordering::Acquire) || self.token.is_cancelled()
+        self.is_marked() || self.value.is_cancelled()
     }
 
-    /// Completes a cancel requested by [`TokenShared::cancel_from_anywhere`], from normal
+    /// Completes a cancel requested by [`Marked::cancel_from_anywhere`], from normal
     /// context; returns the token.
     pub(crate) fn settle(&self) -> &CancelToken {
-        if self.signalled.load(Ordering::Acquire) {
+        if self.is_marked() {
             // A no-op if the helper (or an earlier reason) got there first.
-            self.token.cancel();
+            self.value.cancel();
         }
-        &self.token
+        &self.value
     }
 
     /// Cancels the token without locking or allocating: marks it and hands it to the
     /// helper thread. Async-signal-safe.
     pub(crate) fn cancel_from_anywhere(self: &Arc<Self>) {
-        if self.signalled.swap(true, Ordering::AcqRel) {
+        if !self.mark() {
             return;
         }
         let fd = WAKE_FD.load(Ordering::Acquire);
@@ -71,16 +58,7 @@ impl TokenShared {
             // `settle` completes it at the next use from normal context.
             return;
         }
-        // The stack's reference, taken back by the helper.
-        let raw = Arc::into_raw(Arc::clone(self)).cast_mut();
-        let mut head = PENDING.load(Ordering::Acquire);
-        loop {
-            self.next.store(head, Ordering::Relaxed);
-            match PENDING.compare_exchange_weak(head, raw, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(now) => head = now,
-            }
-        }
+        PENDING.push(self);
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live local to an fd we own; `write` is
         // async-signal-safe. A failed write (the counter saturated) still leaves a
@@ -138,13 +116,8 @@ fn helper(fd: i32) {
             }
             return;
         }
-        let mut next = PENDING.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        while !next.is_null() {
-            // SAFETY: every pointer on the stack came from `Arc::into_raw`, and taking
-            // the whole stack made us its only owner.
-            let shared = unsafe { Arc::from_raw(next) };
-            next = shared.next.load(Ordering::Relaxed);
-            shared.token.cancel();
+        for token in PENDING.take_all() {
+            token.value.cancel();
         }
     }
 }
@@ -158,6 +131,6 @@ pub(crate) fn after_fork() {
         // SAFETY: the child's copy of the helper's fd, which nothing else uses.
         unsafe { libc::close(fd) };
     }
-    PENDING.store(std::ptr::null_mut(), Ordering::Release);
+    PENDING.forget_all();
     STARTING.store(false, Ordering::Release);
 }
