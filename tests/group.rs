@@ -17,10 +17,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+mod common;
+
+use common::{quiet_expected_panics, XorShift, EXPECTED};
 use jobrunner::{
     CancelReason, CancelToken, Group, GroupOptions, HelpPolicy, Job, JobError, JobState, Pool,
     SubmitError, SubmitOptions,
@@ -43,9 +47,6 @@ const LIMITED_FAN_IN: Duration = Duration::from_secs(2);
 
 /// Seeds of the randomized tests.
 const SEEDS: [u64; 3] = [0x9E37_79B9_7F4A_7C15, 0x0123_4567_89AB_CDEF, 42];
-
-/// In the message of every panic a test causes on purpose; the panic hook stays quiet on them.
-const EXPECTED_PANIC: &str = "expected test panic";
 
 /// How long a whole test may take before it is called hung.
 const HANG: Duration = Duration::from_secs(30);
@@ -83,61 +84,9 @@ fn scaled(release: usize, debug: usize) -> usize {
     }
 }
 
-/// A seeded xorshift64* generator.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        XorShift(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform-ish in `0..n`.
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A random permutation of `0..n`.
-    fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut items: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            let j = self.below(i + 1);
-            items.swap(i, j);
-        }
-        items
-    }
-}
-
 /// A pool of `threads` workers with the default help policy.
 fn pool(threads: usize) -> Pool {
     Pool::builder().threads(threads).build().unwrap()
-}
-
-/// Silences the default panic hook for the panics the tests cause on purpose, and only
-/// for those.
-fn quiet_expected_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-            if !message.is_some_and(|m| m.contains(EXPECTED_PANIC)) {
-                default(info);
-            }
-        }));
-    });
 }
 
 /// A gate jobs wait at until the test opens it (each wait bounded by [`PATIENCE`]).
@@ -689,7 +638,7 @@ fn released_jobs(
                 match body {
                     Ok(value) => Ok(value),
                     Err(message) if message.starts_with("panic:") => {
-                        panic!("{EXPECTED_PANIC}: {message}")
+                        panic!("{EXPECTED}: {message}")
                     }
                     Err(message) => Err(message.to_owned()),
                 }
@@ -887,7 +836,7 @@ fn fail_fast_starts_no_queued_sibling_after_the_first_failure() {
         let pool = pool(8);
         for (round, seed) in SEEDS.iter().enumerate() {
             let mut rng = XorShift::new(*seed);
-            let k = rng.below(n);
+            let k = rng.below(n as u64) as usize;
             let panics = round % 2 == 1;
             let group: Group<usize, usize> =
                 pool.group_with(GroupOptions::new().limit(1).fail_fast());
@@ -900,7 +849,7 @@ fn fail_fast_starts_no_queued_sibling_after_the_first_failure() {
                         match (i == k, panics) {
                             (false, _) => Ok(i),
                             (true, false) => Err(i),
-                            (true, true) => panic!("{EXPECTED_PANIC}: job {i}"),
+                            (true, true) => panic!("{EXPECTED}: job {i}"),
                         }
                     })
                     .unwrap()
@@ -1074,7 +1023,7 @@ fn without_fail_fast_a_failure_does_not_cancel_siblings() {
         let n = 100;
         let pool = pool(8);
         for seed in SEEDS {
-            let k = XorShift::new(seed).below(n);
+            let k = XorShift::new(seed).below(n as u64) as usize;
             let group: Group<usize, usize> = pool.group_with(GroupOptions::new().limit(1));
             let started = Arc::new(AtomicUsize::new(0));
             let told = Arc::new(AtomicUsize::new(0));
@@ -1133,7 +1082,7 @@ fn limit_four_is_respected_under_load() {
                 s.spawn(|| {
                     let mut rng = XorShift::new(seed);
                     for i in 0..n {
-                        let work = rng.next() % 4_000;
+                        let work = rng.next_u64() % 4_000;
                         let (running, peak) = (Arc::clone(&running), Arc::clone(&peak));
                         group
                             .submit(move |_| {

@@ -19,6 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+mod common;
+
+use common::XorShift;
 use jobrunner::{
     CancelReason, CancelToken, HelpPolicy, Job, JobError, JobState, Permit, Pool, Semaphore,
     SemaphoreError, ShutdownMode, SubmitError, SubmitOptions,
@@ -36,29 +40,6 @@ fn scaled(n: usize) -> usize {
         (n / 10).max(1)
     } else {
         n
-    }
-}
-
-/// A seeded xorshift64 generator.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        XorShift(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A number in `low..=high`.
-    fn range(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
     }
 }
 
@@ -1424,8 +1405,8 @@ fn cancels_racing_grants_lose_no_permits() {
             handles.push(job);
             flags.push(ran);
             // Cancel a random earlier job: waiting, granted, running or done.
-            if rng.next() % 3 == 0 {
-                let victim = rng.next() as usize % handles.len();
+            if rng.next_u64() % 3 == 0 {
+                let victim = rng.next_u64() as usize % handles.len();
                 if handles[victim].cancel() {
                     cancelled += 1;
                 }

@@ -29,6 +29,10 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+mod common;
+
+use common::XorShift;
 use jobrunner::{
     CancelReason, CancelToken, Context, JobError, JobHandle, JobState, PanicPolicy, Pool,
     ShutdownMode, SubmitError, SubmitOptions, Ticker,
@@ -127,25 +131,6 @@ fn pool(threads: usize) -> Pool {
         .thread_name("ticker-test")
         .build()
         .expect("a pool")
-}
-
-/// A seeded xorshift64 generator: the same "random" delays on every run.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Uniform enough in `low..=high`.
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
 }
 
 // ----- what a periodic job's runs report --------------------------------------------------
@@ -953,7 +938,7 @@ impl Fired {
 /// the later one was released first. States never return to `Delayed`, so a correct timer
 /// cannot be caught that way, whatever the timing.
 fn fire_random_delayed_jobs(pool: &Pool, count: usize, seed: u64) -> Fired {
-    let mut rng = XorShift(seed);
+    let mut rng = XorShift::new(seed);
     let runs: Arc<Vec<AtomicU32>> = Arc::new((0..count).map(|_| AtomicU32::new(0)).collect());
     let order: Arc<Vec<AtomicU32>> = Arc::new((0..count).map(|_| AtomicU32::new(0)).collect());
     let starts: Arc<Vec<OnceLock<Instant>>> =
@@ -974,7 +959,7 @@ fn fire_random_delayed_jobs(pool: &Pool, count: usize, seed: u64) -> Fired {
     let mut after = Vec::with_capacity(count);
     let mut jobs = Vec::with_capacity(count);
     for i in 0..count {
-        let d = Duration::from_millis(rng.between(1, 200));
+        let d = Duration::from_millis(rng.range(1, 200));
         let (runs, order, starts, next, done) = (
             Arc::clone(&runs),
             Arc::clone(&order),

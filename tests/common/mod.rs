@@ -339,6 +339,21 @@ impl XorShift {
     pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
+
+    /// The next number, reduced to `low..=high`.
+    pub(crate) fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.below(high - low + 1)
+    }
+
+    /// A random permutation of `0..n`.
+    pub(crate) fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut items: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+        items
+    }
 }
 
 // ----- child processes -------------------------------------------------------------------
