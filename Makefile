@@ -186,7 +186,7 @@ EXPECT_c_graceful_shutdown := \
 	'graceful_shutdown: ok'
 
 TEST_STEPS := lint test-header test-rust test-loom test-c test-examples test-install
-C_TEST_STEPS := test-c-static test-c-shared test-c-valgrind test-c-asan
+C_TEST_STEPS := test-c-static test-c-shared test-c-valgrind test-c-asan test-c-readme
 
 .PHONY: help check-tools check-cc check-c-tests test $(TEST_STEPS) $(C_TEST_STEPS) \
 	demo demo-rust demo-c bench lib install uninstall
@@ -375,6 +375,18 @@ define run-c-tests
 	  exit 1; \
 	fi
 endef
+
+# The README's C quick-start (the first ```c block after "## The C API"), extracted,
+# compiled warning-free, run and its output checked: the README cannot drift from the API.
+test-c-readme: lib check-cc
+	@mkdir -p $(C_OUT)
+	@awk '/^## The C API/ { api = 1 } api && /^```c$$/ { code = 1; next } code && /^```$$/ { exit } code' \
+	  README.md > $(C_OUT)/readme_quickstart.c
+	@test -s $(C_OUT)/readme_quickstart.c || { echo "error: no C quick-start in README.md" >&2; exit 1; }
+	$(call step,$(CC) $(C_FLAGS) $(C_OUT)/readme_quickstart.c -o $(C_OUT)/readme_quickstart $(C_STATIC_LINK))
+	$(call step,$(C_OUT)/readme_quickstart | tee $(C_OUT)/readme_quickstart.out)
+	@grep -qxF 'JR_OK: success: 144' $(C_OUT)/readme_quickstart.out || \
+	  { echo "error: the README's C quick-start did not print 'JR_OK: success: 144'" >&2; exit 1; }
 
 test-c-static: lib check-c-tests
 	$(call build-c-tests,static,C_NO_FLAGS,C_STATIC_LINK)
