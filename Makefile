@@ -185,11 +185,11 @@ EXPECT_c_graceful_shutdown := \
 	'drained: 8 of 8 requests completed; cancelled: 4 of 4 handlers stopped' \
 	'graceful_shutdown: ok'
 
-TEST_STEPS := lint test-header test-rust test-loom test-c test-examples test-install
+TEST_STEPS := lint test-header test-rust test-loom test-c test-python test-examples test-install
 C_TEST_STEPS := test-c-static test-c-shared test-c-valgrind test-c-asan test-c-readme
 
 .PHONY: help check-tools check-cc check-c-tests test $(TEST_STEPS) $(C_TEST_STEPS) \
-	demo demo-rust demo-c bench lib install uninstall
+	demo demo-rust demo-c demo-python check-python bench lib install uninstall
 
 help:
 	@echo 'make test           everything CI runs: $(TEST_STEPS)'
@@ -200,6 +200,7 @@ help:
 	@echo 'make test-rust      unit, integration and doc tests (release), rustdoc -D warnings'
 	@echo 'make test-loom      the loom models of the sleep protocol and job state machine'
 	@echo 'make test-c         the C tests (tests/c/): $(C_TEST_STEPS)'
+	@echo 'make test-python    the Python binding's pytest suite (bindings/python/tests, in target/py-venv)'
 	@echo 'make test-examples  run every example (Rust and C) and check its output'
 	@echo 'make test-install   install into a temporary PREFIX, build a program with pkg-config'
 	@echo 'make lib            cargo build --release: libjobrunner.{a,so} and include/jobrunner.h'
@@ -525,7 +526,7 @@ test-install: lib check-cc
 
 # --- make demo, make bench -------------------------------------------------------------
 
-demo: demo-rust demo-c
+demo: demo-rust demo-c demo-python
 
 demo-rust: check-tools
 	$(CARGO) build --release $(addprefix --example ,$(RUST_EXAMPLES))
@@ -535,6 +536,27 @@ demo-rust: check-tools
 	done
 
 # Every C example, compiled against the header and the static library, then run.
+# --- the Python binding ------------------------------------------------------------------
+
+PYTHON ?= python3
+PY_EXAMPLES := $(sort $(wildcard examples/python/*.py))
+
+check-python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found. Install Python 3.11: apt-get install python3 python3-venv" >&2; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "error: $(PYTHON) cannot make a venv. Run: apt-get install python3-venv" >&2; exit 1; }
+
+# The pytest suite, in a venv of its own (target/py-venv, pytest installed on first use),
+# against the library just built; it also runs and checks examples/python/.
+test-python: lib check-python
+	$(call step,PYTHON=$(PYTHON) bindings/python/run-tests.sh)
+
+demo-python: lib check-python
+	@for example in $(PY_EXAMPLES); do \
+	  printf '\n==> Python example %s\n' "$$example"; \
+	  JOBRUNNER_LIBRARY=$(CURDIR)/target/release/libjobrunner.so PYTHONPATH=$(CURDIR)/bindings/python \
+	    $(PYTHON) "$$example" || exit 1; \
+	done
+
 demo-c: lib check-cc
 	@mkdir -p $(C_OUT)/examples
 	@for example in $(C_EXAMPLES); do \

@@ -1,0 +1,452 @@
+"""The one module that talks to ``libjobrunner`` through ctypes.
+
+It finds and loads the shared library, checks its version, and declares the
+``argtypes``/``restype`` of every function of ``include/jobrunner.h``, its enums,
+constants, option structs and callback types. Nothing else in the package imports
+:mod:`ctypes` for the library: the rest goes through the names defined here.
+
+Where the library comes from, in order:
+
+1. the ``JOBRUNNER_LIBRARY`` environment variable (a path to ``libjobrunner.so``);
+2. the copy bundled inside this package (``pip install ./bindings/python`` builds it).
+
+Two handles are opened on the same library:
+
+* :data:`lib` (:class:`ctypes.CDLL`) releases the GIL around every call: it is the one
+  to use for anything that may block (waits, blocking submits, shutdown), because a
+  worker thread that runs a Python job needs the GIL to make progress.
+* :data:`fast` (:class:`ctypes.PyDLL`) keeps the GIL: cheaper for short calls that
+  never block (a nonblocking submit, state queries). A callback that such a call makes
+  on the calling thread (an ``arg_free`` run at once) re-enters the GIL the thread
+  already holds, which is allowed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_bool,
+    c_char_p,
+    c_int,
+    c_int32,
+    c_int64,
+    c_size_t,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "EXPECTED_MAJOR",
+    "LIBRARY_PATH",
+    "Status",
+    "State",
+    "CancelReason",
+    "lib",
+    "fast",
+    "FUNCTIONS",
+]
+
+#: The major version of the C ABI this package was written against (``JR_VERSION_MAJOR``).
+EXPECTED_MAJOR = 0
+
+#: The file name of the library bundled inside the package.
+BUNDLED_NAME = "libjobrunner.so"
+
+# --- constants (the header's #defines) ------------------------------------------------
+
+#: ``JR_MAX_THREADS``: the most worker threads a pool may have.
+JR_MAX_THREADS = 4096
+#: ``JR_SHUTDOWN_DRAIN``: run everything already accepted.
+JR_SHUTDOWN_DRAIN = 1
+#: ``JR_SHUTDOWN_CANCEL``: end queued jobs cancelled, tell running ones.
+JR_SHUTDOWN_CANCEL = 2
+
+# --- enums -----------------------------------------------------------------------------
+
+
+class Status(enum.IntEnum):
+    """``jr_status``: what a call did (``JR_OK`` is 0, errors are positive)."""
+
+    JR_OK = 0
+    JR_E_INVALID_ARG = 1
+    JR_E_NO_MEMORY = 2
+    JR_E_SHUTDOWN = 3
+    JR_E_FULL = 4
+    JR_E_TIMEOUT = 5
+    JR_E_CANCELLED = 6
+    JR_E_JOB_FAILED = 7
+    JR_E_PANICKED = 8
+    JR_E_CLOSED = 9
+    JR_E_INTERNAL = 10
+    JR_E_FORKED = 11
+
+
+class State(enum.IntEnum):
+    """``jr_state``: where a job is in its life (``jr_job_state``)."""
+
+    JR_JOB_DELAYED = 0
+    JR_JOB_WAITING_PERMIT = 1
+    JR_JOB_QUEUED = 2
+    JR_JOB_RUNNING = 3
+    JR_JOB_SUCCEEDED = 4
+    JR_JOB_FAILED = 5
+    JR_JOB_PANICKED = 6
+    JR_JOB_CANCELLED = 7
+
+
+class CancelReason(enum.IntEnum):
+    """``jr_cancel_reason``: why a token was cancelled."""
+
+    JR_REASON_NONE = 0
+    JR_REASON_CANCELLED = 1
+    JR_REASON_DEADLINE = 2
+    JR_REASON_SHUTDOWN = 3
+    JR_REASON_SIBLING_FAILED = 4
+
+
+#: Every enum of the header, by its C name (checked against the header by the tests).
+ENUMS: dict[str, type[enum.IntEnum]] = {
+    "jr_status": Status,
+    "jr_state": State,
+    "jr_cancel_reason": CancelReason,
+}
+
+#: Every integer ``#define`` of the header except the version macros.
+DEFINES: dict[str, int] = {
+    "JR_MAX_THREADS": JR_MAX_THREADS,
+    "JR_SHUTDOWN_DRAIN": JR_SHUTDOWN_DRAIN,
+    "JR_SHUTDOWN_CANCEL": JR_SHUTDOWN_CANCEL,
+}
+
+# --- opaque handle types: each its own POINTER type, so a wrong handle is an error ------
+
+
+class jr_ctx(Structure):
+    """Opaque ``struct jr_ctx`` (a running job's context)."""
+
+
+class jr_group(Structure):
+    """Opaque ``struct jr_group``."""
+
+
+class jr_job(Structure):
+    """Opaque ``struct jr_job``."""
+
+
+class jr_pool(Structure):
+    """Opaque ``struct jr_pool``."""
+
+
+class jr_sem(Structure):
+    """Opaque ``struct jr_sem``."""
+
+
+class jr_token(Structure):
+    """Opaque ``struct jr_token``."""
+
+
+CtxP = POINTER(jr_ctx)
+GroupP = POINTER(jr_group)
+JobP = POINTER(jr_job)
+PoolP = POINTER(jr_pool)
+SemP = POINTER(jr_sem)
+TokenP = POINTER(jr_token)
+
+# --- callback types ----------------------------------------------------------------------
+# Pointers passed *to* Python callbacks are declared c_void_p (a plain int or None) rather
+# than typed POINTERs: ctypes then builds no object per call, which matters on the job path.
+
+#: ``jr_thread_hook``: ``void (*)(void *arg, size_t index)``.
+THREAD_HOOK = CFUNCTYPE(None, c_void_p, c_size_t)
+#: ``jr_free_fn``: ``void (*)(void *value)``.
+FREE_FN = CFUNCTYPE(None, c_void_p)
+#: ``jr_job_fn``: ``int32_t (*)(struct jr_ctx *ctx, void *arg, void **result)``.
+JOB_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
+
+#: Every callback typedef of the header, by its C name.
+CALLBACKS: dict[str, Any] = {
+    "jr_thread_hook": THREAD_HOOK,
+    "jr_free_fn": FREE_FN,
+    "jr_job_fn": JOB_FN,
+}
+
+# --- option and stats structs -----------------------------------------------------------
+
+
+class PoolOptions(Structure):
+    """``jr_pool_options``: start from ``jr_pool_options_default()``."""
+
+    _fields_ = [
+        ("size", c_size_t),
+        ("threads", c_size_t),
+        ("queue_capacity", c_size_t),
+        ("thread_name", c_char_p),
+        ("on_thread_start", THREAD_HOOK),
+        ("on_thread_stop", THREAD_HOOK),
+        ("hook_arg", c_void_p),
+    ]
+
+
+class Stats(Structure):
+    """``jr_stats``: a pool's counters; set ``size`` to ``sizeof(Stats)``."""
+
+    _fields_ = [
+        ("size", c_size_t),
+        ("submitted", c_uint64),
+        ("started", c_uint64),
+        ("succeeded", c_uint64),
+        ("failed", c_uint64),
+        ("panicked", c_uint64),
+        ("cancelled", c_uint64),
+        ("cancelled_before_start", c_uint64),
+        ("queued", c_uint64),
+        ("running", c_uint64),
+        ("steals", c_uint64),
+        ("parks", c_uint64),
+        ("unparks", c_uint64),
+        ("threads", c_uint64),
+        ("sleeping", c_uint64),
+    ]
+
+
+class SubmitOptions(Structure):
+    """``jr_submit_options``: start from ``jr_submit_options_default()``."""
+
+    _fields_ = [
+        ("size", c_size_t),
+        ("token", TokenP),
+        ("sem", SemP),
+        ("permits", c_uint64),
+        ("group", GroupP),
+        ("delay_ns", c_int64),
+        ("timeout_ns", c_int64),
+        ("nonblocking", c_int32),
+        ("arg_free", FREE_FN),
+        ("result_free", FREE_FN),
+        ("name", c_char_p),
+    ]
+
+
+class GroupOptions(Structure):
+    """``jr_group_options``: start from ``jr_group_options_default()``."""
+
+    _fields_ = [
+        ("size", c_size_t),
+        ("limit", c_uint64),
+        ("fail_fast", c_int32),
+        ("token", TokenP),
+    ]
+
+
+#: Every struct of the header with fields, by its C name.
+STRUCTS: dict[str, type[Structure]] = {
+    "jr_pool_options": PoolOptions,
+    "jr_stats": Stats,
+    "jr_submit_options": SubmitOptions,
+    "jr_group_options": GroupOptions,
+}
+
+#: Every opaque handle struct of the header, by its C name.
+OPAQUE: dict[str, type[Structure]] = {
+    "jr_ctx": jr_ctx,
+    "jr_group": jr_group,
+    "jr_job": jr_job,
+    "jr_pool": jr_pool,
+    "jr_sem": jr_sem,
+    "jr_token": jr_token,
+}
+
+# --- the function table: name -> (restype, argtypes) -------------------------------------
+
+_status = c_int  # enum jr_status
+
+#: ``restype`` and ``argtypes`` of every function of the header, in header order.
+FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
+    "jr_status_str": (c_char_p, [c_int]),
+    "jr_version": (c_char_p, []),
+    "jr_pool_options_default": (PoolOptions, []),
+    "jr_pool_new": (_status, [POINTER(PoolOptions), POINTER(PoolP)]),
+    "jr_pool_global": (PoolP, []),
+    "jr_pool_shutdown": (_status, [PoolP, c_uint32, c_int64]),
+    "jr_pool_stats": (_status, [PoolP, POINTER(Stats)]),
+    "jr_pool_free": (_status, [PoolP]),
+    "jr_submit_options_default": (SubmitOptions, []),
+    "jr_submit": (_status, [PoolP, JOB_FN, c_void_p, POINTER(SubmitOptions), POINTER(JobP)]),
+    "jr_submit_every": (
+        _status,
+        [PoolP, c_int64, JOB_FN, c_void_p, POINTER(SubmitOptions), POINTER(JobP)],
+    ),
+    "jr_job_wait": (_status, [JobP, c_int64]),
+    "jr_job_take_result": (_status, [JobP, POINTER(c_void_p)]),
+    "jr_job_state": (_status, [JobP, POINTER(c_int)]),
+    "jr_job_error_code": (_status, [JobP, POINTER(c_int32)]),
+    "jr_job_error_message": (c_char_p, [JobP]),
+    "jr_job_cancel": (_status, [JobP]),
+    "jr_job_free": (_status, [JobP]),
+    "jr_ctx_is_cancelled": (c_bool, [CtxP]),
+    "jr_ctx_token": (TokenP, [CtxP]),
+    "jr_ctx_pool": (PoolP, [CtxP]),
+    "jr_ctx_fail": (_status, [CtxP, c_char_p]),
+    "jr_ctx_panic": (_status, [CtxP, c_char_p]),
+    "jr_ctx_tick": (_status, [CtxP, POINTER(c_uint64)]),
+    "jr_token_new": (_status, [TokenP, POINTER(TokenP)]),
+    "jr_token_set_deadline": (_status, [TokenP, c_int64]),
+    "jr_token_cancel": (_status, [TokenP]),
+    "jr_token_is_cancelled": (c_bool, [TokenP]),
+    "jr_token_reason": (_status, [TokenP, POINTER(c_int)]),
+    "jr_token_wait": (_status, [TokenP, c_int64]),
+    "jr_token_free": (_status, [TokenP]),
+    "jr_sem_new": (_status, [c_uint64, POINTER(SemP)]),
+    "jr_sem_acquire": (_status, [SemP, c_uint64, c_int64, TokenP]),
+    "jr_sem_try_acquire": (_status, [SemP, c_uint64]),
+    "jr_sem_release": (_status, [SemP, c_uint64]),
+    "jr_sem_available": (_status, [SemP, POINTER(c_uint64)]),
+    "jr_sem_free": (_status, [SemP]),
+    "jr_group_options_default": (GroupOptions, []),
+    "jr_group_new": (_status, [PoolP, POINTER(GroupOptions), POINTER(GroupP)]),
+    "jr_group_close": (_status, [GroupP]),
+    "jr_group_cancel": (_status, [GroupP]),
+    "jr_group_wait": (_status, [GroupP, c_int64]),
+    "jr_group_first_error": (_status, [GroupP, POINTER(JobP)]),
+    "jr_group_next": (_status, [GroupP, c_int64, POINTER(JobP)]),
+    "jr_group_free": (_status, [GroupP]),
+}
+
+#: Functions that never block: also declared on :data:`fast` (GIL kept during the call).
+NONBLOCKING: frozenset[str] = frozenset(
+    {
+        "jr_status_str",
+        "jr_version",
+        "jr_pool_options_default",
+        "jr_pool_stats",
+        "jr_submit_options_default",
+        "jr_submit",  # only ever called with nonblocking = 1 through `fast`
+        "jr_job_take_result",
+        "jr_job_state",
+        "jr_job_error_code",
+        "jr_job_error_message",
+        "jr_job_free",
+        "jr_ctx_is_cancelled",
+        "jr_ctx_token",
+        "jr_ctx_pool",
+        "jr_ctx_fail",
+        "jr_ctx_panic",
+        "jr_ctx_tick",
+        "jr_token_is_cancelled",
+        "jr_token_reason",
+        "jr_sem_try_acquire",
+        "jr_sem_available",
+        "jr_group_options_default",
+    }
+)
+
+
+# --- loading ---------------------------------------------------------------------------
+
+_FIX = (
+    "Install the package with `pip install ./bindings/python` (it builds and bundles the "
+    "library with cargo), or build it with `cargo build --release` and set "
+    "JOBRUNNER_LIBRARY=/path/to/target/release/libjobrunner.so."
+)
+
+
+def _candidates() -> list[tuple[str, Path]]:
+    """The places to look for the library, in order, each with where the idea came from."""
+    found: list[tuple[str, Path]] = []
+    env = os.environ.get("JOBRUNNER_LIBRARY")
+    if env:
+        found.append(("JOBRUNNER_LIBRARY", Path(env)))
+    found.append(("bundled copy", Path(__file__).resolve().parent / BUNDLED_NAME))
+    return found
+
+
+def _load() -> tuple[ctypes.CDLL, ctypes.PyDLL, Path]:
+    """Load the first library that exists and has the expected major version.
+
+    Raises:
+        ImportError: nothing found, not loadable, or of another major version; the
+            message lists every place tried and how to fix it.
+    """
+    tried: list[str] = []
+    env_set = bool(os.environ.get("JOBRUNNER_LIBRARY"))
+    for origin, path in _candidates():
+        if not path.exists():
+            tried.append(f"{origin}: {path} (no such file)")
+            if origin == "JOBRUNNER_LIBRARY":
+                break  # an explicit override that is wrong must not be papered over
+            continue
+        try:
+            cdll = ctypes.CDLL(str(path))
+            pydll = ctypes.PyDLL(str(path))
+        except OSError as exc:
+            tried.append(f"{origin}: {path} (could not load: {exc})")
+            if origin == "JOBRUNNER_LIBRARY":
+                break
+            continue
+        cdll.jr_version.restype = c_char_p
+        cdll.jr_version.argtypes = []
+        version = (cdll.jr_version() or b"").decode()
+        major = version.split(".", 1)[0]
+        if major != str(EXPECTED_MAJOR):
+            tried.append(
+                f"{origin}: {path} (version {version!r}, this package needs "
+                f"{EXPECTED_MAJOR}.x)"
+            )
+            if origin == "JOBRUNNER_LIBRARY":
+                break
+            continue
+        return cdll, pydll, path
+    hint = " (JOBRUNNER_LIBRARY is set: fix or unset it)" if env_set else ""
+    raise ImportError(
+        "jobrunner: could not load libjobrunner" + hint + ". Tried:\n  - "
+        + "\n  - ".join(tried)
+        + "\n"
+        + _FIX
+    )
+
+
+def _declare(handle: ctypes.CDLL, names: Any) -> None:
+    """Set ``restype``/``argtypes`` of each named function on ``handle``."""
+    for name in names:
+        restype, argtypes = FUNCTIONS[name]
+        func = getattr(handle, name)
+        func.restype = restype
+        func.argtypes = argtypes
+
+
+lib, fast, LIBRARY_PATH = _load()
+_declare(lib, FUNCTIONS)
+_declare(fast, NONBLOCKING)
+
+#: ``jr_ctx_is_cancelled`` taking the context as a plain address (the ``c_void_p`` the job
+#: trampoline receives), for the job path: no POINTER object to build per call.
+ctx_is_cancelled_raw = fast["jr_ctx_is_cancelled"]
+ctx_is_cancelled_raw.restype = c_bool
+ctx_is_cancelled_raw.argtypes = [c_void_p]
+
+#: The version string of the loaded library, e.g. ``"0.1.0"``.
+LIBRARY_VERSION: str = lib.jr_version().decode()
+
+
+def status_str(status: int) -> str:
+    """``jr_status_str``: the name and meaning of a status."""
+    return fast.jr_status_str(status).decode()
+
+
+# --- the CPython C API the worker hooks need ---------------------------------------------
+
+#: ``PyGILState_Ensure``/``PyGILState_Release`` (GIL held: ``pythonapi`` is a PyDLL).
+PyGILState_Ensure = ctypes.pythonapi.PyGILState_Ensure
+PyGILState_Ensure.restype = c_int
+PyGILState_Ensure.argtypes = []
+PyGILState_Release = ctypes.pythonapi.PyGILState_Release
+PyGILState_Release.restype = None
+PyGILState_Release.argtypes = [c_int]

@@ -1,0 +1,554 @@
+"""The pool: a :class:`concurrent.futures.Executor` on a ``jr_pool``.
+
+How a Python job runs is in :mod:`jobrunner._jobs`; groups in :mod:`jobrunner._group`;
+submit options in :mod:`jobrunner._options`.
+
+Interpreter exit
+----------------
+An :mod:`atexit` hook (which runs before the interpreter starts finalising) stops new
+submits, shuts every pool made here down in Cancel mode (queued jobs end cancelled,
+running ones are told and waited for) and cancels and waits for this module's jobs on
+the shared global pool, so no callback ever runs into a finalising interpreter.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import concurrent.futures
+import ctypes
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from . import _jobs, _native
+from ._errors import JobrunnerError, NativeJobError, PoolShutdown, check, to_ns, wait_sliced
+from ._group import Group
+from ._jobs import (
+    _ARG_FREE,
+    _JOB_FN,
+    _THREAD_START,
+    _THREAD_STOP,
+    Future,
+    _keys,
+    _tasks,
+    _Task,
+)
+from ._native import (
+    JOB_FN,
+    JR_MAX_THREADS,
+    JR_SHUTDOWN_CANCEL,
+    JR_SHUTDOWN_DRAIN,
+    JobP,
+    PoolP,
+    State,
+    Status,
+    fast,
+    lib,
+)
+from ._options import Submitter, _Options
+from ._sync import CancelToken, Semaphore
+
+__all__ = ["Pool", "PoolStats"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_OK = Status.JR_OK
+_FULL = Status.JR_E_FULL
+_TIMEOUT = Status.JR_E_TIMEOUT
+
+#: Pools made here and not yet freed (plus the default pool once used).
+_pools: set[Pool] = set()
+_pools_lock = threading.Lock()
+
+
+# --- stats ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a pool's counters (``jr_stats``). Once the pool is idle,
+    ``submitted == succeeded + failed + panicked + cancelled + queued + running``.
+    A Python job that raised counts as ``panicked``."""
+
+    submitted: int
+    started: int
+    succeeded: int
+    failed: int
+    panicked: int
+    cancelled: int
+    cancelled_before_start: int
+    queued: int
+    running: int
+    steals: int
+    parks: int
+    unparks: int
+    threads: int
+    sleeping: int
+
+
+# --- the pool --------------------------------------------------------------------------------------
+
+
+class Pool(concurrent.futures.Executor):
+    """A jobrunner worker pool, usable wherever a ``ThreadPoolExecutor`` is.
+
+    Args:
+        threads: worker threads (None: one per CPU).
+        queue_capacity: the most jobs submitted from outside the pool and not yet
+            started; ``submit`` blocks while it is full (None: unbounded).
+        name: prefix of the worker threads' names (None: ``"jobrunner"``).
+
+    Beyond the standard executor: :meth:`options` (token, semaphore, group, delay,
+    name), :meth:`group`, :meth:`submit_every`, :meth:`submit_native`, :meth:`stats`,
+    and :meth:`default`, the process-wide pool shared with C, Rust and Go code.
+    """
+
+    _default: Pool | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(
+        self,
+        threads: int | None = None,
+        queue_capacity: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        if threads is not None and not 1 <= threads <= JR_MAX_THREADS:
+            raise ValueError(f"threads must be between 1 and {JR_MAX_THREADS}")
+        if queue_capacity is not None and queue_capacity < 1:
+            raise ValueError("queue_capacity must be at least 1 (None: unbounded)")
+        opts = lib.jr_pool_options_default()
+        opts.threads = threads or 0
+        opts.queue_capacity = queue_capacity or 0
+        self._name = name.encode() if name else None
+        opts.thread_name = self._name
+        opts.on_thread_start = _THREAD_START
+        opts.on_thread_stop = _THREAD_STOP
+        out = PoolP()
+        check(lib.jr_pool_new(ctypes.byref(opts), ctypes.byref(out)), "jr_pool_new")
+        self._setup(out, borrowed=False)
+
+    def _setup(self, ptr: Any, borrowed: bool) -> None:
+        self._ptr = ptr
+        self._borrowed = borrowed
+        self._closed = False
+        self._freed = False
+        self._lock = threading.Lock()
+        # Plain jobs on a pool of ours need no arg_free (see _Task.managed); on the
+        # shared pool, C code elsewhere may cancel them (a shutdown), so they keep it.
+        self._plain = _Options(arg_free=borrowed)
+        self._native_opts = _Options(arg_free=False)
+        with _pools_lock:
+            _pools.add(self)
+
+    @classmethod
+    def default(cls) -> Pool:
+        """The process-wide pool (``jr_pool_global()``), shared with every language in
+        the process and sized by ``JOBRUNNER_THREADS``. Its :meth:`shutdown` (and leaving
+        a ``with`` block) only waits for, or cancels, the jobs submitted from Python; it
+        never stops the pool, which keeps accepting jobs.
+
+        Note: the C API cannot install thread hooks on the global pool, so its workers
+        have no lasting Python thread state, and each Python job pays ctypes' per-call
+        thread state (~15-20 µs here, against ~0.5 µs on a pool made with ``Pool()``).
+        """
+        with cls._default_lock:
+            if cls._default is None:
+                ptr = lib.jr_pool_global()  # may start its threads: GIL released
+                if not ptr:
+                    raise JobrunnerError(Status.JR_E_NO_MEMORY, "jr_pool_global")
+                self = cls.__new__(cls)
+                self._name = None
+                self._setup(ptr, borrowed=True)
+                cls._default = self
+            return cls._default
+
+    # -- submitting --
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Run ``fn(*args, **kwargs)`` on the pool; returns its :class:`Future`.
+
+        Blocks while a bounded queue is full. Raises :class:`PoolShutdown` (a
+        ``RuntimeError``) after :meth:`shutdown`.
+        """
+        return self._submit(fn, args, kwargs, self._plain)
+
+    def options(
+        self,
+        *,
+        token: CancelToken | None = None,
+        semaphore: Semaphore | None = None,
+        weight: int = 1,
+        group: Group | None = None,
+        delay: float | None = None,
+        name: str | None = None,
+    ) -> Submitter:
+        """Submit options, e.g. ``pool.options(token=t, semaphore=s).submit(fn, x)``.
+
+        Args:
+            token: cancels the job when cancelled (not with ``group``).
+            semaphore: the job waits for ``weight`` permits without holding a worker
+                and gives them back when it ends.
+            weight: permits to take from ``semaphore``.
+            group: a :class:`Group` of this pool the job joins.
+            delay: run no sooner than this many seconds from now.
+            name: the job's name, for debugging.
+        """
+        return Submitter(
+            self,
+            _Options(
+                token=token,
+                semaphore=semaphore,
+                weight=weight,
+                group=group,
+                delay=delay,
+                name=name,
+            ),
+        )
+
+    def _submit(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: _Options,
+        period: float | None = None,
+    ) -> Future[Any]:
+        if self._closed:
+            raise PoolShutdown(Status.JR_E_SHUTDOWN, "cannot schedule new futures after shutdown")
+        if _jobs._exiting:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        fut: Future[Any] = Future()
+        key = next(_keys)
+        periodic = period is not None
+        managed = options.managed or periodic
+        _tasks[key] = _Task(fn, args, kwargs, fut, self, periodic, managed)
+        if not managed:
+            fut._key = key
+            fut._managed = False
+        job = JobP()
+        if period is None:
+            status = fast.jr_submit(self._ptr, _JOB_FN, key, options.ref, ctypes.byref(job))
+            if status == _FULL:
+                status = wait_sliced(
+                    lambda ns: lib.jr_submit(
+                        self._ptr, _JOB_FN, key, options.blocking(ns), ctypes.byref(job)
+                    ),
+                    None,
+                )
+        else:
+            if period <= 0:
+                _tasks.pop(key, None)
+                raise ValueError("period must be positive")
+            every = options.blocking(-1)
+            every.contents.arg_free = _ARG_FREE
+            status = lib.jr_submit_every(
+                self._ptr, to_ns(period), _JOB_FN, key, every, ctypes.byref(job)
+            )
+        if status != _OK:
+            _tasks.pop(key, None)
+            check(status, "jr_submit")
+        fut._job = job
+        return fut
+
+    def submit_every(
+        self, period: float, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Future[None]:
+        """Run ``fn(*args, **kwargs)`` every ``period`` seconds (first run one period
+        from now) until the returned future is cancelled, or the pool shuts down.
+
+        Runs never overlap; missed ticks are skipped. A run that raises is counted
+        (``stats().panicked``), its exception kept in ``future.last_exception``, and the
+        schedule goes on. ``jobrunner.current().tick`` is the run number. The future ends
+        cancelled once the job has stopped.
+        """
+        return self._submit(fn, args, kwargs, self._plain, period=period)
+
+    def submit_native(self, cfunc: Any, arg: Any = None) -> Future[int]:
+        """Run a native ``jr_job_fn`` (a ctypes function pointer from a loaded C
+        library, e.g. ``ctypes.CDLL(path).my_job``) on the pool, without the GIL.
+
+        ``arg`` is passed as the job's ``void *arg``: None, an int address, or a ctypes
+        object (kept alive until the job ends). The future's result is the job's result
+        pointer as an int (0 for NULL), now owned by the caller. A nonzero return code
+        raises :class:`NativeJobError` (with ``code`` and ``message``).
+        """
+        if self._closed:
+            raise PoolShutdown(Status.JR_E_SHUTDOWN, "cannot schedule new futures after shutdown")
+        if _jobs._exiting:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        func = ctypes.cast(cfunc, JOB_FN)
+        if arg is None or isinstance(arg, int):
+            address = arg
+        else:
+            address = ctypes.cast(arg, ctypes.c_void_p).value
+        job = JobP()
+        opts = self._native_opts
+        status = fast.jr_submit(self._ptr, func, address, opts.ref, ctypes.byref(job))
+        if status == _FULL:
+            status = wait_sliced(
+                lambda ns: lib.jr_submit(self._ptr, func, address, opts.blocking(ns), ctypes.byref(job)),
+                None,
+            )
+        check(status, "jr_submit")
+        fut: Future[int] = Future()
+        fut._job = job
+        fut._native_keep = (cfunc, func, arg)  # type: ignore[attr-defined]
+        _reaper.add(fut, self)
+        return fut
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """Like :meth:`concurrent.futures.Executor.map`; ``buffersize`` bounds how many
+        tasks are in flight (the input is consumed lazily). ``chunksize`` is ignored, as
+        by ``ThreadPoolExecutor``."""
+        if buffersize is not None and buffersize < 1:
+            raise ValueError("buffersize must be None or at least 1")
+        end = None if timeout is None else time.monotonic() + timeout
+        args_iter = zip(*iterables)
+        if buffersize is None:
+            fs = collections.deque(self.submit(fn, *a) for a in args_iter)
+        else:
+            fs = collections.deque(
+                self.submit(fn, *a) for a in itertools.islice(args_iter, buffersize)
+            )
+
+        def results() -> Iterator[T]:
+            try:
+                while fs:
+                    fut = fs.popleft()
+                    if buffersize is not None:
+                        for a in itertools.islice(args_iter, 1):
+                            fs.append(self.submit(fn, *a))
+                    if end is None:
+                        yield fut.result()
+                    else:
+                        yield fut.result(end - time.monotonic())
+            finally:
+                for fut in fs:
+                    fut.cancel()
+
+        return results()
+
+    def group(
+        self, limit: int | None = None, fail_fast: bool = False, token: CancelToken | None = None
+    ) -> Group:
+        """A :class:`Group` of jobs on this pool (use it as a context manager)."""
+        return Group(self, limit=limit, fail_fast=fail_fast, token=token)
+
+    # -- observing --
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's counters."""
+        out = _native.Stats()
+        out.size = ctypes.sizeof(_native.Stats)
+        check(fast.jr_pool_stats(self._handle(), ctypes.byref(out)), "jr_pool_stats")
+        return PoolStats(**{f.name: getattr(out, f.name) for f in fields(PoolStats)})
+
+    def _handle(self) -> Any:
+        if self._freed:
+            raise ValueError("the pool is shut down and freed")
+        return self._ptr
+
+    # -- shutting down --
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting jobs; ``cancel_futures`` ends the queued ones cancelled and asks
+        the running ones to stop (their tokens are cancelled), else everything accepted
+        runs. ``wait`` blocks until every job has ended (interruptible by Ctrl-C) and
+        frees the pool. On :meth:`default` only this binding's jobs are concerned."""
+        if self._borrowed:
+            self._settle_own_jobs(cancel_futures, wait)
+            return
+        self._closed = True
+        if self._freed:
+            return
+        mode = JR_SHUTDOWN_CANCEL if cancel_futures else JR_SHUTDOWN_DRAIN
+        ptr = self._ptr
+        if not wait:
+            lib.jr_pool_shutdown(ptr, mode, 0)
+            self._sweep()
+            return
+        status = wait_sliced(lambda ns: lib.jr_pool_shutdown(ptr, mode, ns), None)
+        check(status, "jr_pool_shutdown")
+        self._sweep()
+        self._free()
+
+    def _sweep(self) -> None:
+        """End cancelled the futures of this pool's plain jobs that ended without running
+        (a Cancel shutdown): they have no arg_free to tell them."""
+        state = ctypes.c_int()
+        for key, task in list(_tasks.items()):
+            if task.pool is not self or task.managed:
+                continue
+            job = task.future._job
+            if job is None:
+                continue
+            if fast.jr_job_state(job, ctypes.byref(state)) == _OK and state.value == State.JR_JOB_CANCELLED:
+                if _tasks.pop(key, None) is not None:
+                    task.future._end_cancelled()
+
+    def _free(self) -> None:
+        with self._lock:
+            if self._freed or self._borrowed:
+                return
+            self._freed = True
+        lib.jr_pool_free(self._ptr)
+        with _pools_lock:
+            _pools.discard(self)
+
+    def _settle_own_jobs(self, cancel: bool, wait: bool) -> None:
+        """Cancel (if asked) and wait for (if asked) the jobs this binding put on the pool."""
+        mine = [(t.future, t.periodic) for t in list(_tasks.values()) if t.pool is self]
+        mine += [(f, False) for f in _reaper.of(self)]
+        for fut, periodic in mine:
+            job = fut._job
+            if job is None:
+                continue
+            if cancel or (wait and periodic):  # a periodic job would never end by itself
+                lib.jr_job_cancel(job)
+            if wait:
+                wait_sliced(lambda ns, j=job: lib.jr_job_wait(j, ns), None)
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown(wait=True)
+
+    def __repr__(self) -> str:
+        kind = "default" if self._borrowed else "owned"
+        state = "shut down" if self._closed else "running"
+        return f"<jobrunner.Pool {kind} {state}>"
+
+
+# --- native jobs: completing their futures --------------------------------------------------
+
+
+class _Reaper:
+    """Completes the futures of native jobs.
+
+    A native job runs no Python code, so nothing in it can complete its future; this one
+    daemon thread waits for the pending native jobs (oldest first, through
+    ``jr_job_wait`` with the GIL released) and completes their futures. The C API has no
+    completion callback nor a wait-any over jobs, which would make this thread needless.
+    """
+
+    def __init__(self) -> None:
+        self._pending: collections.deque[tuple[Future[int], Pool]] = collections.deque()
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+
+    def add(self, fut: Future[int], pool: Pool) -> None:
+        with self._cv:
+            self._pending.append((fut, pool))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="jobrunner-native-reaper", daemon=True
+                )
+                self._thread.start()
+            self._cv.notify()
+
+    def of(self, pool: Pool) -> list[Future[Any]]:
+        with self._cv:
+            return [f for f, p in self._pending if p is pool]
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._stop:
+                    self._cv.wait()
+                if not self._pending:
+                    return
+                fut, _pool = self._pending[0]
+            status = lib.jr_job_wait(fut._job, 20_000_000)
+            if status != _TIMEOUT:
+                self._complete(fut, status)
+                with self._cv:
+                    self._pending.popleft()
+                continue
+            # The oldest is slow: complete any later one that has ended meanwhile.
+            with self._cv:
+                rest = list(itertools.islice(self._pending, 1, None))
+            state = ctypes.c_int()
+            done = []
+            for item in rest:
+                if fast.jr_job_state(item[0]._job, ctypes.byref(state)) == _OK and state.value >= State.JR_JOB_SUCCEEDED:
+                    self._complete(item[0], lib.jr_job_wait(item[0]._job, 0))
+                    done.append(item)
+            if done:
+                with self._cv:
+                    for item in done:
+                        self._pending.remove(item)
+
+    @staticmethod
+    def _complete(fut: Future[int], status: int) -> None:
+        job = fut._job
+        if status == _OK:
+            out = ctypes.c_void_p()
+            fast.jr_job_take_result(job, ctypes.byref(out))
+            if fut.set_running_or_notify_cancel():
+                fut.set_result(out.value or 0)
+            return
+        if status == Status.JR_E_CANCELLED:
+            fut._end_cancelled()
+            return
+        code = ctypes.c_int32()
+        fast.jr_job_error_code(job, ctypes.byref(code))
+        raw = fast.jr_job_error_message(job)
+        error = NativeJobError(status, code.value, raw.decode("utf-8", "replace") if raw else None)
+        if fut.set_running_or_notify_cancel():
+            fut.set_exception(error)
+
+
+_reaper = _Reaper()
+
+
+# --- interpreter exit -----------------------------------------------------------------------------
+
+
+def _at_exit() -> None:
+    """Shut every pool down before the interpreter finalises (see the module doc)."""
+    _jobs._exiting = True
+    with _pools_lock:
+        pools = list(_pools)
+    for pool in pools:
+        if pool._borrowed:
+            pool._settle_own_jobs(cancel=True, wait=True)
+        elif not pool._freed:
+            ptr = pool._ptr
+            wait_sliced(lambda ns, p=ptr: lib.jr_pool_shutdown(p, JR_SHUTDOWN_CANCEL, ns), None)
+            pool._sweep()
+            pool._free()
+    _reaper.stop()
+    # arg_free may run just after a job's waiters wake: let every callback finish.
+    deadline = time.monotonic() + 5
+    while any(t.managed for t in list(_tasks.values())) and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+atexit.register(_at_exit)

@@ -1,0 +1,293 @@
+"""The Go-toolbox patterns of DESIGN.md that the C API offers: tokens, semaphores,
+groups (errgroup), delayed and periodic jobs, native jobs, stats."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import jobrunner
+from conftest import TIMEOUT
+
+# --- CancelToken ---------------------------------------------------------------------
+
+
+def test_token_tree_and_reason() -> None:
+    root = jobrunner.CancelToken()
+    child = root.child()
+    assert not child.cancelled and child.reason == jobrunner.CancelReason.JR_REASON_NONE
+    root.cancel()
+    assert child.wait(TIMEOUT)
+    assert child.cancelled and child.reason == jobrunner.CancelReason.JR_REASON_CANCELLED
+    child.close()
+    child.close()  # idempotent
+    with pytest.raises(ValueError):
+        child.cancel()
+
+
+def test_token_deadline() -> None:
+    t0 = time.monotonic()
+    token = jobrunner.CancelToken(timeout=0.05)
+    assert not token.wait(0)
+    assert token.wait(TIMEOUT)
+    assert time.monotonic() - t0 >= 0.045
+    assert token.reason == jobrunner.CancelReason.JR_REASON_DEADLINE
+
+
+def test_token_cancels_queued_and_running_jobs(pool1: jobrunner.Pool) -> None:
+    token = jobrunner.CancelToken()
+    started = threading.Event()
+
+    def running() -> None:
+        started.set()
+        ctx = jobrunner.current()
+        while not ctx.cancelled:
+            ctx.token.wait(0.05)
+        ctx.check()
+
+    first = pool1.options(token=token).submit(running)
+    assert started.wait(TIMEOUT)
+    queued = pool1.options(token=token).submit(int)
+    token.cancel()
+    concurrent.futures.wait([first, queued], TIMEOUT)
+    assert first.cancelled()
+    with pytest.raises(concurrent.futures.CancelledError):  # CancelledError
+        queued.result(TIMEOUT)
+    assert queued.cancelled()
+
+
+def test_job_token_is_usable_for_children(pool: jobrunner.Pool) -> None:
+    outer_token = jobrunner.CancelToken()
+    started = threading.Event()
+
+    def parent() -> bool:
+        child_token = jobrunner.current().token
+        started.set()
+        return child_token.wait(TIMEOUT)
+
+    fut = pool.options(token=outer_token).submit(parent)
+    assert started.wait(TIMEOUT)
+    outer_token.cancel()
+    assert fut.cancelled() or fut.result(TIMEOUT) is True
+
+
+# --- Semaphore ----------------------------------------------------------------------------
+
+
+def test_semaphore_direct_use() -> None:
+    sem = jobrunner.Semaphore(3)
+    assert sem.available == 3
+    assert sem.acquire(2)
+    assert sem.available == 1
+    assert not sem.acquire(2, timeout=0)
+    assert not sem.acquire(2, timeout=0.01)
+    sem.release(2)
+    with sem:
+        assert sem.available == 2
+    assert sem.available == 3
+    with pytest.raises(ValueError):
+        sem.release(1)
+    token = jobrunner.CancelToken()
+    assert sem.acquire(3)
+    token.cancel()
+    with pytest.raises(jobrunner.Cancelled):
+        sem.acquire(1, token=token)
+    sem.release(3)
+
+
+def test_semaphore_limits_jobs_without_holding_workers() -> None:
+    sem = jobrunner.Semaphore(2)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    with jobrunner.Pool(threads=4) as pool:
+        def job() -> None:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.002)
+            with lock:
+                running -= 1
+
+        futs = [pool.options(semaphore=sem).submit(job) for _ in range(40)]
+        # a job with weight 2 waits for both permits
+        heavy = pool.options(semaphore=sem, weight=2).submit(lambda: sem.available)
+        for f in futs:
+            f.result(TIMEOUT)
+        assert heavy.result(TIMEOUT) == 0
+    assert peak <= 2
+    assert sem.available == 2
+
+
+# --- Group ------------------------------------------------------------------------------------
+
+
+def test_group_waits_for_all_and_yields_in_completion_order(pool: jobrunner.Pool) -> None:
+    gate = threading.Event()
+    with pool.group() as group:
+        slow = group.submit(lambda: gate.wait(TIMEOUT) and "slow")
+        fast = group.submit(lambda: "fast")
+        order = []
+        for fut in group.as_completed(TIMEOUT):
+            order.append(fut.result())
+            gate.set()
+    assert order == ["fast", "slow"]
+    assert slow.done() and fast.done()
+
+
+def test_group_limit() -> None:
+    running = peak = 0
+    lock = threading.Lock()
+
+    def job() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.002)
+        with lock:
+            running -= 1
+
+    with jobrunner.Pool(threads=4) as pool:
+        with pool.group(limit=1) as group:
+            for _ in range(10):
+                group.submit(job)
+    assert peak == 1
+
+
+def test_group_fail_fast_raises_first_error_and_cancels_the_rest(pool1: jobrunner.Pool) -> None:
+    ran = []
+
+    def fail() -> None:
+        raise ValueError("first")
+
+    with pytest.raises(ValueError, match="first"):
+        with pool1.group(fail_fast=True) as group:
+            group.submit(fail)
+            later = [group.submit(ran.append, i) for i in range(5)]
+    assert all(f.cancelled() for f in later)
+    assert ran == []
+
+
+def test_group_wait_reports_cancellation(pool: jobrunner.Pool) -> None:
+    token = jobrunner.CancelToken()
+    token.cancel()
+    group = pool.group(token=token)
+    fut = group.submit(int)
+    with pytest.raises(jobrunner.Cancelled):
+        group.wait(TIMEOUT)
+    assert fut.cancelled()
+    group.close()
+
+
+# --- delayed and periodic jobs ----------------------------------------------------------
+
+
+def test_delayed_job(pool: jobrunner.Pool) -> None:
+    t0 = time.monotonic()
+    fut = pool.options(delay=0.05, name="later").submit(time.monotonic)
+    assert fut.result(TIMEOUT) - t0 >= 0.045
+
+
+def test_delayed_job_cancelled_before_it_runs(pool: jobrunner.Pool) -> None:
+    fut = pool.options(delay=30).submit(int)
+    assert fut.cancel() is True
+    assert fut.cancelled()
+
+
+def test_submit_every_until_cancelled(pool: jobrunner.Pool) -> None:
+    ticks: list[int] = []
+    three = threading.Event()
+
+    def tick() -> None:
+        ticks.append(jobrunner.current().tick)
+        if len(ticks) == 3:
+            three.set()
+
+    fut = pool.submit_every(0.01, tick)
+    assert three.wait(TIMEOUT)
+    assert fut.cancel() is True
+    with pytest.raises(concurrent.futures.CancelledError):
+        fut.result(TIMEOUT)
+    assert ticks[:3] == [0, 1, 2]
+
+
+# --- native jobs ------------------------------------------------------------------------
+
+NATIVE_C = r"""
+#include <stdint.h>
+#include <stdlib.h>
+typedef struct jr_ctx jr_ctx;
+extern int jr_ctx_fail(jr_ctx *ctx, const char *message);
+int32_t square(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    intptr_t n = (intptr_t)arg;
+    *result = (void *)(n * n);
+    return 0;
+}
+int32_t failing(jr_ctx *ctx, void *arg, void **result) {
+    (void)arg; (void)result;
+    jr_ctx_fail(ctx, "native says no");
+    return 42;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def native_lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    tmp = tmp_path_factory.mktemp("native")
+    src = tmp / "native.c"
+    src.write_text(NATIVE_C)
+    so = tmp / "libnative.so"
+    lib_dir = Path(jobrunner.LIBRARY_PATH).parent
+    subprocess.run(
+        [cc, "-shared", "-fPIC", "-O2", "-o", str(so), str(src), f"-L{lib_dir}", "-l:" + Path(jobrunner.LIBRARY_PATH).name],
+        check=True,
+    )
+    return ctypes.CDLL(str(so))
+
+
+def test_submit_native(pool: jobrunner.Pool, native_lib: ctypes.CDLL) -> None:
+    futs = [pool.submit_native(native_lib.square, i) for i in range(100)]
+    assert [f.result(TIMEOUT) for f in futs] == [i * i for i in range(100)]
+    bad = pool.submit_native(native_lib.failing)
+    err = bad.exception(TIMEOUT)
+    assert isinstance(err, jobrunner.NativeJobError)
+    assert err.code == 42 and err.message == "native says no"
+
+
+# --- stats ------------------------------------------------------------------------------
+
+
+def test_stats_is_a_dataclass(pool: jobrunner.Pool) -> None:
+    pool.submit(int).result(TIMEOUT)
+    st = pool.stats()
+    assert st.submitted >= 1 and st.started >= 1 and st.threads == 2
+    assert isinstance(st, jobrunner.PoolStats)
+
+
+def test_closed_handles_are_refused_not_used(pool: jobrunner.Pool) -> None:
+    token = jobrunner.CancelToken()
+    submitter = pool.options(token=token)
+    token.close()
+    with pytest.raises(ValueError):
+        submitter.submit(int)
+    group = pool.group()
+    group.close()
+    with pytest.raises(ValueError):
+        group.submit(int)
+    sem = jobrunner.Semaphore(1)
+    sem.close()
+    with pytest.raises(ValueError):
+        sem.acquire()
