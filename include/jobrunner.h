@@ -410,6 +410,12 @@ typedef struct jr_submit_options {
 typedef int32_t (*jr_job_fn)(struct jr_ctx *ctx, void *arg, void **result);
 
 /**
+ * Called once when a job ends: `arg` as given to `jr_job_on_done`, and the job's
+ * terminal state.
+ */
+typedef void (*jr_done_fn)(void *arg, enum jr_state state);
+
+/**
  * Options for `jr_group_new`. Get the defaults from `jr_group_options_default()`.
  */
 typedef struct jr_group_options {
@@ -609,6 +615,20 @@ enum jr_status jr_job_error_code(const struct jr_job *job, int32_t *out);
  * there is none, the job has not ended, or `job` is not a job. Thread-safe.
  */
 const char *jr_job_error_message(const struct jr_job *job);
+
+/**
+ * Calls `done(arg, state)` exactly once when the job ends, with its terminal state
+ * (`JR_JOB_SUCCEEDED`, `JR_JOB_FAILED`, `JR_JOB_PANICKED` or `JR_JOB_CANCELLED`): at
+ * once, on this thread, if it has already ended, otherwise on the thread that ends it
+ * (a worker, or a canceller), so keep it short and do not wait in it. The callback
+ * needs no handle: it runs even if this handle is freed first. For bindings that turn
+ * job ends into events (a future to complete, a channel to close) without a thread
+ * waiting per job. Any number of callbacks may be added.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a job, `done` NULL, a periodic job: wait for
+ * it with `jr_job_wait`), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_job_on_done(struct jr_job *job, jr_done_fn done, void *arg);
 
 /**
  * Cancels the job. One that has not started ends `JR_E_CANCELLED` at once and never

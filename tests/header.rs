@@ -143,6 +143,45 @@ const INCLUDE_TWICE: &str = "#include \"jobrunner.h\"\n\
                              #include \"jobrunner.h\"\n\
                              int main(void) { return JR_VERSION_MAJOR * 0; }\n";
 
+/// The functions the header declares: `jr_` names right before a `(` outside comments
+/// (a function-pointer typedef has `(*` there instead).
+fn declared_functions(header: &str) -> Vec<String> {
+    let mut names: Vec<String> = header
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('*') && !line.trim_start().starts_with("/"))
+        .filter_map(|line| {
+            // The identifier right before the first `(`, if it is a `jr_` one.
+            let before = &line[..line.find('(')?];
+            let name = before.rsplit([' ', '*']).next()?;
+            let is_name = name.starts_with("jr_")
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            is_name.then(|| name.to_owned())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The table-driven bad-input test must have rows for every function: a new function
+/// without rows fails here.
+#[test]
+fn every_function_has_bad_input_rows() {
+    let header = committed();
+    let functions = declared_functions(&header);
+    assert!(functions.len() > 40, "found only {functions:?}");
+    let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/test_robustness.c");
+    let table = fs::read_to_string(&table).expect("tests/c/test_robustness.c");
+    let missing: Vec<&String> = functions
+        .iter()
+        .filter(|name| !table.contains(&format!("{name}(")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "tests/c/test_robustness.c has no rows calling {missing:?}: add them to its table"
+    );
+}
+
 #[test]
 fn header_compiles_as_c99() {
     compile(

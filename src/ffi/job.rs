@@ -718,6 +718,66 @@ pub extern "C" fn jr_job_error_message(job: *const jr_job) -> *const c_char {
     })
 }
 
+/// Called once when a job ends: `arg` as given to `jr_job_on_done`, and the job's
+/// terminal state.
+pub type jr_done_fn = Option<unsafe extern "C" fn(arg: *mut c_void, state: jr_state)>;
+
+/// Calls `done(arg, state)` exactly once when the job ends, with its terminal state
+/// (`JR_JOB_SUCCEEDED`, `JR_JOB_FAILED`, `JR_JOB_PANICKED` or `JR_JOB_CANCELLED`): at
+/// once, on this thread, if it has already ended, otherwise on the thread that ends it
+/// (a worker, or a canceller), so keep it short and do not wait in it. The callback
+/// needs no handle: it runs even if this handle is freed first. For bindings that turn
+/// job ends into events (a future to complete, a channel to close) without a thread
+/// waiting per job. Any number of callbacks may be added.
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a job, `done` NULL, a periodic job: wait for
+/// it with `jr_job_wait`), `JR_E_FORKED`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_job_on_done(
+    job: *mut jr_job,
+    done: jr_done_fn,
+    arg: *mut c_void,
+) -> jr_status {
+    status(|| {
+        // SAFETY: a job handle by the contract above.
+        let job = unsafe { JobHandleC::of(job) }?;
+        let done = done.ok_or(jr_status::JR_E_INVALID_ARG)?;
+        let callback = DoneCallback { done, arg };
+        match &job.end {
+            End::Job { handle, .. } | End::Member(handle) => {
+                handle.on_end(move |state| callback.call(jr_state::from_state(state)));
+            }
+            End::Settled => {
+                let state = match job.end_status() {
+                    jr_status::JR_E_JOB_FAILED => jr_state::JR_JOB_FAILED,
+                    jr_status::JR_E_PANICKED => jr_state::JR_JOB_PANICKED,
+                    _ => jr_state::JR_JOB_CANCELLED,
+                };
+                callback.call(state);
+            }
+            End::Ticker(_) => return Err(jr_status::JR_E_INVALID_ARG),
+        }
+        Ok(())
+    })
+}
+
+/// A `jr_done_fn` with its argument, to call from whichever thread ends the job.
+struct DoneCallback {
+    done: unsafe extern "C" fn(*mut c_void, jr_state),
+    arg: *mut c_void,
+}
+
+// SAFETY: the header says the callback runs on whichever thread ends the job; the
+// pointer is only passed along.
+unsafe impl Send for DoneCallback {}
+
+impl DoneCallback {
+    fn call(self, state: jr_state) {
+        // SAFETY: the caller's callback, called once as `jr_job_on_done` documents.
+        unsafe { (self.done)(self.arg, state) };
+    }
+}
+
 /// Cancels the job. One that has not started ends `JR_E_CANCELLED` at once and never
 /// runs; a running one is asked to stop (`jr_ctx_is_cancelled` turns true); a periodic
 /// job stops (no run after the current one).

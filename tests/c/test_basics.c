@@ -353,6 +353,60 @@ static void job_state_transitions(void) {
     blocker_destroy(&b);
 }
 
+/* jr_job_on_done: one call per callback, with the terminal state, when the job ends
+ * (or at once if it has), even if the handle is freed first. */
+typedef struct {
+    counter calls;
+    atomic_int last_state;
+} done_log;
+
+static void log_done(void *arg, jr_state state) {
+    done_log *log = arg;
+    atomic_store(&log->last_state, (int)state);
+    counter_add(&log->calls, 1);
+}
+
+static void job_on_done_reports_each_end_once(void) {
+    jr_pool *p = make_pool(1, 0);
+    blocker b;
+    blocker_init(&b, false);
+    done_log log;
+    counter_init(&log.calls);
+    atomic_init(&log.last_state, -1);
+
+    jr_job *running = submit(p, blocker_job, &b);
+    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    counter runs;
+    counter_init(&runs);
+    jr_job *queued = submit(p, count_job, &runs);
+    CHECK_STATUS(jr_job_on_done(running, log_done, &log), JR_OK);
+    CHECK_STATUS(jr_job_on_done(queued, log_done, &log), JR_OK);
+    CHECK(counter_get(&log.calls) == 0); /* neither has ended */
+
+    /* Cancelling the queued job ends it now: its callback runs on this thread. */
+    CHECK_STATUS(jr_job_cancel(queued), JR_OK);
+    CHECK(counter_get(&log.calls) == 1);
+    CHECK(atomic_load(&log.last_state) == JR_JOB_CANCELLED);
+
+    /* The handle freed before the end: the callback still runs, once. */
+    CHECK_STATUS(jr_job_free(running), JR_OK);
+    gate_open(&b.gate);
+    CHECK(counter_wait(&log.calls, 2, HANG_MS));
+    CHECK(atomic_load(&log.last_state) == JR_JOB_SUCCEEDED);
+
+    /* Added after the end: called at once. */
+    CHECK_STATUS(jr_job_on_done(queued, log_done, &log), JR_OK);
+    CHECK(counter_get(&log.calls) == 3);
+    CHECK(atomic_load(&log.last_state) == JR_JOB_CANCELLED);
+    CHECK_STATUS(jr_job_free(queued), JR_OK);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+    CHECK(counter_get(&log.calls) == 3);
+    CHECK(counter_get(&runs) == 0);
+    counter_destroy(&runs);
+    counter_destroy(&log.calls);
+    blocker_destroy(&b);
+}
+
 static void job_cancel_queued_vs_running(void) {
     jr_pool *p = make_pool(1, 0);
     blocker b;
@@ -1502,6 +1556,7 @@ int main(void) {
     RUN(job_panic_becomes_panicked);
     RUN(job_state_transitions);
     RUN(job_cancel_queued_vs_running);
+    RUN(job_on_done_reports_each_end_once);
     RUN(nested_submit_wait_on_one_thread);
     RUN(bounded_queue_full_and_timeout);
     RUN(delayed_job_waits_its_delay);

@@ -883,6 +883,26 @@ THUNK(t_error_message_sem_as_job, want_null(jr_job_error_message(AS(jr_job, F.se
 THUNK(t_error_message_junk, want_null(jr_job_error_message(AS(jr_job, junk_zero)), "jr_job_error_message(junk)"))
 THUNK(t_error_message_running, want_null(jr_job_error_message(F.running), "jr_job_error_message(running job)"))
 THUNK(t_error_message_succeeded, want_null(jr_job_error_message(F.done), "jr_job_error_message(succeeded job)"))
+static atomic_int done_calls;
+static void count_done(void *arg, jr_state state) {
+    (void)arg;
+    (void)state;
+    atomic_fetch_add(&done_calls, 1);
+}
+THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
+THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
+THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
+THUNK(t_job_on_done_ticker, jr_job_on_done(F.ticker, count_done, NULL))
+THUNK(t_job_on_done_junk, jr_job_on_done(AS(jr_job, junk_dead), count_done, NULL))
+static jr_status t_job_on_done_ended_calls_at_once(jr_ctx *c) {
+    (void)c;
+    int before = atomic_load(&done_calls);
+    jr_status s = jr_job_on_done(F.done, count_done, NULL);
+    if (s == JR_OK && atomic_load(&done_calls) != before + 1) {
+        return fail_because("jr_job_on_done on an ended job did not call back at once");
+    }
+    return s;
+}
 THUNK(t_job_cancel_null, jr_job_cancel(NULL))
 THUNK(t_job_cancel_token_as_job, jr_job_cancel(AS(jr_job, F.token)))
 THUNK(t_job_cancel_ended, jr_job_cancel(F.done))
@@ -1205,6 +1225,12 @@ static const row rows[] = {
     ROW(t_error_message_junk, JR_OK),
     ROW(t_error_message_running, JR_OK),
     ROW(t_error_message_succeeded, JR_OK),
+    ROW(t_job_on_done_null, BAD),
+    ROW(t_job_on_done_sem_as_job, BAD),
+    ROW(t_job_on_done_no_fn, BAD),
+    ROW(t_job_on_done_ticker, BAD),
+    ROW(t_job_on_done_junk, BAD),
+    ROW(t_job_on_done_ended_calls_at_once, JR_OK),
     ROW(t_job_cancel_null, BAD),
     ROW(t_job_cancel_token_as_job, BAD),
     ROW(t_job_cancel_ended, JR_E_CLOSED),

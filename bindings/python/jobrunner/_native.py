@@ -170,12 +170,15 @@ THREAD_HOOK = CFUNCTYPE(None, c_void_p, c_size_t)
 FREE_FN = CFUNCTYPE(None, c_void_p)
 #: ``jr_job_fn``: ``int32_t (*)(struct jr_ctx *ctx, void *arg, void **result)``.
 JOB_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
+#: ``jr_done_fn``: ``void (*)(void *arg, jr_state state)``.
+DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
 
 #: Every callback typedef of the header, by its C name.
 CALLBACKS: dict[str, Any] = {
     "jr_thread_hook": THREAD_HOOK,
     "jr_free_fn": FREE_FN,
     "jr_job_fn": JOB_FN,
+    "jr_done_fn": DONE_FN,
 }
 
 # --- option and stats structs -----------------------------------------------------------
@@ -289,6 +292,7 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_job_state": (_status, [JobP, POINTER(c_int)]),
     "jr_job_error_code": (_status, [JobP, POINTER(c_int32)]),
     "jr_job_error_message": (c_char_p, [JobP]),
+    "jr_job_on_done": (_status, [JobP, DONE_FN, c_void_p]),
     "jr_job_cancel": (_status, [JobP]),
     "jr_job_free": (_status, [JobP]),
     "jr_ctx_is_cancelled": (c_bool, [CtxP]),
