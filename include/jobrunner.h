@@ -483,6 +483,23 @@ enum jr_status jr_pool_new(const struct jr_pool_options *options, struct jr_pool
 struct jr_pool *jr_pool_global(void);
 
 /**
+ * Adds worker thread hooks to a running pool, such as the global one, whose options
+ * the caller did not choose: each worker calls `on_thread_start(arg, index)` on its own
+ * thread before the next job it takes from a queue, and `on_thread_stop(arg, index)` as
+ * it exits if it called the start hook. Either may be NULL, not both. Hooks added by
+ * several callers (one per language runtime in the process, say) run in the order they
+ * were added; stop hooks in the reverse order. `arg` must stay valid until the pool's
+ * threads have exited (for the global pool: for good).
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, both hooks NULL), `JR_E_FORKED`.
+ * Thread-safe.
+ */
+enum jr_status jr_pool_add_thread_hooks(struct jr_pool *pool,
+                                        jr_thread_hook on_thread_start,
+                                        jr_thread_hook on_thread_stop,
+                                        void *arg);
+
+/**
  * Shuts the pool down: from now on every submit fails with `JR_E_SHUTDOWN`.
  * `mode` is `JR_SHUTDOWN_DRAIN`, `JR_SHUTDOWN_CANCEL`, or both (drain until the
  * timeout, then cancel). Waits at most `timeout_ns` nanoseconds (negative: forever) for

@@ -818,3 +818,64 @@ fn a_child_pushed_by_a_job_that_then_blocks_wakes_the_idle_worker() {
         );
     }
 }
+
+/// Hooks added to a running pool: each worker runs the start hook on its own thread
+/// before the next job it takes, and the stop hook as it exits; hooks added later run
+/// after earlier ones, stop hooks in reverse.
+#[test]
+fn thread_hooks_added_to_a_running_pool_run_on_each_worker() {
+    thread_local! {
+        static LOG: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let pool = Pool::builder().threads(2).build().unwrap();
+    // Both workers run a job before any hook exists.
+    let before = Arc::new(std::sync::Barrier::new(2));
+    let jobs: Vec<_> = (0..2)
+        .map(|_| {
+            let before = Arc::clone(&before);
+            pool.submit(move |_| {
+                before.wait();
+                Ok::<_, ()>(LOG.with(|log| log.borrow().len()))
+            })
+            .unwrap()
+        })
+        .collect();
+    for job in jobs {
+        assert_eq!(job.wait(), Ok(0));
+    }
+    let stops = Arc::new(Mutex::new(Vec::new()));
+    for name in ["first", "second"] {
+        let stops = Arc::clone(&stops);
+        pool.add_thread_hooks(
+            move |_| LOG.with(|log| log.borrow_mut().push(name)),
+            move |index| stops.lock().unwrap().push((index, name)),
+        );
+    }
+    // Both workers again: each has run both start hooks, in order, before this job.
+    let after = Arc::new(std::sync::Barrier::new(2));
+    let jobs: Vec<_> = (0..2)
+        .map(|_| {
+            let after = Arc::clone(&after);
+            pool.submit(move |ctx| {
+                after.wait();
+                Ok::<_, ()>((ctx.worker_index(), LOG.with(|log| log.borrow().clone())))
+            })
+            .unwrap()
+        })
+        .collect();
+    let mut workers = BTreeSet::new();
+    for job in jobs {
+        let (index, log) = job.wait().unwrap();
+        assert_eq!(log, ["first", "second"], "worker {index}");
+        workers.insert(index);
+    }
+    assert_eq!(workers.len(), 2);
+    drop(pool);
+    // Each worker's stop hooks in reverse order (a stable sort keeps it).
+    let mut stops = stops.lock().unwrap().clone();
+    stops.sort_by_key(|&(index, _)| index);
+    assert_eq!(
+        stops,
+        [(0, "second"), (0, "first"), (1, "second"), (1, "first")]
+    );
+}

@@ -238,6 +238,41 @@ pub(crate) fn after_fork() {
     GLOBAL.store(std::ptr::null_mut(), Ordering::Release);
 }
 
+/// Adds worker thread hooks to a running pool, such as the global one, whose options
+/// the caller did not choose: each worker calls `on_thread_start(arg, index)` on its own
+/// thread before the next job it takes from a queue, and `on_thread_stop(arg, index)` as
+/// it exits if it called the start hook. Either may be NULL, not both. Hooks added by
+/// several callers (one per language runtime in the process, say) run in the order they
+/// were added; stop hooks in the reverse order. `arg` must stay valid until the pool's
+/// threads have exited (for the global pool: for good).
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, both hooks NULL), `JR_E_FORKED`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_pool_add_thread_hooks(
+    pool: *mut jr_pool,
+    on_thread_start: jr_thread_hook,
+    on_thread_stop: jr_thread_hook,
+    arg: *mut c_void,
+) -> jr_status {
+    status(|| {
+        // SAFETY: a pool handle by the contract above.
+        let pool = unsafe { PoolHandle::pool_of(pool) }?;
+        if on_thread_start.is_none() && on_thread_stop.is_none() {
+            return Err(jr_status::JR_E_INVALID_ARG);
+        }
+        let hook = |hook: jr_thread_hook| {
+            hook.map(|hook| {
+                let hook = Hook { hook, arg };
+                std::sync::Arc::new(move |index| hook.call(index))
+                    as crate::pool::registry::ThreadHook
+            })
+        };
+        pool.add_raw_thread_hooks(hook(on_thread_start), hook(on_thread_stop));
+        Ok(())
+    })
+}
+
 /// Drain: run everything already accepted, delayed jobs when they come due.
 pub const JR_SHUTDOWN_DRAIN: u32 = 1;
 /// Cancel: end every queued and delayed job as cancelled, tell running jobs.

@@ -410,6 +410,31 @@ mod handle {
             self.registry.shutdown(mode, timeout)
         }
 
+        /// Adds thread hooks to a running pool (the builder's `on_thread_start` and
+        /// `on_thread_stop`, for code that shares a pool it did not build, such as the
+        /// global one): each worker runs `start` on its own thread, with its index, before
+        /// the next job it takes from a queue (a job it runs inline meanwhile may come
+        /// first), and `stop` as it exits if it ran `start`. Hooks run in the order they
+        /// were added; stop hooks in the reverse order, before the builder's.
+        pub fn add_thread_hooks(
+            &self,
+            start: impl Fn(usize) + Send + Sync + 'static,
+            stop: impl Fn(usize) + Send + Sync + 'static,
+        ) {
+            self.registry
+                .add_thread_hooks(Some(Arc::new(start)), Some(Arc::new(stop)));
+        }
+
+        /// [`Pool::add_thread_hooks`] with either hook optional (for the C layer).
+        #[cfg(feature = "capi")]
+        pub(crate) fn add_raw_thread_hooks(
+            &self,
+            start: Option<super::registry::ThreadHook>,
+            stop: Option<super::registry::ThreadHook>,
+        ) {
+            self.registry.add_thread_hooks(start, stop);
+        }
+
         /// Whether two handles are the same pool.
         pub fn same_as(&self, other: &Pool) -> bool {
             Arc::ptr_eq(&self.registry, &other.registry)

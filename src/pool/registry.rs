@@ -79,6 +79,12 @@ pub(crate) struct Registry {
     name: String,
     on_start: Option<ThreadHook>,
     on_stop: Option<ThreadHook>,
+    /// Hooks added to the running pool (`Pool::add_thread_hooks`), in order: a worker runs
+    /// the start hooks it has not run yet before its next job, and at exit the stop hooks
+    /// of those it ran. Only appended to.
+    added_hooks: Mutex<Vec<(Option<ThreadHook>, Option<ThreadHook>)>>,
+    /// `added_hooks.len()`, read by the workers before each job without the lock.
+    added_count: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Live `Pool` handles; the last one dropped drains the pool.
     pub(crate) handles: AtomicUsize,
@@ -117,6 +123,8 @@ impl Registry {
             name: config.name,
             on_start: config.on_start,
             on_stop: config.on_stop,
+            added_hooks: Mutex::new(Vec::new()),
+            added_count: AtomicUsize::new(0),
             threads: Mutex::new(Vec::with_capacity(config.threads)),
             handles: AtomicUsize::new(1),
         });
@@ -177,6 +185,28 @@ impl Registry {
 
     pub(crate) fn on_stop(&self) -> Option<&ThreadHook> {
         self.on_stop.as_ref()
+    }
+
+    /// Adds hooks for the workers to run (see `Pool::add_thread_hooks`).
+    pub(crate) fn add_thread_hooks(&self, start: Option<ThreadHook>, stop: Option<ThreadHook>) {
+        let mut hooks = lock(&self.added_hooks);
+        hooks.push((start, stop));
+        // Release: a worker that sees the count sees the hook (it also takes the lock).
+        self.added_count.store(hooks.len(), Ordering::Release);
+    }
+
+    /// How many hooks were added so far.
+    #[inline]
+    pub(crate) fn added_hook_count(&self) -> usize {
+        self.added_count.load(Ordering::Acquire)
+    }
+
+    /// The added hooks `from..to`: their start (or stop) halves.
+    pub(crate) fn added_hooks(&self, from: usize, to: usize, stop: bool) -> Vec<ThreadHook> {
+        lock(&self.added_hooks)[from..to]
+            .iter()
+            .filter_map(|(start_hook, stop_hook)| if stop { stop_hook } else { start_hook }.clone())
+            .collect()
     }
 
     pub(crate) fn injector(&self) -> &Injector<JobRef> {

@@ -29,6 +29,8 @@ pub(crate) struct WorkerThread {
     /// `push_seq` when the innermost job running on this thread started: jobs above it on
     /// the deque were pushed by that job's subtree (`HelpPolicy::Own`).
     watermark: Cell<u64>,
+    /// How many of the hooks added to the running pool this worker has started.
+    hooks_run: Cell<usize>,
 }
 
 impl WorkerThread {
@@ -70,6 +72,7 @@ impl WorkerThread {
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ ((index as u64 + 1) << 17)),
             push_seq: Cell::new(0),
             watermark: Cell::new(0),
+            hooks_run: Cell::new(0),
         };
         CURRENT.with(|current| current.set(&worker));
         if let Some(hook) = worker.registry.on_start() {
@@ -83,6 +86,15 @@ impl WorkerThread {
         let guard = AbortIfPanic;
         worker.run();
         std::mem::forget(guard);
+        let added_stops = worker.registry.added_hooks(0, worker.hooks_run.get(), true);
+        for hook in added_stops.iter().rev() {
+            if let Err(payload) = unwind::halt_unwinding(|| hook(index)) {
+                eprintln!(
+                    "jobrunner: an added thread stop hook panicked: {}",
+                    unwind::panic_message(&*payload)
+                );
+            }
+        }
         if let Some(hook) = worker.registry.on_stop() {
             if let Err(payload) = unwind::halt_unwinding(|| hook(index)) {
                 eprintln!(
@@ -99,6 +111,7 @@ impl WorkerThread {
         let sleep = registry.sleep();
         loop {
             if let Some(job) = self.find_local() {
+                self.run_added_start_hooks();
                 self.execute(job);
                 continue;
             }
@@ -107,6 +120,7 @@ impl WorkerThread {
             loop {
                 if let Some(job) = self.find_work() {
                     sleep.stop_searching(|| registry.has_visible_work());
+                    self.run_added_start_hooks();
                     self.execute(job);
                     break;
                 }
@@ -128,6 +142,32 @@ impl WorkerThread {
                 backoff.reset();
             }
         }
+    }
+
+    /// Runs the start hooks added to the pool since this worker last looked (one atomic
+    /// load when there are none).
+    #[inline]
+    fn run_added_start_hooks(&self) {
+        let added = self.registry.added_hook_count();
+        if added > self.hooks_run.get() {
+            self.run_added_start_hooks_cold(added);
+        }
+    }
+
+    #[cold]
+    fn run_added_start_hooks_cold(&self, added: usize) {
+        for hook in self
+            .registry
+            .added_hooks(self.hooks_run.get(), added, false)
+        {
+            if let Err(payload) = unwind::halt_unwinding(|| hook(self.index)) {
+                eprintln!(
+                    "jobrunner: an added thread start hook panicked: {}",
+                    unwind::panic_message(&*payload)
+                );
+            }
+        }
+        self.hooks_run.set(added);
     }
 
     #[inline]

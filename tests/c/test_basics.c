@@ -170,6 +170,38 @@ static void pool_thread_hooks_run_once_per_worker(void) {
     CHECK(atomic_load(&log.jobs_before_all_started) == 0);
 }
 
+/* Hooks added to a running pool run on each worker before its next job. */
+static _Thread_local int thread_setup_done;
+
+static void setup_thread(void *arg, size_t index) {
+    (void)index;
+    thread_setup_done = 1;
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void teardown_thread(void *arg, size_t index) {
+    (void)index;
+    atomic_fetch_add((atomic_int *)arg, 100);
+}
+
+static int32_t setup_seen_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    return thread_setup_done ? 0 : 1;
+}
+
+static void pool_add_thread_hooks_to_a_running_pool(void) {
+    static atomic_int calls;
+    jr_pool *p = make_pool(1, 0);
+    CHECK_STATUS(jr_pool_add_thread_hooks(p, setup_thread, teardown_thread, &calls), JR_OK);
+    jr_job *job = submit(p, setup_seen_job, NULL);
+    CHECK_STATUS(wait_free(job), JR_OK);
+    CHECK(atomic_load(&calls) == 1);
+    CHECK_STATUS(jr_pool_free(p), JR_OK); /* the worker exits: its stop hook runs */
+    CHECK(atomic_load(&calls) == 101);
+}
+
 /* ----- jobs ----------------------------------------------------------------------------- */
 
 static int32_t double_job(jr_ctx *ctx, void *arg, void **result) {
@@ -1551,6 +1583,7 @@ int main(void) {
     RUN(version_matches_header);
     RUN(pool_options_default_and_create_free);
     RUN(pool_thread_hooks_run_once_per_worker);
+    RUN(pool_add_thread_hooks_to_a_running_pool);
     RUN(submit_wait_take_result);
     RUN(job_error_code_and_message);
     RUN(job_panic_becomes_panicked);

@@ -889,6 +889,15 @@ static void count_done(void *arg, jr_state state) {
     (void)state;
     atomic_fetch_add(&done_calls, 1);
 }
+static void noop_hook(void *arg, size_t index) {
+    (void)arg;
+    (void)index;
+}
+THUNK(t_add_hooks_null_pool, jr_pool_add_thread_hooks(NULL, noop_hook, noop_hook, NULL))
+THUNK(t_add_hooks_sem_as_pool, jr_pool_add_thread_hooks(AS(jr_pool, F.sem), noop_hook, NULL, NULL))
+THUNK(t_add_hooks_no_hooks, jr_pool_add_thread_hooks(F.other_pool, NULL, NULL, NULL))
+THUNK(t_add_hooks_junk, jr_pool_add_thread_hooks(AS(jr_pool, junk_zero), noop_hook, NULL, NULL))
+THUNK(t_add_hooks_stop_only, jr_pool_add_thread_hooks(F.other_pool, NULL, noop_hook, NULL))
 THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
 THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
 THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
@@ -1225,6 +1234,11 @@ static const row rows[] = {
     ROW(t_error_message_junk, JR_OK),
     ROW(t_error_message_running, JR_OK),
     ROW(t_error_message_succeeded, JR_OK),
+    ROW(t_add_hooks_null_pool, BAD),
+    ROW(t_add_hooks_sem_as_pool, BAD),
+    ROW(t_add_hooks_no_hooks, BAD),
+    ROW(t_add_hooks_junk, BAD),
+    ROW(t_add_hooks_stop_only, JR_OK),
     ROW(t_job_on_done_null, BAD),
     ROW(t_job_on_done_sem_as_job, BAD),
     ROW(t_job_on_done_no_fn, BAD),

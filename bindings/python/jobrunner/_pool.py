@@ -153,15 +153,19 @@ class Pool(concurrent.futures.Executor):
         a ``with`` block) only waits for, or cancels, the jobs submitted from Python; it
         never stops the pool, which keeps accepting jobs.
 
-        Note: the C API cannot install thread hooks on the global pool, so its workers
-        have no lasting Python thread state, and each Python job pays ctypes' per-call
-        thread state (~15-20 µs here, against ~0.5 µs on a pool made with ``Pool()``).
+        Its workers get a lasting Python thread state as ``Pool()``'s do, through hooks
+        added to the running pool (``jr_pool_add_thread_hooks``): each worker takes one
+        before the next job it runs.
         """
         with cls._default_lock:
             if cls._default is None:
                 ptr = lib.jr_pool_global()  # may start its threads: GIL released
                 if not ptr:
                     raise JobrunnerError(Status.JR_E_NO_MEMORY, "jr_pool_global")
+                check(
+                    lib.jr_pool_add_thread_hooks(ptr, _THREAD_START, _THREAD_STOP, None),
+                    "jr_pool_add_thread_hooks",
+                )
                 self = cls.__new__(cls)
                 self._name = None
                 self._setup(ptr, borrowed=True)

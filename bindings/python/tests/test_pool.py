@@ -166,6 +166,24 @@ def test_worker_keeps_one_thread_state(pool1: jobrunner.Pool) -> None:
     assert pool1.submit(getattr, local, "mark", None).result(TIMEOUT) == 7
 
 
+def test_default_pool_workers_keep_one_thread_state() -> None:
+    """The global pool was not made by Python, so its hooks are added to it running
+    (jr_pool_add_thread_hooks): a worker's threading.local survives from job to job."""
+    local = threading.local()
+
+    def count() -> tuple[int, int]:
+        local.runs = getattr(local, "runs", 0) + 1
+        return threading.get_ident(), local.runs
+
+    pool = jobrunner.Pool.default()
+    seen: dict[int, list[int]] = {}
+    for _ in range(40):
+        thread, runs = pool.submit(count).result(TIMEOUT)
+        seen.setdefault(thread, []).append(runs)
+    for thread, runs in seen.items():
+        assert runs == list(range(1, len(runs) + 1)), f"thread {thread}: {runs}"
+
+
 def test_shutdown_drains_by_default() -> None:
     pool = jobrunner.Pool(threads=1)
     futs = [pool.submit(pow, 2, i) for i in range(50)]
