@@ -39,6 +39,7 @@ from ._jobs import (
     _Task,
 )
 from ._native import (
+    DONE_FN,
     JOB_FN,
     JR_MAX_THREADS,
     JR_SHUTDOWN_CANCEL,
@@ -60,7 +61,6 @@ T = TypeVar("T")
 
 _OK = Status.JR_OK
 _FULL = Status.JR_E_FULL
-_TIMEOUT = Status.JR_E_TIMEOUT
 
 #: Pools made here and not yet freed (plus the default pool once used).
 _pools: set[Pool] = set()
@@ -303,7 +303,7 @@ class Pool(concurrent.futures.Executor):
         fut: Future[int] = Future()
         fut._job = job
         fut._native_keep = (cfunc, func, arg)  # type: ignore[attr-defined]
-        _reaper.add(fut, self)
+        _natives.add(fut, self)
         return fut
 
     def map(
@@ -415,7 +415,7 @@ class Pool(concurrent.futures.Executor):
     def _settle_own_jobs(self, cancel: bool, wait: bool) -> None:
         """Cancel (if asked) and wait for (if asked) the jobs this binding put on the pool."""
         mine = [(t.future, t.periodic) for t in list(_tasks.values()) if t.pool is self]
-        mine += [(f, False) for f in _reaper.of(self)]
+        mine += [(f, False) for f in _natives.of(self)]
         for fut, periodic in mine:
             job = fut._job
             if job is None:
@@ -445,69 +445,36 @@ class Pool(concurrent.futures.Executor):
 # --- native jobs: completing their futures --------------------------------------------------
 
 
-class _Reaper:
+class _Natives:
     """Completes the futures of native jobs.
 
-    A native job runs no Python code, so nothing in it can complete its future; this one
-    daemon thread waits for the pending native jobs (oldest first, through
-    ``jr_job_wait`` with the GIL released) and completes their futures. The C API has no
-    completion callback nor a wait-any over jobs, which would make this thread needless.
+    A native job runs no Python code, so nothing in it can complete its future: each one
+    gets a ``jr_job_on_done`` callback, which the C library calls once when the job ends
+    (on the thread that ends it, or at once if it has), and which completes the future.
     """
 
     def __init__(self) -> None:
-        self._pending: collections.deque[tuple[Future[int], Pool]] = collections.deque()
-        self._cv = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._stop = False
+        self._pending: dict[int, tuple[Future[int], Pool]] = {}
+        self._lock = threading.Lock()
+        self._keys = itertools.count(1)
 
     def add(self, fut: Future[int], pool: Pool) -> None:
-        with self._cv:
-            self._pending.append((fut, pool))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="jobrunner-native-reaper", daemon=True
-                )
-                self._thread.start()
-            self._cv.notify()
+        key = next(self._keys)
+        with self._lock:
+            self._pending[key] = (fut, pool)
+        # May call back at once, on this thread, if the job has already ended.
+        check(lib.jr_job_on_done(fut._job, _NATIVE_DONE, key), "jr_job_on_done")
 
     def of(self, pool: Pool) -> list[Future[Any]]:
-        with self._cv:
-            return [f for f, p in self._pending if p is pool]
+        with self._lock:
+            return [f for f, p in self._pending.values() if p is pool]
 
-    def stop(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._pending and not self._stop:
-                    self._cv.wait()
-                if not self._pending:
-                    return
-                fut, _pool = self._pending[0]
-            status = lib.jr_job_wait(fut._job, 20_000_000)
-            if status != _TIMEOUT:
-                self._complete(fut, status)
-                with self._cv:
-                    self._pending.popleft()
-                continue
-            # The oldest is slow: complete any later one that has ended meanwhile.
-            with self._cv:
-                rest = list(itertools.islice(self._pending, 1, None))
-            state = ctypes.c_int()
-            done = []
-            for item in rest:
-                if fast.jr_job_state(item[0]._job, ctypes.byref(state)) == _OK and state.value >= State.JR_JOB_SUCCEEDED:
-                    self._complete(item[0], lib.jr_job_wait(item[0]._job, 0))
-                    done.append(item)
-            if done:
-                with self._cv:
-                    for item in done:
-                        self._pending.remove(item)
+    def done(self, key: int) -> None:
+        with self._lock:
+            item = self._pending.pop(key, None)
+        if item is not None:
+            fut = item[0]
+            self._complete(fut, fast.jr_job_wait(fut._job, 0))
 
     @staticmethod
     def _complete(fut: Future[int], status: int) -> None:
@@ -529,7 +496,17 @@ class _Reaper:
             fut.set_exception(error)
 
 
-_reaper = _Reaper()
+def _native_done(key: int | None, _state: int) -> None:
+    """``jr_done_fn`` of native jobs: complete the job's future (never while the
+    interpreter finalises)."""
+    if _jobs._is_finalizing() or key is None:
+        return
+    _natives.done(key)
+
+
+_natives = _Natives()
+# Kept alive for the life of the process: C may call it until every native job has ended.
+_NATIVE_DONE = DONE_FN(_native_done)
 
 
 # --- interpreter exit -----------------------------------------------------------------------------
@@ -548,7 +525,6 @@ def _at_exit() -> None:
             wait_sliced(lambda ns, p=ptr: lib.jr_pool_shutdown(p, JR_SHUTDOWN_CANCEL, ns), None)
             pool._sweep()
             pool._free()
-    _reaper.stop()
     # arg_free may run just after a job's waiters wake: let every callback finish.
     deadline = time.monotonic() + 5
     while any(t.managed for t in list(_tasks.values())) and time.monotonic() < deadline:
