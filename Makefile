@@ -185,11 +185,11 @@ EXPECT_c_graceful_shutdown := \
 	'drained: 8 of 8 requests completed; cancelled: 4 of 4 handlers stopped' \
 	'graceful_shutdown: ok'
 
-TEST_STEPS := lint test-header test-rust test-loom test-c test-python test-examples test-install
+TEST_STEPS := lint test-header test-rust test-loom test-c test-python test-go test-examples test-install
 C_TEST_STEPS := test-c-static test-c-shared test-c-valgrind test-c-asan test-c-readme
 
 .PHONY: help check-tools check-cc check-c-tests test $(TEST_STEPS) $(C_TEST_STEPS) \
-	demo demo-rust demo-c demo-python check-python bench lib install uninstall
+	demo demo-rust demo-c demo-python demo-go check-python check-go bench lib install uninstall
 
 help:
 	@echo 'make test           everything CI runs: $(TEST_STEPS)'
@@ -201,6 +201,7 @@ help:
 	@echo 'make test-loom      the loom models of the sleep protocol and job state machine'
 	@echo 'make test-c         the C tests (tests/c/): $(C_TEST_STEPS)'
 	@echo 'make test-python    the Python binding's pytest suite (bindings/python/tests, in target/py-venv)'
+	@echo 'make test-go        the Go binding: gofmt, go vet, go test -race, GC stress, shared build, examples'
 	@echo 'make test-examples  run every example (Rust and C) and check its output'
 	@echo 'make test-install   install into a temporary PREFIX, build a program with pkg-config'
 	@echo 'make lib            cargo build --release: libjobrunner.{a,so} and include/jobrunner.h'
@@ -526,7 +527,7 @@ test-install: lib check-cc
 
 # --- make demo, make bench -------------------------------------------------------------
 
-demo: demo-rust demo-c demo-python
+demo: demo-rust demo-c demo-python demo-go
 
 demo-rust: check-tools
 	$(CARGO) build --release $(addprefix --example ,$(RUST_EXAMPLES))
@@ -555,6 +556,29 @@ demo-python: lib check-python
 	  printf '\n==> Python example %s\n' "$$example"; \
 	  JOBRUNNER_LIBRARY=$(CURDIR)/target/release/libjobrunner.so PYTHONPATH=$(CURDIR)/bindings/python \
 	    $(PYTHON) "$$example" || exit 1; \
+	done
+
+# --- the Go binding ----------------------------------------------------------------------
+
+GO ?= go
+GO_EXAMPLES := $(notdir $(patsubst %/,%,$(sort $(dir $(wildcard examples/go/*/main.go)))))
+
+check-go:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "error: '$(GO)' not found. Install Go 1.21 or newer: https://go.dev/dl/ (or apt-get install golang)" >&2; exit 1; }
+
+# gofmt, go vet, go test -race, a GC-stress run, the tests against the shared library,
+# then every Go example, run (each checks its own output and exits non-zero if wrong).
+test-go: lib check-go
+	$(call step,bindings/go/run-tests.sh)
+	@for example in $(GO_EXAMPLES); do \
+	  printf '\n==> Go example %s\n' "$$example"; \
+	  (cd examples/go && timeout $(EXAMPLE_TIMEOUT) $(GO) run ./$$example) || exit 1; \
+	done
+
+demo-go: lib check-go
+	@for example in $(GO_EXAMPLES); do \
+	  printf '\n==> Go example %s\n' "$$example"; \
+	  (cd examples/go && $(GO) run ./$$example) || exit 1; \
 	done
 
 demo-c: lib check-cc

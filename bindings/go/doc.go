@@ -1,0 +1,52 @@
+// Package jobrunner is the Go binding of jobrunner, an embeddable work-stealing job
+// runner whose one pool, semaphores and cancellation tree are shared by the C, Rust,
+// Python and Go code of a process. It is a cgo binding of the C API
+// (include/jobrunner.h).
+//
+// # Building
+//
+// Build the library first, at the repository root:
+//
+//	cargo build --release
+//
+// By default the package links target/release/libjobrunner.a, so programs are single
+// self-contained binaries. With the build tag jobrunner_shared it links
+// target/release/libjobrunner.so (by its soname libjobrunner.so.0, which `make lib`
+// links; an rpath finds it at run time):
+//
+//	go test -tags jobrunner_shared ./...
+//
+// # Jobs
+//
+// Submit runs a Go function on a pool and returns a typed handle:
+//
+//	pool, err := jobrunner.NewPool(jobrunner.WithThreads(4))
+//	...
+//	defer pool.Close()
+//	job, err := jobrunner.Submit(pool, ctx, func(ctx context.Context) (int, error) {
+//		return 6 * 7, nil
+//	})
+//	...
+//	v, err := job.Wait(ctx)
+//
+// The ctx given to Submit cancels the job when it is done; the function's own ctx
+// carries the submit context's values and deadline and is done when the job is asked
+// to stop (Job.Cancel, the submit context, a fail-fast group, a pool shut down with
+// Cancel). Job.Done gives a channel for select. Errors are values: ErrCancelled,
+// ErrShutdown, ErrFull, ErrTimeout, *JobError, *PanicError (a panic in a job is
+// recovered, with its stack; the worker lives on).
+//
+// Groups (Pool.NewGroup) have errgroup's API on the C library's scheduler-aware
+// groups; a Semaphore is the C library's, so a limit holds across languages; and
+// SubmitNative runs a C function on the pool without entering Go.
+//
+// # How Go crosses into C
+//
+// A Go job's C argument is a runtime/cgo.Handle to its Go state (never a Go pointer),
+// held in a small C block; one exported trampoline runs every Go job and deletes the
+// handle when the function returns, and the job's arg_free (a C shim) calls back into
+// Go only for a job that never ran, to delete it then: exactly once either way. The
+// job's result stays in Go memory. Each
+// C handle sits in a struct with an idempotent Close and a finalizer as a safety net;
+// a handle is never freed while a call on another goroutine uses it.
+package jobrunner

@@ -1,0 +1,3 @@
+module github.com/jobrunner/jobrunner/bindings/go
+
+go 1.21

@@ -1,0 +1,391 @@
+package jobrunner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestVersion(t *testing.T) {
+	if v := Version(); !strings.HasPrefix(v, "0.") {
+		t.Fatalf("Version() = %q", v)
+	}
+}
+
+func TestSubmitWait(t *testing.T) {
+	p := newTestPool(t, WithThreads(2), WithName("gotest"))
+	ctx := testCtx(t)
+	job, err := Submit(p, ctx, func(ctx context.Context) (int, error) { return 6 * 7, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	v, err := job.Wait(ctx)
+	if err != nil || v != 42 {
+		t.Fatalf("Wait = %d, %v; want 42, nil", v, err)
+	}
+	if s := job.State(); s != Succeeded {
+		t.Fatalf("State = %v, want Succeeded", s)
+	}
+	// A second Wait gives the same.
+	if v, err := job.Wait(ctx); err != nil || v != 42 {
+		t.Fatalf("second Wait = %d, %v", v, err)
+	}
+}
+
+func TestManyJobsResults(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	ctx := testCtx(t)
+	jobs := make([]*Job[string], 200)
+	for i := range jobs {
+		i := i
+		var err error
+		jobs[i], err = Submit(p, ctx, func(context.Context) (string, error) { return fmt.Sprint(i), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, j := range jobs {
+		v, err := j.Wait(ctx)
+		if err != nil || v != fmt.Sprint(i) {
+			t.Fatalf("job %d: %q, %v", i, v, err)
+		}
+		j.Close()
+	}
+	if s := p.Stats(); s.Succeeded < 200 || s.Threads != 2 {
+		t.Fatalf("Stats = %+v", s)
+	}
+}
+
+var errBoom = errors.New("boom")
+
+func TestJobError(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	job, _ := Submit(p, ctx, func(context.Context) (int, error) { return 0, fmt.Errorf("wrapped: %w", errBoom) })
+	_, err := job.Wait(ctx)
+	var je *JobError
+	if !errors.As(err, &je) || je.Code != 1 || !errors.Is(err, errBoom) || je.Message != "wrapped: boom" {
+		t.Fatalf("err = %#v", err)
+	}
+	if job.State() != Failed {
+		t.Fatalf("State = %v", job.State())
+	}
+	// A *JobError returned by the function sets the code.
+	job2, _ := Submit(p, ctx, func(context.Context) (int, error) { return 0, &JobError{Code: 42, Message: "custom"} })
+	_, err = job2.Wait(ctx)
+	if !errors.As(err, &je) || je.Code != 42 {
+		t.Fatalf("err = %#v", err)
+	}
+}
+
+func TestPanicBecomesPanicError(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	job, _ := Submit(p, ctx, func(context.Context) (int, error) { panic("kaboom") })
+	_, err := job.Wait(ctx)
+	var pe *PanicError
+	if !errors.As(err, &pe) || pe.Value != "kaboom" || !strings.Contains(string(pe.Stack), "TestPanicBecomesPanicError") {
+		t.Fatalf("err = %v", err)
+	}
+	if job.State() != Panicked {
+		t.Fatalf("State = %v", job.State())
+	}
+	// The worker lives on.
+	job2, _ := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
+	if v, err := job2.Wait(ctx); v != 1 || err != nil {
+		t.Fatalf("after panic: %d, %v", v, err)
+	}
+	if s := p.Stats(); s.Panicked != 1 {
+		t.Fatalf("Stats.Panicked = %d", s.Panicked)
+	}
+}
+
+func TestCancelQueuedJobBySubmitCtx(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	hold, started := make(gate), make(gate)
+	defer hold.open()
+	blocker, _ := Submit(p, ctx, func(context.Context) (int, error) { started.open(); hold.wait(); return 0, nil })
+	started.wait()
+
+	jobCtx, cancel := context.WithCancel(ctx)
+	var ran atomic.Bool
+	queued, err := Submit(p, jobCtx, func(context.Context) (int, error) { ran.Store(true); return 0, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-queued.Done() // ends without the worker freeing up
+	_, err = queued.Wait(ctx)
+	if !errors.Is(err, ErrCancelled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	hold.open()
+	blocker.Wait(ctx)
+	if ran.Load() {
+		t.Fatal("the cancelled job ran")
+	}
+	if s := queued.State(); s != CancelledState {
+		t.Fatalf("State = %v", s)
+	}
+	if s := p.Stats(); s.CancelledBeforeStart != 1 {
+		t.Fatalf("CancelledBeforeStart = %d", s.CancelledBeforeStart)
+	}
+}
+
+func TestCancelRunningJobSeesCtx(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	jobCtx, cancel := context.WithCancel(ctx)
+	started := make(gate)
+	job, _ := Submit(p, jobCtx, func(ctx context.Context) (int, error) {
+		started.open()
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	started.wait()
+	cancel()
+	_, err := job.Wait(ctx)
+	if !errors.Is(err, ErrCancelled) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if s := job.State(); s != CancelledState {
+		t.Fatalf("State = %v", s)
+	}
+}
+
+func TestJobCancel(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	started := make(gate)
+	running, _ := Submit(p, ctx, func(ctx context.Context) (int, error) {
+		started.open()
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	queued, _ := Submit(p, ctx, func(ctx context.Context) (int, error) { return 1, nil })
+	started.wait()
+	if !queued.Cancel() {
+		t.Fatal("Cancel of a queued job: false")
+	}
+	if running.Cancel() {
+		t.Fatal("Cancel of a running job: true")
+	}
+	for _, j := range []*Job[int]{running, queued} {
+		if _, err := j.Wait(ctx); !errors.Is(err, ErrCancelled) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+}
+
+func TestDeadline(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	job, _ := Submit(p, dctx, func(ctx context.Context) (int, error) {
+		if _, ok := ctx.Deadline(); !ok {
+			return 0, errors.New("no deadline in the job's context")
+		}
+		<-ctx.Done()
+		if ctx.Err() != context.DeadlineExceeded {
+			return 0, fmt.Errorf("ctx.Err() = %v", ctx.Err())
+		}
+		return 0, ctx.Err()
+	})
+	_, err := job.Wait(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrCancelled) {
+		t.Fatalf("err = %v", err)
+	}
+	// A job submitted with a passed deadline never runs.
+	var ran atomic.Bool
+	job2, _ := Submit(p, dctx, func(ctx context.Context) (int, error) { ran.Store(true); return 0, nil })
+	if _, err := job2.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) || ran.Load() {
+		t.Fatalf("err = %v, ran = %v", err, ran.Load())
+	}
+}
+
+type ctxKey struct{}
+
+func TestJobContextCarriesValues(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := context.WithValue(testCtx(t), ctxKey{}, "v")
+	job, _ := Submit(p, ctx, func(ctx context.Context) (any, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return ctx.Value(ctxKey{}), nil
+	})
+	if v, err := job.Wait(ctx); v != "v" || err != nil {
+		t.Fatalf("%v, %v", v, err)
+	}
+}
+
+func TestSelectOnDone(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	hold := make(gate)
+	defer hold.open()
+	job, _ := Submit(p, ctx, func(context.Context) (int, error) { hold.wait(); return 1, nil })
+	select {
+	case <-job.Done():
+		t.Fatal("done before its gate opened")
+	case <-time.After(10 * time.Millisecond):
+	}
+	hold.open()
+	select {
+	case <-job.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not done")
+	}
+	// Wait with a context that is done first returns its error.
+	hold2 := make(gate)
+	defer hold2.open()
+	job2, _ := Submit(p, ctx, func(context.Context) (int, error) { hold2.wait(); return 1, nil })
+	wctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+	defer cancel()
+	if _, err := job2.Wait(wctx); err != context.DeadlineExceeded {
+		t.Fatalf("Wait = %v", err)
+	}
+}
+
+func TestNestedSubmitWaitOneThread(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	outer, _ := Submit(p, ctx, func(ctx context.Context) (int, error) {
+		inner, err := Submit(p, ctx, func(context.Context) (int, error) { return 20, nil })
+		if err != nil {
+			return 0, err
+		}
+		defer inner.Close()
+		v, err := inner.Wait(ctx) // runs inline: the only worker is this one
+		return v + 1, err
+	})
+	if v, err := outer.Wait(ctx); v != 21 || err != nil {
+		t.Fatalf("%d, %v", v, err)
+	}
+}
+
+func TestDelayAndName(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	start := time.Now()
+	job, _ := Submit(p, ctx, func(context.Context) (time.Time, error) { return time.Now(), nil },
+		WithDelay(30*time.Millisecond), WithName("delayed"))
+	if s := job.State(); s != Delayed {
+		t.Fatalf("State = %v", s)
+	}
+	ranAt, err := job.Wait(ctx)
+	if err != nil || ranAt.Sub(start) < 30*time.Millisecond {
+		t.Fatalf("ran after %v, %v", ranAt.Sub(start), err)
+	}
+}
+
+func TestQueueFullNonBlocking(t *testing.T) {
+	p := newTestPool(t, WithThreads(1), WithQueueCapacity(1))
+	ctx := testCtx(t)
+	hold, started := make(gate), make(gate)
+	defer hold.open()
+	blocker, _ := Submit(p, ctx, func(context.Context) (int, error) { started.open(); hold.wait(); return 0, nil })
+	started.wait()
+	queued, err := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Submit(p, ctx, func(context.Context) (int, error) { return 2, nil }, NonBlocking()); err != ErrFull {
+		t.Fatalf("NonBlocking submit to a full queue: %v", err)
+	}
+	// A blocking submit gives up when its context is done.
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if _, err := Submit(p, sctx, func(context.Context) (int, error) { return 3, nil }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("blocking submit with a deadline: %v", err)
+	}
+	hold.open()
+	blocker.Wait(ctx)
+	if v, err := queued.Wait(ctx); v != 1 || err != nil {
+		t.Fatalf("%d, %v", v, err)
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	started := make(gate)
+	running, _ := Submit(p, ctx, func(ctx context.Context) (int, error) {
+		started.open()
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	queued, _ := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
+	started.wait()
+	if err := p.Shutdown(ctx, Cancel); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []*Job[int]{running, queued} {
+		if _, err := j.Wait(ctx); !errors.Is(err, ErrCancelled) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if _, err := running.Wait(ctx); !errors.Is(err, ErrShutdown) {
+		t.Fatalf("running job's error does not say shutdown: %v", err)
+	}
+	if _, err := Submit(p, ctx, func(context.Context) (int, error) { return 0, nil }); err != ErrShutdown {
+		t.Fatalf("submit after shutdown: %v", err)
+	}
+}
+
+func TestShutdownDrainTimeout(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	hold, started := make(gate), make(gate)
+	defer hold.open()
+	Submit(p, ctx, func(context.Context) (int, error) { started.open(); hold.wait(); return 0, nil })
+	started.wait()
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	defer cancel()
+	if err := p.Shutdown(sctx, Drain); !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v", err)
+	}
+	hold.open()
+	if err := p.Shutdown(ctx, Drain); err != nil {
+		t.Fatalf("second Shutdown = %v", err)
+	}
+}
+
+func TestCloseIdempotentAndAfterClose(t *testing.T) {
+	p, err := NewPool(WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	job, _ := Submit(p, ctx, func(context.Context) (int, error) { return 5, nil })
+	p.Close()
+	p.Close()
+	if _, err := Submit(p, ctx, func(context.Context) (int, error) { return 0, nil }); err != ErrClosed {
+		t.Fatalf("submit after Close: %v", err)
+	}
+	job.Close()
+	if v, err := job.Wait(ctx); v != 5 || err != nil { // drained by Close
+		t.Fatalf("%d, %v", v, err)
+	}
+}
+
+func TestDefaultPool(t *testing.T) {
+	ctx := testCtx(t)
+	job, err := Submit(Default(), ctx, func(context.Context) (int, error) { return 1, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := job.Wait(ctx); v != 1 || err != nil {
+		t.Fatalf("%d, %v", v, err)
+	}
+	if Default().Close() != nil || Default().Stats().Threads == 0 {
+		t.Fatal("Default pool")
+	}
+}

@@ -1,0 +1,164 @@
+package jobrunner
+
+// #include <stdint.h>
+// #include "jobrunner.h"
+//
+// extern enum jr_status jrgo_submit_native(jr_pool *pool, void *fn, void *arg,
+//                                          jr_submit_options *opts, jr_job **out);
+import "C"
+
+import (
+	"context"
+	"runtime"
+	"unsafe"
+)
+
+// NativeJob is a C job submitted with SubmitNative: it runs on a worker without
+// entering Go. Its methods are safe for concurrent use.
+type NativeJob struct {
+	ptr   *C.jr_job
+	ref   handleRef
+	token *ctxToken
+}
+
+// SubmitNative runs the C function fn (a jr_job_fn: int32_t fn(jr_ctx *, void *arg,
+// void **result)) with arg on pool, without entering Go. arg is given to C as is: it
+// must not point to Go memory (cgo's rules; use C memory, and WithArgFree to free it
+// when the job ends). ctx cancels the job as for Submit.
+func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts ...SubmitOption) (*NativeJob, error) {
+	if fn == nil {
+		return nil, ErrInvalidArg
+	}
+	copts, cleanup, err := submitOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	j := &NativeJob{}
+	if j.token, err = newCtxToken(ctx); err != nil {
+		return nil, err
+	}
+	copts.token = j.token.ptr()
+	ptr, err := pool.acquire()
+	if err != nil {
+		j.token.release()
+		return nil, err
+	}
+	var job *C.jr_job
+	st := C.jrgo_submit_native(ptr, fn, arg, &copts, &job)
+	pool.release()
+	if st != C.JR_OK {
+		err := statusError(st)
+		if st == C.JR_E_CANCELLED {
+			err = cancelledError(j.token.cause(), nil)
+		}
+		j.token.release()
+		return nil, err
+	}
+	j.ptr = job
+	runtime.SetFinalizer(j, (*NativeJob).Close)
+	return j, nil
+}
+
+// WithArgFree gives a C function (a jr_free_fn: void free_fn(void *)) that frees a
+// native job's arg once the job has ended, whether it ran or not (not called if the
+// submit fails). For SubmitNative only.
+func WithArgFree(fn unsafe.Pointer) SubmitOption {
+	return submitOptionFunc(func(c *submitConfig) { c.argFree = fn })
+}
+
+// WithResultFree gives a C function (a jr_free_fn) that frees a native job's result
+// nobody took (Close before Wait, a failed job). For SubmitNative only.
+func WithResultFree(fn unsafe.Pointer) SubmitOption {
+	return submitOptionFunc(func(c *submitConfig) { c.resultFree = fn })
+}
+
+// Wait waits for the job to end and returns its result, which the caller owns from
+// then on (a second Wait returns nil), or a *JobError (the C job's code and the
+// message it gave jr_ctx_fail), a *PanicError, or an error matching ErrCancelled. If
+// ctx is done first, Wait returns ctx.Err() and the job goes on (the C wait it started
+// ends when the job does).
+func (j *NativeJob) Wait(ctx context.Context) (unsafe.Pointer, error) {
+	if !j.ref.use() {
+		return nil, ErrClosed
+	}
+	type outcome struct {
+		result unsafe.Pointer
+		err    error
+	}
+	wait := func() outcome {
+		defer j.ref.done(j.free)
+		st := C.jr_job_wait(j.ptr, -1)
+		if st != C.JR_OK {
+			return outcome{nil, j.failure(st)}
+		}
+		var result unsafe.Pointer
+		C.jr_job_take_result(j.ptr, &result)
+		return outcome{result, nil}
+	}
+	if ctx.Done() == nil {
+		o := wait()
+		return o.result, o.err
+	}
+	c := make(chan outcome, 1)
+	go func() { c <- wait() }()
+	select {
+	case o := <-c:
+		return o.result, o.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// failure maps an ended native job's status to its error.
+func (j *NativeJob) failure(st C.enum_jr_status) error {
+	switch st {
+	case C.JR_E_JOB_FAILED:
+		var code C.int32_t
+		C.jr_job_error_code(j.ptr, &code)
+		je := &JobError{Code: int32(code)}
+		if msg := C.jr_job_error_message(j.ptr); msg != nil {
+			je.Message = C.GoString(msg)
+		}
+		return je
+	case C.JR_E_PANICKED:
+		return cPanic(j.ptr)
+	case C.JR_E_CANCELLED:
+		return cancelledError(j.token.cause(), nil)
+	default:
+		return statusError(st)
+	}
+}
+
+// State returns where the job is in its life.
+func (j *NativeJob) State() State {
+	if !j.ref.use() {
+		return CancelledState
+	}
+	defer j.ref.done(j.free)
+	var s C.enum_jr_state
+	C.jr_job_state(j.ptr, &s)
+	return State(s)
+}
+
+// Cancel cancels the job, as Job.Cancel.
+func (j *NativeJob) Cancel() bool {
+	if !j.ref.use() {
+		return false
+	}
+	defer j.ref.done(j.free)
+	return C.jr_job_cancel(j.ptr) == C.JR_OK
+}
+
+// Close frees the job's handle (the job goes on, detached; a result not taken is
+// freed with WithResultFree's function) and stops following the submit context.
+// Calling it again does nothing.
+func (j *NativeJob) Close() error {
+	if j.ref.close(j.free) {
+		j.token.release()
+	}
+	runtime.SetFinalizer(j, nil)
+	return nil
+}
+
+func (j *NativeJob) free() { C.jr_job_free(j.ptr) }

@@ -1,0 +1,113 @@
+package jobrunner
+
+// #include "jobrunner.h"
+import "C"
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
+
+// ctxToken is a C token that follows a Go context: cancelled when the context is done
+// (through context.AfterFunc, so nothing polls), with the context's deadline set on it
+// too, so that the C side ends queued work at the deadline on its own timer and reports
+// JR_REASON_DEADLINE.
+//
+// The token is freed once both of its users are finished with it: the owner (release)
+// and the AfterFunc callback (which may still be calling jr_token_cancel when the
+// owner is done, and C forbids freeing a token another thread uses).
+type ctxToken struct {
+	tok  *C.jr_token
+	ctx  context.Context
+	refs atomic.Int32
+	stop func() bool
+}
+
+// newCtxToken makes the token for ctx, or returns nil if ctx can never be done.
+func newCtxToken(ctx context.Context) (*ctxToken, error) {
+	_, hasDeadline := ctx.Deadline()
+	if ctx.Done() == nil && !hasDeadline {
+		return nil, nil
+	}
+	t := &ctxToken{ctx: ctx}
+	if st := C.jr_token_new(nil, &t.tok); st != C.JR_OK {
+		return nil, statusError(st)
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		d := time.Until(deadline)
+		if d < 0 {
+			d = 0
+		}
+		C.jr_token_set_deadline(t.tok, C.int64_t(d))
+	}
+	if ctx.Err() != nil {
+		// Cancelled now, not by the AfterFunc goroutine: a job submitted with it must
+		// not get the chance to start.
+		C.jr_token_cancel(t.tok)
+	}
+	t.refs.Store(2)
+	t.stop = context.AfterFunc(ctx, func() {
+		C.jr_token_cancel(t.tok)
+		t.unref()
+	})
+	return t, nil
+}
+
+// cause is why the token was cancelled, nil if it was not: the context's cause if the
+// context is done, else the C reason (a deadline the C timer noticed first).
+func (t *ctxToken) cause() error {
+	if t == nil {
+		return nil
+	}
+	if t.ctx.Err() != nil {
+		return context.Cause(t.ctx)
+	}
+	var reason C.enum_jr_cancel_reason
+	if C.jr_token_reason(t.tok, &reason) != C.JR_OK {
+		return nil
+	}
+	return reasonError(reason)
+}
+
+// release ends the owner's use; the token is freed when the AfterFunc callback is done
+// with it too (or will never run).
+func (t *ctxToken) release() {
+	if t == nil {
+		return
+	}
+	if t.stop() {
+		t.unref() // the callback will never run: its share is released here
+	}
+	t.unref()
+}
+
+func (t *ctxToken) unref() {
+	if t.refs.Add(-1) == 0 {
+		C.jr_token_free(t.tok)
+	}
+}
+
+// ptr is the C token to pass in options (NULL for a nil ctxToken).
+func (t *ctxToken) ptr() *C.jr_token {
+	if t == nil {
+		return nil
+	}
+	return t.tok
+}
+
+// reasonError maps a C cancellation reason to the error that names it (nil for none).
+func reasonError(reason C.enum_jr_cancel_reason) error {
+	switch reason {
+	case C.JR_REASON_NONE:
+		return nil
+	case C.JR_REASON_DEADLINE:
+		return context.DeadlineExceeded
+	case C.JR_REASON_SHUTDOWN:
+		return ErrShutdown
+	case C.JR_REASON_SIBLING_FAILED:
+		return errSiblingFailed
+	default:
+		return context.Canceled
+	}
+}
