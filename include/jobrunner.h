@@ -752,6 +752,17 @@ enum jr_status jr_token_set_deadline(struct jr_token *token, int64_t timeout_ns)
 enum jr_status jr_token_cancel(struct jr_token *token);
 
 /**
+ * Cancels the token and its descendants as `jr_token_cancel` does, but completely
+ * before it returns: jobs still queued under it have ended `JR_E_CANCELLED`, waiters
+ * are woken and `on_cancel` work has run. For normal code (bindings cancelling from a
+ * Go or Python thread); **not** async-signal-safe: it locks and may free memory.
+ *
+ * Returns `JR_OK` (also if already cancelled), `JR_E_INVALID_ARG` (not a token),
+ * `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_token_cancel_sync(struct jr_token *token);
+
+/**
  * Whether the token (or an ancestor) is cancelled. False for NULL or a handle that is
  * not a token. Thread-safe, async-signal-safe.
  */

@@ -133,6 +133,25 @@ pub extern "C" fn jr_token_cancel(token: *mut jr_token) -> jr_status {
     }
 }
 
+/// Cancels the token and its descendants as `jr_token_cancel` does, but completely
+/// before it returns: jobs still queued under it have ended `JR_E_CANCELLED`, waiters
+/// are woken and `on_cancel` work has run. For normal code (bindings cancelling from a
+/// Go or Python thread); **not** async-signal-safe: it locks and may free memory.
+///
+/// Returns `JR_OK` (also if already cancelled), `JR_E_INVALID_ARG` (not a token),
+/// `JR_E_FORKED`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_token_cancel_sync(token: *mut jr_token) -> jr_status {
+    status(|| {
+        // SAFETY: a token handle by the contract above.
+        let handle = unsafe { Handle::<TokenHandle>::from_ptr(token) }?;
+        let shared = &handle.value.shared;
+        shared.mark();
+        shared.settle();
+        Ok(())
+    })
+}
+
 /// Whether the token (or an ancestor) is cancelled. False for NULL or a handle that is
 /// not a token. Thread-safe, async-signal-safe.
 #[no_mangle]

@@ -964,6 +964,20 @@ static void token_cancels_jobs(void) {
     CHECK_STATUS(jr_job_wait(late, HANG_MS * MS), JR_E_CANCELLED);
     jr_job_free(late);
 
+    /* jr_token_cancel_sync: the queued job has ended when it returns (no wait). */
+    jr_token *sync_token = NULL;
+    REQUIRE(jr_token_new(NULL, &sync_token) == JR_OK);
+    jr_submit_options so = jr_submit_options_default();
+    so.token = sync_token;
+    jr_job *sync_queued = submit_opts(p, count_job, &runs, &so);
+    CHECK(job_state(sync_queued) == JR_JOB_QUEUED);
+    CHECK_STATUS(jr_token_cancel_sync(sync_token), JR_OK);
+    CHECK_STATUS(jr_job_wait(sync_queued, 0), JR_E_CANCELLED);
+    CHECK(jr_token_is_cancelled(sync_token));
+    CHECK_STATUS(jr_token_cancel_sync(sync_token), JR_OK); /* again: a no-op */
+    CHECK_STATUS(jr_job_free(sync_queued), JR_OK);
+    CHECK_STATUS(jr_token_free(sync_token), JR_OK);
+
     gate_open(&b.gate);
     CHECK_STATUS(wait_free(running), JR_OK);
     CHECK(counter_get(&runs) == 0);

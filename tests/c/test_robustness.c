@@ -995,6 +995,9 @@ static jr_status t_set_deadline_negative(jr_ctx *c) {
     return s;
 }
 THUNK(t_token_cancel_null, jr_token_cancel(NULL))
+THUNK(t_token_cancel_sync_null, jr_token_cancel_sync(NULL))
+THUNK(t_token_cancel_sync_sem_as_token, jr_token_cancel_sync(AS(jr_token, F.sem)))
+THUNK(t_token_cancel_sync_junk, jr_token_cancel_sync(AS(jr_token, junk_dead)))
 THUNK(t_token_cancel_group_as_token, jr_token_cancel(AS(jr_token, F.group)))
 THUNK(t_token_cancel_junk, jr_token_cancel(AS(jr_token, junk_zero)))
 THUNK(t_token_is_cancelled_null, want_false(jr_token_is_cancelled(NULL), "jr_token_is_cancelled(NULL)"))
@@ -1279,6 +1282,9 @@ static const row rows[] = {
     ROW(t_set_deadline_sem_as_token, BAD),
     ROW(t_set_deadline_negative, BAD),
     ROW(t_token_cancel_null, BAD),
+    ROW(t_token_cancel_sync_null, BAD),
+    ROW(t_token_cancel_sync_sem_as_token, BAD),
+    ROW(t_token_cancel_sync_junk, BAD),
     ROW(t_token_cancel_group_as_token, BAD),
     ROW(t_token_cancel_junk, BAD),
     ROW(t_token_is_cancelled_null, JR_OK),

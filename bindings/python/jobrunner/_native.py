@@ -305,6 +305,7 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_token_new": (_status, [TokenP, POINTER(TokenP)]),
     "jr_token_set_deadline": (_status, [TokenP, c_int64]),
     "jr_token_cancel": (_status, [TokenP]),
+    "jr_token_cancel_sync": (_status, [TokenP]),
     "jr_token_is_cancelled": (c_bool, [TokenP]),
     "jr_token_reason": (_status, [TokenP, POINTER(c_int)]),
     "jr_token_wait": (_status, [TokenP, c_int64]),

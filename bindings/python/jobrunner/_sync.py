@@ -76,9 +76,10 @@ class CancelToken(_Handle):
             check(status, "jr_token_set_deadline")
 
     def cancel(self) -> None:
-        """Cancel the token and its descendants (async-signal-safe in C: fine to call
-        from a signal handler)."""
-        check(lib.jr_token_cancel(self._handle()), "jr_token_cancel")
+        """Cancel the token and its descendants: when it returns, jobs still queued
+        under it have ended cancelled (``jr_token_cancel_sync``). Fine in a Python signal
+        handler, which Python runs in the main thread, outside the C signal context."""
+        check(lib.jr_token_cancel_sync(self._handle()), "jr_token_cancel_sync")
 
     @property
     def cancelled(self) -> bool:
