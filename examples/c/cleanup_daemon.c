@@ -28,31 +28,9 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "jobrunner.h"
+#define EXAMPLE_NAME "cleanup_daemon"
+#include "example.h"
 
-/* Calls a jr_* function; on anything but JR_OK, says which call failed and exits. */
-#define CHECK(call)                                                                        \
-    do {                                                                                   \
-        jr_status check_status_ = (call);                                                  \
-        if (check_status_ != JR_OK) {                                                      \
-            fprintf(stderr, "cleanup_daemon: %s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
-                    jr_status_str(check_status_));                                         \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
-
-/* Fails the example with a message unless `cond` holds. */
-#define ENSURE(cond, ...)                                 \
-    do {                                                  \
-        if (!(cond)) {                                    \
-            fprintf(stderr, "cleanup_daemon: FAILED: ");  \
-            fprintf(stderr, __VA_ARGS__);                 \
-            fprintf(stderr, "\n");                        \
-            exit(1);                                      \
-        }                                                 \
-    } while (0)
-
-#define MS (INT64_C(1000000)) /* nanoseconds in a millisecond */
 #define SECOND (1000 * MS)
 
 enum {

@@ -33,40 +33,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "jobrunner.h"
+#define EXAMPLE_NAME "fanout_group"
+#include "example.h"
 
-/* Calls a jr_* function; on anything but JR_OK, says which call failed and exits. */
-#define CHECK(call)                                                                      \
-    do {                                                                                 \
-        jr_status check_status_ = (call);                                                \
-        if (check_status_ != JR_OK) {                                                    \
-            fprintf(stderr, "fanout_group: %s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
-                    jr_status_str(check_status_));                                       \
-            exit(1);                                                                     \
-        }                                                                                \
-    } while (0)
-
-/* Fails the example with a message unless `cond` holds. */
-#define ENSURE(cond, ...)                                 \
-    do {                                                  \
-        if (!(cond)) {                                    \
-            fprintf(stderr, "fanout_group: FAILED: ");    \
-            fprintf(stderr, __VA_ARGS__);                 \
-            fprintf(stderr, "\n");                        \
-            exit(1);                                      \
-        }                                                 \
-    } while (0)
-
-#define MS (INT64_C(1000000)) /* nanoseconds in a millisecond */
 /* How long any wait may take before the example calls it a hang. */
 #define PATIENCE (5000 * MS)
 
 enum { THREADS = 4, ITEMS = 20, LIMIT = 3, FF_ITEMS = 10, FF_LIMIT = 4, FF_BAD = 3 };
-
-static void sleep_ms(long ms) {
-    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&pause, NULL);
-}
 
 /* A flag with a condition variable: one side waits for it, the other raises it. */
 struct event {
@@ -89,17 +62,6 @@ static void event_wait(struct event *e, int count) {
         pthread_cond_wait(&e->cv, &e->mu);
     }
     pthread_mutex_unlock(&e->mu);
-}
-
-static const char *reason_name(jr_cancel_reason reason) {
-    switch (reason) {
-    case JR_REASON_NONE: return "JR_REASON_NONE";
-    case JR_REASON_CANCELLED: return "JR_REASON_CANCELLED";
-    case JR_REASON_DEADLINE: return "JR_REASON_DEADLINE";
-    case JR_REASON_SHUTDOWN: return "JR_REASON_SHUTDOWN";
-    case JR_REASON_SIBLING_FAILED: return "JR_REASON_SIBLING_FAILED";
-    }
-    return "unknown reason";
 }
 
 /* ---- part 1: fan-in in completion order --------------------------------------------- */

@@ -37,38 +37,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jobrunner.h"
-
-/* Calls a jr_* function; on anything but JR_OK, says which call failed and exits. */
-#define CHECK(call)                                                                           \
-    do {                                                                                      \
-        jr_status check_status_ = (call);                                                     \
-        if (check_status_ != JR_OK) {                                                         \
-            fprintf(stderr, "graceful_shutdown: %s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
-                    jr_status_str(check_status_));                                            \
-            exit(1);                                                                          \
-        }                                                                                     \
-    } while (0)
-
-/* Fails the example with a message unless `cond` holds. */
-#define ENSURE(cond, ...)                                    \
-    do {                                                     \
-        if (!(cond)) {                                       \
-            fprintf(stderr, "graceful_shutdown: FAILED: ");  \
-            fprintf(stderr, __VA_ARGS__);                    \
-            fprintf(stderr, "\n");                           \
-            exit(1);                                         \
-        }                                                    \
-    } while (0)
-
-#define MS (INT64_C(1000000)) /* nanoseconds in a millisecond */
+#define EXAMPLE_NAME "graceful_shutdown"
+#include "example.h"
 
 enum { THREADS = 4, HANDLERS = 4, REQUESTS = 8 };
-
-static void sleep_ms(long ms) {
-    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&pause, NULL);
-}
 
 /* ---- the signal handler --------------------------------------------------------------- */
 

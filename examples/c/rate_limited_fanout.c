@@ -30,20 +30,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "jobrunner.h"
-
-/* Calls a jr_* function; on anything but JR_OK, says which call failed and exits. */
-#define CHECK(call)                                                                    \
-    do {                                                                               \
-        jr_status check_status_ = (call);                                              \
-        if (check_status_ != JR_OK) {                                                  \
-            fprintf(stderr, "rate_limited_fanout: %s:%d: %s: %s\n", __FILE__, __LINE__, \
-                    #call, jr_status_str(check_status_));                              \
-            exit(1);                                                                   \
-        }                                                                              \
-    } while (0)
-
-#define MS (INT64_C(1000000)) /* nanoseconds in a millisecond */
+#define EXAMPLE_NAME "rate_limited_fanout"
+#include "example.h"
 
 enum {
     CALLS = 200,         /* API calls fanned out */
@@ -66,11 +54,6 @@ struct call {
 static struct call calls[CALLS];
 static atomic_int in_flight; /* calls running now */
 static atomic_int peak;      /* the most calls ever running at once */
-
-static void sleep_ms(long ms) {
-    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&pause, NULL);
-}
 
 static int64_t now_ns(void) {
     struct timespec t;

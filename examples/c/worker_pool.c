@@ -28,33 +28,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "jobrunner.h"
-
-/* Calls a jr_* function; on anything but JR_OK, says which call failed and exits. */
-#define CHECK(call)                                                                     \
-    do {                                                                                \
-        jr_status check_status_ = (call);                                               \
-        if (check_status_ != JR_OK) {                                                   \
-            fprintf(stderr, "worker_pool: %s:%d: %s: %s\n", __FILE__, __LINE__, #call, \
-                    jr_status_str(check_status_));                                      \
-            exit(1);                                                                    \
-        }                                                                               \
-    } while (0)
-
-/* Fails the example with a message unless `cond` holds. */
-#define ENSURE(cond, ...)                                 \
-    do {                                                  \
-        if (!(cond)) {                                    \
-            fprintf(stderr, "worker_pool: FAILED: ");     \
-            fprintf(stderr, __VA_ARGS__);                 \
-            fprintf(stderr, "\n");                        \
-            exit(1);                                      \
-        }                                                 \
-    } while (0)
+#define EXAMPLE_NAME "worker_pool"
+#include "example.h"
 
 enum { THREADS = 2, CAPACITY = 4, JOBS = 100 };
-
-#define MS (INT64_C(1000000)) /* nanoseconds in a millisecond */
 
 /* ---- the gate that holds jobs 0 and 1 on the two workers ------------------------- */
 
