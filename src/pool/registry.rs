@@ -77,14 +77,13 @@ pub(crate) struct Registry {
     help: HelpPolicy,
     panic: PanicPolicy,
     name: String,
-    on_start: Option<ThreadHook>,
-    on_stop: Option<ThreadHook>,
-    /// Hooks added to the running pool (`Pool::add_thread_hooks`), in order: a worker runs
-    /// the start hooks it has not run yet before its next job, and at exit the stop hooks
-    /// of those it ran. Only appended to.
-    added_hooks: Mutex<Vec<(Option<ThreadHook>, Option<ThreadHook>)>>,
-    /// `added_hooks.len()`, read by the workers before each job without the lock.
-    added_count: AtomicUsize,
+    /// Thread hooks, in order: the builder's first, then those added to the running pool
+    /// (`Pool::add_thread_hooks`). A worker runs the start hooks it has not run yet when
+    /// it starts and before each job it takes, and at exit the stop hooks of those it
+    /// ran, in reverse. Only appended to.
+    hooks: Mutex<Vec<(Option<ThreadHook>, Option<ThreadHook>)>>,
+    /// `hooks.len()`, read by the workers before each job without the lock.
+    hook_count: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Live `Pool` handles; the last one dropped drains the pool.
     pub(crate) handles: AtomicUsize,
@@ -99,6 +98,10 @@ impl Registry {
             .map(|_| crossbeam_deque::Worker::new_lifo())
             .collect();
         let stealers = deques.iter().map(|d| d.stealer()).collect();
+        let builder_hooks = match (config.on_start, config.on_stop) {
+            (None, None) => Vec::new(),
+            hooks => vec![hooks],
+        };
         let registry = Arc::new_cyclic(|weak_self| Registry {
             injector: Injector::new(),
             stealers,
@@ -121,10 +124,8 @@ impl Registry {
             help: config.help,
             panic: config.panic,
             name: config.name,
-            on_start: config.on_start,
-            on_stop: config.on_stop,
-            added_hooks: Mutex::new(Vec::new()),
-            added_count: AtomicUsize::new(0),
+            hook_count: AtomicUsize::new(builder_hooks.len()),
+            hooks: Mutex::new(builder_hooks),
             threads: Mutex::new(Vec::with_capacity(config.threads)),
             handles: AtomicUsize::new(1),
         });
@@ -179,31 +180,23 @@ impl Registry {
         &self.panic
     }
 
-    pub(crate) fn on_start(&self) -> Option<&ThreadHook> {
-        self.on_start.as_ref()
-    }
-
-    pub(crate) fn on_stop(&self) -> Option<&ThreadHook> {
-        self.on_stop.as_ref()
-    }
-
     /// Adds hooks for the workers to run (see `Pool::add_thread_hooks`).
     pub(crate) fn add_thread_hooks(&self, start: Option<ThreadHook>, stop: Option<ThreadHook>) {
-        let mut hooks = lock(&self.added_hooks);
+        let mut hooks = lock(&self.hooks);
         hooks.push((start, stop));
         // Release: a worker that sees the count sees the hook (it also takes the lock).
-        self.added_count.store(hooks.len(), Ordering::Release);
+        self.hook_count.store(hooks.len(), Ordering::Release);
     }
 
-    /// How many hooks were added so far.
+    /// How many hooks there are so far.
     #[inline]
-    pub(crate) fn added_hook_count(&self) -> usize {
-        self.added_count.load(Ordering::Acquire)
+    pub(crate) fn hook_count(&self) -> usize {
+        self.hook_count.load(Ordering::Acquire)
     }
 
-    /// The added hooks `from..to`: their start (or stop) halves.
-    pub(crate) fn added_hooks(&self, from: usize, to: usize, stop: bool) -> Vec<ThreadHook> {
-        lock(&self.added_hooks)[from..to]
+    /// The hooks `from..to`: their start (or stop) halves.
+    pub(crate) fn hooks(&self, from: usize, to: usize, stop: bool) -> Vec<ThreadHook> {
+        lock(&self.hooks)[from..to]
             .iter()
             .filter_map(|(start_hook, stop_hook)| if stop { stop_hook } else { start_hook }.clone())
             .collect()

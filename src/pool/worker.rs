@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crossbeam_deque::{Steal, Worker};
 use crossbeam_utils::Backoff;
 
-use super::registry::Registry;
+use super::registry::{Registry, ThreadHook};
 use super::HelpPolicy;
 use crate::job::state::{self, is_terminal};
 use crate::job::{ErasedJob, JobRef, StackJob};
@@ -29,8 +29,19 @@ pub(crate) struct WorkerThread {
     /// `push_seq` when the innermost job running on this thread started: jobs above it on
     /// the deque were pushed by that job's subtree (`HelpPolicy::Own`).
     watermark: Cell<u64>,
-    /// How many of the hooks added to the running pool this worker has started.
+    /// How many of the pool's thread hooks (`Registry::hooks`) this worker has started.
     hooks_run: Cell<usize>,
+}
+
+/// Runs a thread hook on worker `index`; a panic in it is reported, not propagated (the
+/// worker lives on).
+fn run_hook(hook: &ThreadHook, index: usize, which: &str) {
+    if let Err(payload) = unwind::halt_unwinding(|| hook(index)) {
+        eprintln!(
+            "jobrunner: a thread {which} hook panicked on worker {index}: {}",
+            unwind::panic_message(&*payload)
+        );
+    }
 }
 
 impl WorkerThread {
@@ -75,33 +86,13 @@ impl WorkerThread {
             hooks_run: Cell::new(0),
         };
         CURRENT.with(|current| current.set(&worker));
-        if let Some(hook) = worker.registry.on_start() {
-            if let Err(payload) = unwind::halt_unwinding(|| hook(index)) {
-                eprintln!(
-                    "jobrunner: on_thread_start hook panicked: {}",
-                    unwind::panic_message(&*payload)
-                );
-            }
-        }
+        worker.run_new_start_hooks();
         let guard = AbortIfPanic;
         worker.run();
         std::mem::forget(guard);
-        let added_stops = worker.registry.added_hooks(0, worker.hooks_run.get(), true);
-        for hook in added_stops.iter().rev() {
-            if let Err(payload) = unwind::halt_unwinding(|| hook(index)) {
-                eprintln!(
-                    "jobrunner: an added thread stop hook panicked: {}",
-                    unwind::panic_message(&*payload)
-                );
-            }
-        }
-        if let Some(hook) = worker.registry.on_stop() {
-            if let Err(payload) = unwind::halt_unwinding(|| hook(index)) {
-                eprintln!(
-                    "jobrunner: on_thread_stop hook panicked: {}",
-                    unwind::panic_message(&*payload)
-                );
-            }
+        let stops = worker.registry.hooks(0, worker.hooks_run.get(), true);
+        for hook in stops.iter().rev() {
+            run_hook(hook, index, "stop");
         }
         CURRENT.with(|current| current.set(ptr::null()));
     }
@@ -111,7 +102,7 @@ impl WorkerThread {
         let sleep = registry.sleep();
         loop {
             if let Some(job) = self.find_local() {
-                self.run_added_start_hooks();
+                self.run_new_start_hooks();
                 self.execute(job);
                 continue;
             }
@@ -120,7 +111,7 @@ impl WorkerThread {
             loop {
                 if let Some(job) = self.find_work() {
                     sleep.stop_searching(|| registry.has_visible_work());
-                    self.run_added_start_hooks();
+                    self.run_new_start_hooks();
                     self.execute(job);
                     break;
                 }
@@ -144,30 +135,22 @@ impl WorkerThread {
         }
     }
 
-    /// Runs the start hooks added to the pool since this worker last looked (one atomic
-    /// load when there are none).
+    /// Runs the start hooks this worker has not run yet: the builder's when the thread
+    /// starts, and those added to the running pool since (one atomic load when none were).
     #[inline]
-    fn run_added_start_hooks(&self) {
-        let added = self.registry.added_hook_count();
-        if added > self.hooks_run.get() {
-            self.run_added_start_hooks_cold(added);
+    fn run_new_start_hooks(&self) {
+        let count = self.registry.hook_count();
+        if count > self.hooks_run.get() {
+            self.run_new_start_hooks_cold(count);
         }
     }
 
     #[cold]
-    fn run_added_start_hooks_cold(&self, added: usize) {
-        for hook in self
-            .registry
-            .added_hooks(self.hooks_run.get(), added, false)
-        {
-            if let Err(payload) = unwind::halt_unwinding(|| hook(self.index)) {
-                eprintln!(
-                    "jobrunner: an added thread start hook panicked: {}",
-                    unwind::panic_message(&*payload)
-                );
-            }
+    fn run_new_start_hooks_cold(&self, count: usize) {
+        for hook in self.registry.hooks(self.hooks_run.get(), count, false) {
+            run_hook(&hook, self.index, "start");
         }
-        self.hooks_run.set(added);
+        self.hooks_run.set(count);
     }
 
     #[inline]
