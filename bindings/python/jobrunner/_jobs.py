@@ -90,6 +90,9 @@ _keys = itertools.count(1)
 _local = threading.local()
 #: Set by the atexit hook: no more submits, and the trampoline runs no more Python jobs.
 _exiting = False
+#: Notified when a managed job's ``arg_free`` runs once ``_exiting`` is set: the atexit
+#: hook waits on it for the last callbacks.
+_ended = threading.Condition()
 _is_finalizing = sys.is_finalizing
 #: The ``PyGILState_STATE`` each worker thread got from its start hook, by thread id.
 _gil_states: dict[int, int] = {}
@@ -158,6 +161,9 @@ def _arg_freed(key: int | None) -> None:
     task = _tasks.pop(key, None)  # type: ignore[arg-type]
     if task is not None and task.future._state != FINISHED:
         task.future._end_cancelled()  # it never ran (or, periodic, it has stopped)
+    if _exiting:
+        with _ended:
+            _ended.notify_all()
 
 
 def _thread_start(_arg: int | None, _index: int) -> None:

@@ -525,10 +525,9 @@ def _at_exit() -> None:
             wait_sliced(lambda ns, p=ptr: lib.jr_pool_shutdown(p, JR_SHUTDOWN_CANCEL, ns), None)
             pool._sweep()
             pool._free()
-    # arg_free may run just after a job's waiters wake: let every callback finish.
-    deadline = time.monotonic() + 5
-    while any(t.managed for t in list(_tasks.values())) and time.monotonic() < deadline:
-        time.sleep(0.001)
+    # arg_free may run just after a job's waiters wake: wait for the last callbacks.
+    with _jobs._ended:
+        _jobs._ended.wait_for(lambda: not any(t.managed for t in list(_tasks.values())), timeout=5)
 
 
 atexit.register(_at_exit)
