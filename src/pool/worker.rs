@@ -357,17 +357,7 @@ impl WorkerThread {
     pub(crate) fn wait_until(&self, done: impl Fn() -> bool) {
         match self.registry.help_policy() {
             HelpPolicy::Any => self.idle_until(&done, || true),
-            HelpPolicy::Own => {
-                while !done() {
-                    match self.pop_own_subtree() {
-                        Some(job) => self.execute(job),
-                        None => break,
-                    }
-                }
-                self.block_until(&done, || {
-                    self.registry.sleep().wait_latch(self.index, &done);
-                });
-            }
+            HelpPolicy::Own => self.wait_own_until(done),
             HelpPolicy::Block => self.block_until(&done, || {
                 self.registry.sleep().wait_latch(self.index, &done);
             }),
