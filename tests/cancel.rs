@@ -458,6 +458,65 @@ fn a_job_submitted_with_a_cancelled_token_is_accepted_and_ends_cancelled() {
     assert_eq!(stats.cancelled_before_start, 3);
 }
 
+/// A token cancelled while a delayed job under it is being submitted: the job ends
+/// cancelled and leaves no entry in the timer. (A canceller that ran before the submit
+/// had recorded the timer key could not take the entry out; it then held the job, and
+/// through it the token, until its due time, and for ever once the pool stopped.)
+#[test]
+fn a_token_cancelled_during_a_delayed_submit_leaves_nothing_in_the_timer() {
+    let pool = pool(1);
+    let rounds = by_profile(5_000, 50_000);
+    // Each round, the canceller and the submitter start together from a spin and wait a
+    // random few steps each, so that the cancel sweeps the whole submit.
+    let round = Arc::new(AtomicUsize::new(0));
+    let slot: Arc<Mutex<Option<CancelToken>>> = Arc::default();
+    let canceller = {
+        let (round, slot) = (Arc::clone(&round), Arc::clone(&slot));
+        thread::spawn(move || {
+            let mut rng = XorShift::new(7);
+            for r in 1..=rounds {
+                while round.load(Ordering::Acquire) < r {
+                    std::hint::spin_loop();
+                }
+                let token = slot.lock().unwrap().take().expect("a token per round");
+                for _ in 0..rng.below(400) {
+                    std::hint::spin_loop();
+                }
+                token.cancel();
+            }
+        })
+    };
+    let ran = Arc::new(AtomicBool::new(false));
+    let mut rng = XorShift::new(11);
+    for r in 1..=rounds {
+        let token = CancelToken::new();
+        *slot.lock().unwrap() = Some(token.clone());
+        round.store(r, Ordering::Release);
+        for _ in 0..rng.below(100) {
+            std::hint::spin_loop();
+        }
+        let options = SubmitOptions::new()
+            .token(&token)
+            .delay(Duration::from_secs(3600));
+        let job = pool.submit_with(options, flagging(&ran)).expect("accepted");
+        token.wait();
+        assert!(
+            job.wait_timeout(PATIENCE).is_ok(),
+            "round {r}: the job ended"
+        );
+        assert_eq!(
+            pool.delayed(),
+            0,
+            "round {r}: a cancelled job left the timer"
+        );
+    }
+    canceller.join().expect("the canceller");
+    assert!(!ran.load(Ordering::SeqCst));
+    assert!(pool
+        .shutdown(ShutdownMode::Drain, Some(PATIENCE))
+        .is_complete());
+}
+
 #[test]
 fn a_deadline_on_the_submit_token_ends_a_queued_job_on_time() {
     let _timing = timing_lock();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use once_cell::race::OnceBox;
 
-use super::state::{self, is_terminal, JoinLatch, Lifecycle};
+use super::state::{self, is_terminal, JoinLatch, Lifecycle, TimerSlot};
 use super::{JobPtr, RefCounted};
 use crate::cancel::{CallbackKey, CancelReason, CancelTarget, CancelToken};
 use crate::context::Context;
@@ -182,10 +182,9 @@ pub(crate) struct Header {
     /// The token given to the running closure (`ctx.token()`), made on first use, and its
     /// callback on the pool's root token. Boxed: rare, and one word when absent.
     own_token: OnceBox<(CancelToken, CallbackKey)>,
-    /// A delayed job's timer entry (`TimerKey::to_parts`; the sequence is `u64::MAX` until
-    /// it is scheduled). Inline, so that a delayed job needs no `Extras`.
-    timer_at: AtomicU64,
-    timer_seq: AtomicU64,
+    /// A delayed job's timer entry (`TimerKey::to_parts`). Inline, so that a delayed job
+    /// needs no `Extras`.
+    timer: TimerSlot,
     /// What few jobs have (a name, permits, a tick, a group): boxed, so that a plain or
     /// delayed job stays one small allocation.
     extras: Option<Box<Extras>>,
@@ -248,8 +247,7 @@ impl Header {
             token: init.token,
             token_key: AtomicU32::new(NO_KEY),
             own_token: OnceBox::new(),
-            timer_at: AtomicU64::new(0),
-            timer_seq: AtomicU64::new(u64::MAX),
+            timer: TimerSlot::new(),
             extras: (init.name.is_some()
                 || init.permits.is_some()
                 || init.tick.is_some()
@@ -319,16 +317,16 @@ impl Header {
         self.token_key.store(key as u32, Ordering::Release);
     }
 
-    pub(crate) fn set_timer_key(&self, key: TimerKey) {
+    /// Records the job's timer entry; false if a cancel may have missed it (the caller
+    /// then takes the entry out of the timer, see [`TimerSlot`]).
+    pub(crate) fn set_timer_key(&self, key: TimerKey) -> bool {
         let (at, seq) = key.to_parts();
-        self.timer_at.store(at, Ordering::Relaxed);
-        // Release: a canceller that sees the sequence sees the due time.
-        self.timer_seq.store(seq, Ordering::Release);
+        self.timer.record(at, seq, &self.lifecycle)
     }
 
     fn timer_key(&self) -> Option<TimerKey> {
-        let seq = self.timer_seq.load(Ordering::Acquire);
-        (seq != u64::MAX).then(|| TimerKey::from_parts(self.timer_at.load(Ordering::Relaxed), seq))
+        let (at, seq) = self.timer.for_canceller()?;
+        Some(TimerKey::from_parts(at, seq))
     }
 
     pub(crate) fn name(&self) -> Option<&str> {

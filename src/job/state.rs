@@ -7,7 +7,7 @@
 //! exactly once, after everything the job owned has been released.
 
 use crate::parking;
-use crate::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use crate::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use crate::sync::wait;
 
 /// Waiting for a timer to make it runnable.
@@ -286,6 +286,53 @@ impl Lifecycle {
     }
 }
 
+/// Where a delayed job's timer entry is: recorded by the submitter right after inserting
+/// the entry, read by the thread that cancels the job out of `DELAYED` to take the entry
+/// out of the timer.
+///
+/// A cancel can run between the insert and the record (through the job's token, which
+/// it registered with first): it then finds no entry to take out, and the entry would hold
+/// the job (and through it its token) until its due time, or for ever once the pool
+/// stopped. So the recorder looks at the phase after recording, and the canceller reads
+/// the slot after its transition, each behind a SeqCst fence: either the canceller sees
+/// the entry or the recorder sees the cancel (or both; the timer's `cancel` then gives
+/// the entry to one of them).
+#[cfg_attr(loom, allow(dead_code))] // Only `HeapJob` (not built under loom) and the model use it.
+pub(crate) struct TimerSlot {
+    at: AtomicU64,
+    /// `u64::MAX` until recorded.
+    seq: AtomicU64,
+}
+
+#[cfg_attr(loom, allow(dead_code))]
+impl TimerSlot {
+    pub(crate) fn new() -> Self {
+        TimerSlot {
+            at: AtomicU64::new(0),
+            seq: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Records the entry `(at, seq)` of the job whose state is `lifecycle`. Returns false
+    /// if a cancel took the job out of `DELAYED` and may have missed the entry: the caller
+    /// must then take it out of the timer itself.
+    pub(crate) fn record(&self, at: u64, seq: u64, lifecycle: &Lifecycle) -> bool {
+        self.at.store(at, Ordering::Relaxed);
+        // Release: a canceller that sees the sequence sees the due time.
+        self.seq.store(seq, Ordering::Release);
+        fence(Ordering::SeqCst);
+        !matches!(lifecycle.phase(), CANCELLING | CANCELLED)
+    }
+
+    /// The entry, read by the thread that won `try_cancel` from `DELAYED`; `None` if it is
+    /// not recorded yet (the recorder then sees the cancel and takes the entry out).
+    pub(crate) fn for_canceller(&self) -> Option<(u64, u64)> {
+        fence(Ordering::SeqCst);
+        let seq = self.seq.load(Ordering::Acquire);
+        (seq != u64::MAX).then(|| (self.at.load(Ordering::Relaxed), seq))
+    }
+}
+
 /// The latch of a `join`'s second half: not done, nobody blocks.
 const UNSET: u8 = 0;
 /// Not done; the owner blocks (or is about to) and must be woken.
@@ -413,6 +460,44 @@ mod loom_tests {
             }
             assert!(latch.is_set());
             thief.join().unwrap();
+        });
+    }
+
+    /// A delayed job's submitter records its timer entry while a canceller takes the job
+    /// out of `DELAYED`: the entry leaves the timer exactly once, whoever takes it.
+    #[test]
+    fn a_cancel_racing_the_timer_record_never_strands_the_entry() {
+        crate::pool::sleep::loom_tests::model(|| {
+            let state = Arc::new(Lifecycle::new(DELAYED));
+            let slot = Arc::new(TimerSlot::new());
+            // The timer: whether the entry is in it (inserted before the record).
+            let timer = Arc::new(loom::sync::Mutex::new(true));
+            let takes = Arc::new(AtomicUsize::new(0));
+            let take = |timer: &loom::sync::Mutex<bool>, takes: &AtomicUsize| {
+                if std::mem::replace(&mut *timer.lock().unwrap(), false) {
+                    takes.fetch_add(1, Ordering::SeqCst);
+                }
+            };
+            let canceller = {
+                let (state, slot, timer, takes) =
+                    (state.clone(), slot.clone(), timer.clone(), takes.clone());
+                loom::thread::spawn(move || {
+                    assert_eq!(state.try_cancel(), Some(DELAYED));
+                    if slot.for_canceller().is_some() {
+                        take(&timer, &takes);
+                    }
+                    state.finish(CANCELLED, 1);
+                })
+            };
+            if !slot.record(1, 7, &state) {
+                take(&timer, &takes);
+            }
+            canceller.join().unwrap();
+            assert!(
+                !*timer.lock().unwrap(),
+                "the entry was stranded in the timer"
+            );
+            assert_eq!(takes.load(Ordering::SeqCst), 1);
         });
     }
 

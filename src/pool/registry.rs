@@ -367,7 +367,15 @@ impl Registry {
             .checked_add(delay)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
         match self.timer().schedule(due, job_ref) {
-            Ok(key) => job.header().set_timer_key(key),
+            Ok(key) => {
+                if !job.header().set_timer_key(key) {
+                    // Cancelled meanwhile, by a cancel that could not see the key. Our
+                    // caller holds the job: dropping the entry's reference cannot free it.
+                    if let Some(entry) = self.cancel_timer(key) {
+                        let _ = entry.discard();
+                    }
+                }
+            }
             // The timer is shut down (the pool is terminating) or its thread could not
             // start: the job cannot be delayed, so it ends cancelled.
             Err(job_ref) => drop(job_ref.discard()),
@@ -683,6 +691,11 @@ impl Registry {
         }
         if let Some(timer) = self.timer.get() {
             timer.shutdown();
+            // A quiescent pool has no delayed job: an entry left now would be a stale one
+            // (a bug), whose reference nobody else would ever give back.
+            let stale = timer.drain();
+            debug_assert!(stale.is_empty(), "{} stale timer entries", stale.len());
+            stale.into_iter().for_each(|job| drop(job.discard()));
         }
     }
 
