@@ -87,6 +87,9 @@ C_ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:check_initialization_order=1:strict_st
 C_VALGRIND := $(VALGRIND) --error-exitcode=1 --leak-check=full \
 	--errors-for-leak-kinds=definite --show-leak-kinds=definite --num-callers=40
 C_VALGRIND_ENV := JR_TEST_SLOW=1
+# Lines of a failed C test's output worth repeating after the summary (CI logs show the
+# end): failed checks, valgrind's and the sanitizers' reports.
+C_FAILURE_LINES := ^FAILED |: .*[Ff]ail|definitely lost in|ERROR SUMMARY: [1-9]|^==[0-9]+==ERROR|^SUMMARY:|runtime error
 # A C test program that runs longer than this (seconds, under valgrind too) has hung.
 C_TEST_TIMEOUT ?= 600
 
@@ -373,6 +376,16 @@ define run-c-tests
 	done; \
 	printf '\n%s: %d passed, %d failed\n' '$(2)' "$$passed" "$$failed"; \
 	if [ -n "$$bad" ]; then \
+	  for name in $(C_TESTS); do \
+	    case "$$bad" in *" $$name "*) ;; *) continue ;; esac; \
+	    printf '\n--- %s: what failed ---\n' "$$name"; \
+	    out=$(C_OUT)/tests/$(1)/$$name.out; \
+	    if grep -q -E "$(C_FAILURE_LINES)" $$out; then \
+	      grep -E -A12 "$(C_FAILURE_LINES)" $$out | head -n 60 || true; \
+	    else \
+	      tail -n 20 $$out; \
+	    fi; \
+	  done; \
 	  echo "error: $(2):$$bad; output in $(C_OUT)/tests/$(1)/NAME.out" >&2; \
 	  exit 1; \
 	fi
