@@ -445,6 +445,21 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * A short description of the last error on the calling thread: which argument of which
+ * kind was wrong and why (`"not a live jr_pool handle: a jr_job handle"`, `"permits is
+ * 0"`, ...), or for other failures the status's text. The string belongs to the library
+ * and stays valid until the next failing call on this thread; `""` if no call has
+ * failed on it.
+ *
+ * Read it right after a call returned a status other than `JR_OK`: successful calls do
+ * not clear it, so it says nothing about whether the last call failed. A job's own
+ * error is not here (it happened on another thread): read it from its handle with
+ * `jr_job_error_code` and `jr_job_error_message`. Thread-safe (each thread has its own);
+ * never NULL. Not async-signal-safe; the async-signal-safe functions never set it.
+ */
+const char *jr_last_error_message(void);
+
+/**
  * The name and meaning of a status, e.g. `"JR_E_TIMEOUT: timed out"`: a static string,
  * never NULL (`"unknown status"` for a value that is not a `jr_status`). The parameter
  * is an `int` so that any value may be passed. Thread-safe, async-signal-safe.

@@ -5,6 +5,7 @@ use std::sync::{Mutex, OnceLock};
 
 use super::jr_status;
 use super::pool::{jr_pool, PoolHandle};
+use super::status::invalid;
 use super::token::{jr_token, TokenHandle};
 use super::{opt_str, status, write_out, Handle, Kind};
 use crate::Context;
@@ -32,6 +33,7 @@ pub(crate) type CtxHandle = CtxState<'static>;
 
 impl Kind for CtxHandle {
     const MAGIC: u64 = 0x6a72_6374_7800_0001; // "jrctx\0\0\x01"
+    const NAME: &'static str = "jr_ctx";
     type Opaque = jr_ctx;
 }
 
@@ -53,7 +55,7 @@ impl<'a> CtxState<'a> {
     /// As [`Handle::from_ptr`].
     unsafe fn of<'b>(ptr: *const jr_ctx) -> Result<&'b CtxHandle, jr_status> {
         // SAFETY: the caller's contract.
-        unsafe { Handle::<CtxHandle>::from_ptr(ptr) }.map(|h| &h.value)
+        Ok(&unsafe { Handle::<CtxHandle>::from_ptr(ptr) }?.value)
     }
 }
 
@@ -123,7 +125,8 @@ pub extern "C" fn jr_ctx_fail(ctx: *mut jr_ctx, message: *const c_char) -> jr_st
         // SAFETY: a context by the contract above.
         let state = unsafe { CtxState::of(ctx) }?;
         // SAFETY: NULL or a NUL-terminated string (the contract).
-        let message = unsafe { opt_str(message) }.ok_or(jr_status::JR_E_INVALID_ARG)?;
+        let message =
+            unsafe { opt_str(message) }.ok_or_else(|| invalid(format_args!("message is NULL")))?;
         let message = CString::new(message.replace('\0', "")).unwrap_or_default();
         *state.message.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
         Ok(())
@@ -142,7 +145,8 @@ pub extern "C" fn jr_ctx_panic(ctx: *mut jr_ctx, message: *const c_char) -> jr_s
         // SAFETY: a context by the contract above.
         let state = unsafe { CtxState::of(ctx) }?;
         // SAFETY: NULL or a NUL-terminated string (the contract).
-        let message = unsafe { opt_str(message) }.ok_or(jr_status::JR_E_INVALID_ARG)?;
+        let message =
+            unsafe { opt_str(message) }.ok_or_else(|| invalid(format_args!("message is NULL")))?;
         *state.panic.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
         Ok(())
     })
@@ -157,7 +161,11 @@ pub extern "C" fn jr_ctx_tick(ctx: *const jr_ctx, out: *mut u64) -> jr_status {
     status(|| {
         // SAFETY: a context by the contract above.
         let state = unsafe { CtxState::of(ctx) }?;
-        let tick = state.ctx.tick().ok_or(jr_status::JR_E_INVALID_ARG)?;
+        let tick = state.ctx.tick().ok_or_else(|| {
+            invalid(format_args!(
+                "not a periodic job: only a run of jr_submit_every has a tick"
+            ))
+        })?;
         // SAFETY: checked non-null; the caller provides a writable pointer.
         unsafe { write_out(out, tick) }
     })

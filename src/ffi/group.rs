@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use super::job::{jr_job, CError, JobHandleC, Owned};
 use super::jr_status;
 use super::pool::{jr_pool, PoolHandle};
+use super::status::invalid;
 use super::token::{jr_token, TokenHandle};
 use super::{read_versioned, status, timeout_of, versioned, write_out, Handle, Kind};
 use crate::{Group, GroupOptions, JobError, Pool};
@@ -54,6 +55,7 @@ impl FirstError {
 
 impl Kind for GroupHandle {
     const MAGIC: u64 = 0x6a72_6772_6f75_7001; // "jrgroup\x01"
+    const NAME: &'static str = "jr_group";
     type Opaque = jr_group;
 }
 
@@ -65,7 +67,7 @@ impl GroupHandle {
     /// As [`Handle::from_ptr`].
     pub(crate) unsafe fn of<'a>(ptr: *const jr_group) -> Result<&'a GroupHandle, jr_status> {
         // SAFETY: the caller's contract.
-        unsafe { Handle::<GroupHandle>::from_ptr(ptr) }.map(|h| &h.value)
+        Ok(&unsafe { Handle::<GroupHandle>::from_ptr(ptr) }?.value)
     }
 }
 
@@ -121,7 +123,7 @@ pub extern "C" fn jr_group_new(
         // SAFETY: NULL or an options struct of its declared size (the contract).
         let options = unsafe { read_versioned(options, jr_group_options_default()) }?;
         if out.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("out is NULL")));
         }
         let mut rust_options = GroupOptions::new();
         if options.limit > 0 {
@@ -241,7 +243,7 @@ pub extern "C" fn jr_group_first_error(group: *mut jr_group, out: *mut *mut jr_j
         // SAFETY: a group handle by the contract above.
         let handle = unsafe { GroupHandle::of(group) }?;
         if out.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("out is NULL")));
         }
         let first = handle.first_error.lock().unwrap_or_else(|p| p.into_inner());
         let job = first.as_ref().map_or(std::ptr::null_mut(), |f| {
@@ -270,7 +272,7 @@ pub extern "C" fn jr_group_next(
         // SAFETY: a group handle by the contract above.
         let handle = unsafe { GroupHandle::of(group) }?;
         if out.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("out is NULL")));
         }
         let next = match timeout_of(timeout_ns) {
             None => handle.group.next(),

@@ -10,6 +10,7 @@ use super::group::{jr_group, GroupHandle};
 use super::jr_status;
 use super::pool::{jr_pool, PoolHandle};
 use super::sem::{jr_sem, SemHandle};
+use super::status::invalid;
 use super::token::{jr_token, TokenHandle};
 use super::{
     boundary, opt_str, read_versioned, status, timeout_of, versioned, write_out, Handle, Kind,
@@ -176,6 +177,7 @@ pub(crate) struct JobHandleC {
 
 impl Kind for JobHandleC {
     const MAGIC: u64 = 0x6a72_6a6f_6200_0001; // "jrjob\0\0\x01"
+    const NAME: &'static str = "jr_job";
     type Opaque = jr_job;
 }
 
@@ -323,7 +325,7 @@ impl JobHandleC {
     /// As [`Handle::from_ptr`].
     unsafe fn of<'a>(ptr: *const jr_job) -> Result<&'a JobHandleC, jr_status> {
         // SAFETY: the caller's contract.
-        unsafe { Handle::<JobHandleC>::from_ptr(ptr) }.map(|h| &h.value)
+        Ok(&unsafe { Handle::<JobHandleC>::from_ptr(ptr) }?.value)
     }
 }
 
@@ -451,11 +453,16 @@ unsafe fn submit_options(options: &jr_submit_options) -> Result<SubmitOptions, j
         // SAFETY: the caller's contract.
         let sem = unsafe { SemHandle::sem_of(options.sem) }?;
         if options.permits == 0 || options.permits > sem.total() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!(
+                "permits is {}: it must be 1 to the semaphore's total, {}",
+                options.permits,
+                sem.total()
+            )));
         }
         out = out.semaphore(sem, options.permits);
     }
-    let delay = u64::try_from(options.delay_ns).map_err(|_| jr_status::JR_E_INVALID_ARG)?;
+    let delay = u64::try_from(options.delay_ns)
+        .map_err(|_| invalid(format_args!("delay_ns is negative")))?;
     if delay > 0 {
         out = out.delay(Duration::from_nanos(delay));
     }
@@ -502,7 +509,7 @@ pub extern "C" fn jr_submit(
         let handle = guarded(arg, options.arg_free, |arg| {
             // SAFETY: a pool handle by the contract above.
             let pool = unsafe { PoolHandle::pool_of(pool) }?;
-            let func = func.ok_or(jr_status::JR_E_INVALID_ARG)?;
+            let func = func.ok_or_else(|| invalid(format_args!("fn is NULL")))?;
             let result_free = options.result_free;
             let job = move |ctx: &Context<'_>| run(ctx, func, arg.ptr(), result_free);
             if options.group.is_null() {
@@ -519,7 +526,9 @@ pub extern "C" fn jr_submit(
                     || !group.pool.same_as(pool)
                     || (group.limited && !options.sem.is_null())
                 {
-                    return Err(jr_status::JR_E_INVALID_ARG);
+                    return Err(invalid(format_args!(
+                        "a group job takes no token or semaphore of its own, and its group must belong to the pool"
+                    )));
                 }
                 // SAFETY: the handles in `options` are valid for the call (the contract).
                 let rust_options = unsafe { submit_options(&options) }?;
@@ -568,13 +577,13 @@ pub extern "C" fn jr_submit_every(
         let ticker = guarded(arg, options.arg_free, |arg| {
             // SAFETY: a pool handle by the contract above.
             let pool = unsafe { PoolHandle::pool_of(pool) }?;
-            let func = func.ok_or(jr_status::JR_E_INVALID_ARG)?;
+            let func = func.ok_or_else(|| invalid(format_args!("fn is NULL")))?;
             let period = u64::try_from(period_ns)
                 .ok()
                 .filter(|&p| p > 0)
-                .ok_or(jr_status::JR_E_INVALID_ARG)?;
+                .ok_or_else(|| invalid(format_args!("period_ns must be positive")))?;
             if !options.group.is_null() {
-                return Err(jr_status::JR_E_INVALID_ARG);
+                return Err(invalid(format_args!("a periodic job cannot be in a group")));
             }
             // SAFETY: the handles in `options` are valid for the call (the contract).
             let rust_options = unsafe { submit_options(&options) }?;
@@ -630,7 +639,7 @@ pub extern "C" fn jr_job_take_result(job: *mut jr_job, out: *mut *mut c_void) ->
         // SAFETY: a job handle by the contract above.
         let job = unsafe { JobHandleC::of(job) }?;
         if out.is_null() || matches!(job.end, End::Member(_) | End::Ticker(_)) {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("out is NULL, or the job's result is not the handle's: a group job's or a periodic job's")));
         }
         if !job.is_ended() {
             return Err(jr_status::JR_E_TIMEOUT);
@@ -685,7 +694,7 @@ pub extern "C" fn jr_job_error_code(job: *const jr_job, out: *mut i32) -> jr_sta
         // SAFETY: a job handle by the contract above.
         let job = unsafe { JobHandleC::of(job) }?;
         if out.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("out is NULL")));
         }
         if !job.is_ended() {
             return Err(jr_status::JR_E_TIMEOUT);
@@ -741,7 +750,7 @@ pub extern "C" fn jr_job_on_done(
     status(|| {
         // SAFETY: a job handle by the contract above.
         let job = unsafe { JobHandleC::of(job) }?;
-        let done = done.ok_or(jr_status::JR_E_INVALID_ARG)?;
+        let done = done.ok_or_else(|| invalid(format_args!("callback is NULL")))?;
         let callback = DoneCallback { done, arg };
         match &job.end {
             End::Job { handle, .. } | End::Member(handle) => {
@@ -755,7 +764,11 @@ pub extern "C" fn jr_job_on_done(
                 };
                 callback.call(state);
             }
-            End::Ticker(_) => return Err(jr_status::JR_E_INVALID_ARG),
+            End::Ticker(_) => {
+                return Err(invalid(format_args!(
+                    "a periodic job's handle has no end callback"
+                )))
+            }
         }
         Ok(())
     })

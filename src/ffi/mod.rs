@@ -57,8 +57,86 @@ pub(crate) struct Handle<T> {
 pub(crate) trait Kind: Sized {
     /// Distinct for each handle type, unlikely in other memory.
     const MAGIC: u64;
+    /// The name C knows the handle by (`"jr_pool"`).
+    const NAME: &'static str;
     /// The public opaque type C sees.
     type Opaque;
+}
+
+/// The name of the handle type tagged `magic`, if it is one of ours.
+fn kind_name(magic: u64) -> Option<&'static str> {
+    fn entry<T: Kind>() -> (u64, &'static str) {
+        (T::MAGIC, T::NAME)
+    }
+    [
+        entry::<pool::PoolHandle>(),
+        entry::<job::JobHandleC>(),
+        entry::<ctx::CtxHandle>(),
+        entry::<token::TokenHandle>(),
+        entry::<sem::SemHandle>(),
+        entry::<group::GroupHandle>(),
+    ]
+    .into_iter()
+    .find(|(m, _)| *m == magic)
+    .map(|(_, name)| name)
+}
+
+/// A handle argument that did not pass the checks: what was expected, what was found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BadHandle {
+    expected: &'static str,
+    found: Found,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Found {
+    Null,
+    /// Not a handle of the expected type: this tag.
+    Tag(u64),
+    /// A handle from the parent of a `fork()`.
+    Forked,
+}
+
+impl BadHandle {
+    /// The status, without recording a detail (for the async-signal-safe functions).
+    pub(crate) fn status(self) -> jr_status {
+        match self.found {
+            Found::Forked => jr_status::JR_E_FORKED,
+            Found::Null | Found::Tag(_) => jr_status::JR_E_INVALID_ARG,
+        }
+    }
+}
+
+/// `?` on a handle check: the status, with its detail recorded.
+impl From<BadHandle> for jr_status {
+    fn from(bad: BadHandle) -> Self {
+        let expected = bad.expected;
+        let status = bad.status();
+        match bad.found {
+            Found::Null => status::note(status, format_args!("a NULL {expected} handle")),
+            Found::Tag(DEAD) => status::note(
+                status,
+                format_args!("not a live {expected} handle: a freed handle"),
+            ),
+            Found::Tag(tag) => match kind_name(tag) {
+                Some(other) => status::note(
+                    status,
+                    format_args!("not a live {expected} handle: a {other} handle"),
+                ),
+                None => status::note(
+                    status,
+                    format_args!("not a {expected} handle (not a jobrunner handle at all)"),
+                ),
+            },
+            Found::Forked => status::note(
+                status,
+                format_args!(
+                    "a {expected} handle made before fork() in the parent process: \
+                     make a new one in the child"
+                ),
+            ),
+        }
+    }
 }
 
 /// The tag a handle gets when it is freed, so that a use after free is more often caught.
@@ -102,21 +180,25 @@ impl<T: Kind> Handle<T> {
     ///
     /// `ptr` is NULL or points at readable memory of at least two words (a handle of any
     /// type qualifies).
-    pub(crate) unsafe fn from_ptr<'a>(ptr: *const T::Opaque) -> Result<&'a Handle<T>, jr_status> {
+    pub(crate) unsafe fn from_ptr<'a>(ptr: *const T::Opaque) -> Result<&'a Handle<T>, BadHandle> {
+        let bad = |found| BadHandle {
+            expected: T::NAME,
+            found,
+        };
         if ptr.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(bad(Found::Null));
         }
         let handle = ptr.cast::<Handle<T>>();
         // SAFETY: the caller promises two readable words; the tag is read before anything
         // else, and only a matching tag lets us treat the memory as a `Handle<T>`.
         let magic = unsafe { std::ptr::addr_of!((*handle).magic).read() };
         if magic != T::MAGIC {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(bad(Found::Tag(magic)));
         }
         // SAFETY: the tag says it is a `Handle<T>`, live (freeing retags it).
         let handle = unsafe { &*handle };
         if handle.generation != fork::generation() {
-            return Err(jr_status::JR_E_FORKED);
+            return Err(bad(Found::Forked));
         }
         Ok(handle)
     }
@@ -126,7 +208,7 @@ impl<T: Kind> Handle<T> {
     /// # Safety
     ///
     /// As [`Handle::from_ptr`], and no other thread uses the handle any more.
-    pub(crate) unsafe fn free(ptr: *mut T::Opaque) -> Result<Option<Box<Handle<T>>>, jr_status> {
+    pub(crate) unsafe fn free(ptr: *mut T::Opaque) -> Result<Option<Box<Handle<T>>>, BadHandle> {
         if ptr.is_null() {
             return Ok(None);
         }
@@ -148,8 +230,14 @@ pub(crate) fn boundary<R>(fallback: R, body: impl FnOnce() -> R) -> R {
 
 /// [`boundary`] for a function returning a status: `Err(status)` and panics both become
 /// the status returned.
+/// A failure records its detail for `jr_last_error_message` (the status's text when the
+/// body gave none).
 pub(crate) fn status(body: impl FnOnce() -> Result<(), jr_status>) -> jr_status {
-    boundary(Err(jr_status::JR_E_INTERNAL), body).map_or_else(|s| s, |()| jr_status::JR_OK)
+    status::begin_call();
+    let result =
+        boundary(Err(jr_status::JR_E_INTERNAL), body).map_or_else(|s| s, |()| jr_status::JR_OK);
+    status::end_call(result);
+    result
 }
 
 /// Writes `value` through an out-pointer checked for NULL.
@@ -159,7 +247,7 @@ pub(crate) fn status(body: impl FnOnce() -> Result<(), jr_status>) -> jr_status 
 /// `out` is NULL or valid for a write of `T`.
 pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) -> Result<(), jr_status> {
     if out.is_null() {
-        return Err(jr_status::JR_E_INVALID_ARG);
+        return Err(status::invalid(format_args!("an out-parameter is NULL")));
     }
     // SAFETY: non-null, and the caller promises it is writable.
     unsafe { out.write(value) };
@@ -214,7 +302,9 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(
     // SAFETY: every options struct starts with its size, readable by the caller's promise.
     let size = unsafe { ptr.cast::<usize>().read_unaligned() };
     if size < size_of::<usize>() {
-        return Err(jr_status::JR_E_INVALID_ARG);
+        return Err(status::invalid(format_args!(
+            "the options struct's size field is {size}: set it with the *_default() function"
+        )));
     }
     let bytes = ptr.cast::<u8>();
     if size > size_of::<T>() {
@@ -222,7 +312,10 @@ pub(crate) unsafe fn read_versioned<T: Versioned>(
         let extra =
             unsafe { std::slice::from_raw_parts(bytes.add(size_of::<T>()), size - size_of::<T>()) };
         if extra.iter().any(|&b| b != 0) {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(status::invalid(format_args!(
+                "the options struct is {size} bytes and those past the {} this library knows are not zero: a newer header asks for an option this library does not have",
+                size_of::<T>()
+            )));
         }
     }
     let taken = T::field_ends()

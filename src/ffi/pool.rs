@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use super::jr_status;
+use super::status::invalid;
 use super::{
     fork, opt_str, read_versioned, status, timeout_of, versioned, write_out, Handle, Kind,
 };
@@ -24,6 +25,7 @@ pub(crate) struct PoolHandle {
 
 impl Kind for PoolHandle {
     const MAGIC: u64 = 0x6a72_706f_6f6c_0001; // "jrpool\0\x01"
+    const NAME: &'static str = "jr_pool";
     type Opaque = jr_pool;
 }
 
@@ -42,7 +44,7 @@ impl PoolHandle {
     /// As [`Handle::from_ptr`].
     pub(crate) unsafe fn pool_of<'a>(ptr: *const jr_pool) -> Result<&'a Pool, jr_status> {
         // SAFETY: the caller's contract.
-        unsafe { Handle::<PoolHandle>::from_ptr(ptr) }.map(|h| &h.value.pool)
+        Ok(&unsafe { Handle::<PoolHandle>::from_ptr(ptr) }?.value.pool)
     }
 }
 
@@ -138,12 +140,15 @@ pub extern "C" fn jr_pool_new(
 ) -> jr_status {
     status(|| {
         if out.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("out is NULL")));
         }
         // SAFETY: NULL or an options struct of its declared size (the contract).
         let options = unsafe { read_versioned(options, jr_pool_options_default()) }?;
         if options.threads > JR_MAX_THREADS {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!(
+                "threads is {}: at most JR_MAX_THREADS ({JR_MAX_THREADS})",
+                options.threads
+            )));
         }
         fork::install();
         let mut builder = Pool::builder();
@@ -259,7 +264,7 @@ pub extern "C" fn jr_pool_add_thread_hooks(
         // SAFETY: a pool handle by the contract above.
         let pool = unsafe { PoolHandle::pool_of(pool) }?;
         if on_thread_start.is_none() && on_thread_stop.is_none() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("both hooks are NULL")));
         }
         let hook = |hook: jr_thread_hook| {
             hook.map(|hook| {
@@ -298,7 +303,11 @@ pub extern "C" fn jr_pool_shutdown(pool: *mut jr_pool, mode: u32, timeout_ns: i6
             JR_SHUTDOWN_DRAIN => ShutdownMode::Drain,
             JR_SHUTDOWN_CANCEL => ShutdownMode::Cancel,
             m if m == JR_SHUTDOWN_DRAIN | JR_SHUTDOWN_CANCEL => ShutdownMode::DrainThenCancel,
-            _ => return Err(jr_status::JR_E_INVALID_ARG),
+            _ => {
+                return Err(invalid(format_args!(
+                    "mode {mode} is not JR_SHUTDOWN_DRAIN, JR_SHUTDOWN_CANCEL or both"
+                )))
+            }
         };
         if pool.shutdown(mode, timeout_of(timeout_ns)).is_complete() {
             Ok(())
@@ -376,12 +385,14 @@ pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_stats) -> jr_
         // SAFETY: a pool handle by the contract above.
         let pool = unsafe { PoolHandle::pool_of(pool) }?;
         if out.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("out is NULL")));
         }
         // SAFETY: the caller's struct starts with its size.
         let size = unsafe { out.cast::<usize>().read_unaligned() };
         if size < std::mem::size_of::<usize>() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!(
+                "out->size is {size}: set it to sizeof(jr_stats)"
+            )));
         }
         let s = pool.stats();
         let stats = jr_stats {
@@ -434,7 +445,9 @@ pub extern "C" fn jr_pool_free(pool: *mut jr_pool) -> jr_status {
         // SAFETY: a pool handle or NULL by the contract above; checked before freeing.
         if let Ok(handle) = unsafe { Handle::<PoolHandle>::from_ptr(pool) } {
             if handle.value.borrowed {
-                return Err(jr_status::JR_E_INVALID_ARG);
+                return Err(invalid(format_args!(
+                    "a borrowed jr_pool handle (the global pool, a context's pool) is not freed"
+                )));
             }
         }
         // SAFETY: as above; no other thread uses it (the contract).

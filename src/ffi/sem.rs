@@ -1,6 +1,7 @@
 //! `jr_sem`: scheduler-aware counting semaphores.
 
 use super::jr_status;
+use super::status::invalid;
 use super::token::{jr_token, TokenHandle};
 use super::{fork, status, timeout_of, write_out, Handle, Kind};
 use crate::Semaphore;
@@ -18,6 +19,7 @@ pub(crate) struct SemHandle {
 
 impl Kind for SemHandle {
     const MAGIC: u64 = 0x6a72_7365_6d00_0001; // "jrsem\0\0\x01"
+    const NAME: &'static str = "jr_sem";
     type Opaque = jr_sem;
 }
 
@@ -29,7 +31,7 @@ impl SemHandle {
     /// As [`Handle::from_ptr`].
     pub(crate) unsafe fn sem_of<'a>(ptr: *const jr_sem) -> Result<&'a Semaphore, jr_status> {
         // SAFETY: the caller's contract.
-        unsafe { Handle::<SemHandle>::from_ptr(ptr) }.map(|h| &h.value.sem)
+        Ok(&unsafe { Handle::<SemHandle>::from_ptr(ptr) }?.value.sem)
     }
 }
 
@@ -41,7 +43,7 @@ impl SemHandle {
 pub extern "C" fn jr_sem_new(permits: u64, out: *mut *mut jr_sem) -> jr_status {
     status(|| {
         if permits == 0 || out.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("permits is 0 or out is NULL")));
         }
         fork::install();
         let handle = Handle::into_raw(SemHandle {
@@ -72,7 +74,7 @@ pub extern "C" fn jr_sem_acquire(
         // SAFETY: a token handle or NULL by the contract above.
         let token = unsafe { TokenHandle::opt_token_of(token) }?;
         if n == 0 {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("n is 0")));
         }
         let timeout = timeout_of(timeout_ns);
         let permit = match (token, timeout) {
@@ -96,7 +98,7 @@ pub extern "C" fn jr_sem_try_acquire(sem: *mut jr_sem, n: u64) -> jr_status {
         // SAFETY: a semaphore handle by the contract above.
         let sem = unsafe { SemHandle::sem_of(sem) }?;
         if n == 0 {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("n is 0")));
         }
         sem.try_acquire(n)
             .map_err(jr_status::from_semaphore)?
@@ -116,7 +118,7 @@ pub extern "C" fn jr_sem_release(sem: *mut jr_sem, n: u64) -> jr_status {
         // SAFETY: a semaphore handle by the contract above.
         let sem = unsafe { SemHandle::sem_of(sem) }?;
         if n == 0 {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("n is 0")));
         }
         sem.release(n).map_err(jr_status::from_semaphore)
     })

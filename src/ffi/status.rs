@@ -1,6 +1,8 @@
-//! Status codes, their names, and the library version.
+//! Status codes, their names, the detail of the last error, and the library version.
 
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int};
+use std::fmt::{self, Write};
 
 use super::boundary;
 use crate::{BuildError, CancelReason, JobError, SemaphoreError, SubmitError};
@@ -60,7 +62,7 @@ impl jr_status {
     ];
 
     /// The status's name and meaning, NUL-terminated.
-    fn text(self) -> &'static [u8] {
+    pub(crate) fn text(self) -> &'static [u8] {
         match self {
             jr_status::JR_OK => b"JR_OK: success\0",
             jr_status::JR_E_INVALID_ARG => b"JR_E_INVALID_ARG: invalid argument\0",
@@ -86,18 +88,16 @@ impl jr_status {
             SubmitError::Timeout => jr_status::JR_E_TIMEOUT,
             SubmitError::Cancelled => jr_status::JR_E_CANCELLED,
             SubmitError::GroupClosed => jr_status::JR_E_CLOSED,
-            SubmitError::TooManyPermits { .. } | SubmitError::ZeroPeriod => {
-                jr_status::JR_E_INVALID_ARG
+            error @ (SubmitError::TooManyPermits { .. } | SubmitError::ZeroPeriod) => {
+                invalid(format_args!("{error}"))
             }
         }
     }
 
     pub(crate) fn from_build(error: &BuildError) -> Self {
         match error {
-            BuildError::ZeroThreads | BuildError::ZeroCapacity => jr_status::JR_E_INVALID_ARG,
-            BuildError::Spawn(_) => jr_status::JR_E_NO_MEMORY,
-            #[allow(unreachable_patterns)]
-            _ => jr_status::JR_E_INVALID_ARG,
+            BuildError::Spawn(_) => note(jr_status::JR_E_NO_MEMORY, format_args!("{error}")),
+            _ => invalid(format_args!("{error}")),
         }
     }
 
@@ -106,7 +106,7 @@ impl jr_status {
             SemaphoreError::WouldBlock => jr_status::JR_E_FULL,
             SemaphoreError::Timeout => jr_status::JR_E_TIMEOUT,
             SemaphoreError::Cancelled(_) => jr_status::JR_E_CANCELLED,
-            _ => jr_status::JR_E_INVALID_ARG,
+            _ => invalid(format_args!("{error}")),
         }
     }
 
@@ -117,6 +117,96 @@ impl jr_status {
             JobError::Cancelled(_) => jr_status::JR_E_CANCELLED,
         }
     }
+}
+
+// ----- the detail of the last error ------------------------------------------------------
+
+/// The longest detail kept, terminating NUL included; longer ones are cut at a character.
+const DETAIL_CAP: usize = 256;
+
+thread_local! {
+    /// The detail of the last failed call on this thread, NUL-terminated. Fixed-size and
+    /// without a destructor: recording it never allocates.
+    static LAST_ERROR: RefCell<[u8; DETAIL_CAP]> = const { RefCell::new([0; DETAIL_CAP]) };
+    /// Whether the call in progress on this thread recorded a detail of its own.
+    static NOTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Writes into a fixed buffer, dropping what does not fit (at a character boundary).
+struct Bounded<'a> {
+    buf: &'a mut [u8; DETAIL_CAP],
+    len: usize,
+}
+
+impl Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = DETAIL_CAP - 1 - self.len;
+        let mut take = s.len().min(room);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+/// Records the detail of a failing call for `jr_last_error_message`, and returns
+/// `status`: `return Err(note(JR_E_INVALID_ARG, format_args!("...")))`.
+pub(crate) fn note(status: jr_status, detail: fmt::Arguments<'_>) -> jr_status {
+    // `try_with`: a call made while the thread exits records nothing.
+    let _ = LAST_ERROR.try_with(|last| {
+        let Ok(mut buf) = last.try_borrow_mut() else {
+            return;
+        };
+        let mut out = Bounded {
+            buf: &mut buf,
+            len: 0,
+        };
+        let _ = out.write_fmt(detail);
+        let end = out.len;
+        buf[end] = 0;
+    });
+    let _ = NOTED.try_with(|noted| noted.set(true));
+    status
+}
+
+/// `JR_E_INVALID_ARG` with a detail saying which argument and why.
+pub(crate) fn invalid(detail: fmt::Arguments<'_>) -> jr_status {
+    note(jr_status::JR_E_INVALID_ARG, detail)
+}
+
+/// Starts a call that reports through a status (see `ffi::status`).
+pub(crate) fn begin_call() {
+    let _ = NOTED.try_with(|noted| noted.set(false));
+}
+
+/// Ends such a call: a failure without a detail of its own records the status's text.
+pub(crate) fn end_call(status: jr_status) {
+    if status != jr_status::JR_OK && !NOTED.try_with(Cell::get).unwrap_or(true) {
+        let text = status.text();
+        let text = std::str::from_utf8(&text[..text.len() - 1]).unwrap_or("");
+        note(status, format_args!("{text}"));
+    }
+}
+
+/// A short description of the last error on the calling thread: which argument of which
+/// kind was wrong and why (`"not a live jr_pool handle: a jr_job handle"`, `"permits is
+/// 0"`, ...), or for other failures the status's text. The string belongs to the library
+/// and stays valid until the next failing call on this thread; `""` if no call has
+/// failed on it.
+///
+/// Read it right after a call returned a status other than `JR_OK`: successful calls do
+/// not clear it, so it says nothing about whether the last call failed. A job's own
+/// error is not here (it happened on another thread): read it from its handle with
+/// `jr_job_error_code` and `jr_job_error_message`. Thread-safe (each thread has its own);
+/// never NULL. Not async-signal-safe; the async-signal-safe functions never set it.
+#[no_mangle]
+pub extern "C" fn jr_last_error_message() -> *const c_char {
+    static EMPTY: &[u8] = b"\0";
+    LAST_ERROR
+        .try_with(|last| last.as_ptr().cast::<c_char>().cast_const())
+        .unwrap_or(EMPTY.as_ptr().cast())
 }
 
 /// Why a token was cancelled.

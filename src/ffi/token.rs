@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::jr_status;
 use super::signal::{ensure_helper, TokenShared};
+use super::status::invalid;
 use super::status::jr_cancel_reason;
 use super::{fork, status, timeout_of, write_out, Handle, Kind};
 use crate::CancelToken;
@@ -23,6 +24,7 @@ pub(crate) struct TokenHandle {
 
 impl Kind for TokenHandle {
     const MAGIC: u64 = 0x6a72_746f_6b65_6e01; // "jrtoken\x01"
+    const NAME: &'static str = "jr_token";
     type Opaque = jr_token;
 }
 
@@ -73,7 +75,7 @@ impl TokenHandle {
 pub extern "C" fn jr_token_new(parent: *const jr_token, out: *mut *mut jr_token) -> jr_status {
     status(|| {
         if out.is_null() {
-            return Err(jr_status::JR_E_INVALID_ARG);
+            return Err(invalid(format_args!("out is NULL")));
         }
         // SAFETY: a token handle or NULL, by the contract above.
         let parent = unsafe { TokenHandle::opt_token_of(parent) }?;
@@ -98,7 +100,8 @@ pub extern "C" fn jr_token_set_deadline(token: *mut jr_token, timeout_ns: i64) -
     status(|| {
         // SAFETY: a token handle by the contract above.
         let token = unsafe { TokenHandle::token_of(token) }?;
-        let timeout = timeout_of(timeout_ns).ok_or(jr_status::JR_E_INVALID_ARG)?;
+        let timeout = timeout_of(timeout_ns)
+            .ok_or_else(|| invalid(format_args!("timeout_ns is negative")))?;
         if token.set_timeout(timeout) {
             Ok(())
         } else {
@@ -129,7 +132,7 @@ pub extern "C" fn jr_token_cancel(token: *mut jr_token) -> jr_status {
             handle.value.shared.cancel_from_anywhere();
             jr_status::JR_OK
         }
-        Err(status) => status,
+        Err(bad) => bad.status(),
     }
 }
 
@@ -212,7 +215,9 @@ pub extern "C" fn jr_token_free(token: *mut jr_token) -> jr_status {
         // SAFETY: a token handle or NULL by the contract above; checked before freeing.
         if let Ok(handle) = unsafe { Handle::<TokenHandle>::from_ptr(token) } {
             if handle.value.borrowed {
-                return Err(jr_status::JR_E_INVALID_ARG);
+                return Err(invalid(format_args!(
+                    "a borrowed jr_token handle (a context's token) is not freed"
+                )));
             }
         }
         // SAFETY: as above; no other thread uses it (the contract).

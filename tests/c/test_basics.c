@@ -1571,6 +1571,74 @@ static void job_wait_with_timeout_inside_job_one_thread(void) {
 
 /* ----- the global pool ------------------------------------------------------------------------ */
 
+/* ----- jr_last_error_message --------------------------------------------------------------------- */
+
+static bool contains(const char *haystack, const char *needle) {
+    if (haystack == NULL || strstr(haystack, needle) == NULL) {
+        fprintf(stderr, "  \"%s\" does not contain \"%s\"\n", haystack ? haystack : "(null)",
+                needle);
+        return false;
+    }
+    return true;
+}
+
+static void *other_thread_last_error(void *arg) {
+    (void)arg;
+    /* Nothing failed on this thread yet. */
+    CHECK(strcmp(jr_last_error_message(), "") == 0);
+    CHECK_STATUS(jr_sem_new(0, NULL), JR_E_INVALID_ARG);
+    CHECK(contains(jr_last_error_message(), "permits is 0"));
+    return NULL;
+}
+
+static void last_error_message_names_the_argument(void) {
+    jr_pool *p = make_pool(1, 0);
+    jr_token *t = NULL;
+    REQUIRE(jr_token_new(NULL, &t) == JR_OK);
+
+    CHECK_STATUS(jr_submit(NULL, nop_job, NULL, NULL, NULL), JR_E_INVALID_ARG);
+    CHECK(contains(jr_last_error_message(), "a NULL jr_pool handle"));
+    CHECK_STATUS(jr_submit((jr_pool *)(void *)t, nop_job, NULL, NULL, NULL), JR_E_INVALID_ARG);
+    CHECK(contains(jr_last_error_message(), "not a live jr_pool handle: a jr_token handle"));
+    CHECK_STATUS(jr_submit(p, NULL, NULL, NULL, NULL), JR_E_INVALID_ARG);
+    CHECK(contains(jr_last_error_message(), "fn is NULL"));
+
+    jr_sem *sem = NULL;
+    REQUIRE(jr_sem_new(2, &sem) == JR_OK);
+    jr_submit_options o = jr_submit_options_default();
+    o.sem = sem;
+    o.permits = 3;
+    CHECK_STATUS(jr_submit(p, nop_job, NULL, &o, NULL), JR_E_INVALID_ARG);
+    CHECK(contains(jr_last_error_message(), "permits is 3"));
+    o.size = 0;
+    CHECK_STATUS(jr_submit(p, nop_job, NULL, &o, NULL), JR_E_INVALID_ARG);
+    CHECK(contains(jr_last_error_message(), "size field is 0"));
+    CHECK_STATUS(jr_pool_shutdown(p, 7, 0), JR_E_INVALID_ARG);
+    CHECK(contains(jr_last_error_message(), "mode 7"));
+    CHECK_STATUS(jr_sem_acquire(sem, 5, 0, NULL), JR_E_INVALID_ARG);
+    CHECK(contains(jr_last_error_message(), "5 permits requested from a semaphore of 2"));
+
+    /* A success leaves the last failure's detail alone. */
+    CHECK_STATUS(jr_submit(p, nop_job, NULL, NULL, NULL), JR_OK);
+    CHECK(contains(jr_last_error_message(), "5 permits requested"));
+    /* A failure without a detail of its own leaves the status's text. */
+    jr_job *j = NULL;
+    CHECK_STATUS(jr_submit(p, failing_job, (void *)(intptr_t)7, NULL, &j), JR_OK);
+    CHECK_STATUS(jr_job_wait(j, HANG_MS * MS), JR_E_JOB_FAILED);
+    CHECK(strcmp(jr_last_error_message(), jr_status_str(JR_E_JOB_FAILED)) == 0);
+    CHECK_STATUS(jr_job_free(j), JR_OK);
+
+    /* Each thread has its own. */
+    pthread_t other;
+    REQUIRE(pthread_create(&other, NULL, other_thread_last_error, NULL) == 0);
+    pthread_join(other, NULL);
+    CHECK(strcmp(jr_last_error_message(), jr_status_str(JR_E_JOB_FAILED)) == 0);
+
+    CHECK_STATUS(jr_sem_free(sem), JR_OK);
+    CHECK_STATUS(jr_token_free(t), JR_OK);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
 static void global_pool_works_and_is_borrowed(void) {
     jr_pool *g = jr_pool_global();
     REQUIRE(g != NULL);
@@ -1626,5 +1694,6 @@ int main(void) {
     RUN(group_wait_with_timeout_inside_job_one_thread);
     RUN(job_wait_with_timeout_inside_job_one_thread);
     RUN(global_pool_works_and_is_borrowed);
+    RUN(last_error_message_names_the_argument);
     return jr_test_report();
 }

@@ -107,6 +107,16 @@ static jr_status t_version_not_null(jr_ctx *c) {
     return v != NULL && v[0] >= '0' && v[0] <= '9' ? JR_OK : fail_because("jr_version()");
 }
 
+/* A failed call leaves its detail in jr_last_error_message: which argument, and why. */
+static jr_status t_last_error_message_says_which(jr_ctx *c) {
+    (void)c;
+    if (jr_pool_new(NULL, NULL) != JR_E_INVALID_ARG) {
+        return fail_because("jr_pool_new(NULL, NULL) did not fail");
+    }
+    const char *m = jr_last_error_message();
+    return m != NULL && strstr(m, "out") != NULL ? JR_OK : fail_because("jr_last_error_message()");
+}
+
 /* ----- pool options and jr_pool_new ------------------------------------------------------------ */
 
 static jr_status t_pool_options_default(jr_ctx *c) {
@@ -1084,6 +1094,8 @@ static const row rows[] = {
     ROW(t_status_str_int_min, JR_OK),
     ROW(t_status_str_past_last, JR_OK),
     ROW(t_version_not_null, JR_OK),
+    /* jr_last_error_message */
+    ROW(t_last_error_message_says_which, JR_OK),
     /* jr_pool_options_default, jr_pool_new */
     ROW(t_pool_options_default, JR_OK),
     ROW(t_pool_new_null_out, BAD),
@@ -1346,6 +1358,14 @@ static void every_row_gives_its_status(void) {
         if (got != rows[i].want) {
             fprintf(stderr, "%s: got %s, want %s\n", rows[i].name, jr_status_str(got),
                     jr_status_str(rows[i].want));
+            bad++;
+        }
+        /* Every invalid argument is named: the detail is never just the status's text
+         * (which is what a failure without a detail of its own leaves). */
+        if (!rows[i].in_job && got == JR_E_INVALID_ARG &&
+            strcmp(jr_last_error_message(), jr_status_str(JR_E_INVALID_ARG)) == 0) {
+            fprintf(stderr, "%s: JR_E_INVALID_ARG without a detail in jr_last_error_message\n",
+                    rows[i].name);
             bad++;
         }
     }

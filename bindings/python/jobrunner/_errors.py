@@ -28,7 +28,15 @@ class JobrunnerError(Exception):
     def __init__(self, status: int, what: str = "") -> None:
         self.status = Status(status) if status in Status._value2member_map_ else status
         text = _native.status_str(status)
+        if status in _DETAILED:
+            # Made right after the failed call, on its thread: the library's detail
+            # (which argument, and why) is that call's.
+            text = f"{text} ({_native.last_error_message()})"
         super().__init__(f"{what}: {text}" if what else text)
+
+
+#: Statuses whose detail (``jr_last_error_message``) says more than their text.
+_DETAILED = frozenset({Status.JR_E_INVALID_ARG, Status.JR_E_NO_MEMORY, Status.JR_E_FORKED})
 
 
 class Cancelled(concurrent.futures.CancelledError):

@@ -275,6 +275,7 @@ _status = c_int  # enum jr_status
 FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_status_str": (c_char_p, [c_int]),
     "jr_version": (c_char_p, []),
+    "jr_last_error_message": (c_char_p, []),
     "jr_pool_options_default": (PoolOptions, []),
     "jr_pool_new": (_status, [POINTER(PoolOptions), POINTER(PoolP)]),
     "jr_pool_global": (PoolP, []),
@@ -331,6 +332,7 @@ NONBLOCKING: frozenset[str] = frozenset(
     {
         "jr_status_str",
         "jr_version",
+        "jr_last_error_message",
         "jr_pool_options_default",
         "jr_pool_stats",
         "jr_submit_options_default",
@@ -445,6 +447,11 @@ LIBRARY_VERSION: str = lib.jr_version().decode()
 def status_str(status: int) -> str:
     """``jr_status_str``: the name and meaning of a status."""
     return fast.jr_status_str(status).decode()
+
+
+def last_error_message() -> str:
+    """``jr_last_error_message``: the detail of the last failed call on this thread."""
+    return (fast.jr_last_error_message() or b"").decode(errors="replace")
 
 
 # --- the CPython C API the worker hooks need ---------------------------------------------

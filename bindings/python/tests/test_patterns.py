@@ -102,6 +102,15 @@ def test_semaphore_direct_use() -> None:
     sem.release(3)
 
 
+def test_a_bad_argument_is_named_in_the_error() -> None:
+    # The library's detail for the failed call (jr_last_error_message) is in the message.
+    sem = jobrunner.Semaphore(2)
+    with pytest.raises(jobrunner.JobrunnerError) as raised:
+        sem.acquire(5)
+    assert raised.value.status == jobrunner.Status.JR_E_INVALID_ARG
+    assert "5 permits requested from a semaphore of 2" in str(raised.value)
+
+
 def test_semaphore_limits_jobs_without_holding_workers() -> None:
     sem = jobrunner.Semaphore(2)
     running = 0
