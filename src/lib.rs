@@ -90,6 +90,16 @@ pub use crate::stats::Stats;
 #[cfg(not(loom))]
 pub use crate::ticker::Ticker;
 
+/// For leak tests: the first call starts counting jobs' memory blocks, and every call
+/// returns how many of the blocks allocated since then are not yet freed. Once every
+/// pool is shut down and every handle dropped, it is back to what it was. Counting costs
+/// each job a relaxed load of a flag until the first call, and one atomic add after.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub fn debug_live_jobs() -> isize {
+    crate::job::live_jobs()
+}
+
 /// The README's code samples, compiled and run as doc tests so that the README stays true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -16,4 +16,4 @@ pub(crate) use heap::*;
 #[cfg(not(loom))]
 pub use heap::{Job, JobHandle, JobState};
 #[cfg(not(loom))]
-pub(crate) use ptr::{JobPtr, RefCounted};
+pub(crate) use ptr::{live_jobs, JobPtr, RefCounted};

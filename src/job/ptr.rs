@@ -8,6 +8,25 @@ use std::ptr::{self, NonNull};
 use super::alloc;
 use crate::sync::atomic::{fence, AtomicU32, Ordering};
 
+/// Leak accounting for tests (`crate::debug_live_jobs`): off until a test asks, and then
+/// only a relaxed load of a flag nobody writes per allocation and per free.
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Jobs allocated since counting began and not yet freed.
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+/// Turns the counting on (it stays on) and returns the jobs alive since then.
+pub(crate) fn live_jobs() -> isize {
+    COUNTING.store(true, std::sync::atomic::Ordering::SeqCst);
+    LIVE.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[inline]
+fn count(delta: isize) {
+    if COUNTING.load(std::sync::atomic::Ordering::Relaxed) {
+        LIVE.fetch_add(delta, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// A job that carries its own reference count.
 pub(crate) trait RefCounted {
     /// The count of `JobPtr`s (and raw references made with `into_raw`) to this job.
@@ -38,6 +57,7 @@ impl<J: RefCounted> JobPtr<J> {
         let pointer = alloc::allocate(Layout::new::<J>()).cast::<J>();
         // SAFETY: the block is fresh, large and aligned enough for `J`.
         unsafe { pointer.as_ptr().write(job) };
+        count(1);
         JobPtr { pointer }
     }
 }
@@ -113,5 +133,6 @@ impl<J: ?Sized + RefCounted> Drop for JobPtr<J> {
             ptr::drop_in_place(self.pointer.as_ptr());
             alloc::deallocate(self.pointer.cast(), layout);
         }
+        count(-1);
     }
 }
