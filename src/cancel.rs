@@ -280,15 +280,21 @@ impl CancelToken {
         self.inner.cancel(reason)
     }
 
-    /// Whether the token has been cancelled.
+    /// Whether the token has been cancelled (or an ancestor has: see [`reason`]).
+    ///
+    /// [`reason`]: CancelToken::reason
     #[inline]
     pub fn is_cancelled(&self) -> bool {
-        self.inner.reason.load(Ordering::Acquire) != 0
+        self.inner.reason_code() != 0
     }
 
     /// Why the token was cancelled, or `None` while it is live.
+    ///
+    /// A cancel reaches a token's descendants one after the other, but each of them
+    /// reports it from the moment the cancel began: a descendant not yet reached answers
+    /// with its nearest cancelled ancestor's reason, the one it is about to get.
     pub fn reason(&self) -> Option<CancelReason> {
-        CancelReason::from_code(self.inner.reason.load(Ordering::Acquire))
+        CancelReason::from_code(self.inner.reason_code())
     }
 
     /// This token's own deadline, if it was given one.
@@ -382,19 +388,44 @@ fn deadline_after(timeout: Duration) -> Instant {
 }
 
 impl Inner {
+    /// Our reason code, or the nearest cancelled ancestor's (0: live). A cancel sets the
+    /// token's own reason before it walks down to its children, so a worker that has
+    /// seen an ancestor's cancel cannot then start a job of a descendant not yet reached.
+    #[inline]
+    fn reason_code(&self) -> u8 {
+        let mut token = self;
+        loop {
+            let code = token.reason.load(Ordering::Acquire);
+            if code != 0 {
+                return code;
+            }
+            match &token.parent {
+                Some((parent, _)) => token = parent,
+                None => return 0,
+            }
+        }
+    }
+
+    /// Cancels this token and its subtree; false if it already reported a reason (its
+    /// own, or an ancestor's whose cancel is on its way down: then that reason is the one
+    /// set here, as the first reason stays).
     fn cancel(&self, reason: CancelReason) -> bool {
-        let entries = {
+        let (entries, reason, first) = {
             let mut registrations = lock(&self.registrations);
             if self.reason.load(Ordering::Acquire) != 0 {
                 return false;
             }
+            let (reason, first) = match CancelReason::from_code(self.reason_code()) {
+                Some(inherited) => (inherited, false),
+                None => (reason, true),
+            };
             self.reason.store(reason.code(), Ordering::Release);
             if registrations.blocked > 0 {
                 self.condvar.notify_all();
             }
             registrations.free.clear();
             registrations.live = 0;
-            std::mem::take(&mut registrations.slots)
+            (std::mem::take(&mut registrations.slots), reason, first)
         };
         if let Some(key) = lock(&self.deadline).key.take() {
             DEADLINES.cancel(key);
@@ -410,7 +441,7 @@ impl Inner {
                 Entry::Callback(callback) => callback(reason),
             }
         }
-        true
+        first
     }
 
     fn deregister(&self, key: usize) -> bool {

@@ -96,6 +96,54 @@ fn cancel_propagates_to_descendants_not_up() {
     assert_eq!(a1x.reason(), Some(CancelReason::Cancelled));
 }
 
+/// A cancel reaches the descendants one by one, but it is visible to the whole subtree
+/// at once: a queued job under a grandchild must not start just because the cancel has
+/// not reached its token yet (a worker freed by the cancel would otherwise take it).
+#[test]
+fn a_cancel_is_seen_by_every_descendant_before_it_reaches_them() {
+    let pool = pool(1);
+    let root = CancelToken::new();
+    let (job_tx, job_rx) = channel::<(jobrunner::Job<(), ()>, Blocker, CancelToken)>();
+    let (seen_tx, seen) = channel();
+    // Registered before the descendants exist, so it runs (on the cancelling thread)
+    // before the cancel reaches them. It frees the worker, then waits for the queued
+    // job under the grandchild: the worker must not run it.
+    root.on_cancel(move |_| {
+        let (job, blocker, grandchild) = job_rx.recv().expect("the job");
+        // Not reached yet, and already cancelled: a later reason does not replace it.
+        let late = grandchild.cancel_with(CancelReason::DeadlineExceeded);
+        blocker.finish();
+        let ended = job.wait_timeout(PATIENCE).map(|outcome| outcome.err());
+        seen_tx.send((late, ended.ok())).unwrap();
+    });
+    let child = root.child();
+    let grandchild = child.child();
+    let blocker = Blocker::start(&pool);
+    let ran = Arc::new(AtomicBool::new(false));
+    let job = pool
+        .submit_with(SubmitOptions::new().token(&grandchild), flagging(&ran))
+        .expect("accepted");
+    job_tx.send((job, blocker, grandchild.clone())).unwrap();
+    root.cancel_with(CancelReason::SiblingFailed);
+    let (late, ended) = seen.recv_timeout(PATIENCE).expect("the callback ran");
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a job under a cancelled subtree started"
+    );
+    assert_eq!(
+        ended,
+        Some(Some(JobError::Cancelled(CancelReason::SiblingFailed)))
+    );
+    assert!(
+        !late,
+        "a cancel of a token whose ancestor's cancel is under way"
+    );
+    assert_eq!(grandchild.reason(), Some(CancelReason::SiblingFailed));
+    assert!(pool
+        .shutdown(ShutdownMode::Drain, Some(PATIENCE))
+        .is_complete());
+}
+
 #[test]
 fn the_first_reason_stays() {
     let token = CancelToken::new();
