@@ -504,7 +504,8 @@ struct jr_pool *jr_pool_global(void);
  * it exits if it called the start hook. Either may be NULL, not both. Hooks added by
  * several callers (one per language runtime in the process, say) run in the order they
  * were added; stop hooks in the reverse order. `arg` must stay valid until the pool's
- * threads have exited (for the global pool: for good).
+ * threads have exited (for the global pool: for good), or until
+ * `jr_pool_remove_thread_hooks` has removed the hooks.
  *
  * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, both hooks NULL), `JR_E_FORKED`.
  * Thread-safe.
@@ -513,6 +514,24 @@ enum jr_status jr_pool_add_thread_hooks(struct jr_pool *pool,
                                         jr_thread_hook on_thread_start,
                                         jr_thread_hook on_thread_stop,
                                         void *arg);
+
+/**
+ * Removes the hooks that `jr_pool_add_thread_hooks` added with the same three arguments
+ * (the earliest such, if added more than once). When it returns, no worker calls them
+ * again: not the start hook, and not the stop hook as it exits (workers that ran the
+ * start hook do not get the stop hook); calls in progress have returned, except, when
+ * called from one of the pool's own hooks, that very call. For code about to go away: a
+ * language runtime shutting down (Python's binding removes its hooks from the global
+ * pool at interpreter exit), a library being unloaded. Blocks while a hook call is in
+ * progress; `arg` may be freed once it returns.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, both hooks NULL, no such hooks:
+ * never added, or removed already), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_pool_remove_thread_hooks(struct jr_pool *pool,
+                                           jr_thread_hook on_thread_start,
+                                           jr_thread_hook on_thread_stop,
+                                           void *arg);
 
 /**
  * Shuts the pool down: from now on every submit fails with `JR_E_SHUTDOWN`.

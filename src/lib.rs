@@ -81,7 +81,7 @@ pub use crate::join::join;
 #[cfg(not(loom))]
 pub use crate::pool::{
     global, try_global, HelpPolicy, PanicPolicy, Pool, PoolBuilder, ShutdownMode, ShutdownReport,
-    SubmitOptions,
+    SubmitOptions, ThreadHooksKey,
 };
 #[cfg(not(loom))]
 pub use crate::semaphore::{Permit, Semaphore, SemaphoreError};

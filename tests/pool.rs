@@ -844,12 +844,17 @@ fn thread_hooks_added_to_a_running_pool_run_on_each_worker() {
         assert_eq!(job.wait(), Ok(0));
     }
     let stops = Arc::new(Mutex::new(Vec::new()));
-    for name in ["first", "second"] {
+    for name in ["first", "removed", "second"] {
         let stops = Arc::clone(&stops);
-        pool.add_thread_hooks(
+        let key = pool.add_thread_hooks(
             move |_| LOG.with(|log| log.borrow_mut().push(name)),
             move |index| stops.lock().unwrap().push((index, name)),
         );
+        // Removed before any worker ran them: never called, start or stop.
+        if name == "removed" {
+            assert!(pool.remove_thread_hooks(key));
+            assert!(!pool.remove_thread_hooks(key), "removed twice");
+        }
     }
     // Both workers again: each has run both start hooks, in order, before this job.
     let after = Arc::new(std::sync::Barrier::new(2));

@@ -249,7 +249,8 @@ pub(crate) fn after_fork() {
 /// it exits if it called the start hook. Either may be NULL, not both. Hooks added by
 /// several callers (one per language runtime in the process, say) run in the order they
 /// were added; stop hooks in the reverse order. `arg` must stay valid until the pool's
-/// threads have exited (for the global pool: for good).
+/// threads have exited (for the global pool: for good), or until
+/// `jr_pool_remove_thread_hooks` has removed the hooks.
 ///
 /// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, both hooks NULL), `JR_E_FORKED`.
 /// Thread-safe.
@@ -273,7 +274,50 @@ pub extern "C" fn jr_pool_add_thread_hooks(
                     as crate::pool::registry::ThreadHook
             })
         };
-        pool.add_raw_thread_hooks(hook(on_thread_start), hook(on_thread_stop));
+        let tag = hooks_tag(on_thread_start, on_thread_stop, arg);
+        pool.add_raw_thread_hooks(hook(on_thread_start), hook(on_thread_stop), tag);
+        Ok(())
+    })
+}
+
+/// What identifies hooks added from C: their three arguments.
+fn hooks_tag(start: jr_thread_hook, stop: jr_thread_hook, arg: *mut c_void) -> [usize; 3] {
+    [
+        start.map_or(0, |f| f as usize),
+        stop.map_or(0, |f| f as usize),
+        arg as usize,
+    ]
+}
+
+/// Removes the hooks that `jr_pool_add_thread_hooks` added with the same three arguments
+/// (the earliest such, if added more than once). When it returns, no worker calls them
+/// again: not the start hook, and not the stop hook as it exits (workers that ran the
+/// start hook do not get the stop hook); calls in progress have returned, except, when
+/// called from one of the pool's own hooks, that very call. For code about to go away: a
+/// language runtime shutting down (Python's binding removes its hooks from the global
+/// pool at interpreter exit), a library being unloaded. Blocks while a hook call is in
+/// progress; `arg` may be freed once it returns.
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, both hooks NULL, no such hooks:
+/// never added, or removed already), `JR_E_FORKED`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_pool_remove_thread_hooks(
+    pool: *mut jr_pool,
+    on_thread_start: jr_thread_hook,
+    on_thread_stop: jr_thread_hook,
+    arg: *mut c_void,
+) -> jr_status {
+    status(|| {
+        // SAFETY: a pool handle by the contract above.
+        let pool = unsafe { PoolHandle::pool_of(pool) }?;
+        if on_thread_start.is_none() && on_thread_stop.is_none() {
+            return Err(invalid(format_args!("both hooks are NULL")));
+        }
+        if !pool.remove_raw_thread_hooks(hooks_tag(on_thread_start, on_thread_stop, arg)) {
+            return Err(invalid(format_args!(
+                "no such hooks on this pool: never added with these three arguments, or removed already"
+            )));
+        }
         Ok(())
     })
 }

@@ -104,6 +104,11 @@ mod handle {
         }
     }
 
+    /// Says which thread hooks [`Pool::remove_thread_hooks`] removes: what
+    /// [`Pool::add_thread_hooks`] returned.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ThreadHooksKey(usize);
+
     /// How [`Pool::shutdown`] treats the jobs it finds.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     #[non_exhaustive]
@@ -416,23 +421,49 @@ mod handle {
         /// the next job it takes from a queue (a job it runs inline meanwhile may come
         /// first), and `stop` as it exits if it ran `start`. Hooks run in the order they
         /// were added; stop hooks in the reverse order, before the builder's.
+        ///
+        /// Returns the key that removes them ([`Pool::remove_thread_hooks`]).
         pub fn add_thread_hooks(
             &self,
             start: impl Fn(usize) + Send + Sync + 'static,
             stop: impl Fn(usize) + Send + Sync + 'static,
-        ) {
-            self.registry
-                .add_thread_hooks(Some(Arc::new(start)), Some(Arc::new(stop)));
+        ) -> ThreadHooksKey {
+            ThreadHooksKey(self.registry.add_thread_hooks(
+                Some(Arc::new(start)),
+                Some(Arc::new(stop)),
+                None,
+            ))
         }
 
-        /// [`Pool::add_thread_hooks`] with either hook optional (for the C layer).
+        /// Removes hooks added by [`Pool::add_thread_hooks`]: when it returns, no worker
+        /// calls them again (not the stop hook either, as it exits) and the calls in
+        /// progress have ended, so that code about to go away (a language runtime
+        /// shutting down, a library being unloaded) is never called after. Called from
+        /// one of the pool's hooks, it does not wait (for its own call, among others).
+        /// Returns false if they were removed already.
+        pub fn remove_thread_hooks(&self, key: ThreadHooksKey) -> bool {
+            self.registry.remove_thread_hooks(key.0)
+        }
+
+        /// [`Pool::add_thread_hooks`] with either hook optional and a tag to find them by
+        /// (for the C layer).
         #[cfg(feature = "capi")]
         pub(crate) fn add_raw_thread_hooks(
             &self,
             start: Option<super::registry::ThreadHook>,
             stop: Option<super::registry::ThreadHook>,
+            tag: [usize; 3],
         ) {
-            self.registry.add_thread_hooks(start, stop);
+            self.registry.add_thread_hooks(start, stop, Some(tag));
+        }
+
+        /// Removes the earliest hooks still in place added with `tag` (for the C layer);
+        /// false if there are none.
+        #[cfg(feature = "capi")]
+        pub(crate) fn remove_raw_thread_hooks(&self, tag: [usize; 3]) -> bool {
+            self.registry
+                .find_thread_hooks(tag)
+                .is_some_and(|index| self.registry.remove_thread_hooks(index))
         }
 
         /// Whether two handles are the same pool.

@@ -43,6 +43,19 @@ const TERMINATED: u8 = 3;
 
 pub(crate) type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
 
+/// One `add_thread_hooks` call's hooks. `tag` identifies the C layer's entries (its
+/// function pointers and argument) so that it can remove them by the same three values.
+pub(crate) struct HookEntry {
+    start: Option<ThreadHook>,
+    stop: Option<ThreadHook>,
+    tag: Option<[usize; 3]>,
+}
+
+thread_local! {
+    /// Whether this thread is running one of a pool's thread hooks.
+    static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 pub(crate) struct RegistryConfig {
     pub(crate) threads: usize,
     pub(crate) capacity: Option<usize>,
@@ -80,10 +93,15 @@ pub(crate) struct Registry {
     /// Thread hooks, in order: the builder's first, then those added to the running pool
     /// (`Pool::add_thread_hooks`). A worker runs the start hooks it has not run yet when
     /// it starts and before each job it takes, and at exit the stop hooks of those it
-    /// ran, in reverse. Only appended to.
-    hooks: Mutex<Vec<(Option<ThreadHook>, Option<ThreadHook>)>>,
+    /// ran, in reverse. Only appended to; a removed entry stays, emptied, so that indices
+    /// (what each worker has run) stay valid.
+    hooks: Mutex<Vec<HookEntry>>,
     /// `hooks.len()`, read by the workers before each job without the lock.
     hook_count: AtomicUsize,
+    /// Held (shared) by a worker while it fetches and runs hooks, so that a removal,
+    /// which empties an entry and then takes it exclusively, returns only once no call of
+    /// the removed hooks is in progress.
+    hook_gate: std::sync::RwLock<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Live `Pool` handles; the last one dropped drains the pool.
     pub(crate) handles: AtomicUsize,
@@ -100,7 +118,11 @@ impl Registry {
         let stealers = deques.iter().map(|d| d.stealer()).collect();
         let builder_hooks = match (config.on_start, config.on_stop) {
             (None, None) => Vec::new(),
-            hooks => vec![hooks],
+            (start, stop) => vec![HookEntry {
+                start,
+                stop,
+                tag: None,
+            }],
         };
         let registry = Arc::new_cyclic(|weak_self| Registry {
             injector: Injector::new(),
@@ -126,6 +148,7 @@ impl Registry {
             name: config.name,
             hook_count: AtomicUsize::new(builder_hooks.len()),
             hooks: Mutex::new(builder_hooks),
+            hook_gate: std::sync::RwLock::new(()),
             threads: Mutex::new(Vec::with_capacity(config.threads)),
             handles: AtomicUsize::new(1),
         });
@@ -180,12 +203,50 @@ impl Registry {
         &self.panic
     }
 
-    /// Adds hooks for the workers to run (see `Pool::add_thread_hooks`).
-    pub(crate) fn add_thread_hooks(&self, start: Option<ThreadHook>, stop: Option<ThreadHook>) {
+    /// Adds hooks for the workers to run (see `Pool::add_thread_hooks`); returns their
+    /// index, the key that removes them.
+    pub(crate) fn add_thread_hooks(
+        &self,
+        start: Option<ThreadHook>,
+        stop: Option<ThreadHook>,
+        tag: Option<[usize; 3]>,
+    ) -> usize {
         let mut hooks = lock(&self.hooks);
-        hooks.push((start, stop));
+        hooks.push(HookEntry { start, stop, tag });
         // Release: a worker that sees the count sees the hook (it also takes the lock).
         self.hook_count.store(hooks.len(), Ordering::Release);
+        hooks.len() - 1
+    }
+
+    /// The index of the earliest hooks still in place that were added with `tag`.
+    pub(crate) fn find_thread_hooks(&self, tag: [usize; 3]) -> Option<usize> {
+        lock(&self.hooks).iter().position(|entry| {
+            entry.tag == Some(tag) && (entry.start.is_some() || entry.stop.is_some())
+        })
+    }
+
+    /// Takes the hooks at `index` out (see `Pool::remove_thread_hooks`): false if there
+    /// are none there (never added, or removed already).
+    pub(crate) fn remove_thread_hooks(&self, index: usize) -> bool {
+        let removed = {
+            let mut hooks = lock(&self.hooks);
+            let Some(entry) = hooks.get_mut(index) else {
+                return false;
+            };
+            let removed = (entry.start.take(), entry.stop.take());
+            if removed.0.is_none() && removed.1.is_none() {
+                return false;
+            }
+            removed
+        };
+        // Wait for the calls in progress (a worker holds the gate from fetching the hooks
+        // to their end); one of them may be ours, when a hook removes hooks: then no wait.
+        if !IN_HOOK.with(std::cell::Cell::get) {
+            drop(self.hook_gate.write().unwrap_or_else(|p| p.into_inner()));
+        }
+        // Dropped last: the hooks (and what they hold) outlive their last call.
+        drop(removed);
+        true
     }
 
     /// How many hooks there are so far.
@@ -194,12 +255,24 @@ impl Registry {
         self.hook_count.load(Ordering::Acquire)
     }
 
-    /// The hooks `from..to`: their start (or stop) halves.
-    pub(crate) fn hooks(&self, from: usize, to: usize, stop: bool) -> Vec<ThreadHook> {
-        lock(&self.hooks)[from..to]
+    /// Runs, on worker `index`, the start (or stop) halves of the hooks `from..to` still
+    /// in place, each through `run`; a removal waits for these calls to end.
+    pub(crate) fn run_hooks(&self, from: usize, to: usize, stop: bool, run: impl Fn(&ThreadHook)) {
+        let _gate = self.hook_gate.read().unwrap_or_else(|p| p.into_inner());
+        let hooks: Vec<ThreadHook> = lock(&self.hooks)[from..to]
             .iter()
-            .filter_map(|(start_hook, stop_hook)| if stop { stop_hook } else { start_hook }.clone())
-            .collect()
+            .filter_map(|entry| if stop { &entry.stop } else { &entry.start }.clone())
+            .collect();
+        let ordered: Box<dyn Iterator<Item = &ThreadHook>> = if stop {
+            Box::new(hooks.iter().rev())
+        } else {
+            Box::new(hooks.iter())
+        };
+        IN_HOOK.with(|flag| flag.set(true));
+        for hook in ordered {
+            run(hook);
+        }
+        IN_HOOK.with(|flag| flag.set(false));
     }
 
     pub(crate) fn injector(&self) -> &Injector<JobRef> {

@@ -90,10 +90,11 @@ impl WorkerThread {
         let guard = AbortIfPanic;
         worker.run();
         std::mem::forget(guard);
-        let stops = worker.registry.hooks(0, worker.hooks_run.get(), true);
-        for hook in stops.iter().rev() {
-            run_hook(hook, index, "stop");
-        }
+        worker
+            .registry
+            .run_hooks(0, worker.hooks_run.get(), true, |hook| {
+                run_hook(hook, index, "stop");
+            });
         CURRENT.with(|current| current.set(ptr::null()));
     }
 
@@ -147,9 +148,10 @@ impl WorkerThread {
 
     #[cold]
     fn run_new_start_hooks_cold(&self, count: usize) {
-        for hook in self.registry.hooks(self.hooks_run.get(), count, false) {
-            run_hook(&hook, self.index, "start");
-        }
+        self.registry
+            .run_hooks(self.hooks_run.get(), count, false, |hook| {
+                run_hook(hook, self.index, "start");
+            });
         self.hooks_run.set(count);
     }
 

@@ -202,6 +202,147 @@ static void pool_add_thread_hooks_to_a_running_pool(void) {
     CHECK(atomic_load(&calls) == 101);
 }
 
+/* Hooks that count their calls, and can be held: `hold` makes the start hook say it
+ * started, then wait for the gate. */
+typedef struct {
+    counter starts;
+    counter stops;
+    bool hold;
+    gate release;
+    jr_pool *remove_from; /* when set, the start hook removes its own hooks from it */
+    jr_status removed;
+} hook_probe;
+
+static void probe_start(void *arg, size_t index) {
+    (void)index;
+    hook_probe *h = arg;
+    counter_add(&h->starts, 1);
+    if (h->hold) {
+        CHECK(gate_wait(&h->release, HANG_MS));
+    }
+    if (h->remove_from != NULL) {
+        h->removed = jr_pool_remove_thread_hooks(h->remove_from, probe_start, NULL, h);
+    }
+}
+
+static void probe_stop(void *arg, size_t index) {
+    (void)index;
+    counter_add(&((hook_probe *)arg)->stops, 1);
+}
+
+static void probe_init(hook_probe *h) {
+    memset(h, 0, sizeof *h);
+    counter_init(&h->starts);
+    counter_init(&h->stops);
+    gate_init(&h->release);
+}
+
+static void probe_destroy(hook_probe *h) {
+    counter_destroy(&h->starts);
+    counter_destroy(&h->stops);
+    gate_destroy(&h->release);
+}
+
+/* Removed hooks are never called again: not by workers that had not run them yet, not
+ * as stop hooks at exit. */
+static void pool_remove_thread_hooks_stops_every_call(void) {
+    hook_probe h;
+    probe_init(&h);
+    jr_pool *p = make_pool(2, 0);
+    /* Both workers busy: neither takes a job, so neither runs new start hooks. */
+    blocker b;
+    blocker_init(&b, false);
+    jr_job *blocked[2] = {submit(p, blocker_job, &b), submit(p, blocker_job, &b)};
+    REQUIRE(counter_wait(&b.started, 2, HANG_MS));
+    CHECK_STATUS(jr_pool_add_thread_hooks(p, probe_start, probe_stop, &h), JR_OK);
+    CHECK_STATUS(jr_pool_remove_thread_hooks(p, probe_start, probe_stop, &h), JR_OK);
+    /* Gone: a second removal, or one with other arguments, finds nothing. */
+    CHECK_STATUS(jr_pool_remove_thread_hooks(p, probe_start, probe_stop, &h), JR_E_INVALID_ARG);
+    CHECK(strstr(jr_last_error_message(), "no such hooks") != NULL);
+    CHECK_STATUS(jr_pool_remove_thread_hooks(p, probe_start, NULL, NULL), JR_E_INVALID_ARG);
+    gate_open(&b.gate);
+    for (int i = 0; i < 2; i++) {
+        CHECK_STATUS(wait_free(blocked[i]), JR_OK);
+    }
+    counter runs;
+    counter_init(&runs);
+    for (int i = 0; i < 100; i++) {
+        jr_submit(p, count_job, &runs, NULL, NULL);
+    }
+    CHECK(counter_wait(&runs, 100, HANG_MS));
+    CHECK_STATUS(jr_pool_free(p), JR_OK); /* the workers exit */
+    CHECK(counter_get(&h.starts) == 0);
+    CHECK(counter_get(&h.stops) == 0);
+    counter_destroy(&runs);
+    blocker_destroy(&b);
+    probe_destroy(&h);
+}
+
+typedef struct {
+    jr_pool *pool;
+    hook_probe *probe;
+    atomic_int returned;
+    jr_status status;
+} remover;
+
+static void *remove_hooks_thread(void *arg) {
+    remover *r = arg;
+    r->status = jr_pool_remove_thread_hooks(r->pool, probe_start, probe_stop, r->probe);
+    atomic_store(&r->returned, 1);
+    return NULL;
+}
+
+/* A removal waits for a call in progress; the worker that ran the start hook does not
+ * get the stop hook. */
+static void pool_remove_thread_hooks_waits_for_calls_in_progress(void) {
+    hook_probe h;
+    probe_init(&h);
+    h.hold = true;
+    jr_pool *p = make_pool(1, 0);
+    CHECK_STATUS(jr_pool_add_thread_hooks(p, probe_start, probe_stop, &h), JR_OK);
+    counter runs;
+    counter_init(&runs);
+    jr_submit(p, count_job, &runs, NULL, NULL); /* the worker runs the hook first */
+    REQUIRE(counter_wait(&h.starts, 1, HANG_MS));
+    remover r = {.pool = p, .probe = &h, .status = JR_E_INTERNAL};
+    atomic_init(&r.returned, 0);
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, remove_hooks_thread, &r) == 0);
+    /* A bounded wait for what must not happen: the removal returning mid-call. */
+    CHECK(!counter_wait(&runs, 1, 100));
+    CHECK(atomic_load(&r.returned) == 0);
+    gate_open(&h.release);
+    pthread_join(th, NULL);
+    CHECK_STATUS(r.status, JR_OK);
+    CHECK(counter_wait(&runs, 1, HANG_MS));
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+    CHECK(counter_get(&h.starts) == 1);
+    CHECK(counter_get(&h.stops) == 0);
+    counter_destroy(&runs);
+    probe_destroy(&h);
+}
+
+/* A hook that removes its own hooks does not wait for itself. */
+static void pool_remove_thread_hooks_from_inside_a_hook(void) {
+    hook_probe h;
+    probe_init(&h);
+    h.removed = JR_E_INTERNAL;
+    jr_pool *p = make_pool(1, 0);
+    h.remove_from = p;
+    CHECK_STATUS(jr_pool_add_thread_hooks(p, probe_start, NULL, &h), JR_OK);
+    counter runs;
+    counter_init(&runs);
+    for (int i = 0; i < 3; i++) {
+        jr_submit(p, count_job, &runs, NULL, NULL);
+    }
+    CHECK(counter_wait(&runs, 3, HANG_MS));
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+    CHECK(counter_get(&h.starts) == 1);
+    CHECK_STATUS(h.removed, JR_OK);
+    counter_destroy(&runs);
+    probe_destroy(&h);
+}
+
 /* ----- jobs ----------------------------------------------------------------------------- */
 
 static int32_t double_job(jr_ctx *ctx, void *arg, void **result) {
@@ -1666,6 +1807,9 @@ int main(void) {
     RUN(pool_options_default_and_create_free);
     RUN(pool_thread_hooks_run_once_per_worker);
     RUN(pool_add_thread_hooks_to_a_running_pool);
+    RUN(pool_remove_thread_hooks_stops_every_call);
+    RUN(pool_remove_thread_hooks_waits_for_calls_in_progress);
+    RUN(pool_remove_thread_hooks_from_inside_a_hook);
     RUN(submit_wait_take_result);
     RUN(job_error_code_and_message);
     RUN(job_panic_becomes_panicked);

@@ -908,6 +908,13 @@ THUNK(t_add_hooks_sem_as_pool, jr_pool_add_thread_hooks(AS(jr_pool, F.sem), noop
 THUNK(t_add_hooks_no_hooks, jr_pool_add_thread_hooks(F.other_pool, NULL, NULL, NULL))
 THUNK(t_add_hooks_junk, jr_pool_add_thread_hooks(AS(jr_pool, junk_zero), noop_hook, NULL, NULL))
 THUNK(t_add_hooks_stop_only, jr_pool_add_thread_hooks(F.other_pool, NULL, noop_hook, NULL))
+THUNK(t_remove_hooks_null_pool, jr_pool_remove_thread_hooks(NULL, noop_hook, noop_hook, NULL))
+THUNK(t_remove_hooks_sem_as_pool, jr_pool_remove_thread_hooks(AS(jr_pool, F.sem), noop_hook, NULL, NULL))
+THUNK(t_remove_hooks_junk, jr_pool_remove_thread_hooks(AS(jr_pool, junk_dead), noop_hook, NULL, NULL))
+THUNK(t_remove_hooks_no_hooks, jr_pool_remove_thread_hooks(F.other_pool, NULL, NULL, NULL))
+THUNK(t_remove_hooks_never_added, jr_pool_remove_thread_hooks(F.pool, noop_hook, noop_hook, F.pool))
+/* The stop-only hooks added by t_add_hooks_stop_only: removed once, then no more. */
+THUNK(t_remove_hooks_stop_only, jr_pool_remove_thread_hooks(F.other_pool, NULL, noop_hook, NULL))
 THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
 THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
 THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
@@ -1254,6 +1261,13 @@ static const row rows[] = {
     ROW(t_add_hooks_no_hooks, BAD),
     ROW(t_add_hooks_junk, BAD),
     ROW(t_add_hooks_stop_only, JR_OK),
+    ROW(t_remove_hooks_null_pool, BAD),
+    ROW(t_remove_hooks_sem_as_pool, BAD),
+    ROW(t_remove_hooks_junk, BAD),
+    ROW(t_remove_hooks_no_hooks, BAD),
+    ROW(t_remove_hooks_never_added, BAD),
+    ROW(t_remove_hooks_stop_only, JR_OK),
+    ROW(t_remove_hooks_stop_only, BAD),
     ROW(t_job_on_done_null, BAD),
     ROW(t_job_on_done_sem_as_job, BAD),
     ROW(t_job_on_done_no_fn, BAD),

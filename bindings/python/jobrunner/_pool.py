@@ -8,7 +8,11 @@ Interpreter exit
 An :mod:`atexit` hook (which runs before the interpreter starts finalising) stops new
 submits, shuts every pool made here down in Cancel mode (queued jobs end cancelled,
 running ones are told and waited for) and cancels and waits for this module's jobs on
-the shared global pool, so no callback ever runs into a finalising interpreter.
+the shared global pool, then removes its thread hooks from that pool (a worker that
+had not taken a job since would otherwise run the start hook, and enter Python, later),
+so no callback ever runs into a finalising interpreter. (A thread that enters a
+finalising CPython 3.11 is ended with ``pthread_exit``, whose forced unwind through the
+library's frames aborts the process.)
 """
 
 from __future__ import annotations
@@ -520,6 +524,11 @@ def _at_exit() -> None:
     for pool in pools:
         if pool._borrowed:
             pool._settle_own_jobs(cancel=True, wait=True)
+            # Waits for a hook call in progress (GIL released: it may need the GIL).
+            check(
+                lib.jr_pool_remove_thread_hooks(pool._ptr, _THREAD_START, _THREAD_STOP, None),
+                "jr_pool_remove_thread_hooks",
+            )
         elif not pool._freed:
             ptr = pool._ptr
             wait_sliced(lambda ns, p=ptr: lib.jr_pool_shutdown(p, JR_SHUTDOWN_CANCEL, ns), None)
