@@ -389,3 +389,34 @@ func TestDefaultPool(t *testing.T) {
 		t.Fatal("Default pool")
 	}
 }
+
+// A cancel from Go is complete when it returns (jr_token_cancel_sync): a job queued
+// under the cancelled token has already ended. The async jr_token_cancel leaves that to
+// a helper thread, and this test then sees Queued now and then.
+func TestTokenCancelIsSynchronous(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	hold, started := make(gate), make(gate)
+	defer hold.open()
+	blocker, _ := Submit(p, ctx, func(context.Context) (int, error) { started.open(); hold.wait(); return 0, nil })
+	started.wait()
+	rounds := 500
+	if raceEnabled {
+		rounds = 100
+	}
+	for i := 0; i < rounds; i++ {
+		jobCtx, cancel := context.WithCancel(ctx)
+		job, err := Submit(p, jobCtx, func(context.Context) (int, error) { return 0, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		job.task.token.cancel() // what the AfterFunc of jobCtx does
+		if s := job.State(); s != CancelledState {
+			t.Fatalf("round %d: State = %v right after the cancel returned", i, s)
+		}
+		cancel()
+		job.Close()
+	}
+	hold.open()
+	blocker.Wait(ctx)
+}
