@@ -19,14 +19,21 @@ package jobrunner
 #include "jobrunner.h"
 
 // The trampolines of callbacks.go.
-extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t handle, int32_t once);
-extern void jrgoFreeArg(uintptr_t handle);
+extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t mode);
+extern void jrgoFreeArg(uintptr_t id);
+extern void jrgoJobDone(uintptr_t id, int32_t state);
 
-// A one-shot Go job's argument: C memory holding its cgo.Handle, and whether the job
-// ran. A job that ran has ended its Go side itself (jrgoRunJob with once = 1), so its
-// arg_free frees this block without a second call into Go.
+// How a Go job's Go side ends (jrgoRunJob's mode): JRGO_EVERY, a run of a periodic job
+// (its arg_free ends it after the last run); JRGO_ONCE, a detached one-shot job (a
+// group's), ended by its run or, if it never runs, by its arg_free; JRGO_TRACKED, a job
+// with a handle (Submit), ended by its jr_job_on_done callback once C says it is over.
+enum { JRGO_EVERY = 0, JRGO_ONCE = 1, JRGO_TRACKED = 2 };
+
+// A detached Go job's argument: C memory holding its task's number, and whether the job
+// ran. A job that ran has ended its Go side itself, so its arg_free frees this block
+// without a second call into Go.
 typedef struct {
-	uintptr_t handle;
+	uintptr_t id;
 	int32_t ran;
 } jrgo_arg;
 
@@ -34,45 +41,68 @@ static int32_t jrgo_run_once(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
 	jrgo_arg *a = arg;
 	a->ran = 1;
-	return jrgoRunJob(ctx, a->handle, 1);
+	return jrgoRunJob(ctx, a->id, JRGO_ONCE);
 }
 
 static void jrgo_free_once(void *arg) {
 	jrgo_arg *a = arg;
 	if (!a->ran) {
-		jrgoFreeArg(a->handle); // ended without running: tell Go
+		jrgoFreeArg(a->id); // ended without running: tell Go
 	}
 	free(a);
 }
 
+static int32_t jrgo_run_tracked(jr_ctx *ctx, void *arg, void **result) {
+	(void)result;
+	return jrgoRunJob(ctx, (uintptr_t)arg, JRGO_TRACKED);
+}
+
+static void jrgo_done(void *arg, enum jr_state state) {
+	jrgoJobDone((uintptr_t)arg, (int32_t)state);
+}
+
 static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
-	return jrgoRunJob(ctx, (uintptr_t)arg, 0);
+	return jrgoRunJob(ctx, (uintptr_t)arg, JRGO_EVERY);
 }
 
 static void jrgo_free_every(void *arg) { jrgoFreeArg((uintptr_t)arg); }
 
-// Submits a Go job: `handle` is a runtime/cgo.Handle to its task (an integer, never a
-// Go pointer), deleted once the job has ended. On an error nothing was submitted and
-// the handle is still the caller's.
-enum jr_status jrgo_submit(jr_pool *pool, uintptr_t handle, jr_submit_options *opts,
-                           jr_job **out) {
+// Submits a detached Go job (a group's): `id` is its task's number in the task table
+// (an integer, never a Go pointer), taken back once the job has ended. On an error
+// nothing was submitted and the number is still the caller's.
+enum jr_status jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options *opts) {
 	jrgo_arg *a = malloc(sizeof *a);
 	if (a == NULL) return JR_E_NO_MEMORY;
-	a->handle = handle;
+	a->id = id;
 	a->ran = 0;
 	opts->arg_free = jrgo_free_once;
-	enum jr_status st = jr_submit(pool, jrgo_run_once, a, opts, out);
+	enum jr_status st = jr_submit(pool, jrgo_run_once, a, opts, NULL);
 	if (st != JR_OK) free(a);
 	return st;
 }
 
-// Submits a periodic Go job (jr_submit_every): the runs share the handle, deleted by
-// the arg_free once the last run has ended.
-enum jr_status jrgo_submit_every(jr_pool *pool, int64_t period_ns, uintptr_t handle,
+// Submits a Go job with a handle (*out) and registers its done callback, in one cgo
+// call: the callback, not the run, ends the job's Go side (jrgoJobDone), so that Go
+// sees the job end only once C's state is terminal. It may run before this returns (a
+// job that already ended, e.g. under a cancelled token). The argument is the number
+// itself: nothing to free. On a jr_submit error nothing was submitted (*out untouched);
+// a jr_job_on_done error (it has none for a handle jr_submit just made) is returned
+// with *out set.
+enum jr_status jrgo_submit_tracked(jr_pool *pool, uintptr_t id, jr_submit_options *opts,
+                                   jr_job **out) {
+	opts->arg_free = NULL;
+	enum jr_status st = jr_submit(pool, jrgo_run_tracked, (void *)id, opts, out);
+	if (st != JR_OK) return st;
+	return jr_job_on_done(*out, jrgo_done, (void *)id);
+}
+
+// Submits a periodic Go job (jr_submit_every): the runs share the task's number, taken
+// back by the arg_free once the last run has ended.
+enum jr_status jrgo_submit_every(jr_pool *pool, int64_t period_ns, uintptr_t id,
                                  jr_submit_options *opts, jr_job **out) {
 	opts->arg_free = jrgo_free_every;
-	return jr_submit_every(pool, period_ns, jrgo_run_every, (void *)handle, opts, out);
+	return jr_submit_every(pool, period_ns, jrgo_run_every, (void *)id, opts, out);
 }
 
 // Submits a C job function (a jr_job_fn given to Go as a plain pointer).

@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// A handle nobody closed is freed by its finalizer: the job it detaches still runs to
-// its end, and a semaphore freed that way still serves the jobs submitted with it.
+// Handles nobody closed: the jobs (whose handles are freed as they end, no finalizer
+// needed) still run to their end, and a semaphore freed by its finalizer still serves
+// the jobs submitted with it.
 func TestFinalizersDetach(t *testing.T) {
 	p := newTestPool(t, WithThreads(2))
 	ctx := testCtx(t)
@@ -26,8 +27,8 @@ func TestFinalizersDetach(t *testing.T) {
 			}
 		}
 	}()
-	// The jobs' and the semaphore's handles are unreachable now: two GCs run their
-	// finalizers (the first queues them, the second makes sure they ran).
+	// The jobs and the semaphore are unreachable now: two GCs run the semaphore's
+	// finalizer (the first queues it, the second makes sure it ran).
 	runtime.GC()
 	runtime.GC()
 	hold.open()

@@ -151,7 +151,7 @@ func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) 
 		},
 		onEnd: func() { g.active.Add(-1) },
 	}
-	err := submitTask(g.pool, g.ctx, t, g.ptr, opts, nil)
+	err := submitTask(g.pool, g.ctx, t, g.ptr, opts)
 	if err != nil {
 		g.active.Add(-1)
 	}

@@ -4,14 +4,13 @@ package jobrunner
 // #include <stdlib.h>
 // #include "jobrunner.h"
 //
-// extern enum jr_status jrgo_submit(jr_pool *pool, uintptr_t handle, jr_submit_options *opts,
-//                              jr_job **out);
+// extern enum jr_status jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options *opts);
+// extern enum jr_status jrgo_submit_tracked(jr_pool *pool, uintptr_t id, jr_submit_options *opts,
+//                                          jr_job **out);
 import "C"
 
 import (
 	"context"
-	"runtime"
-	"runtime/cgo"
 	"sync"
 	"unsafe"
 )
@@ -48,14 +47,20 @@ func (s State) Ended() bool { return s >= Succeeded }
 // Job is a Go job submitted with Submit, and its result of type T. Its methods are
 // safe for concurrent use.
 type Job[T any] struct {
-	ptr  *C.jr_job
-	ref  handleRef
-	task *task
+	task task // its Go side; the table holds &task while the job is in flight
+	fn   func(ctx context.Context) (T, error)
 
-	value T // written by the job's function, read after task.done is closed
+	value T // written by the job's function, read once the task has ended
 
 	once sync.Once
 	err  error // the outcome, computed once by the first Wait
+}
+
+// call runs the job's function and keeps its value (the task's body).
+func (j *Job[T]) call(ctx context.Context) error {
+	v, err := j.fn(ctx)
+	j.value = v
+	return err
 }
 
 // Submit runs fn on pool and returns the job's handle.
@@ -67,28 +72,22 @@ type Job[T any] struct {
 // error after its ctx was done ends cancelled.
 //
 // Submit waits for room in a bounded queue until ctx is done (unless NonBlocking),
-// and fails with ErrShutdown on a pool shut down. Close the job when done with it (a
-// finalizer does it otherwise); closing does not cancel it.
+// and fails with ErrShutdown on a pool shut down. The job's C handle is freed when the
+// job ends, or earlier by Close; a Job dropped without Close leaks nothing.
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
-	j := &Job[T]{}
-	t := &task{parent: ctx, done: make(chan struct{})}
-	t.fn = func(ctx context.Context) error {
-		v, err := fn(ctx)
-		j.value = v
-		return err
-	}
-	j.task = t
-	if err := submitTask(pool, ctx, t, nil, opts, &j.ptr); err != nil {
+	j := &Job[T]{fn: fn}
+	j.task.parent = ctx
+	j.task.body = j
+	if err := submitTask(pool, ctx, &j.task, nil, opts); err != nil {
 		return nil, err
 	}
-	runtime.SetFinalizer(j, (*Job[T]).Close)
 	return j, nil
 }
 
-// submitTask submits a Go task to pool (to group, if not nil), with a token that
-// follows ctx unless the task is a group's (its jobs follow the group's token). out
-// receives the handle (nil: detached).
-func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opts []SubmitOption, out **C.jr_job) error {
+// submitTask submits a Go task to pool: a group's (detached, following the group's
+// token) if group is not nil, else a job with a handle (t.ptr), with a token that
+// follows ctx, whose Go side ends in its done callback.
+func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opts []SubmitOption) error {
 	copts, cleanup, err := submitOptions(opts)
 	if err != nil {
 		return err
@@ -107,26 +106,35 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 		t.token.release()
 		return err
 	}
-	h := cgo.NewHandle(t)
-	var job *C.jr_job
-	pout := &job // Go memory holding no Go pointer, as cgo requires (out may not be)
-	if out == nil {
-		pout = nil
+	id := tasks.put(t)
+	var st C.enum_jr_status
+	if group != nil {
+		st = C.jrgo_submit(ptr, C.uintptr_t(id), &copts)
+	} else {
+		// A use of the handle held through the submit: the done callback may run
+		// before jrgo_submit_tracked returns (a job that ended at once), and must not
+		// free the handle before it is even stored.
+		t.ref.use()
+		var job *C.jr_job // Go memory holding no Go pointer, as cgo requires
+		st = C.jrgo_submit_tracked(ptr, C.uintptr_t(id), &copts, &job)
+		t.ptr = job
+		if job != nil && st != C.JR_OK {
+			panic("jobrunner: jr_job_on_done failed: " + statusError(st).Error())
+		}
 	}
-	st := C.jrgo_submit(ptr, C.uintptr_t(h), &copts, pout)
 	pool.release()
-	if out != nil {
-		*out = job
-	}
 	if st != C.JR_OK {
-		// Nothing was submitted: the argument is still ours.
-		h.Delete()
+		// Nothing was submitted: the number is still ours.
+		tasks.take(id)
 		err := statusError(st)
 		if st == C.JR_E_CANCELLED { // the token was cancelled while waiting for room
 			err = cancelledError(t.token.cause(), nil)
 		}
 		t.token.release()
 		return err
+	}
+	if group == nil {
+		t.ref.done(t.freeHandle)
 	}
 	return nil
 }
@@ -186,9 +194,8 @@ func submitOptions(opts []SubmitOption) (C.jr_submit_options, func(), error) {
 }
 
 // Done returns a channel closed when the job has ended (ran, or never will), for use
-// in a select. State may say Running for a few microseconds after it is closed; Wait
-// never returns before the job has ended.
-func (j *Job[T]) Done() <-chan struct{} { return j.task.done }
+// in a select: C's state is terminal by then (State says so, Wait does not block).
+func (j *Job[T]) Done() <-chan struct{} { return j.task.doneChan() }
 
 // Wait waits for the job to end and returns its result: the value and nil, or the zero
 // value and a *JobError (fn's error, wrapped), a *PanicError, or an error matching
@@ -200,31 +207,20 @@ func (j *Job[T]) Done() <-chan struct{} { return j.task.done }
 // submit-and-wait never deadlocks, even on one thread; such a wait is not interrupted
 // by ctx.
 func (j *Job[T]) Wait(ctx context.Context) (T, error) {
-	if ctx.Value(jobContextKey{}) != nil {
+	t := &j.task
+	if !t.ended.Load() {
+		if ctx.Value(jobContextKey{}) != nil && t.ref.use() {
+			C.jr_job_wait(t.ptr, -1)
+			t.ref.done(t.freeHandle)
+		}
 		select {
-		case <-j.task.done:
-		default:
-			if j.ref.use() {
-				C.jr_job_wait(j.ptr, -1)
-				j.ref.done(j.free)
-			}
+		case <-t.doneChan():
+		case <-ctx.Done():
+			var zero T
+			return zero, ctx.Err()
 		}
 	}
-	select {
-	case <-j.task.done:
-	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
-	}
-	j.once.Do(func() {
-		if !j.ref.use() {
-			j.err = j.task.outcomeWithoutHandle()
-			return
-		}
-		defer j.ref.done(j.free)
-		st := C.jr_job_wait(j.ptr, -1) // ended, or about to: done is closed
-		j.err = j.task.outcome(st, j.ptr)
-	})
+	j.once.Do(func() { j.err = t.outcome(endStatus(t.state), nil) })
 	if j.err != nil {
 		var zero T
 		return zero, j.err
@@ -235,12 +231,19 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 // State returns where the job is in its life (CancelledState after Close, if it had
 // not ended).
 func (j *Job[T]) State() State {
-	if !j.ref.use() {
+	t := &j.task
+	if t.ended.Load() {
+		return t.state
+	}
+	if !t.ref.use() {
+		if t.ended.Load() { // the handle was freed as the job ended
+			return t.state
+		}
 		return CancelledState
 	}
-	defer j.ref.done(j.free)
+	defer t.ref.done(t.freeHandle)
 	var s C.enum_jr_state
-	C.jr_job_state(j.ptr, &s)
+	C.jr_job_state(t.ptr, &s)
 	return State(s)
 }
 
@@ -248,40 +251,18 @@ func (j *Job[T]) State() State {
 // runs (Cancel returns true); a running one sees its context done (Cancel returns
 // false, as it does for a job that has ended).
 func (j *Job[T]) Cancel() bool {
-	if !j.ref.use() {
+	t := &j.task
+	if !t.ref.use() {
 		return false
 	}
-	defer j.ref.done(j.free)
-	return C.jr_job_cancel(j.ptr) == C.JR_OK
+	defer t.ref.done(t.freeHandle)
+	return C.jr_job_cancel(t.ptr) == C.JR_OK
 }
 
-// Close frees the job's handle; the job goes on if it has not ended (detached). After
-// Close, Wait still reports the outcome, without the C detail of a job that ran
-// outside Go. Calling it again does nothing.
+// Close frees the job's handle now rather than when the job ends; the job goes on if
+// it has not ended (detached), and Done and Wait still report its end. Calling it again
+// does nothing.
 func (j *Job[T]) Close() error {
-	j.ref.close(j.free)
-	runtime.SetFinalizer(j, nil)
+	j.task.ref.close(j.task.freeHandle)
 	return nil
-}
-
-func (j *Job[T]) free() { C.jr_job_free(j.ptr) }
-
-// outcomeWithoutHandle is the outcome of a Go job whose handle was closed, from what
-// the Go side saw.
-func (t *task) outcomeWithoutHandle() error {
-	t.mu.Lock()
-	ran, p, err := t.ran, t.panicked, t.err
-	t.mu.Unlock()
-	switch {
-	case !ran:
-		return t.outcome(C.JR_E_CANCELLED, nil)
-	case p != nil:
-		return t.outcome(C.JR_E_PANICKED, nil)
-	case err != nil && t.cause != nil:
-		return t.outcome(C.JR_E_CANCELLED, nil)
-	case err != nil:
-		return t.outcome(C.JR_E_JOB_FAILED, nil)
-	default:
-		return nil
-	}
 }

@@ -420,3 +420,61 @@ func TestTokenCancelIsSynchronous(t *testing.T) {
 	hold.open()
 	blocker.Wait(ctx)
 }
+
+// Done closes only once C's state is terminal (it is driven by jr_job_on_done): right
+// after <-Done(), State has ended and the outcome is there, for every job. Done used to
+// close as the Go function returned, on the worker, before C had recorded the end, and
+// this test then saw Running.
+func TestDoneMeansStateEnded(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	ctx := testCtx(t)
+	n := 20000
+	if raceEnabled {
+		n = 3000
+	}
+	jobs := make([]*Job[int], n)
+	for i := range jobs {
+		i := i
+		var err error
+		jobs[i], err = Submit(p, ctx, func(context.Context) (int, error) {
+			if i%3 == 0 {
+				return 0, errors.New("odd one")
+			}
+			return i, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, j := range jobs {
+		select {
+		case <-j.Done():
+		case <-ctx.Done():
+			t.Fatalf("job %d: not done", i)
+		}
+		want := Succeeded
+		if i%3 == 0 {
+			want = Failed
+		}
+		if s := j.State(); s != want {
+			t.Fatalf("job %d: State = %v right after Done", i, s)
+		}
+		v, err := j.Wait(ctx)
+		if (err == nil) != (want == Succeeded) || (err == nil && v != i) {
+			t.Fatalf("job %d: Wait = %v, %v", i, v, err)
+		}
+	}
+	// A select that sees Done before the job ended would fail the same way: ask each
+	// job while it is still likely to be running.
+	for i := 0; i < n/10; i++ {
+		j, err := Submit(p, ctx, func(context.Context) (int, error) { return i, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-j.Done()
+		if s := j.State(); s != Succeeded {
+			t.Fatalf("fresh job %d: State = %v right after Done", i, s)
+		}
+		j.Close()
+	}
+}

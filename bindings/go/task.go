@@ -10,17 +10,28 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
-// task is the Go side of a Go job, referenced from C only through a cgo.Handle (the
-// job's argument). Everything the job produces stays here, in Go memory: the result
-// (through fn's closure), the error the function returned, the panic.
+// task is the Go side of a Go job, referenced from C only by its number in the task
+// table (the job's argument). Everything the job produces stays here, in Go memory: the
+// result (through body), the error the function returned, the panic.
 type task struct {
-	fn     func(ctx context.Context) error
-	parent context.Context // values and deadline for the job's context
-	token  *ctxToken       // follows the submit context (nil: none)
-	done   chan struct{}   // closed by finish (nil: nobody waits on it)
+	fn     func(ctx context.Context) error // the function, unless body is set
+	body   taskBody                        // the function of a Job[T] (no closure to allocate)
+	parent context.Context                 // values and deadline for the job's context
+	token  *ctxToken                       // follows the submit context (nil: none)
+
+	// A job with a handle (Submit): the handle, freed by end (or Close, if first).
+	ptr *C.jr_job
+	ref handleRef
+
+	// ended is set by finish, after state; done (made by the first doneChan while the
+	// job is going, under mu) is closed then.
+	ended atomic.Bool
+	state State // the terminal state C reported to end (a job with a handle)
+	done  chan struct{}
 
 	periodic bool // a SubmitEvery job: run gives each run its number
 
@@ -30,11 +41,16 @@ type task struct {
 	// onEnd, if set, runs in finish.
 	onEnd func()
 
-	mu       sync.Mutex // orders run's writes before finish (for the race detector too)
+	mu       sync.Mutex // orders run's writes before finish (for the race detector too); guards done
 	ran      bool
 	err      error       // what the function returned
 	panicked *PanicError // what it panicked with
 	cause    error       // why the job was cancelled, if known (read in finish)
+}
+
+// taskBody is a Go job's function with the place for its result: a Job[T].
+type taskBody interface {
+	call(ctx context.Context) error
 }
 
 // run runs the job's function on a worker: the body of jrgoRunJob. It reports a panic
@@ -100,11 +116,15 @@ func (t *task) call(ctx context.Context) (err error, p *PanicError) {
 			}
 		}
 	}()
+	if t.body != nil {
+		return t.body.call(ctx), nil
+	}
 	return t.fn(ctx), nil
 }
 
-// finish ends the job's Go side (from jrgoRunJob once it ran, or jrgoFreeArg): it
-// notes why it was cancelled, if it was, releases the token and wakes the waiters.
+// finish ends the job's Go side (from jrgoJobDone, jrgoRunJob once it ran, or
+// jrgoFreeArg): it notes why it was cancelled, if it was, releases the token and wakes
+// the waiters.
 func (t *task) finish() {
 	t.mu.Lock()
 	if cause := t.token.cause(); cause != nil {
@@ -115,8 +135,62 @@ func (t *task) finish() {
 	if t.onEnd != nil {
 		t.onEnd()
 	}
-	if t.done != nil {
-		close(t.done)
+	t.mu.Lock()
+	t.ended.Store(true)
+	done := t.done
+	t.mu.Unlock()
+	if done != nil {
+		close(done)
+	}
+}
+
+// end ends the Go side of a job with a handle, from its done callback: C's state is
+// terminal (state), so whoever sees the task ended sees the job's final state. The
+// handle is freed here, or by the last call still using it: a job's handle lives as
+// long as the job or until Close, with no finalizer needed to free a forgotten one.
+func (t *task) end(state State) {
+	t.state = state // read only once ended is seen
+	t.finish()
+	t.ref.close(t.freeHandle)
+}
+
+func (t *task) freeHandle() { C.jr_job_free(t.ptr) }
+
+// closedChan is the channel doneChan gives for a task that has ended.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// doneChan returns a channel closed when the task has ended, made on first use: a
+// job nobody selects on costs no channel.
+func (t *task) doneChan() <-chan struct{} {
+	if t.ended.Load() {
+		return closedChan
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended.Load() {
+		return closedChan
+	}
+	if t.done == nil {
+		t.done = make(chan struct{})
+	}
+	return t.done
+}
+
+// endStatus is the C status of a job that ended in state s.
+func endStatus(s State) C.enum_jr_status {
+	switch s {
+	case Succeeded:
+		return C.JR_OK
+	case Failed:
+		return C.JR_E_JOB_FAILED
+	case Panicked:
+		return C.JR_E_PANICKED
+	default:
+		return C.JR_E_CANCELLED
 	}
 }
 
