@@ -19,19 +19,13 @@ package jobrunner
 #include "jobrunner.h"
 
 // The trampolines of callbacks.go.
-extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t mode);
+extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t once);
 extern void jrgoFreeArg(uintptr_t id);
 extern void jrgoJobDone(uintptr_t id, int32_t state);
 
-// How a Go job's Go side ends (jrgoRunJob's mode): JRGO_EVERY, a run of a periodic job
-// (its arg_free ends it after the last run); JRGO_ONCE, a detached one-shot job (a
-// group's), ended by its run or, if it never runs, by its arg_free; JRGO_TRACKED, a job
-// with a handle (Submit), ended by its jr_job_on_done callback once C says it is over.
-enum { JRGO_EVERY = 0, JRGO_ONCE = 1, JRGO_TRACKED = 2 };
-
-// A detached Go job's argument: C memory holding its task's number, and whether the job
-// ran. A job that ran has ended its Go side itself, so its arg_free frees this block
-// without a second call into Go.
+// A one-shot Go job's argument: C memory holding its task's number, and whether the job
+// ran. A job that ran has ended its Go side itself (jrgoRunJob with once = 1), so its
+// arg_free frees this block without a second call into Go.
 typedef struct {
 	uintptr_t id;
 	int32_t ran;
@@ -41,7 +35,7 @@ static int32_t jrgo_run_once(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
 	jrgo_arg *a = arg;
 	a->ran = 1;
-	return jrgoRunJob(ctx, a->id, JRGO_ONCE);
+	return jrgoRunJob(ctx, a->id, 1);
 }
 
 static void jrgo_free_once(void *arg) {
@@ -52,49 +46,36 @@ static void jrgo_free_once(void *arg) {
 	free(a);
 }
 
-static int32_t jrgo_run_tracked(jr_ctx *ctx, void *arg, void **result) {
+static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
-	return jrgoRunJob(ctx, (uintptr_t)arg, JRGO_TRACKED);
+	return jrgoRunJob(ctx, (uintptr_t)arg, 0);
 }
+
+static void jrgo_free_every(void *arg) { jrgoFreeArg((uintptr_t)arg); }
 
 static void jrgo_done(void *arg, enum jr_state state) {
 	jrgoJobDone((uintptr_t)arg, (int32_t)state);
 }
 
-static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
-	(void)result;
-	return jrgoRunJob(ctx, (uintptr_t)arg, JRGO_EVERY);
-}
-
-static void jrgo_free_every(void *arg) { jrgoFreeArg((uintptr_t)arg); }
-
-// Submits a detached Go job (a group's): `id` is its task's number in the task table
-// (an integer, never a Go pointer), taken back once the job has ended. On an error
-// nothing was submitted and the number is still the caller's.
-enum jr_status jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options *opts) {
+// Submits a Go job: `id` is its task's number in the task table (an integer, never a Go
+// pointer), taken back once the job's Go side has ended. On an error nothing was
+// submitted and the number is still the caller's. `out` may be NULL (detached).
+enum jr_status jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options *opts,
+                           jr_job **out) {
 	jrgo_arg *a = malloc(sizeof *a);
 	if (a == NULL) return JR_E_NO_MEMORY;
 	a->id = id;
 	a->ran = 0;
 	opts->arg_free = jrgo_free_once;
-	enum jr_status st = jr_submit(pool, jrgo_run_once, a, opts, NULL);
+	enum jr_status st = jr_submit(pool, jrgo_run_once, a, opts, out);
 	if (st != JR_OK) free(a);
 	return st;
 }
 
-// Submits a Go job with a handle (*out) and registers its done callback, in one cgo
-// call: the callback, not the run, ends the job's Go side (jrgoJobDone), so that Go
-// sees the job end only once C's state is terminal. It may run before this returns (a
-// job that already ended, e.g. under a cancelled token). The argument is the number
-// itself: nothing to free. On a jr_submit error nothing was submitted (*out untouched);
-// a jr_job_on_done error (it has none for a handle jr_submit just made) is returned
-// with *out set.
-enum jr_status jrgo_submit_tracked(jr_pool *pool, uintptr_t id, jr_submit_options *opts,
-                                   jr_job **out) {
-	opts->arg_free = NULL;
-	enum jr_status st = jr_submit(pool, jrgo_run_tracked, (void *)id, opts, out);
-	if (st != JR_OK) return st;
-	return jr_job_on_done(*out, jrgo_done, (void *)id);
+// Asks for jrgoJobDone(id, state) once the job has ended (at once, on this thread, if it
+// has).
+enum jr_status jrgo_on_done(jr_job *job, uintptr_t id) {
+	return jr_job_on_done(job, jrgo_done, (void *)id);
 }
 
 // Submits a periodic Go job (jr_submit_every): the runs share the task's number, taken

@@ -42,13 +42,13 @@
 //
 // # How Go crosses into C
 //
-// A Go job's C argument is its number in a table of Go tasks (never a Go pointer). One
-// exported trampoline runs every Go job. A job made by Submit ends its Go side in its
-// jr_job_on_done callback, registered in the same cgo call as the submit: the job's
-// state is terminal by then, so Done, Wait and State agree; that callback also frees
-// the job's C handle (unless Close did first), so a Job needs no finalizer. A group's
-// job (no handle) ends its Go side when its function returns, or from its arg_free (a C
-// shim) if it never ran: exactly once either way. The job's result stays in Go memory.
-// Every other C handle sits in a struct with an idempotent Close and a finalizer as a
-// safety net; a handle is never freed while a call on another goroutine uses it.
+// A Go job's C argument is its number in a table of Go tasks (never a Go pointer),
+// held in a small C block; one exported trampoline runs every Go job and ends its Go
+// side when the function returns, and the job's arg_free (a C shim) calls back into Go
+// only for a job that never ran, to end it then: exactly once either way. The job's
+// result stays in Go memory. A Submit job is over for Go once C's state is terminal
+// too, seen by a wait or State, or by a jr_job_on_done callback registered by the first
+// Done of a job still going. Each C handle sits in a struct with an idempotent Close
+// and a finalizer as a safety net (for jobs, one finalizer per chunk of 64 tasks); a
+// handle is never freed while a call on another goroutine uses it.
 package jobrunner

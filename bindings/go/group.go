@@ -141,16 +141,7 @@ func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) 
 		return err
 	}
 	defer g.ref.done(g.free)
-	t := &task{
-		fn:     fn,
-		parent: g.ctx,
-		onReturn: func(err error) {
-			if err != nil {
-				g.fail(err)
-			}
-		},
-		onEnd: func() { g.active.Add(-1) },
-	}
+	t := &task{fn: fn, parent: g.ctx, group: g}
 	err := submitTask(g.pool, g.ctx, t, g.ptr, opts)
 	if err != nil {
 		g.active.Add(-1)

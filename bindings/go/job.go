@@ -4,9 +4,8 @@ package jobrunner
 // #include <stdlib.h>
 // #include "jobrunner.h"
 //
-// extern enum jr_status jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options *opts);
-// extern enum jr_status jrgo_submit_tracked(jr_pool *pool, uintptr_t id, jr_submit_options *opts,
-//                                          jr_job **out);
+// extern enum jr_status jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options *opts,
+//                                   jr_job **out);
 import "C"
 
 import (
@@ -47,7 +46,7 @@ func (s State) Ended() bool { return s >= Succeeded }
 // Job is a Go job submitted with Submit, and its result of type T. Its methods are
 // safe for concurrent use.
 type Job[T any] struct {
-	task task // its Go side; the table holds &task while the job is in flight
+	task *task // its Go side (in a taskChunk)
 	fn   func(ctx context.Context) (T, error)
 
 	value T // written by the job's function, read once the task has ended
@@ -72,21 +71,22 @@ func (j *Job[T]) call(ctx context.Context) error {
 // error after its ctx was done ends cancelled.
 //
 // Submit waits for room in a bounded queue until ctx is done (unless NonBlocking),
-// and fails with ErrShutdown on a pool shut down. The job's C handle is freed when the
-// job ends, or earlier by Close; a Job dropped without Close leaks nothing.
+// and fails with ErrShutdown on a pool shut down. The job's C handle is freed once Wait,
+// Done or State has seen the job end, by Close, or else when the Job is garbage
+// collected; closing does not cancel the job.
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
-	j := &Job[T]{fn: fn}
+	j := &Job[T]{fn: fn, task: newTask()}
 	j.task.parent = ctx
 	j.task.body = j
-	if err := submitTask(pool, ctx, &j.task, nil, opts); err != nil {
+	if err := submitTask(pool, ctx, j.task, nil, opts); err != nil {
 		return nil, err
 	}
 	return j, nil
 }
 
 // submitTask submits a Go task to pool: a group's (detached, following the group's
-// token) if group is not nil, else a job with a handle (t.ptr), with a token that
-// follows ctx, whose Go side ends in its done callback.
+// token) if group is not nil, else a job with a handle (t.ptr) and a token that follows
+// ctx.
 func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opts []SubmitOption) error {
 	copts, cleanup, err := submitOptions(opts)
 	if err != nil {
@@ -100,6 +100,7 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 		copts.token = t.token.ptr()
 	} else {
 		copts.group = group
+		t.cEnded = true // no handle: the Go side's end is the task's
 	}
 	ptr, err := pool.acquire()
 	if err != nil {
@@ -107,21 +108,12 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 		return err
 	}
 	id := tasks.put(t)
-	var st C.enum_jr_status
+	var job *C.jr_job
+	pout := &job // Go memory holding no Go pointer, as cgo requires
 	if group != nil {
-		st = C.jrgo_submit(ptr, C.uintptr_t(id), &copts)
-	} else {
-		// A use of the handle held through the submit: the done callback may run
-		// before jrgo_submit_tracked returns (a job that ended at once), and must not
-		// free the handle before it is even stored.
-		t.ref.use()
-		var job *C.jr_job // Go memory holding no Go pointer, as cgo requires
-		st = C.jrgo_submit_tracked(ptr, C.uintptr_t(id), &copts, &job)
-		t.ptr = job
-		if job != nil && st != C.JR_OK {
-			panic("jobrunner: jr_job_on_done failed: " + statusError(st).Error())
-		}
+		pout = nil
 	}
+	st := C.jrgo_submit(ptr, C.uintptr_t(id), &copts, pout)
 	pool.release()
 	if st != C.JR_OK {
 		// Nothing was submitted: the number is still ours.
@@ -131,10 +123,11 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 			err = cancelledError(t.token.cause(), nil)
 		}
 		t.token.release()
+		t.ref.close(func() {})
 		return err
 	}
 	if group == nil {
-		t.ref.done(t.freeHandle)
+		t.ptr = job // before anyone can use the handle: the Job is not returned yet
 	}
 	return nil
 }
@@ -194,7 +187,8 @@ func submitOptions(opts []SubmitOption) (C.jr_submit_options, func(), error) {
 }
 
 // Done returns a channel closed when the job has ended (ran, or never will), for use
-// in a select: C's state is terminal by then (State says so, Wait does not block).
+// in a select: C's state is terminal by then (State says so, Wait does not block). The
+// first Done of a job still going registers a done callback with C (jr_job_on_done).
 func (j *Job[T]) Done() <-chan struct{} { return j.task.doneChan() }
 
 // Wait waits for the job to end and returns its result: the value and nil, or the zero
@@ -207,17 +201,22 @@ func (j *Job[T]) Done() <-chan struct{} { return j.task.doneChan() }
 // submit-and-wait never deadlocks, even on one thread; such a wait is not interrupted
 // by ctx.
 func (j *Job[T]) Wait(ctx context.Context) (T, error) {
-	t := &j.task
+	t := j.task
 	if !t.ended.Load() {
 		if ctx.Value(jobContextKey{}) != nil && t.ref.use() {
-			C.jr_job_wait(t.ptr, -1)
+			st := C.jr_job_wait(t.ptr, -1)
 			t.ref.done(t.freeHandle)
+			t.cEnd(endState(st))
+		} else {
+			t.look()
 		}
-		select {
-		case <-t.doneChan():
-		case <-ctx.Done():
-			var zero T
-			return zero, ctx.Err()
+		if !t.ended.Load() {
+			select {
+			case <-t.doneChan():
+			case <-ctx.Done():
+				var zero T
+				return zero, ctx.Err()
+			}
 		}
 	}
 	j.once.Do(func() { j.err = t.outcome(endStatus(t.state), nil) })
@@ -229,40 +228,49 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 }
 
 // State returns where the job is in its life (CancelledState after Close, if it had
-// not ended).
+// not been seen to end).
 func (j *Job[T]) State() State {
-	t := &j.task
-	if t.ended.Load() {
-		return t.state
+	t := j.task
+	t.mu.Lock()
+	known, s := t.cEnded, t.state
+	t.mu.Unlock()
+	if known {
+		return s
 	}
 	if !t.ref.use() {
-		if t.ended.Load() { // the handle was freed as the job ended
-			return t.state
-		}
 		return CancelledState
 	}
-	defer t.ref.done(t.freeHandle)
-	var s C.enum_jr_state
-	C.jr_job_state(t.ptr, &s)
-	return State(s)
+	var cs C.enum_jr_state
+	C.jr_job_state(t.ptr, &cs)
+	t.ref.done(t.freeHandle)
+	if s := State(cs); s.Ended() {
+		t.cEnd(s)
+		return s
+	}
+	return State(cs)
 }
 
 // Cancel cancels the job: one that has not started ends cancelled at once and never
 // runs (Cancel returns true); a running one sees its context done (Cancel returns
 // false, as it does for a job that has ended).
 func (j *Job[T]) Cancel() bool {
-	t := &j.task
+	t := j.task
 	if !t.ref.use() {
 		return false
 	}
-	defer t.ref.done(t.freeHandle)
-	return C.jr_job_cancel(t.ptr) == C.JR_OK
+	prevented := C.jr_job_cancel(t.ptr) == C.JR_OK
+	t.ref.done(t.freeHandle)
+	if prevented {
+		t.cEnd(CancelledState)
+	}
+	return prevented
 }
 
-// Close frees the job's handle now rather than when the job ends; the job goes on if
-// it has not ended (detached), and Done and Wait still report its end. Calling it again
-// does nothing.
+// Close frees the job's handle now, if nothing has yet; the job goes on if it has not
+// ended (detached), and Done and Wait still report its end (a done callback is
+// registered for a job still going). Calling it again does nothing.
 func (j *Job[T]) Close() error {
+	j.task.watchEnd()
 	j.task.ref.close(j.task.freeHandle)
 	return nil
 }

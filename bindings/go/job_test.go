@@ -478,3 +478,34 @@ func TestDoneMeansStateEnded(t *testing.T) {
 		j.Close()
 	}
 }
+
+// A job closed before it ends still reports its end: Close registers the done callback
+// it would otherwise lose with the handle, so Done closes and Wait returns the value.
+func TestCloseBeforeEnd(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	hold := make(gate)
+	defer hold.open()
+	job, err := Submit(p, ctx, func(context.Context) (int, error) { hold.wait(); return 7, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Close()
+	select {
+	case <-job.Done():
+		t.Fatal("done before its gate opened")
+	default:
+	}
+	hold.open()
+	select {
+	case <-job.Done():
+	case <-ctx.Done():
+		t.Fatal("not done")
+	}
+	if s := job.State(); s != Succeeded {
+		t.Fatalf("State = %v", s)
+	}
+	if v, err := job.Wait(ctx); v != 7 || err != nil {
+		t.Fatalf("Wait = %v, %v", v, err)
+	}
+}

@@ -1,13 +1,17 @@
 package jobrunner
 
+// #include <stdint.h>
 // #include <stdlib.h>
 // #include "jobrunner.h"
+//
+// extern enum jr_status jrgo_on_done(jr_job *job, uintptr_t id);
 import "C"
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -17,35 +21,39 @@ import (
 // task is the Go side of a Go job, referenced from C only by its number in the task
 // table (the job's argument). Everything the job produces stays here, in Go memory: the
 // result (through body), the error the function returned, the panic.
+//
+// A task has ended when both of its ends have happened: its Go side has finished
+// (finish: the function returned, or the job ended without running) and C's state is
+// terminal (cEnd: seen by a done callback, a wait, State or Cancel; given for a task
+// without a handle). Only then are Done closed and Wait's outcome computed, so that
+// they agree with State.
 type task struct {
 	fn     func(ctx context.Context) error // the function, unless body is set
 	body   taskBody                        // the function of a Job[T] (no closure to allocate)
 	parent context.Context                 // values and deadline for the job's context
 	token  *ctxToken                       // follows the submit context (nil: none)
-
-	// A job with a handle (Submit): the handle, freed by end (or Close, if first).
-	ptr *C.jr_job
-	ref handleRef
-
-	// ended is set by finish, after state; done (made by the first doneChan while the
-	// job is going, under mu) is closed then.
-	ended atomic.Bool
-	state State // the terminal state C reported to end (a job with a handle)
-	done  chan struct{}
+	group  *Group                          // the group the job is in (nil: none)
 
 	periodic bool // a SubmitEvery job: run gives each run its number
 
-	// onReturn, if set, is told the function's error (or panic) as it returns, on the
-	// worker (a group records its first error this way).
-	onReturn func(err error)
-	// onEnd, if set, runs in finish.
-	onEnd func()
+	// A job with a handle (Submit): the handle, freed once the task has ended, by
+	// Close, or by its chunk's finalizer (see newTask), whichever is first.
+	ptr *C.jr_job
+	ref handleRef
 
-	mu       sync.Mutex // orders run's writes before finish (for the race detector too); guards done
-	ran      bool
-	err      error       // what the function returned
-	panicked *PanicError // what it panicked with
-	cause    error       // why the job was cancelled, if known (read in finish)
+	ended atomic.Bool // both ends have happened (set under mu, after the fields below)
+
+	mu        sync.Mutex    // guards what follows; orders run's writes before the end
+	goEnded   bool          // finish has run
+	cEnded    bool          // C's state is terminal (state says which)
+	state     State         // the terminal state
+	doneAsked bool          // a done callback is registered (or being registered)
+	done      chan struct{} // made by the first doneChan before the end; closed at it
+	ran       bool
+	err       error       // what the function returned
+	panicked  *PanicError // what it panicked with
+	cause     error       // why the job was cancelled, if known (read in finish)
+	jc        jobContext  // the context of a one-shot job's run
 }
 
 // taskBody is a Go job's function with the place for its result: a Job[T].
@@ -57,11 +65,14 @@ type taskBody interface {
 // with jr_ctx_panic (with the stack), an error with jr_ctx_fail, and returns the job's
 // code.
 func (t *task) run(jctx *C.jr_ctx) int32 {
-	c := &jobContext{parent: t.parent, jctx: jctx}
-	if t.periodic {
+	var c *jobContext
+	if t.periodic { // a context per run: one may outlive its run
 		var tick C.uint64_t
 		C.jr_ctx_tick(jctx, &tick)
-		c.tick = uint64(tick)
+		c = &jobContext{parent: t.parent, jctx: jctx, tick: uint64(tick)}
+	} else {
+		c = &t.jc // runs once: no allocation
+		c.parent, c.jctx = t.parent, jctx
 	}
 	err, p := t.call(c)
 	c.end()
@@ -89,8 +100,8 @@ func (t *task) run(jctx *C.jr_ctx) int32 {
 			code = je.Code
 		}
 	}
-	if t.onReturn != nil {
-		t.onReturn(err)
+	if t.group != nil && err != nil {
+		t.group.fail(err)
 	}
 	t.mu.Lock()
 	t.ran = true
@@ -122,9 +133,9 @@ func (t *task) call(ctx context.Context) (err error, p *PanicError) {
 	return t.fn(ctx), nil
 }
 
-// finish ends the job's Go side (from jrgoJobDone, jrgoRunJob once it ran, or
-// jrgoFreeArg): it notes why it was cancelled, if it was, releases the token and wakes
-// the waiters.
+// finish ends the job's Go side (from jrgoRunJob once it ran, or jrgoFreeArg): it
+// notes why it was cancelled, if it was, releases the token and, if C's state is known
+// to be terminal too, ends the task.
 func (t *task) finish() {
 	t.mu.Lock()
 	if cause := t.token.cause(); cause != nil {
@@ -132,29 +143,47 @@ func (t *task) finish() {
 	}
 	t.mu.Unlock()
 	t.token.release()
-	if t.onEnd != nil {
-		t.onEnd()
+	if t.group != nil {
+		t.group.active.Add(-1)
 	}
 	t.mu.Lock()
+	t.goEnded = true
+	t.endLocked()
+}
+
+// cEnd notes that C's state is terminal (s): from the done callback, or from a call
+// that saw it. The first call counts; later ones see the same state.
+func (t *task) cEnd(s State) {
+	t.mu.Lock()
+	if t.cEnded {
+		t.mu.Unlock()
+		return
+	}
+	t.cEnded, t.state = true, s
+	t.endLocked()
+}
+
+// endLocked ends the task if both ends have happened: wakes the waiters and frees the
+// handle, which nothing needs any more. Called with mu held; unlocks it.
+func (t *task) endLocked() {
+	if !t.goEnded || !t.cEnded {
+		t.mu.Unlock()
+		return
+	}
 	t.ended.Store(true)
 	done := t.done
 	t.mu.Unlock()
 	if done != nil {
 		close(done)
 	}
-}
-
-// end ends the Go side of a job with a handle, from its done callback: C's state is
-// terminal (state), so whoever sees the task ended sees the job's final state. The
-// handle is freed here, or by the last call still using it: a job's handle lives as
-// long as the job or until Close, with no finalizer needed to free a forgotten one.
-func (t *task) end(state State) {
-	t.state = state // read only once ended is seen
-	t.finish()
 	t.ref.close(t.freeHandle)
 }
 
-func (t *task) freeHandle() { C.jr_job_free(t.ptr) }
+func (t *task) freeHandle() {
+	if t.ptr != nil {
+		C.jr_job_free(t.ptr)
+	}
+}
 
 // closedChan is the channel doneChan gives for a task that has ended.
 var closedChan = func() chan struct{} {
@@ -163,21 +192,80 @@ var closedChan = func() chan struct{} {
 	return c
 }()
 
-// doneChan returns a channel closed when the task has ended, made on first use: a
-// job nobody selects on costs no channel.
+// doneChan returns a channel closed when the task has ended, made on first use, and
+// makes sure C's end will be seen: a job nobody waits for costs no channel and no done
+// callback.
 func (t *task) doneChan() <-chan struct{} {
 	if t.ended.Load() {
 		return closedChan
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.ended.Load() {
+		t.mu.Unlock()
 		return closedChan
 	}
 	if t.done == nil {
 		t.done = make(chan struct{})
 	}
-	return t.done
+	done := t.done
+	t.mu.Unlock()
+	t.watchEnd()
+	return done
+}
+
+// watchEnd makes sure C's end of the job will be noted: now, if the job has ended (one
+// look, jr_job_wait with no timeout), else by a done callback (jr_job_on_done, once per
+// job). It does nothing once the handle is closed: Close calls it first.
+func (t *task) watchEnd() {
+	if !t.ref.use() {
+		return
+	}
+	defer t.ref.done(t.freeHandle)
+	t.mu.Lock()
+	ask := !t.cEnded && !t.doneAsked
+	t.doneAsked = t.doneAsked || ask
+	t.mu.Unlock()
+	if !ask {
+		return
+	}
+	if st := C.jr_job_wait(t.ptr, 0); st != C.JR_E_TIMEOUT {
+		t.cEnd(endState(st))
+		return
+	}
+	// The callback takes the number back, exactly once; it may run before this returns.
+	id := tasks.put(t)
+	if st := C.jrgo_on_done(t.ptr, C.uintptr_t(id)); st != C.JR_OK {
+		panic("jobrunner: jr_job_on_done: " + statusError(st).Error()) // a live handle: cannot fail
+	}
+}
+
+// look notes C's end if the job has ended (one look), unless it is already known.
+func (t *task) look() {
+	t.mu.Lock()
+	known := t.cEnded
+	t.mu.Unlock()
+	if known || !t.ref.use() {
+		return
+	}
+	st := C.jr_job_wait(t.ptr, 0)
+	t.ref.done(t.freeHandle)
+	if st != C.JR_E_TIMEOUT {
+		t.cEnd(endState(st))
+	}
+}
+
+// endState is the terminal state of a job whose wait returned st (not JR_E_TIMEOUT).
+func endState(st C.enum_jr_status) State {
+	switch st {
+	case C.JR_OK:
+		return Succeeded
+	case C.JR_E_JOB_FAILED:
+		return Failed
+	case C.JR_E_PANICKED:
+		return Panicked
+	default:
+		return CancelledState
+	}
 }
 
 // endStatus is the C status of a job that ended in state s.
@@ -227,4 +315,43 @@ func (t *task) outcome(st C.enum_jr_status, job *C.jr_job) error {
 // cPanic is the PanicError of a job that panicked outside Go.
 func cPanic(job *C.jr_job) *PanicError {
 	return &PanicError{Message: C.GoString(C.jr_job_error_message(job))}
+}
+
+// taskChunk holds the tasks of Submit jobs, taskChunkSize at a time, with one
+// finalizer for them all: it frees the handles of jobs dropped before anything saw them
+// end (and not closed). A finalizer per job costs about 300 ns here, more than a
+// goroutine; per chunk, a few. A chunk is collected only once all its tasks are
+// unreachable: every Job and the task table hold its tasks by pointer.
+type taskChunk struct {
+	tasks [taskChunkSize]task
+}
+
+const taskChunkSize = 64
+
+// chunks hands out the tasks of the current chunk.
+var chunks struct {
+	mu   sync.Mutex
+	cur  *taskChunk
+	next int
+}
+
+// newTask returns a zero task for a job with a handle.
+func newTask() *task {
+	chunks.mu.Lock()
+	if chunks.cur == nil || chunks.next == taskChunkSize {
+		chunks.cur, chunks.next = new(taskChunk), 0
+		runtime.SetFinalizer(chunks.cur, (*taskChunk).release)
+	}
+	t := &chunks.cur.tasks[chunks.next]
+	chunks.next++
+	chunks.mu.Unlock()
+	return t
+}
+
+// release frees the handles nobody freed: the chunk's tasks are unreachable, so no
+// call can be using them.
+func (c *taskChunk) release() {
+	for i := range c.tasks {
+		c.tasks[i].ref.close(c.tasks[i].freeHandle)
+	}
 }

@@ -31,7 +31,7 @@ func SubmitEvery(pool *Pool, ctx context.Context, period time.Duration, fn func(
 	if period <= 0 {
 		return nil, ErrInvalidArg
 	}
-	t := &task{parent: ctx, periodic: true}
+	t := &task{parent: ctx, periodic: true, cEnded: true} // Done: its last run has ended
 	t.fn = func(ctx context.Context) error { return fn(ctx, ctx.(*jobContext).tick) }
 	copts, cleanup, err := submitOptions(opts)
 	if err != nil {
