@@ -57,19 +57,29 @@ static void jrgo_done(void *arg, enum jr_state state) {
 	jrgoJobDone((uintptr_t)arg, (int32_t)state);
 }
 
+// What a submit shim returns: the status and the handle (NULL if none was asked for or
+// on an error). Options go in and the handle comes out by value, so that no Go pointer
+// crosses into C: a pointer argument would move both to the Go heap, and cgo would
+// check it, on every submit.
+typedef struct {
+	enum jr_status status;
+	jr_job *job;
+} jrgo_submitted;
+
 // Submits a Go job: `id` is its task's number in the task table (an integer, never a Go
 // pointer), taken back once the job's Go side has ended. On an error nothing was
-// submitted and the number is still the caller's. `out` may be NULL (detached).
-enum jr_status jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options *opts,
-                           jr_job **out) {
+// submitted and the number is still the caller's. `detached`: no handle.
+jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
+                           int32_t detached) {
+	jrgo_submitted r = {JR_E_NO_MEMORY, NULL};
 	jrgo_arg *a = malloc(sizeof *a);
-	if (a == NULL) return JR_E_NO_MEMORY;
+	if (a == NULL) return r;
 	a->id = id;
 	a->ran = 0;
-	opts->arg_free = jrgo_free_once;
-	enum jr_status st = jr_submit(pool, jrgo_run_once, a, opts, out);
-	if (st != JR_OK) free(a);
-	return st;
+	opts.arg_free = jrgo_free_once;
+	r.status = jr_submit(pool, jrgo_run_once, a, &opts, detached ? NULL : &r.job);
+	if (r.status != JR_OK) free(a);
+	return r;
 }
 
 // Asks for jrgoJobDone(id, state) once the job has ended (at once, on this thread, if it
@@ -87,9 +97,10 @@ enum jr_status jrgo_submit_every(jr_pool *pool, int64_t period_ns, uintptr_t id,
 }
 
 // Submits a C job function (a jr_job_fn given to Go as a plain pointer).
-enum jr_status jrgo_submit_native(jr_pool *pool, void *fn, void *arg, jr_submit_options *opts,
-                                    jr_job **out) {
-	return jr_submit(pool, (jr_job_fn)fn, arg, opts, out);
+jrgo_submitted jrgo_submit_native(jr_pool *pool, void *fn, void *arg, jr_submit_options opts) {
+	jrgo_submitted r = {JR_OK, NULL};
+	r.status = jr_submit(pool, (jr_job_fn)fn, arg, &opts, &r.job);
+	return r;
 }
 */
 import "C"

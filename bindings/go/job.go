@@ -4,8 +4,12 @@ package jobrunner
 // #include <stdlib.h>
 // #include "jobrunner.h"
 //
-// extern enum jr_status jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options *opts,
-//                                   jr_job **out);
+// typedef struct {
+// 	enum jr_status status;
+// 	jr_job *job;
+// } jrgo_submitted;
+// extern jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
+//                                   int32_t detached);
 import "C"
 
 import (
@@ -108,12 +112,12 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 		return err
 	}
 	id := tasks.put(t)
-	var job *C.jr_job
-	pout := &job // Go memory holding no Go pointer, as cgo requires
+	detached := C.int32_t(0)
 	if group != nil {
-		pout = nil
+		detached = 1
 	}
-	st := C.jrgo_submit(ptr, C.uintptr_t(id), &copts, pout)
+	r := C.jrgo_submit(ptr, C.uintptr_t(id), copts, detached)
+	st, job := r.status, r.job
 	pool.release()
 	if st != C.JR_OK {
 		// Nothing was submitted: the number is still ours.

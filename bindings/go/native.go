@@ -3,8 +3,12 @@ package jobrunner
 // #include <stdint.h>
 // #include "jobrunner.h"
 //
-// extern enum jr_status jrgo_submit_native(jr_pool *pool, void *fn, void *arg,
-//                                          jr_submit_options *opts, jr_job **out);
+// typedef struct {
+// 	enum jr_status status;
+// 	jr_job *job;
+// } jrgo_submitted;
+// extern jrgo_submitted jrgo_submit_native(jr_pool *pool, void *fn, void *arg,
+//                                          jr_submit_options opts);
 import "C"
 
 import (
@@ -44,8 +48,8 @@ func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts 
 		j.token.release()
 		return nil, err
 	}
-	var job *C.jr_job
-	st := C.jrgo_submit_native(ptr, fn, arg, &copts, &job)
+	r := C.jrgo_submit_native(ptr, fn, arg, copts)
+	st, job := r.status, r.job
 	pool.release()
 	if st != C.JR_OK {
 		err := statusError(st)
