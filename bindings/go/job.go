@@ -89,7 +89,7 @@ func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context)
 }
 
 // submitTask submits a Go task to pool: a group's (detached, following the group's
-// token) if group is not nil, else a job with a handle (t.ptr) and a token that follows
+// token) if group is not nil, else a job with a handle (t.h) and a token that follows
 // ctx.
 func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opts []SubmitOption) error {
 	copts, cleanup, err := submitOptions(opts)
@@ -127,11 +127,11 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 			err = cancelledError(t.token.cause(), nil)
 		}
 		t.token.release()
-		t.ref.close(func() {})
+		t.h.close() // nil ptr: nothing to free
 		return err
 	}
 	if group == nil {
-		t.ptr = job // before anyone can use the handle: the Job is not returned yet
+		t.h.ptr = job // before anyone can use the handle: the Job is not returned yet
 	}
 	return nil
 }
@@ -207,9 +207,9 @@ func (j *Job[T]) Done() <-chan struct{} { return j.task.doneChan() }
 func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 	t := j.task
 	if !t.ended.Load() {
-		if ctx.Value(jobContextKey{}) != nil && t.ref.use() {
-			st := C.jr_job_wait(t.ptr, -1)
-			t.ref.done(t.freeHandle)
+		if ctx.Value(jobContextKey{}) != nil && t.h.use() {
+			st := C.jr_job_wait(t.h.ptr, -1)
+			t.h.done()
 			t.cEnd(endState(st))
 		} else {
 			t.look()
@@ -241,12 +241,12 @@ func (j *Job[T]) State() State {
 	if known {
 		return s
 	}
-	if !t.ref.use() {
+	if !t.h.use() {
 		return CancelledState
 	}
 	var cs C.enum_jr_state
-	C.jr_job_state(t.ptr, &cs)
-	t.ref.done(t.freeHandle)
+	C.jr_job_state(t.h.ptr, &cs)
+	t.h.done()
 	if s := State(cs); s.Ended() {
 		t.cEnd(s)
 		return s
@@ -259,11 +259,11 @@ func (j *Job[T]) State() State {
 // false, as it does for a job that has ended).
 func (j *Job[T]) Cancel() bool {
 	t := j.task
-	if !t.ref.use() {
+	if !t.h.use() {
 		return false
 	}
-	prevented := C.jr_job_cancel(t.ptr) == C.JR_OK
-	t.ref.done(t.freeHandle)
+	prevented := C.jr_job_cancel(t.h.ptr) == C.JR_OK
+	t.h.done()
 	if prevented {
 		t.cEnd(CancelledState)
 	}
@@ -275,6 +275,6 @@ func (j *Job[T]) Cancel() bool {
 // registered for a job still going). Calling it again does nothing.
 func (j *Job[T]) Close() error {
 	j.task.watchEnd()
-	j.task.ref.close(j.task.freeHandle)
+	j.task.h.close()
 	return nil
 }

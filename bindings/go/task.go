@@ -36,10 +36,10 @@ type task struct {
 
 	periodic bool // a SubmitEvery job: run gives each run its number
 
-	// A job with a handle (Submit): the handle, freed once the task has ended, by
-	// Close, or by its chunk's finalizer (see newTask), whichever is first.
-	ptr *C.jr_job
-	ref handleRef
+	// A job with a handle (Submit): the handle (in its chunk's handles), freed once the
+	// task has ended, by Close, or by the chunk's finalizer, whichever is first. nil
+	// for a task without a handle.
+	h *jobHandle
 
 	ended atomic.Bool // both ends have happened (set under mu, after the fields below)
 
@@ -176,12 +176,33 @@ func (t *task) endLocked() {
 	if done != nil {
 		close(done)
 	}
-	t.ref.close(t.freeHandle)
+	t.h.close()
 }
 
-func (t *task) freeHandle() {
-	if t.ptr != nil {
-		C.jr_job_free(t.ptr)
+// jobHandle is a job's C handle, guarded by a handleRef: every C call on it is
+// between use and done, and it is freed by close, or by the last call in flight after
+// close.
+type jobHandle struct {
+	ptr *C.jr_job
+	ref handleRef
+}
+
+// use takes a use of the handle; false if there is none or it is closed.
+func (h *jobHandle) use() bool { return h != nil && h.ref.use() }
+
+// done ends a use.
+func (h *jobHandle) done() { h.ref.done(h.free) }
+
+// close closes the handle (nil: nothing to close).
+func (h *jobHandle) close() {
+	if h != nil {
+		h.ref.close(h.free)
+	}
+}
+
+func (h *jobHandle) free() {
+	if h.ptr != nil {
+		C.jr_job_free(h.ptr)
 	}
 }
 
@@ -217,10 +238,10 @@ func (t *task) doneChan() <-chan struct{} {
 // look, jr_job_wait with no timeout), else by a done callback (jr_job_on_done, once per
 // job). It does nothing once the handle is closed: Close calls it first.
 func (t *task) watchEnd() {
-	if !t.ref.use() {
+	if !t.h.use() {
 		return
 	}
-	defer t.ref.done(t.freeHandle)
+	defer t.h.done()
 	t.mu.Lock()
 	ask := !t.cEnded && !t.doneAsked
 	t.doneAsked = t.doneAsked || ask
@@ -228,13 +249,13 @@ func (t *task) watchEnd() {
 	if !ask {
 		return
 	}
-	if st := C.jr_job_wait(t.ptr, 0); st != C.JR_E_TIMEOUT {
+	if st := C.jr_job_wait(t.h.ptr, 0); st != C.JR_E_TIMEOUT {
 		t.cEnd(endState(st))
 		return
 	}
 	// The callback takes the number back, exactly once; it may run before this returns.
 	id := tasks.put(t)
-	if st := C.jrgo_on_done(t.ptr, C.uintptr_t(id)); st != C.JR_OK {
+	if st := C.jrgo_on_done(t.h.ptr, C.uintptr_t(id)); st != C.JR_OK {
 		panic("jobrunner: jr_job_on_done: " + statusError(st).Error()) // a live handle: cannot fail
 	}
 }
@@ -244,11 +265,11 @@ func (t *task) look() {
 	t.mu.Lock()
 	known := t.cEnded
 	t.mu.Unlock()
-	if known || !t.ref.use() {
+	if known || !t.h.use() {
 		return
 	}
-	st := C.jr_job_wait(t.ptr, 0)
-	t.ref.done(t.freeHandle)
+	st := C.jr_job_wait(t.h.ptr, 0)
+	t.h.done()
 	if st != C.JR_E_TIMEOUT {
 		t.cEnd(endState(st))
 	}
@@ -317,14 +338,19 @@ func cPanic(job *C.jr_job) *PanicError {
 	return &PanicError{Message: C.GoString(C.jr_job_error_message(job))}
 }
 
-// taskChunk holds the tasks of Submit jobs, taskChunkSize at a time, with one
-// finalizer for them all: it frees the handles of jobs dropped before anything saw them
-// end (and not closed). A finalizer per job costs about 300 ns here, more than a
-// goroutine; per chunk, a few. A chunk is collected only once all its tasks are
-// unreachable: every Job and the task table hold its tasks by pointer.
+// taskChunk holds the tasks of Submit jobs, taskChunkSize at a time, and their C
+// handles in a separate block with one finalizer for them all: once the chunk is
+// unreachable (every Job and the task table hold its tasks by pointer), so is the
+// block, and its finalizer frees the handles of jobs nobody saw end nor closed. A
+// finalizer per job cost about 300 ns here, more than a goroutine; per chunk, a few. The
+// block holds no Go pointer, so a collection does not scan the chunk's tasks on the
+// finalizer's behalf.
 type taskChunk struct {
-	tasks [taskChunkSize]task
+	tasks   [taskChunkSize]task
+	handles *chunkHandles
 }
+
+type chunkHandles [taskChunkSize]jobHandle
 
 const taskChunkSize = 64
 
@@ -335,23 +361,24 @@ var chunks struct {
 	next int
 }
 
-// newTask returns a zero task for a job with a handle.
+// newTask returns a zero task for a job with a handle (h set, ptr nil).
 func newTask() *task {
 	chunks.mu.Lock()
 	if chunks.cur == nil || chunks.next == taskChunkSize {
-		chunks.cur, chunks.next = new(taskChunk), 0
-		runtime.SetFinalizer(chunks.cur, (*taskChunk).release)
+		chunks.cur, chunks.next = &taskChunk{handles: new(chunkHandles)}, 0
+		runtime.SetFinalizer(chunks.cur.handles, (*chunkHandles).release)
 	}
 	t := &chunks.cur.tasks[chunks.next]
+	t.h = &chunks.cur.handles[chunks.next]
 	chunks.next++
 	chunks.mu.Unlock()
 	return t
 }
 
-// release frees the handles nobody freed: the chunk's tasks are unreachable, so no
-// call can be using them.
-func (c *taskChunk) release() {
-	for i := range c.tasks {
-		c.tasks[i].ref.close(c.tasks[i].freeHandle)
+// release frees the handles nobody freed: their tasks are unreachable, so no call can
+// be using them.
+func (hs *chunkHandles) release() {
+	for i := range hs {
+		hs[i].close()
 	}
 }
