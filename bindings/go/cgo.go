@@ -102,5 +102,20 @@ jrgo_submitted jrgo_submit_native(jr_pool *pool, void *fn, void *arg, jr_submit_
 	r.status = jr_submit(pool, (jr_job_fn)fn, arg, &opts, &r.job);
 	return r;
 }
+
+// What jrgo_wait_take returns.
+typedef struct {
+	enum jr_status status;
+	void *result;
+} jrgo_result;
+
+// Waits for a job and takes its result, in one cgo call, returned by value (a pointer
+// argument for the result would move it to the Go heap).
+jrgo_result jrgo_wait_take(jr_job *job) {
+	jrgo_result r = {JR_OK, NULL};
+	r.status = jr_job_wait(job, -1);
+	if (r.status == JR_OK) jr_job_take_result(job, &r.result);
+	return r;
+}
 */
 import "C"

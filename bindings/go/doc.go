@@ -49,6 +49,6 @@
 // result stays in Go memory. A Submit job is over for Go once C's state is terminal
 // too, seen by a wait or State, or by a jr_job_on_done callback registered by the first
 // Done of a job still going. Each C handle sits in a struct with an idempotent Close
-// and a finalizer as a safety net (for jobs, one finalizer per chunk of 64 tasks); a
+// and a finalizer as a safety net (for jobs, one finalizer per block of 64 handles); a
 // handle is never freed while a call on another goroutine uses it.
 package jobrunner

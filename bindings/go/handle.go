@@ -57,12 +57,22 @@ func (r *handleRef) close(free func()) bool {
 // runtime/cgo.Handle does, for one type and cheaper. cgo.Handle boxes the value in an
 // interface and keeps it in a concurrent map; NewHandle and Delete cost about 170 ns per
 // job on the reference machine, more than a goroutine, while put and take here cost
-// about 20 (a slice and a free list under a mutex held for a few instructions).
+// about 20: slices with free lists, each under a mutex held for a few instructions. The
+// submitting goroutine puts and the workers take at the same time, so the table is
+// split in shards, used in turn, to keep them off each other's lock and cache line.
 // Numbers start at 1 (0 is never valid) and are reused once taken back.
 type taskTable struct {
+	next   atomic.Uint32 // the shard of the next put
+	shards [tableShards]tableShard
+}
+
+const tableShards = 16
+
+type tableShard struct {
 	mu    sync.Mutex
 	slots []*task
 	free  []uintptr // indexes of empty slots
+	_     [8]byte   // to 64 bytes: one cache line per shard
 }
 
 // tasks is the table of every Go job in flight in the process.
@@ -70,25 +80,33 @@ var tasks taskTable
 
 // put stores t and returns its number.
 func (tt *taskTable) put(t *task) uintptr {
-	tt.mu.Lock()
+	k := uintptr(tt.next.Add(1) % tableShards)
+	sh := &tt.shards[k]
+	sh.mu.Lock()
 	var i uintptr
-	if n := len(tt.free); n > 0 {
-		i = tt.free[n-1]
-		tt.free = tt.free[:n-1]
-		tt.slots[i] = t
+	if n := len(sh.free); n > 0 {
+		i = sh.free[n-1]
+		sh.free = sh.free[:n-1]
+		sh.slots[i] = t
 	} else {
-		i = uintptr(len(tt.slots))
-		tt.slots = append(tt.slots, t)
+		i = uintptr(len(sh.slots))
+		sh.slots = append(sh.slots, t)
 	}
-	tt.mu.Unlock()
-	return i + 1
+	sh.mu.Unlock()
+	return i*tableShards + k + 1
+}
+
+// slot returns the shard and the index in it of the number id.
+func (tt *taskTable) slot(id uintptr) (*tableShard, uintptr) {
+	return &tt.shards[(id-1)%tableShards], (id - 1) / tableShards
 }
 
 // get returns the task numbered id (which must be in the table).
 func (tt *taskTable) get(id uintptr) *task {
-	tt.mu.Lock()
-	t := tt.slots[id-1]
-	tt.mu.Unlock()
+	sh, i := tt.slot(id)
+	sh.mu.Lock()
+	t := sh.slots[i]
+	sh.mu.Unlock()
 	if t == nil {
 		panic("jobrunner: no Go task with this number")
 	}
@@ -97,13 +115,14 @@ func (tt *taskTable) get(id uintptr) *task {
 
 // take removes the task numbered id and returns it; the number may be reused.
 func (tt *taskTable) take(id uintptr) *task {
-	tt.mu.Lock()
-	t := tt.slots[id-1]
-	tt.slots[id-1] = nil
+	sh, i := tt.slot(id)
+	sh.mu.Lock()
+	t := sh.slots[i]
+	sh.slots[i] = nil
 	if t != nil {
-		tt.free = append(tt.free, id-1)
+		sh.free = append(sh.free, i)
 	}
-	tt.mu.Unlock()
+	sh.mu.Unlock()
 	if t == nil {
 		panic("jobrunner: no Go task with this number")
 	}

@@ -50,7 +50,7 @@ func (s State) Ended() bool { return s >= Succeeded }
 // Job is a Go job submitted with Submit, and its result of type T. Its methods are
 // safe for concurrent use.
 type Job[T any] struct {
-	task *task // its Go side (in a taskChunk)
+	task *task // its Go side
 	fn   func(ctx context.Context) (T, error)
 
 	value T // written by the job's function, read once the task has ended
@@ -79,7 +79,7 @@ func (j *Job[T]) call(ctx context.Context) error {
 // Done or State has seen the job end, by Close, or else when the Job is garbage
 // collected; closing does not cancel the job.
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
-	j := &Job[T]{fn: fn, task: newTask()}
+	j := &Job[T]{fn: fn, task: &task{h: newJobHandle()}}
 	j.task.parent = ctx
 	j.task.body = j
 	if err := submitTask(pool, ctx, j.task, nil, opts); err != nil {

@@ -36,8 +36,8 @@ type task struct {
 
 	periodic bool // a SubmitEvery job: run gives each run its number
 
-	// A job with a handle (Submit): the handle (in its chunk's handles), freed once the
-	// task has ended, by Close, or by the chunk's finalizer, whichever is first. nil
+	// A job with a handle (Submit): the handle (in a handleBlock), freed once the
+	// task has ended, by Close, or by the block's finalizer, whichever is first. nil
 	// for a task without a handle.
 	h *jobHandle
 
@@ -203,8 +203,12 @@ func (h *jobHandle) close() {
 func (h *jobHandle) free() {
 	if h.ptr != nil {
 		C.jr_job_free(h.ptr)
+		handlesFreed.Add(1)
 	}
 }
+
+// handlesFreed counts the job handles freed, for the tests.
+var handlesFreed atomic.Int64
 
 // closedChan is the channel doneChan gives for a task that has ended.
 var closedChan = func() chan struct{} {
@@ -338,47 +342,41 @@ func cPanic(job *C.jr_job) *PanicError {
 	return &PanicError{Message: C.GoString(C.jr_job_error_message(job))}
 }
 
-// taskChunk holds the tasks of Submit jobs, taskChunkSize at a time, and their C
-// handles in a separate block with one finalizer for them all: once the chunk is
-// unreachable (every Job and the task table hold its tasks by pointer), so is the
-// block, and its finalizer frees the handles of jobs nobody saw end nor closed. A
-// finalizer per job cost about 300 ns here, more than a goroutine; per chunk, a few. The
-// block holds no Go pointer, so a collection does not scan the chunk's tasks on the
-// finalizer's behalf.
-type taskChunk struct {
-	tasks   [taskChunkSize]task
-	handles *chunkHandles
-}
+// handleBlock holds the C handles of jobs (Submit's and SubmitNative's),
+// handleBlockSize at a time, with one finalizer for them all: once no job points into
+// the block any more, it frees the handles nobody freed (a job dropped before anything
+// saw it end, and not closed). A finalizer per job cost about 300 ns here, more than a
+// goroutine; per block, a few. The block holds no Go pointer: a collection has nothing
+// to mark on the finalizer's behalf, and a job's other memory is freed as soon as the
+// job is unreachable.
+type handleBlock [handleBlockSize]jobHandle
 
-type chunkHandles [taskChunkSize]jobHandle
+const handleBlockSize = 64
 
-const taskChunkSize = 64
-
-// chunks hands out the tasks of the current chunk.
-var chunks struct {
+// handles hands out the handles of the current block.
+var handles struct {
 	mu   sync.Mutex
-	cur  *taskChunk
+	cur  *handleBlock
 	next int
 }
 
-// newTask returns a zero task for a job with a handle (h set, ptr nil).
-func newTask() *task {
-	chunks.mu.Lock()
-	if chunks.cur == nil || chunks.next == taskChunkSize {
-		chunks.cur, chunks.next = &taskChunk{handles: new(chunkHandles)}, 0
-		runtime.SetFinalizer(chunks.cur.handles, (*chunkHandles).release)
+// newJobHandle returns an empty handle (ptr nil, open) for a job about to be submitted.
+func newJobHandle() *jobHandle {
+	handles.mu.Lock()
+	if handles.cur == nil || handles.next == handleBlockSize {
+		handles.cur, handles.next = new(handleBlock), 0
+		runtime.SetFinalizer(handles.cur, (*handleBlock).release)
 	}
-	t := &chunks.cur.tasks[chunks.next]
-	t.h = &chunks.cur.handles[chunks.next]
-	chunks.next++
-	chunks.mu.Unlock()
-	return t
+	h := &handles.cur[handles.next]
+	handles.next++
+	handles.mu.Unlock()
+	return h
 }
 
-// release frees the handles nobody freed: their tasks are unreachable, so no call can
-// be using them.
-func (hs *chunkHandles) release() {
-	for i := range hs {
-		hs[i].close()
+// release frees the handles nobody freed: no job points to them, so no call can be
+// using them.
+func (b *handleBlock) release() {
+	for i := range b {
+		b[i].close()
 	}
 }
