@@ -50,7 +50,7 @@ func (s State) Ended() bool { return s >= Succeeded }
 // Job is a Go job submitted with Submit, and its result of type T. Its methods are
 // safe for concurrent use.
 type Job[T any] struct {
-	task *task // its Go side
+	task task // its Go side (the task table holds &task while the job runs)
 	fn   func(ctx context.Context) (T, error)
 
 	value T // written by the job's function, read once the task has ended
@@ -79,10 +79,11 @@ func (j *Job[T]) call(ctx context.Context) error {
 // Done or State has seen the job end, by Close, or else when the Job is garbage
 // collected; closing does not cancel the job.
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
-	j := &Job[T]{fn: fn, task: &task{h: newJobHandle()}}
+	j := &Job[T]{fn: fn} // one allocation for the Job and its task
+	j.task.h = newJobHandle()
 	j.task.parent = ctx
 	j.task.body = j
-	if err := submitTask(pool, ctx, j.task, nil, opts); err != nil {
+	if err := submitTask(pool, ctx, &j.task, nil, opts); err != nil {
 		return nil, err
 	}
 	return j, nil
@@ -205,7 +206,7 @@ func (j *Job[T]) Done() <-chan struct{} { return j.task.doneChan() }
 // submit-and-wait never deadlocks, even on one thread; such a wait is not interrupted
 // by ctx.
 func (j *Job[T]) Wait(ctx context.Context) (T, error) {
-	t := j.task
+	t := &j.task
 	if !t.ended.Load() {
 		if ctx.Value(jobContextKey{}) != nil && t.h.use() {
 			st := C.jr_job_wait(t.h.ptr, -1)
@@ -234,7 +235,7 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 // State returns where the job is in its life (CancelledState after Close, if it had
 // not been seen to end).
 func (j *Job[T]) State() State {
-	t := j.task
+	t := &j.task
 	t.mu.Lock()
 	known, s := t.cEnded, t.state
 	t.mu.Unlock()
@@ -258,7 +259,7 @@ func (j *Job[T]) State() State {
 // runs (Cancel returns true); a running one sees its context done (Cancel returns
 // false, as it does for a job that has ended).
 func (j *Job[T]) Cancel() bool {
-	t := j.task
+	t := &j.task
 	if !t.h.use() {
 		return false
 	}
