@@ -116,7 +116,7 @@ func (j *NativeJob) Wait(ctx context.Context) (unsafe.Pointer, error) {
 
 // wait waits for the job in C and takes its result, ending the use Wait took.
 func (j *NativeJob) wait() (unsafe.Pointer, error) {
-	defer j.h.done()
+	defer j.h.ref.done(j.free)
 	r := C.jrgo_wait_take(j.h.ptr)
 	if r.status != C.JR_OK {
 		return nil, j.failure(r.status)
@@ -149,7 +149,7 @@ func (j *NativeJob) State() State {
 	if !j.h.use() {
 		return CancelledState
 	}
-	defer j.h.done()
+	defer j.h.ref.done(j.free)
 	var s C.enum_jr_state
 	C.jr_job_state(j.h.ptr, &s)
 	return State(s)
@@ -160,7 +160,7 @@ func (j *NativeJob) Cancel() bool {
 	if !j.h.use() {
 		return false
 	}
-	defer j.h.done()
+	defer j.h.ref.done(j.free)
 	return C.jr_job_cancel(j.h.ptr) == C.JR_OK
 }
 
@@ -168,11 +168,16 @@ func (j *NativeJob) Cancel() bool {
 // freed with WithResultFree's function) and stops following the submit context.
 // Calling it again does nothing.
 func (j *NativeJob) Close() error {
-	if j.h.ref.close(j.h.free) {
-		j.token.release()
-	}
+	j.h.ref.close(j.free)
 	if j.token != nil {
 		runtime.SetFinalizer(j, nil)
 	}
 	return nil
+}
+
+// free frees the handle and releases the token, once Close was called and no call uses
+// them: a Wait still in flight reads the token's cause when the job was cancelled.
+func (j *NativeJob) free() {
+	j.h.free()
+	j.token.release()
 }
