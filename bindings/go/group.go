@@ -78,7 +78,12 @@ func (p *Pool) NewGroup(ctx context.Context, opts ...GroupOption) (*Group, conte
 	return g, g.ctx
 }
 
-func (g *Group) free() { C.jr_group_free(g.ptr) }
+// free frees the C group and releases its parent token, once Close was called and no
+// call uses them.
+func (g *Group) free() {
+	C.jr_group_free(g.ptr)
+	g.token.release()
+}
 
 // fail records err as the group's error if it is the first, and with FailFast cancels
 // the group's context.
@@ -155,8 +160,12 @@ func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) 
 // failed but some were cancelled before running; nil if all succeeded.
 func (g *Group) Wait() error {
 	st := C.enum_jr_status(C.JR_OK)
+	var cause error
 	if g.ref.use() {
 		st = C.jr_group_wait(g.ptr, -1)
+		if st == C.JR_E_CANCELLED {
+			cause = g.token.cause() // while the use keeps the token from being released
+		}
 		g.ref.done(g.free)
 	}
 	g.mu.Lock()
@@ -170,7 +179,7 @@ func (g *Group) Wait() error {
 	case C.JR_OK:
 		return nil
 	case C.JR_E_CANCELLED:
-		return cancelledError(g.token.cause(), nil)
+		return cancelledError(cause, nil)
 	default:
 		return statusError(st)
 	}
@@ -179,9 +188,7 @@ func (g *Group) Wait() error {
 // Close frees the group's handle (its jobs go on) and cancels its context. Calling it
 // again does nothing.
 func (g *Group) Close() error {
-	if g.ref.close(g.free) {
-		g.token.release()
-	}
+	g.ref.close(g.free)
 	g.cancel(context.Canceled)
 	runtime.SetFinalizer(g, nil)
 	return nil
