@@ -82,6 +82,14 @@ jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
 	return r;
 }
 
+// The job's state, returned by value (an out-parameter would be Go memory escaping to the
+// heap on every call).
+int32_t jrgo_state(jr_job *job) {
+	enum jr_state s = JR_JOB_QUEUED;
+	jr_job_state(job, &s);
+	return (int32_t)s;
+}
+
 // Asks for jrgoJobDone(id, state) once the job has ended (at once, on this thread, if it
 // has).
 enum jr_status jrgo_on_done(jr_job *job, uintptr_t id) {

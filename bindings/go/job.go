@@ -10,6 +10,7 @@ package jobrunner
 // } jrgo_submitted;
 // extern jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
 //                                   int32_t detached);
+// extern int32_t jrgo_state(jr_job *job);
 import "C"
 
 import (
@@ -245,14 +246,12 @@ func (j *Job[T]) State() State {
 	if !t.h.use() {
 		return CancelledState
 	}
-	var cs C.enum_jr_state
-	C.jr_job_state(t.h.ptr, &cs)
+	s = State(C.jrgo_state(t.h.ptr))
 	t.h.done()
-	if s := State(cs); s.Ended() {
+	if s.Ended() {
 		t.cEnd(s)
-		return s
 	}
-	return State(cs)
+	return s
 }
 
 // Cancel cancels the job: one that has not started ends cancelled at once and never

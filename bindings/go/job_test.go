@@ -509,3 +509,31 @@ func TestCloseBeforeEnd(t *testing.T) {
 		t.Fatalf("Wait = %v, %v", v, err)
 	}
 }
+
+// Done, State and a Wait with a non-job context only look at a job: called inside a job
+// on a job that has not started, they never run it inline (jr_job_wait would, on a
+// worker thread, even with no timeout).
+func TestLookingDoesNotRunInline(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	var ran atomic.Bool
+	outer, err := Submit(p, ctx, func(context.Context) (bool, error) {
+		inner, err := Submit(p, ctx, func(context.Context) (int, error) { ran.Store(true); return 1, nil })
+		if err != nil {
+			return false, err
+		}
+		inner.Done()
+		inner.State()
+		wctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+		defer cancel()
+		inner.Wait(wctx) // not the job's context: waits on the channel, times out
+		inner.Close()
+		return ran.Load(), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ranInline, err := outer.Wait(ctx); err != nil || ranInline {
+		t.Fatalf("inner job ran inline: %v, %v", ranInline, err)
+	}
+}

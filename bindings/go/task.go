@@ -5,6 +5,7 @@ package jobrunner
 // #include "jobrunner.h"
 //
 // extern enum jr_status jrgo_on_done(jr_job *job, uintptr_t id);
+// extern int32_t jrgo_state(jr_job *job);
 import "C"
 
 import (
@@ -239,8 +240,8 @@ func (t *task) doneChan() <-chan struct{} {
 }
 
 // watchEnd makes sure C's end of the job will be noted: now, if the job has ended (one
-// look, jr_job_wait with no timeout), else by a done callback (jr_job_on_done, once per
-// job). It does nothing once the handle is closed: Close calls it first.
+// look at its state), else by a done callback (jr_job_on_done, once per job). It does
+// nothing once the handle is closed: Close calls it first.
 func (t *task) watchEnd() {
 	if !t.h.use() {
 		return
@@ -253,8 +254,8 @@ func (t *task) watchEnd() {
 	if !ask {
 		return
 	}
-	if st := C.jr_job_wait(t.h.ptr, 0); st != C.JR_E_TIMEOUT {
-		t.cEnd(endState(st))
+	if s := State(C.jrgo_state(t.h.ptr)); s.Ended() {
+		t.cEnd(s)
 		return
 	}
 	// The callback takes the number back, exactly once; it may run before this returns.
@@ -264,7 +265,9 @@ func (t *task) watchEnd() {
 	}
 }
 
-// look notes C's end if the job has ended (one look), unless it is already known.
+// look notes C's end if the job has ended, unless it is already known. It reads the
+// state (jrgo_state), never waits: jr_job_wait, even with no timeout, runs a job that
+// has not started inline when called on a worker thread (inside a Go job).
 func (t *task) look() {
 	t.mu.Lock()
 	known := t.cEnded
@@ -272,10 +275,10 @@ func (t *task) look() {
 	if known || !t.h.use() {
 		return
 	}
-	st := C.jr_job_wait(t.h.ptr, 0)
+	s := State(C.jrgo_state(t.h.ptr))
 	t.h.done()
-	if st != C.JR_E_TIMEOUT {
-		t.cEnd(endState(st))
+	if s.Ended() {
+		t.cEnd(s)
 	}
 }
 
