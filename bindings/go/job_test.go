@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -535,5 +536,71 @@ func TestLookingDoesNotRunInline(t *testing.T) {
 	}
 	if ranInline, err := outer.Wait(ctx); err != nil || ranInline {
 		t.Fatalf("inner job ran inline: %v, %v", ranInline, err)
+	}
+}
+
+// Done, State, Wait, Cancel and Close race on the same jobs from several goroutines
+// while the jobs are queued, run, end or are cancelled before they start (batches of 10
+// jobs on two threads, held until the goroutines are going): the job's end is noted
+// once, its handle freed once (a double free or a use after free crashes in C), every
+// Wait of a job agrees, and State has ended after Wait.
+func TestJobMethodsRace(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	ctx := testCtx(t)
+	batches := 30
+	if raceEnabled {
+		batches = 10
+	}
+	const size, callers = 10, 4
+	for b := 0; b < batches; b++ {
+		hold := make(gate)
+		jobs := make([]*Job[int], size)
+		for i := range jobs {
+			i := i
+			var err error
+			if jobs[i], err = Submit(p, ctx, func(context.Context) (int, error) { hold.wait(); return i, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		results := make([][callers]error, size)
+		var wg sync.WaitGroup
+		for i, job := range jobs {
+			for g := 0; g < callers; g++ {
+				i, job, g := i, job, g
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					switch (i + g) % 4 {
+					case 0:
+						<-job.Done()
+					case 1:
+						job.State()
+						job.Cancel()
+					case 2:
+						job.Close()
+					}
+					v, err := job.Wait(ctx)
+					if err == nil && v != i {
+						err = fmt.Errorf("value %d", v)
+					}
+					if s := job.State(); err == nil && s != Succeeded {
+						err = fmt.Errorf("State %v after a Wait that succeeded", s)
+					}
+					results[i][g] = err
+				}()
+			}
+		}
+		hold.open()
+		wg.Wait()
+		for i, r := range results {
+			for g, err := range r {
+				if fmt.Sprint(err) != fmt.Sprint(r[0]) {
+					t.Fatalf("job %d: caller %d saw %v, caller 0 %v", i, g, err, r[0])
+				}
+				if err != nil && !errors.Is(err, ErrCancelled) {
+					t.Fatalf("job %d: %v", i, err)
+				}
+			}
+		}
 	}
 }
