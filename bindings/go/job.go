@@ -57,7 +57,7 @@ type Job[T any] struct {
 	value T // written by the job's function, read once the task has ended
 
 	once sync.Once
-	err  error // the outcome, computed once by the first Wait
+	err  error // the error of a job that did not succeed, made once by the first Wait
 }
 
 // call runs the job's function and keeps its value (the task's body).
@@ -82,7 +82,7 @@ func (j *Job[T]) call(ctx context.Context) error {
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
 	j := &Job[T]{fn: fn} // one allocation for the Job and its task
 	j.task.h = newJobHandle()
-	j.task.parent = ctx
+	j.task.jc.parent = ctx
 	j.task.body = j
 	if err := submitTask(pool, ctx, &j.task, nil, opts); err != nil {
 		return nil, err
@@ -224,6 +224,9 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 				return zero, ctx.Err()
 			}
 		}
+	}
+	if t.state == Succeeded { // read once ended is seen; no error to build
+		return j.value, nil
 	}
 	j.once.Do(func() { j.err = t.outcome(endStatus(t.state), nil) })
 	if j.err != nil {

@@ -29,32 +29,33 @@ import (
 // without a handle). Only then are Done closed and Wait's outcome computed, so that
 // they agree with State.
 type task struct {
-	fn     func(ctx context.Context) error // the function, unless body is set
-	body   taskBody                        // the function of a Job[T] (no closure to allocate)
-	parent context.Context                 // values and deadline for the job's context
-	token  *ctxToken                       // follows the submit context (nil: none)
-	group  *Group                          // the group the job is in (nil: none)
-
-	periodic bool // a SubmitEvery job: run gives each run its number
+	fn    func(ctx context.Context) error // the function, unless body is set
+	body  taskBody                        // the function of a Job[T] (no closure to allocate)
+	token *ctxToken                       // follows the submit context (nil: none)
+	group *Group                          // the group the job is in (nil: none)
 
 	// A job with a handle (Submit): the handle (in a handleBlock), freed once the
 	// task has ended, by Close, or by the block's finalizer, whichever is first. nil
 	// for a task without a handle.
 	h *jobHandle
 
-	ended atomic.Bool // both ends have happened (set under mu, after the fields below)
+	ended    atomic.Bool // both ends have happened (set under mu, after the fields below)
+	periodic bool        // a SubmitEvery job: run gives each run its number
 
-	mu        sync.Mutex    // guards what follows; orders run's writes before the end
-	goEnded   bool          // finish has run
-	cEnded    bool          // C's state is terminal (state says which)
-	state     State         // the terminal state
-	doneAsked bool          // a done callback is registered (or being registered)
-	done      chan struct{} // made by the first doneChan before the end; closed at it
+	mu        sync.Mutex // guards what follows; orders run's writes before the end
+	goEnded   bool       // finish has run
+	cEnded    bool       // C's state is terminal (state says which)
+	doneAsked bool       // a done callback is registered (or being registered)
 	ran       bool
-	err       error       // what the function returned
-	panicked  *PanicError // what it panicked with
-	cause     error       // why the job was cancelled, if known (read in finish)
-	jc        jobContext  // the context of a one-shot job's run
+	state     State         // the terminal state
+	done      chan struct{} // made by the first doneChan before the end; closed at it
+	err       error         // what the function returned
+	panicked  *PanicError   // what it panicked with
+	cause     error         // why the job was cancelled, if known (read in finish)
+
+	// jc is the context of a one-shot job's run; jc.parent (values and deadline for
+	// the job's context) is set at submit, for periodic jobs too.
+	jc jobContext
 }
 
 // taskBody is a Go job's function with the place for its result: a Job[T].
@@ -70,10 +71,10 @@ func (t *task) run(jctx *C.jr_ctx) int32 {
 	if t.periodic { // a context per run: one may outlive its run
 		var tick C.uint64_t
 		C.jr_ctx_tick(jctx, &tick)
-		c = &jobContext{parent: t.parent, jctx: jctx, tick: uint64(tick)}
+		c = &jobContext{parent: t.jc.parent, jctx: jctx, tick: uint64(tick)}
 	} else {
 		c = &t.jc // runs once: no allocation
-		c.parent, c.jctx = t.parent, jctx
+		c.jctx = jctx
 	}
 	err, p := t.call(c)
 	c.end()
@@ -138,12 +139,14 @@ func (t *task) call(ctx context.Context) (err error, p *PanicError) {
 // notes why it was cancelled, if it was, releases the token and, if C's state is known
 // to be terminal too, ends the task.
 func (t *task) finish() {
-	t.mu.Lock()
-	if cause := t.token.cause(); cause != nil {
-		t.cause = cause
+	if t.token != nil {
+		t.mu.Lock()
+		if cause := t.token.cause(); cause != nil {
+			t.cause = cause
+		}
+		t.mu.Unlock()
+		t.token.release()
 	}
-	t.mu.Unlock()
-	t.token.release()
 	if t.group != nil {
 		t.group.active.Add(-1)
 	}
@@ -352,34 +355,42 @@ func cPanic(job *C.jr_job) *PanicError {
 // goroutine; per block, a few. The block holds no Go pointer: a collection has nothing
 // to mark on the finalizer's behalf, and a job's other memory is freed as soon as the
 // job is unreachable.
-type handleBlock [handleBlockSize]jobHandle
+type handleBlock struct {
+	h    [handleBlockSize]jobHandle
+	next atomic.Int32 // the next unused handle
+}
 
 const handleBlockSize = 64
 
-// handles hands out the handles of the current block.
+// handles is the block handles are taken from; mu serialises making the next one.
 var handles struct {
-	mu   sync.Mutex
-	cur  *handleBlock
-	next int
+	mu  sync.Mutex
+	cur atomic.Pointer[handleBlock]
 }
 
-// newJobHandle returns an empty handle (ptr nil, open) for a job about to be submitted.
+// newJobHandle returns an empty handle (ptr nil, open) for a job about to be submitted:
+// one atomic add, and a new block every handleBlockSize handles.
 func newJobHandle() *jobHandle {
-	handles.mu.Lock()
-	if handles.cur == nil || handles.next == handleBlockSize {
-		handles.cur, handles.next = new(handleBlock), 0
-		runtime.SetFinalizer(handles.cur, (*handleBlock).release)
+	for {
+		if b := handles.cur.Load(); b != nil {
+			if i := b.next.Add(1) - 1; i < handleBlockSize {
+				return &b.h[i]
+			}
+		}
+		handles.mu.Lock()
+		if b := handles.cur.Load(); b == nil || b.next.Load() >= handleBlockSize {
+			b = new(handleBlock)
+			runtime.SetFinalizer(b, (*handleBlock).release)
+			handles.cur.Store(b)
+		}
+		handles.mu.Unlock()
 	}
-	h := &handles.cur[handles.next]
-	handles.next++
-	handles.mu.Unlock()
-	return h
 }
 
 // release frees the handles nobody freed: no job points to them, so no call can be
 // using them.
 func (b *handleBlock) release() {
-	for i := range b {
-		b[i].close()
+	for i := range b.h {
+		b.h[i].close()
 	}
 }

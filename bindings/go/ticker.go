@@ -31,7 +31,8 @@ func SubmitEvery(pool *Pool, ctx context.Context, period time.Duration, fn func(
 	if period <= 0 {
 		return nil, ErrInvalidArg
 	}
-	t := &task{parent: ctx, periodic: true, cEnded: true} // Done: its last run has ended
+	t := &task{periodic: true, cEnded: true} // Done: its last run has ended
+	t.jc.parent = ctx
 	t.fn = func(ctx context.Context) error { return fn(ctx, ctx.(*jobContext).tick) }
 	copts, cleanup, err := submitOptions(opts)
 	if err != nil {
