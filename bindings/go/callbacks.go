@@ -7,32 +7,36 @@ package jobrunner
 // #include "jobrunner.h"
 import "C"
 
-import "runtime/cgo"
-
-// jrgoRunJob runs a Go job on a worker: handle is the cgo.Handle of its task. once is
-// 1 for a one-shot job, which ends its Go side here (the handle is deleted and the
-// task finished: C's arg_free will not call back); 0 for a run of a periodic job.
+// jrgoRunJob runs a Go job on a worker: id is its task's number in the task table. A
+// one-shot job (once is 1) ends its Go side here (its number is taken back and the task
+// finished: C's arg_free will not call back); a periodic job's arg_free ends it after
+// its last run.
 //
 //export jrgoRunJob
-func jrgoRunJob(jctx *C.jr_ctx, handle C.uintptr_t, once C.int32_t) C.int32_t {
-	h := cgo.Handle(handle)
-	t := h.Value().(*task)
-	code := t.run(jctx)
-	if once != 0 {
-		h.Delete()
-		t.finish()
+func jrgoRunJob(jctx *C.jr_ctx, id C.uintptr_t, once C.int32_t) C.int32_t {
+	if once == 0 {
+		return C.int32_t(tasks.get(uintptr(id)).run(jctx))
 	}
+	t := tasks.take(uintptr(id))
+	code := t.run(jctx)
+	t.finish()
 	return C.int32_t(code)
 }
 
 // jrgoFreeArg ends the Go side of a job that ended without running, or of a periodic
 // job after its last run: C calls it exactly once, from the job's arg_free, on any
-// thread. It deletes the handle and finishes the task.
+// thread. It takes the task's number back and finishes the task.
 //
 //export jrgoFreeArg
-func jrgoFreeArg(handle C.uintptr_t) {
-	h := cgo.Handle(handle)
-	t := h.Value().(*task)
-	h.Delete()
-	t.finish()
+func jrgoFreeArg(id C.uintptr_t) {
+	tasks.take(uintptr(id)).finish()
+}
+
+// jrgoJobDone notes that a job with a handle has ended in state: C calls it exactly
+// once, from the jr_job_on_done callback that task.watchEnd registered (id is the
+// number it gave the callback), on the thread that ended the job.
+//
+//export jrgoJobDone
+func jrgoJobDone(id C.uintptr_t, state C.int32_t) {
+	tasks.take(uintptr(id)).cEnd(State(state))
 }

@@ -19,14 +19,15 @@ package jobrunner
 #include "jobrunner.h"
 
 // The trampolines of callbacks.go.
-extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t handle, int32_t once);
-extern void jrgoFreeArg(uintptr_t handle);
+extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t once);
+extern void jrgoFreeArg(uintptr_t id);
+extern void jrgoJobDone(uintptr_t id, int32_t state);
 
-// A one-shot Go job's argument: C memory holding its cgo.Handle, and whether the job
+// A one-shot Go job's argument: C memory holding its task's number, and whether the job
 // ran. A job that ran has ended its Go side itself (jrgoRunJob with once = 1), so its
 // arg_free frees this block without a second call into Go.
 typedef struct {
-	uintptr_t handle;
+	uintptr_t id;
 	int32_t ran;
 } jrgo_arg;
 
@@ -34,13 +35,13 @@ static int32_t jrgo_run_once(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
 	jrgo_arg *a = arg;
 	a->ran = 1;
-	return jrgoRunJob(ctx, a->handle, 1);
+	return jrgoRunJob(ctx, a->id, 1);
 }
 
 static void jrgo_free_once(void *arg) {
 	jrgo_arg *a = arg;
 	if (!a->ran) {
-		jrgoFreeArg(a->handle); // ended without running: tell Go
+		jrgoFreeArg(a->id); // ended without running: tell Go
 	}
 	free(a);
 }
@@ -52,33 +53,84 @@ static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
 
 static void jrgo_free_every(void *arg) { jrgoFreeArg((uintptr_t)arg); }
 
-// Submits a Go job: `handle` is a runtime/cgo.Handle to its task (an integer, never a
-// Go pointer), deleted once the job has ended. On an error nothing was submitted and
-// the handle is still the caller's.
-enum jr_status jrgo_submit(jr_pool *pool, uintptr_t handle, jr_submit_options *opts,
-                           jr_job **out) {
-	jrgo_arg *a = malloc(sizeof *a);
-	if (a == NULL) return JR_E_NO_MEMORY;
-	a->handle = handle;
-	a->ran = 0;
-	opts->arg_free = jrgo_free_once;
-	enum jr_status st = jr_submit(pool, jrgo_run_once, a, opts, out);
-	if (st != JR_OK) free(a);
-	return st;
+static void jrgo_done(void *arg, enum jr_state state) {
+	jrgoJobDone((uintptr_t)arg, (int32_t)state);
 }
 
-// Submits a periodic Go job (jr_submit_every): the runs share the handle, deleted by
-// the arg_free once the last run has ended.
-enum jr_status jrgo_submit_every(jr_pool *pool, int64_t period_ns, uintptr_t handle,
+// What a submit shim returns: the status and the handle (NULL if none was asked for or
+// on an error). Options go in and the handle comes out by value, so that no Go pointer
+// crosses into C: a pointer argument would move both to the Go heap, and cgo would
+// check it, on every submit.
+typedef struct {
+	enum jr_status status;
+	jr_job *job;
+} jrgo_submitted;
+
+// Submits a Go job: `id` is its task's number in the task table (an integer, never a Go
+// pointer), taken back once the job's Go side has ended. On an error nothing was
+// submitted and the number is still the caller's. `detached`: no handle.
+jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
+                           int32_t detached) {
+	jrgo_submitted r = {JR_E_NO_MEMORY, NULL};
+	jrgo_arg *a = malloc(sizeof *a);
+	if (a == NULL) return r;
+	a->id = id;
+	a->ran = 0;
+	opts.arg_free = jrgo_free_once;
+	r.status = jr_submit(pool, jrgo_run_once, a, &opts, detached ? NULL : &r.job);
+	if (r.status != JR_OK) free(a);
+	return r;
+}
+
+// Frees the group's ended jobs that jr_group_next would give: the Go Group never asks
+// for them, and the C group keeps every ended job for it until the group is freed.
+void jrgo_group_drain(jr_group *group) {
+	jr_job *job;
+	while (jr_group_next(group, 0, &job) == JR_OK) jr_job_free(job);
+}
+
+// The job's state, returned by value (an out-parameter would be Go memory escaping to the
+// heap on every call).
+int32_t jrgo_state(jr_job *job) {
+	enum jr_state s = JR_JOB_QUEUED;
+	jr_job_state(job, &s);
+	return (int32_t)s;
+}
+
+// Asks for jrgoJobDone(id, state) once the job has ended (at once, on this thread, if it
+// has).
+enum jr_status jrgo_on_done(jr_job *job, uintptr_t id) {
+	return jr_job_on_done(job, jrgo_done, (void *)id);
+}
+
+// Submits a periodic Go job (jr_submit_every): the runs share the task's number, taken
+// back by the arg_free once the last run has ended.
+enum jr_status jrgo_submit_every(jr_pool *pool, int64_t period_ns, uintptr_t id,
                                  jr_submit_options *opts, jr_job **out) {
 	opts->arg_free = jrgo_free_every;
-	return jr_submit_every(pool, period_ns, jrgo_run_every, (void *)handle, opts, out);
+	return jr_submit_every(pool, period_ns, jrgo_run_every, (void *)id, opts, out);
 }
 
 // Submits a C job function (a jr_job_fn given to Go as a plain pointer).
-enum jr_status jrgo_submit_native(jr_pool *pool, void *fn, void *arg, jr_submit_options *opts,
-                                    jr_job **out) {
-	return jr_submit(pool, (jr_job_fn)fn, arg, opts, out);
+jrgo_submitted jrgo_submit_native(jr_pool *pool, void *fn, void *arg, jr_submit_options opts) {
+	jrgo_submitted r = {JR_OK, NULL};
+	r.status = jr_submit(pool, (jr_job_fn)fn, arg, &opts, &r.job);
+	return r;
+}
+
+// What jrgo_wait_take returns.
+typedef struct {
+	enum jr_status status;
+	void *result;
+} jrgo_result;
+
+// Waits for a job and takes its result, in one cgo call, returned by value (a pointer
+// argument for the result would move it to the Go heap).
+jrgo_result jrgo_wait_take(jr_job *job) {
+	jrgo_result r = {JR_OK, NULL};
+	r.status = jr_job_wait(job, -1);
+	if (r.status == JR_OK) jr_job_take_result(job, &r.result);
+	return r;
 }
 */
 import "C"

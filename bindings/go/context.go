@@ -111,7 +111,10 @@ func (c *jobContext) end() {
 	}
 	c.mu.Unlock()
 	if tok != nil {
-		C.jr_token_cancel(tok) // wakes watch (a no-op if it is already cancelled)
+		// Wakes watch now, on this thread (a no-op if it is already cancelled): the
+		// async jr_token_cancel would leave the wake-up to a helper thread while this
+		// worker blocks below.
+		C.jr_token_cancel_sync(tok)
 		<-done
 		C.jr_token_free(tok)
 	}

@@ -42,11 +42,13 @@
 //
 // # How Go crosses into C
 //
-// A Go job's C argument is a runtime/cgo.Handle to its Go state (never a Go pointer),
-// held in a small C block; one exported trampoline runs every Go job and deletes the
-// handle when the function returns, and the job's arg_free (a C shim) calls back into
-// Go only for a job that never ran, to delete it then: exactly once either way. The
-// job's result stays in Go memory. Each
-// C handle sits in a struct with an idempotent Close and a finalizer as a safety net;
-// a handle is never freed while a call on another goroutine uses it.
+// A Go job's C argument is its number in a table of Go tasks (never a Go pointer),
+// held in a small C block; one exported trampoline runs every Go job and ends its Go
+// side when the function returns, and the job's arg_free (a C shim) calls back into Go
+// only for a job that never ran, to end it then: exactly once either way. The job's
+// result stays in Go memory. A Submit job is over for Go once C's state is terminal
+// too, seen by a wait or State, or by a jr_job_on_done callback registered by the first
+// Done of a job still going. Each C handle sits in a struct with an idempotent Close
+// and a finalizer as a safety net (for jobs, one finalizer per block of 64 handles); a
+// handle is never freed while a call on another goroutine uses it.
 package jobrunner

@@ -1,6 +1,8 @@
 package jobrunner
 
 // #include "jobrunner.h"
+//
+// extern void jrgo_group_drain(jr_group *group);
 import "C"
 
 import (
@@ -29,6 +31,7 @@ type Group struct {
 	limit    int64
 	failFast bool
 	active   atomic.Int64 // jobs submitted and not ended
+	drain    atomic.Int64 // submits since the group's ended jobs were last freed
 
 	mu  sync.Mutex
 	err error // the first error a job returned (or a submit failed with)
@@ -78,7 +81,12 @@ func (p *Pool) NewGroup(ctx context.Context, opts ...GroupOption) (*Group, conte
 	return g, g.ctx
 }
 
-func (g *Group) free() { C.jr_group_free(g.ptr) }
+// free frees the C group and releases its parent token, once Close was called and no
+// call uses them.
+func (g *Group) free() {
+	C.jr_group_free(g.ptr)
+	g.token.release()
+}
 
 // fail records err as the group's error if it is the first, and with FailFast cancels
 // the group's context.
@@ -141,22 +149,22 @@ func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) 
 		return err
 	}
 	defer g.ref.done(g.free)
-	t := &task{
-		fn:     fn,
-		parent: g.ctx,
-		onReturn: func(err error) {
-			if err != nil {
-				g.fail(err)
-			}
-		},
-		onEnd: func() { g.active.Add(-1) },
-	}
-	err := submitTask(g.pool, g.ctx, t, g.ptr, opts, nil)
+	t := &task{fn: fn, group: g}
+	t.jc.parent = g.ctx
+	err := submitTask(g.pool, g.ctx, t, g.ptr, opts)
 	if err != nil {
 		g.active.Add(-1)
+	} else if g.drain.Add(1) == groupDrainEvery {
+		g.drain.Store(0)
+		C.jrgo_group_drain(g.ptr)
 	}
 	return err
 }
+
+// groupDrainEvery is how many submits a group makes between two frees of its ended
+// jobs: the C group keeps each ended job (about 160 bytes) for jr_group_next, which the
+// Go Group does not offer, so a long-lived group would otherwise grow without bound.
+const groupDrainEvery = 64
 
 // Wait waits for every job submitted so far to end, cancels the group's context, and
 // returns the first error a job returned (or panicked with: a *PanicError), in the
@@ -164,8 +172,13 @@ func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) 
 // failed but some were cancelled before running; nil if all succeeded.
 func (g *Group) Wait() error {
 	st := C.enum_jr_status(C.JR_OK)
+	var cause error
 	if g.ref.use() {
 		st = C.jr_group_wait(g.ptr, -1)
+		if st == C.JR_E_CANCELLED {
+			cause = g.token.cause() // while the use keeps the token from being released
+		}
+		C.jrgo_group_drain(g.ptr)
 		g.ref.done(g.free)
 	}
 	g.mu.Lock()
@@ -179,7 +192,7 @@ func (g *Group) Wait() error {
 	case C.JR_OK:
 		return nil
 	case C.JR_E_CANCELLED:
-		return cancelledError(g.token.cause(), nil)
+		return cancelledError(cause, nil)
 	default:
 		return statusError(st)
 	}
@@ -188,9 +201,7 @@ func (g *Group) Wait() error {
 // Close frees the group's handle (its jobs go on) and cancels its context. Calling it
 // again does nothing.
 func (g *Group) Close() error {
-	if g.ref.close(g.free) {
-		g.token.release()
-	}
+	g.ref.close(g.free)
 	g.cancel(context.Canceled)
 	runtime.SetFinalizer(g, nil)
 	return nil

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"unsafe"
+
+	"github.com/jobrunner/jobrunner/bindings/go/internal/cjobs"
 )
 
 func TestGroupWaitAll(t *testing.T) {
@@ -156,5 +159,30 @@ func TestGroupOnClosedPool(t *testing.T) {
 	g.Go(func(context.Context) error { return nil })
 	if err := g.Wait(); err != ErrClosed {
 		t.Fatalf("Wait = %v", err)
+	}
+}
+
+// The C group keeps every ended job for jr_group_next, which Group does not offer: Go
+// and Wait free them, so a long-lived group does not grow with every job it ran.
+func TestGroupFreesEndedJobs(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	g, _ := p.NewGroup(testCtx(t))
+	defer g.Close()
+	const n = 10 * groupDrainEvery
+	for round := 0; round < 3; round++ {
+		for i := 0; i < n; i++ {
+			g.Go(func(context.Context) error { return nil })
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if !g.ref.use() {
+			t.Fatal("group closed")
+		}
+		kept := cjobs.GroupRetained(unsafe.Pointer(g.ptr))
+		g.ref.done(g.free)
+		if kept != 0 {
+			t.Fatalf("round %d: the C group still keeps %d of %d ended jobs", round, kept, n)
+		}
 	}
 }

@@ -4,14 +4,17 @@ package jobrunner
 // #include <stdlib.h>
 // #include "jobrunner.h"
 //
-// extern enum jr_status jrgo_submit(jr_pool *pool, uintptr_t handle, jr_submit_options *opts,
-//                              jr_job **out);
+// typedef struct {
+// 	enum jr_status status;
+// 	jr_job *job;
+// } jrgo_submitted;
+// extern jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
+//                                   int32_t detached);
+// extern int32_t jrgo_state(jr_job *job);
 import "C"
 
 import (
 	"context"
-	"runtime"
-	"runtime/cgo"
 	"sync"
 	"unsafe"
 )
@@ -48,14 +51,20 @@ func (s State) Ended() bool { return s >= Succeeded }
 // Job is a Go job submitted with Submit, and its result of type T. Its methods are
 // safe for concurrent use.
 type Job[T any] struct {
-	ptr  *C.jr_job
-	ref  handleRef
-	task *task
+	task task // its Go side (the task table holds &task while the job runs)
+	fn   func(ctx context.Context) (T, error)
 
-	value T // written by the job's function, read after task.done is closed
+	value T // written by the job's function, read once the task has ended
 
 	once sync.Once
-	err  error // the outcome, computed once by the first Wait
+	err  error // the error of a job that did not succeed, made once by the first Wait
+}
+
+// call runs the job's function and keeps its value (the task's body).
+func (j *Job[T]) call(ctx context.Context) error {
+	v, err := j.fn(ctx)
+	j.value = v
+	return err
 }
 
 // Submit runs fn on pool and returns the job's handle.
@@ -67,28 +76,24 @@ type Job[T any] struct {
 // error after its ctx was done ends cancelled.
 //
 // Submit waits for room in a bounded queue until ctx is done (unless NonBlocking),
-// and fails with ErrShutdown on a pool shut down. Close the job when done with it (a
-// finalizer does it otherwise); closing does not cancel it.
+// and fails with ErrShutdown on a pool shut down. The job's C handle is freed once Wait,
+// Done or State has seen the job end, by Close, or else when the Job is garbage
+// collected; closing does not cancel the job.
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
-	j := &Job[T]{}
-	t := &task{parent: ctx, done: make(chan struct{})}
-	t.fn = func(ctx context.Context) error {
-		v, err := fn(ctx)
-		j.value = v
-		return err
-	}
-	j.task = t
-	if err := submitTask(pool, ctx, t, nil, opts, &j.ptr); err != nil {
+	j := &Job[T]{fn: fn} // one allocation for the Job and its task
+	j.task.h = newJobHandle()
+	j.task.jc.parent = ctx
+	j.task.body = j
+	if err := submitTask(pool, ctx, &j.task, nil, opts); err != nil {
 		return nil, err
 	}
-	runtime.SetFinalizer(j, (*Job[T]).Close)
 	return j, nil
 }
 
-// submitTask submits a Go task to pool (to group, if not nil), with a token that
-// follows ctx unless the task is a group's (its jobs follow the group's token). out
-// receives the handle (nil: detached).
-func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opts []SubmitOption, out **C.jr_job) error {
+// submitTask submits a Go task to pool: a group's (detached, following the group's
+// token) if group is not nil, else a job with a handle (t.h) and a token that follows
+// ctx.
+func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opts []SubmitOption) error {
 	copts, cleanup, err := submitOptions(opts)
 	if err != nil {
 		return err
@@ -101,32 +106,34 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 		copts.token = t.token.ptr()
 	} else {
 		copts.group = group
+		t.cEnded = true // no handle: the Go side's end is the task's
 	}
 	ptr, err := pool.acquire()
 	if err != nil {
 		t.token.release()
 		return err
 	}
-	h := cgo.NewHandle(t)
-	var job *C.jr_job
-	pout := &job // Go memory holding no Go pointer, as cgo requires (out may not be)
-	if out == nil {
-		pout = nil
+	id := tasks.put(t)
+	detached := C.int32_t(0)
+	if group != nil {
+		detached = 1
 	}
-	st := C.jrgo_submit(ptr, C.uintptr_t(h), &copts, pout)
+	r := C.jrgo_submit(ptr, C.uintptr_t(id), copts, detached)
+	st, job := r.status, r.job
 	pool.release()
-	if out != nil {
-		*out = job
-	}
 	if st != C.JR_OK {
-		// Nothing was submitted: the argument is still ours.
-		h.Delete()
+		// Nothing was submitted: the number is still ours.
+		tasks.take(id)
 		err := statusError(st)
 		if st == C.JR_E_CANCELLED { // the token was cancelled while waiting for room
 			err = cancelledError(t.token.cause(), nil)
 		}
 		t.token.release()
+		t.h.close() // nil ptr: nothing to free
 		return err
+	}
+	if group == nil {
+		t.h.ptr = job // before anyone can use the handle: the Job is not returned yet
 	}
 	return nil
 }
@@ -186,9 +193,9 @@ func submitOptions(opts []SubmitOption) (C.jr_submit_options, func(), error) {
 }
 
 // Done returns a channel closed when the job has ended (ran, or never will), for use
-// in a select. State may say Running for a few microseconds after it is closed; Wait
-// never returns before the job has ended.
-func (j *Job[T]) Done() <-chan struct{} { return j.task.done }
+// in a select: C's state is terminal by then (State says so, Wait does not block). The
+// first Done of a job still going registers a done callback with C (jr_job_on_done).
+func (j *Job[T]) Done() <-chan struct{} { return j.task.doneChan() }
 
 // Wait waits for the job to end and returns its result: the value and nil, or the zero
 // value and a *JobError (fn's error, wrapped), a *PanicError, or an error matching
@@ -200,31 +207,28 @@ func (j *Job[T]) Done() <-chan struct{} { return j.task.done }
 // submit-and-wait never deadlocks, even on one thread; such a wait is not interrupted
 // by ctx.
 func (j *Job[T]) Wait(ctx context.Context) (T, error) {
-	if ctx.Value(jobContextKey{}) != nil {
-		select {
-		case <-j.task.done:
-		default:
-			if j.ref.use() {
-				C.jr_job_wait(j.ptr, -1)
-				j.ref.done(j.free)
+	t := &j.task
+	if !t.ended.Load() {
+		if ctx.Value(jobContextKey{}) != nil && t.h.use() {
+			st := C.jr_job_wait(t.h.ptr, -1)
+			t.h.done()
+			t.cEnd(endState(st))
+		} else {
+			t.look()
+		}
+		if !t.ended.Load() {
+			select {
+			case <-t.doneChan():
+			case <-ctx.Done():
+				var zero T
+				return zero, ctx.Err()
 			}
 		}
 	}
-	select {
-	case <-j.task.done:
-	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
+	if t.state == Succeeded { // read once ended is seen; no error to build
+		return j.value, nil
 	}
-	j.once.Do(func() {
-		if !j.ref.use() {
-			j.err = j.task.outcomeWithoutHandle()
-			return
-		}
-		defer j.ref.done(j.free)
-		st := C.jr_job_wait(j.ptr, -1) // ended, or about to: done is closed
-		j.err = j.task.outcome(st, j.ptr)
-	})
+	j.once.Do(func() { j.err = t.outcome(endStatus(t.state), nil) })
 	if j.err != nil {
 		var zero T
 		return zero, j.err
@@ -233,55 +237,47 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 }
 
 // State returns where the job is in its life (CancelledState after Close, if it had
-// not ended).
+// not been seen to end).
 func (j *Job[T]) State() State {
-	if !j.ref.use() {
+	t := &j.task
+	t.mu.Lock()
+	known, s := t.cEnded, t.state
+	t.mu.Unlock()
+	if known {
+		return s
+	}
+	if !t.h.use() {
 		return CancelledState
 	}
-	defer j.ref.done(j.free)
-	var s C.enum_jr_state
-	C.jr_job_state(j.ptr, &s)
-	return State(s)
+	s = State(C.jrgo_state(t.h.ptr))
+	t.h.done()
+	if s.Ended() {
+		t.cEnd(s)
+	}
+	return s
 }
 
 // Cancel cancels the job: one that has not started ends cancelled at once and never
 // runs (Cancel returns true); a running one sees its context done (Cancel returns
 // false, as it does for a job that has ended).
 func (j *Job[T]) Cancel() bool {
-	if !j.ref.use() {
+	t := &j.task
+	if !t.h.use() {
 		return false
 	}
-	defer j.ref.done(j.free)
-	return C.jr_job_cancel(j.ptr) == C.JR_OK
-}
-
-// Close frees the job's handle; the job goes on if it has not ended (detached). After
-// Close, Wait still reports the outcome, without the C detail of a job that ran
-// outside Go. Calling it again does nothing.
-func (j *Job[T]) Close() error {
-	j.ref.close(j.free)
-	runtime.SetFinalizer(j, nil)
-	return nil
-}
-
-func (j *Job[T]) free() { C.jr_job_free(j.ptr) }
-
-// outcomeWithoutHandle is the outcome of a Go job whose handle was closed, from what
-// the Go side saw.
-func (t *task) outcomeWithoutHandle() error {
-	t.mu.Lock()
-	ran, p, err := t.ran, t.panicked, t.err
-	t.mu.Unlock()
-	switch {
-	case !ran:
-		return t.outcome(C.JR_E_CANCELLED, nil)
-	case p != nil:
-		return t.outcome(C.JR_E_PANICKED, nil)
-	case err != nil && t.cause != nil:
-		return t.outcome(C.JR_E_CANCELLED, nil)
-	case err != nil:
-		return t.outcome(C.JR_E_JOB_FAILED, nil)
-	default:
-		return nil
+	prevented := C.jr_job_cancel(t.h.ptr) == C.JR_OK
+	t.h.done()
+	if prevented {
+		t.cEnd(CancelledState)
 	}
+	return prevented
+}
+
+// Close frees the job's handle now, if nothing has yet; the job goes on if it has not
+// ended (detached), and Done and Wait still report its end (a done callback is
+// registered for a job still going). Calling it again does nothing.
+func (j *Job[T]) Close() error {
+	j.task.watchEnd()
+	j.task.h.close()
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -387,5 +388,219 @@ func TestDefaultPool(t *testing.T) {
 	}
 	if Default().Close() != nil || Default().Stats().Threads == 0 {
 		t.Fatal("Default pool")
+	}
+}
+
+// A cancel from Go is complete when it returns (jr_token_cancel_sync): a job queued
+// under the cancelled token has already ended. The async jr_token_cancel leaves that to
+// a helper thread, and this test then sees Queued now and then.
+func TestTokenCancelIsSynchronous(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	hold, started := make(gate), make(gate)
+	defer hold.open()
+	blocker, _ := Submit(p, ctx, func(context.Context) (int, error) { started.open(); hold.wait(); return 0, nil })
+	started.wait()
+	rounds := 500
+	if raceEnabled {
+		rounds = 100
+	}
+	for i := 0; i < rounds; i++ {
+		jobCtx, cancel := context.WithCancel(ctx)
+		job, err := Submit(p, jobCtx, func(context.Context) (int, error) { return 0, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		job.task.token.cancel() // what the AfterFunc of jobCtx does
+		if s := job.State(); s != CancelledState {
+			t.Fatalf("round %d: State = %v right after the cancel returned", i, s)
+		}
+		cancel()
+		job.Close()
+	}
+	hold.open()
+	blocker.Wait(ctx)
+}
+
+// Done closes only once C's state is terminal (it is driven by jr_job_on_done): right
+// after <-Done(), State has ended and the outcome is there, for every job. Done used to
+// close as the Go function returned, on the worker, before C had recorded the end, and
+// this test then saw Running.
+func TestDoneMeansStateEnded(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	ctx := testCtx(t)
+	n := 20000
+	if raceEnabled {
+		n = 3000
+	}
+	jobs := make([]*Job[int], n)
+	for i := range jobs {
+		i := i
+		var err error
+		jobs[i], err = Submit(p, ctx, func(context.Context) (int, error) {
+			if i%3 == 0 {
+				return 0, errors.New("odd one")
+			}
+			return i, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, j := range jobs {
+		select {
+		case <-j.Done():
+		case <-ctx.Done():
+			t.Fatalf("job %d: not done", i)
+		}
+		want := Succeeded
+		if i%3 == 0 {
+			want = Failed
+		}
+		if s := j.State(); s != want {
+			t.Fatalf("job %d: State = %v right after Done", i, s)
+		}
+		v, err := j.Wait(ctx)
+		if (err == nil) != (want == Succeeded) || (err == nil && v != i) {
+			t.Fatalf("job %d: Wait = %v, %v", i, v, err)
+		}
+	}
+	// A select that sees Done before the job ended would fail the same way: ask each
+	// job while it is still likely to be running.
+	for i := 0; i < n/10; i++ {
+		j, err := Submit(p, ctx, func(context.Context) (int, error) { return i, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-j.Done()
+		if s := j.State(); s != Succeeded {
+			t.Fatalf("fresh job %d: State = %v right after Done", i, s)
+		}
+		j.Close()
+	}
+}
+
+// A job closed before it ends still reports its end: Close registers the done callback
+// it would otherwise lose with the handle, so Done closes and Wait returns the value.
+func TestCloseBeforeEnd(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	hold := make(gate)
+	defer hold.open()
+	job, err := Submit(p, ctx, func(context.Context) (int, error) { hold.wait(); return 7, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Close()
+	select {
+	case <-job.Done():
+		t.Fatal("done before its gate opened")
+	default:
+	}
+	hold.open()
+	select {
+	case <-job.Done():
+	case <-ctx.Done():
+		t.Fatal("not done")
+	}
+	if s := job.State(); s != Succeeded {
+		t.Fatalf("State = %v", s)
+	}
+	if v, err := job.Wait(ctx); v != 7 || err != nil {
+		t.Fatalf("Wait = %v, %v", v, err)
+	}
+}
+
+// Done, State and a Wait with a non-job context only look at a job: called inside a job
+// on a job that has not started, they never run it inline (jr_job_wait would, on a
+// worker thread, even with no timeout).
+func TestLookingDoesNotRunInline(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	var ran atomic.Bool
+	outer, err := Submit(p, ctx, func(context.Context) (bool, error) {
+		inner, err := Submit(p, ctx, func(context.Context) (int, error) { ran.Store(true); return 1, nil })
+		if err != nil {
+			return false, err
+		}
+		inner.Done()
+		inner.State()
+		wctx, cancel := context.WithTimeout(ctx, time.Millisecond)
+		defer cancel()
+		inner.Wait(wctx) // not the job's context: waits on the channel, times out
+		inner.Close()
+		return ran.Load(), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ranInline, err := outer.Wait(ctx); err != nil || ranInline {
+		t.Fatalf("inner job ran inline: %v, %v", ranInline, err)
+	}
+}
+
+// Done, State, Wait, Cancel and Close race on the same jobs from several goroutines
+// while the jobs are queued, run, end or are cancelled before they start (batches of 10
+// jobs on two threads, held until the goroutines are going): the job's end is noted
+// once, its handle freed once (a double free or a use after free crashes in C), every
+// Wait of a job agrees, and State has ended after Wait.
+func TestJobMethodsRace(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	ctx := testCtx(t)
+	batches := 30
+	if raceEnabled {
+		batches = 10
+	}
+	const size, callers = 10, 4
+	for b := 0; b < batches; b++ {
+		hold := make(gate)
+		jobs := make([]*Job[int], size)
+		for i := range jobs {
+			i := i
+			var err error
+			if jobs[i], err = Submit(p, ctx, func(context.Context) (int, error) { hold.wait(); return i, nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		results := make([][callers]error, size)
+		var wg sync.WaitGroup
+		for i, job := range jobs {
+			for g := 0; g < callers; g++ {
+				i, job, g := i, job, g
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					switch (i + g) % 4 {
+					case 0:
+						<-job.Done()
+					case 1:
+						job.State()
+						job.Cancel()
+					case 2:
+						job.Close()
+					}
+					v, err := job.Wait(ctx)
+					if err == nil && v != i {
+						err = fmt.Errorf("value %d", v)
+					}
+					if s := job.State(); err == nil && s != Succeeded {
+						err = fmt.Errorf("State %v after a Wait that succeeded", s)
+					}
+					results[i][g] = err
+				}()
+			}
+		}
+		hold.open()
+		wg.Wait()
+		for i, r := range results {
+			for g, err := range r {
+				if fmt.Sprint(err) != fmt.Sprint(r[0]) {
+					t.Fatalf("job %d: caller %d saw %v, caller 0 %v", i, g, err, r[0])
+				}
+				if err != nil && !errors.Is(err, ErrCancelled) {
+					t.Fatalf("job %d: %v", i, err)
+				}
+			}
+		}
 	}
 }

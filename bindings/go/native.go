@@ -3,8 +3,17 @@ package jobrunner
 // #include <stdint.h>
 // #include "jobrunner.h"
 //
-// extern enum jr_status jrgo_submit_native(jr_pool *pool, void *fn, void *arg,
-//                                          jr_submit_options *opts, jr_job **out);
+// typedef struct {
+// 	enum jr_status status;
+// 	jr_job *job;
+// } jrgo_submitted;
+// extern jrgo_submitted jrgo_submit_native(jr_pool *pool, void *fn, void *arg,
+//                                          jr_submit_options opts);
+// typedef struct {
+// 	enum jr_status status;
+// 	void *result;
+// } jrgo_result;
+// extern jrgo_result jrgo_wait_take(jr_job *job);
 import "C"
 
 import (
@@ -16,8 +25,7 @@ import (
 // NativeJob is a C job submitted with SubmitNative: it runs on a worker without
 // entering Go. Its methods are safe for concurrent use.
 type NativeJob struct {
-	ptr   *C.jr_job
-	ref   handleRef
+	h     *jobHandle
 	token *ctxToken
 }
 
@@ -34,7 +42,7 @@ func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts 
 		return nil, err
 	}
 	defer cleanup()
-	j := &NativeJob{}
+	j := &NativeJob{h: newJobHandle()}
 	if j.token, err = newCtxToken(ctx); err != nil {
 		return nil, err
 	}
@@ -44,8 +52,8 @@ func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts 
 		j.token.release()
 		return nil, err
 	}
-	var job *C.jr_job
-	st := C.jrgo_submit_native(ptr, fn, arg, &copts, &job)
+	r := C.jrgo_submit_native(ptr, fn, arg, copts)
+	st, job := r.status, r.job
 	pool.release()
 	if st != C.JR_OK {
 		err := statusError(st)
@@ -55,8 +63,12 @@ func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts 
 		j.token.release()
 		return nil, err
 	}
-	j.ptr = job
-	runtime.SetFinalizer(j, (*NativeJob).Close)
+	j.h.ptr = job
+	if j.token != nil {
+		// Only a job with a token needs its own finalizer (to release the token if it
+		// is dropped unclosed); its handle's block frees the handle in any case.
+		runtime.SetFinalizer(j, (*NativeJob).Close)
+	}
 	return j, nil
 }
 
@@ -79,29 +91,21 @@ func WithResultFree(fn unsafe.Pointer) SubmitOption {
 // ctx is done first, Wait returns ctx.Err() and the job goes on (the C wait it started
 // ends when the job does).
 func (j *NativeJob) Wait(ctx context.Context) (unsafe.Pointer, error) {
-	if !j.ref.use() {
+	if !j.h.use() {
 		return nil, ErrClosed
+	}
+	if ctx.Done() == nil {
+		return j.wait()
 	}
 	type outcome struct {
 		result unsafe.Pointer
 		err    error
 	}
-	wait := func() outcome {
-		defer j.ref.done(j.free)
-		st := C.jr_job_wait(j.ptr, -1)
-		if st != C.JR_OK {
-			return outcome{nil, j.failure(st)}
-		}
-		var result unsafe.Pointer
-		C.jr_job_take_result(j.ptr, &result)
-		return outcome{result, nil}
-	}
-	if ctx.Done() == nil {
-		o := wait()
-		return o.result, o.err
-	}
 	c := make(chan outcome, 1)
-	go func() { c <- wait() }()
+	go func() {
+		r, err := j.wait()
+		c <- outcome{r, err}
+	}()
 	select {
 	case o := <-c:
 		return o.result, o.err
@@ -110,19 +114,29 @@ func (j *NativeJob) Wait(ctx context.Context) (unsafe.Pointer, error) {
 	}
 }
 
+// wait waits for the job in C and takes its result, ending the use Wait took.
+func (j *NativeJob) wait() (unsafe.Pointer, error) {
+	defer j.h.ref.done(j.free)
+	r := C.jrgo_wait_take(j.h.ptr)
+	if r.status != C.JR_OK {
+		return nil, j.failure(r.status)
+	}
+	return r.result, nil
+}
+
 // failure maps an ended native job's status to its error.
 func (j *NativeJob) failure(st C.enum_jr_status) error {
 	switch st {
 	case C.JR_E_JOB_FAILED:
 		var code C.int32_t
-		C.jr_job_error_code(j.ptr, &code)
+		C.jr_job_error_code(j.h.ptr, &code)
 		je := &JobError{Code: int32(code)}
-		if msg := C.jr_job_error_message(j.ptr); msg != nil {
+		if msg := C.jr_job_error_message(j.h.ptr); msg != nil {
 			je.Message = C.GoString(msg)
 		}
 		return je
 	case C.JR_E_PANICKED:
-		return cPanic(j.ptr)
+		return cPanic(j.h.ptr)
 	case C.JR_E_CANCELLED:
 		return cancelledError(j.token.cause(), nil)
 	default:
@@ -132,33 +146,38 @@ func (j *NativeJob) failure(st C.enum_jr_status) error {
 
 // State returns where the job is in its life.
 func (j *NativeJob) State() State {
-	if !j.ref.use() {
+	if !j.h.use() {
 		return CancelledState
 	}
-	defer j.ref.done(j.free)
+	defer j.h.ref.done(j.free)
 	var s C.enum_jr_state
-	C.jr_job_state(j.ptr, &s)
+	C.jr_job_state(j.h.ptr, &s)
 	return State(s)
 }
 
 // Cancel cancels the job, as Job.Cancel.
 func (j *NativeJob) Cancel() bool {
-	if !j.ref.use() {
+	if !j.h.use() {
 		return false
 	}
-	defer j.ref.done(j.free)
-	return C.jr_job_cancel(j.ptr) == C.JR_OK
+	defer j.h.ref.done(j.free)
+	return C.jr_job_cancel(j.h.ptr) == C.JR_OK
 }
 
 // Close frees the job's handle (the job goes on, detached; a result not taken is
 // freed with WithResultFree's function) and stops following the submit context.
 // Calling it again does nothing.
 func (j *NativeJob) Close() error {
-	if j.ref.close(j.free) {
-		j.token.release()
+	j.h.ref.close(j.free)
+	if j.token != nil {
+		runtime.SetFinalizer(j, nil)
 	}
-	runtime.SetFinalizer(j, nil)
 	return nil
 }
 
-func (j *NativeJob) free() { C.jr_job_free(j.ptr) }
+// free frees the handle and releases the token, once Close was called and no call uses
+// them: a Wait still in flight reads the token's cause when the job was cancelled.
+func (j *NativeJob) free() {
+	j.h.free()
+	j.token.release()
+}

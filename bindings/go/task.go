@@ -1,51 +1,80 @@
 package jobrunner
 
+// #include <stdint.h>
 // #include <stdlib.h>
 // #include "jobrunner.h"
+//
+// extern enum jr_status jrgo_on_done(jr_job *job, uintptr_t id);
+// extern int32_t jrgo_state(jr_job *job);
 import "C"
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
-// task is the Go side of a Go job, referenced from C only through a cgo.Handle (the
-// job's argument). Everything the job produces stays here, in Go memory: the result
-// (through fn's closure), the error the function returned, the panic.
+// task is the Go side of a Go job, referenced from C only by its number in the task
+// table (the job's argument). Everything the job produces stays here, in Go memory: the
+// result (through body), the error the function returned, the panic.
+//
+// A task has ended when both of its ends have happened: its Go side has finished
+// (finish: the function returned, or the job ended without running) and C's state is
+// terminal (cEnd: seen by a done callback, a wait, State or Cancel; given for a task
+// without a handle). Only then are Done closed and Wait's outcome computed, so that
+// they agree with State.
 type task struct {
-	fn     func(ctx context.Context) error
-	parent context.Context // values and deadline for the job's context
-	token  *ctxToken       // follows the submit context (nil: none)
-	done   chan struct{}   // closed by finish (nil: nobody waits on it)
+	fn    func(ctx context.Context) error // the function, unless body is set
+	body  taskBody                        // the function of a Job[T] (no closure to allocate)
+	token *ctxToken                       // follows the submit context (nil: none)
+	group *Group                          // the group the job is in (nil: none)
 
-	periodic bool // a SubmitEvery job: run gives each run its number
+	// A job with a handle (Submit): the handle (in a handleBlock), freed once the
+	// task has ended, by Close, or by the block's finalizer, whichever is first. nil
+	// for a task without a handle.
+	h *jobHandle
 
-	// onReturn, if set, is told the function's error (or panic) as it returns, on the
-	// worker (a group records its first error this way).
-	onReturn func(err error)
-	// onEnd, if set, runs in finish.
-	onEnd func()
+	ended    atomic.Bool // both ends have happened (set under mu, after the fields below)
+	periodic bool        // a SubmitEvery job: run gives each run its number
 
-	mu       sync.Mutex // orders run's writes before finish (for the race detector too)
-	ran      bool
-	err      error       // what the function returned
-	panicked *PanicError // what it panicked with
-	cause    error       // why the job was cancelled, if known (read in finish)
+	mu        sync.Mutex // guards what follows; orders run's writes before the end
+	goEnded   bool       // finish has run
+	cEnded    bool       // C's state is terminal (state says which)
+	doneAsked bool       // a done callback is registered (or being registered)
+	ran       bool
+	state     State         // the terminal state
+	done      chan struct{} // made by the first doneChan before the end; closed at it
+	err       error         // what the function returned
+	panicked  *PanicError   // what it panicked with
+	cause     error         // why the job was cancelled, if known (read in finish)
+
+	// jc is the context of a one-shot job's run; jc.parent (values and deadline for
+	// the job's context) is set at submit, for periodic jobs too.
+	jc jobContext
+}
+
+// taskBody is a Go job's function with the place for its result: a Job[T].
+type taskBody interface {
+	call(ctx context.Context) error
 }
 
 // run runs the job's function on a worker: the body of jrgoRunJob. It reports a panic
 // with jr_ctx_panic (with the stack), an error with jr_ctx_fail, and returns the job's
 // code.
 func (t *task) run(jctx *C.jr_ctx) int32 {
-	c := &jobContext{parent: t.parent, jctx: jctx}
-	if t.periodic {
+	var c *jobContext
+	if t.periodic { // a context per run: one may outlive its run
 		var tick C.uint64_t
 		C.jr_ctx_tick(jctx, &tick)
-		c.tick = uint64(tick)
+		c = &jobContext{parent: t.jc.parent, jctx: jctx, tick: uint64(tick)}
+	} else {
+		c = &t.jc // runs once: no allocation
+		c.jctx = jctx
 	}
 	err, p := t.call(c)
 	c.end()
@@ -73,8 +102,8 @@ func (t *task) run(jctx *C.jr_ctx) int32 {
 			code = je.Code
 		}
 	}
-	if t.onReturn != nil {
-		t.onReturn(err)
+	if t.group != nil && err != nil {
+		t.group.fail(err)
 	}
 	t.mu.Lock()
 	t.ran = true
@@ -100,23 +129,187 @@ func (t *task) call(ctx context.Context) (err error, p *PanicError) {
 			}
 		}
 	}()
+	if t.body != nil {
+		return t.body.call(ctx), nil
+	}
 	return t.fn(ctx), nil
 }
 
 // finish ends the job's Go side (from jrgoRunJob once it ran, or jrgoFreeArg): it
-// notes why it was cancelled, if it was, releases the token and wakes the waiters.
+// notes why it was cancelled, if it was, releases the token and, if C's state is known
+// to be terminal too, ends the task.
 func (t *task) finish() {
+	if t.token != nil {
+		t.mu.Lock()
+		if cause := t.token.cause(); cause != nil {
+			t.cause = cause
+		}
+		t.mu.Unlock()
+		t.token.release()
+	}
+	if t.group != nil {
+		t.group.active.Add(-1)
+	}
 	t.mu.Lock()
-	if cause := t.token.cause(); cause != nil {
-		t.cause = cause
+	t.goEnded = true
+	t.endLocked()
+}
+
+// cEnd notes that C's state is terminal (s): from the done callback, or from a call
+// that saw it. The first call counts; later ones see the same state.
+func (t *task) cEnd(s State) {
+	t.mu.Lock()
+	if t.cEnded {
+		t.mu.Unlock()
+		return
 	}
+	t.cEnded, t.state = true, s
+	t.endLocked()
+}
+
+// endLocked ends the task if both ends have happened: wakes the waiters and frees the
+// handle, which nothing needs any more. Called with mu held; unlocks it.
+func (t *task) endLocked() {
+	if !t.goEnded || !t.cEnded {
+		t.mu.Unlock()
+		return
+	}
+	t.ended.Store(true)
+	done := t.done
 	t.mu.Unlock()
-	t.token.release()
-	if t.onEnd != nil {
-		t.onEnd()
+	if done != nil {
+		close(done)
 	}
-	if t.done != nil {
-		close(t.done)
+	t.h.close()
+}
+
+// jobHandle is a job's C handle, guarded by a handleRef: every C call on it is
+// between use and done, and it is freed by close, or by the last call in flight after
+// close.
+type jobHandle struct {
+	ptr *C.jr_job
+	ref handleRef
+}
+
+// use takes a use of the handle; false if there is none or it is closed.
+func (h *jobHandle) use() bool { return h != nil && h.ref.use() }
+
+// done ends a use.
+func (h *jobHandle) done() { h.ref.done(h.free) }
+
+// close closes the handle (nil: nothing to close).
+func (h *jobHandle) close() {
+	if h != nil {
+		h.ref.close(h.free)
+	}
+}
+
+func (h *jobHandle) free() {
+	if h.ptr != nil {
+		C.jr_job_free(h.ptr)
+		handlesFreed.Add(1)
+	}
+}
+
+// handlesFreed counts the job handles freed, for the tests.
+var handlesFreed atomic.Int64
+
+// closedChan is the channel doneChan gives for a task that has ended.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// doneChan returns a channel closed when the task has ended, made on first use, and
+// makes sure C's end will be seen: a job nobody waits for costs no channel and no done
+// callback.
+func (t *task) doneChan() <-chan struct{} {
+	if t.ended.Load() {
+		return closedChan
+	}
+	t.mu.Lock()
+	if t.ended.Load() {
+		t.mu.Unlock()
+		return closedChan
+	}
+	if t.done == nil {
+		t.done = make(chan struct{})
+	}
+	done := t.done
+	t.mu.Unlock()
+	t.watchEnd()
+	return done
+}
+
+// watchEnd makes sure C's end of the job will be noted: now, if the job has ended (one
+// look at its state), else by a done callback (jr_job_on_done, once per job). It does
+// nothing once the handle is closed: Close calls it first.
+func (t *task) watchEnd() {
+	if !t.h.use() {
+		return
+	}
+	defer t.h.done()
+	t.mu.Lock()
+	ask := !t.cEnded && !t.doneAsked
+	t.doneAsked = t.doneAsked || ask
+	t.mu.Unlock()
+	if !ask {
+		return
+	}
+	if s := State(C.jrgo_state(t.h.ptr)); s.Ended() {
+		t.cEnd(s)
+		return
+	}
+	// The callback takes the number back, exactly once; it may run before this returns.
+	id := tasks.put(t)
+	if st := C.jrgo_on_done(t.h.ptr, C.uintptr_t(id)); st != C.JR_OK {
+		panic("jobrunner: jr_job_on_done: " + statusError(st).Error()) // a live handle: cannot fail
+	}
+}
+
+// look notes C's end if the job has ended, unless it is already known. It reads the
+// state (jrgo_state), never waits: jr_job_wait, even with no timeout, runs a job that
+// has not started inline when called on a worker thread (inside a Go job).
+func (t *task) look() {
+	t.mu.Lock()
+	known := t.cEnded
+	t.mu.Unlock()
+	if known || !t.h.use() {
+		return
+	}
+	s := State(C.jrgo_state(t.h.ptr))
+	t.h.done()
+	if s.Ended() {
+		t.cEnd(s)
+	}
+}
+
+// endState is the terminal state of a job whose wait returned st (not JR_E_TIMEOUT).
+func endState(st C.enum_jr_status) State {
+	switch st {
+	case C.JR_OK:
+		return Succeeded
+	case C.JR_E_JOB_FAILED:
+		return Failed
+	case C.JR_E_PANICKED:
+		return Panicked
+	default:
+		return CancelledState
+	}
+}
+
+// endStatus is the C status of a job that ended in state s.
+func endStatus(s State) C.enum_jr_status {
+	switch s {
+	case Succeeded:
+		return C.JR_OK
+	case Failed:
+		return C.JR_E_JOB_FAILED
+	case Panicked:
+		return C.JR_E_PANICKED
+	default:
+		return C.JR_E_CANCELLED
 	}
 }
 
@@ -153,4 +346,51 @@ func (t *task) outcome(st C.enum_jr_status, job *C.jr_job) error {
 // cPanic is the PanicError of a job that panicked outside Go.
 func cPanic(job *C.jr_job) *PanicError {
 	return &PanicError{Message: C.GoString(C.jr_job_error_message(job))}
+}
+
+// handleBlock holds the C handles of jobs (Submit's and SubmitNative's),
+// handleBlockSize at a time, with one finalizer for them all: once no job points into
+// the block any more, it frees the handles nobody freed (a job dropped before anything
+// saw it end, and not closed). A finalizer per job cost about 300 ns here, more than a
+// goroutine; per block, a few. The block holds no Go pointer: a collection has nothing
+// to mark on the finalizer's behalf, and a job's other memory is freed as soon as the
+// job is unreachable.
+type handleBlock struct {
+	h    [handleBlockSize]jobHandle
+	next atomic.Int32 // the next unused handle
+}
+
+const handleBlockSize = 64
+
+// handles is the block handles are taken from; mu serialises making the next one.
+var handles struct {
+	mu  sync.Mutex
+	cur atomic.Pointer[handleBlock]
+}
+
+// newJobHandle returns an empty handle (ptr nil, open) for a job about to be submitted:
+// one atomic add, and a new block every handleBlockSize handles.
+func newJobHandle() *jobHandle {
+	for {
+		if b := handles.cur.Load(); b != nil {
+			if i := b.next.Add(1) - 1; i < handleBlockSize {
+				return &b.h[i]
+			}
+		}
+		handles.mu.Lock()
+		if b := handles.cur.Load(); b == nil || b.next.Load() >= handleBlockSize {
+			b = new(handleBlock)
+			runtime.SetFinalizer(b, (*handleBlock).release)
+			handles.cur.Store(b)
+		}
+		handles.mu.Unlock()
+	}
+}
+
+// release frees the handles nobody freed: no job points to them, so no call can be
+// using them.
+func (b *handleBlock) release() {
+	for i := range b.h {
+		b.h[i].close()
+	}
 }

@@ -3,14 +3,13 @@ package jobrunner
 // #include <stdint.h>
 // #include "jobrunner.h"
 //
-// extern enum jr_status jrgo_submit_every(jr_pool *pool, int64_t period_ns, uintptr_t handle,
+// extern enum jr_status jrgo_submit_every(jr_pool *pool, int64_t period_ns, uintptr_t id,
 //                                         jr_submit_options *opts, jr_job **out);
 import "C"
 
 import (
 	"context"
 	"runtime"
-	"runtime/cgo"
 	"time"
 )
 
@@ -32,7 +31,8 @@ func SubmitEvery(pool *Pool, ctx context.Context, period time.Duration, fn func(
 	if period <= 0 {
 		return nil, ErrInvalidArg
 	}
-	t := &task{parent: ctx, done: make(chan struct{}), periodic: true}
+	t := &task{periodic: true, cEnded: true} // Done: its last run has ended
+	t.jc.parent = ctx
 	t.fn = func(ctx context.Context) error { return fn(ctx, ctx.(*jobContext).tick) }
 	copts, cleanup, err := submitOptions(opts)
 	if err != nil {
@@ -48,12 +48,12 @@ func SubmitEvery(pool *Pool, ctx context.Context, period time.Duration, fn func(
 		t.token.release()
 		return nil, err
 	}
-	h := cgo.NewHandle(t)
+	id := tasks.put(t)
 	var job *C.jr_job
-	st := C.jrgo_submit_every(ptr, C.int64_t(period), C.uintptr_t(h), &copts, &job)
+	st := C.jrgo_submit_every(ptr, C.int64_t(period), C.uintptr_t(id), &copts, &job)
 	pool.release()
 	if st != C.JR_OK {
-		h.Delete()
+		tasks.take(id)
 		err := statusError(st)
 		t.token.release()
 		return nil, err
@@ -75,13 +75,13 @@ func (t *Ticker) Stop() bool {
 
 // Done returns a channel closed once the ticker has stopped and its last run has
 // ended.
-func (t *Ticker) Done() <-chan struct{} { return t.task.done }
+func (t *Ticker) Done() <-chan struct{} { return t.task.doneChan() }
 
 // Wait waits until the ticker has stopped and its last run has ended (nil), or ctx is
 // done (ctx.Err()).
 func (t *Ticker) Wait(ctx context.Context) error {
 	select {
-	case <-t.task.done:
+	case <-t.task.doneChan():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -15,8 +15,14 @@ import (
 // JR_REASON_DEADLINE.
 //
 // The token is freed once both of its users are finished with it: the owner (release)
-// and the AfterFunc callback (which may still be calling jr_token_cancel when the
-// owner is done, and C forbids freeing a token another thread uses).
+// and the AfterFunc callback (which may still be cancelling when the owner is done, and
+// C forbids freeing a token another thread uses).
+//
+// Every cancel from Go is jr_token_cancel_sync, never jr_token_cancel: the latter is
+// for signal handlers and may leave ending the queued jobs to a helper thread, and the
+// binding relies on the work being done when the call returns (a job submitted with a
+// context already done must never start; a queued job is cancelled by the time the
+// AfterFunc returns).
 type ctxToken struct {
 	tok  *C.jr_token
 	ctx  context.Context
@@ -44,15 +50,20 @@ func newCtxToken(ctx context.Context) (*ctxToken, error) {
 	if ctx.Err() != nil {
 		// Cancelled now, not by the AfterFunc goroutine: a job submitted with it must
 		// not get the chance to start.
-		C.jr_token_cancel(t.tok)
+		t.cancel()
 	}
 	t.refs.Store(2)
 	t.stop = context.AfterFunc(ctx, func() {
-		C.jr_token_cancel(t.tok)
+		t.cancel()
 		t.unref()
 	})
 	return t, nil
 }
+
+// cancel cancels the token completely before it returns: jobs still queued under it
+// have ended cancelled, waiters are woken (jr_token_cancel_sync). The caller holds a
+// reference.
+func (t *ctxToken) cancel() { C.jr_token_cancel_sync(t.tok) }
 
 // cause is why the token was cancelled, nil if it was not: the context's cause if the
 // context is done, else the C reason (a deadline the C timer noticed first).

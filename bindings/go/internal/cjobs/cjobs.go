@@ -37,6 +37,17 @@ static void *jrtest_fail_ptr(void) { return (void *)jrtest_fail; }
 static void *jrtest_incr_ptr(void) { return (void *)jrtest_incr; }
 static void *jrtest_free_ptr(void) { return (void *)free; }
 static void jrtest_incr_direct(int64_t *counter) { jrtest_incr(NULL, counter, NULL); }
+
+// Takes and frees every ended job the group still keeps for jr_group_next; their count.
+static int64_t jrtest_group_retained(jr_group *group) {
+	int64_t n = 0;
+	jr_job *job;
+	while (jr_group_next(group, 0, &job) == JR_OK) {
+		jr_job_free(job);
+		n++;
+	}
+	return n;
+}
 */
 import "C"
 
@@ -70,3 +81,9 @@ func FreeMem(p unsafe.Pointer) { C.free(p) }
 
 // IncrDirect calls the C increment directly, from Go: the cost of the cgo call alone.
 func IncrDirect(counter unsafe.Pointer) { C.jrtest_incr_direct((*C.int64_t)(counter)) }
+
+// GroupRetained takes and frees the ended jobs a C group (a *jr_group) still keeps for
+// jr_group_next, and returns how many there were.
+func GroupRetained(group unsafe.Pointer) int64 {
+	return int64(C.jrtest_group_retained((*C.jr_group)(group)))
+}
