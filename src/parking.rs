@@ -8,12 +8,29 @@
 //! collects the callbacks registered for the address and wakes every blocked thread of the
 //! bucket; threads waiting for other addresses of the same bucket re-check and wait again.
 
-use crate::sync::{lock, Condvar, Mutex, MutexGuard};
+use crate::sync::{lock, wait, Condvar, Mutex, MutexGuard};
 
 type Callback = Box<dyn FnOnce() + Send>;
 
+/// What a bucket's lock guards.
+pub(crate) struct Waiters {
+    /// End callbacks registered for the bucket's addresses.
+    callbacks: Vec<(usize, Callback)>,
+    /// Threads blocked on the condvar: a wake with none skips the condvar (whose
+    /// `notify_all` is a system call even when nobody waits), so that a job with only
+    /// an end callback ends without one.
+    parked: usize,
+}
+
+impl Waiters {
+    /// Registers `callback` for `key`.
+    pub(crate) fn push(&mut self, key: usize, callback: Callback) {
+        self.callbacks.push((key, callback));
+    }
+}
+
 pub(crate) struct Bucket {
-    callbacks: Mutex<Vec<(usize, Callback)>>,
+    waiters: Mutex<Waiters>,
     condvar: Condvar,
 }
 
@@ -21,7 +38,10 @@ impl Bucket {
     #[cfg(not(loom))]
     const fn new() -> Self {
         Bucket {
-            callbacks: Mutex::new(Vec::new()),
+            waiters: Mutex::new(Waiters {
+                callbacks: Vec::new(),
+                parked: 0,
+            }),
             condvar: Condvar::new(),
         }
     }
@@ -29,35 +49,58 @@ impl Bucket {
     #[cfg(loom)]
     fn new() -> Self {
         Bucket {
-            callbacks: Mutex::new(Vec::new()),
+            waiters: Mutex::new(Waiters {
+                callbacks: Vec::new(),
+                parked: 0,
+            }),
             condvar: Condvar::new(),
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<(usize, Callback)>> {
-        lock(&self.callbacks)
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Waiters> {
+        lock(&self.waiters)
     }
 
-    pub(crate) fn condvar(&self) -> &Condvar {
-        &self.condvar
+    /// Blocks on the bucket (the guard's lock is released meanwhile) until a wake.
+    pub(crate) fn park<'a>(&self, mut guard: MutexGuard<'a, Waiters>) -> MutexGuard<'a, Waiters> {
+        guard.parked += 1;
+        let mut guard = wait(&self.condvar, guard);
+        guard.parked -= 1;
+        guard
+    }
+
+    /// As [`Bucket::park`], for at most `timeout`.
+    #[cfg(not(loom))]
+    pub(crate) fn park_timeout<'a>(
+        &self,
+        mut guard: MutexGuard<'a, Waiters>,
+        timeout: std::time::Duration,
+    ) -> MutexGuard<'a, Waiters> {
+        guard.parked += 1;
+        let mut guard = crate::sync::wait_timeout(&self.condvar, guard, timeout);
+        guard.parked -= 1;
+        guard
+    }
+
+    /// Wakes every thread blocked on this bucket (they re-check what they wait for).
+    pub(crate) fn wake_all(&self, guard: &MutexGuard<'_, Waiters>) {
+        if guard.parked > 0 {
+            self.condvar.notify_all();
+        }
     }
 
     /// Wakes every thread blocked on this bucket and returns the callbacks of `key`; the
     /// caller runs them after dropping the guard.
-    pub(crate) fn unpark(
-        &self,
-        mut guard: MutexGuard<'_, Vec<(usize, Callback)>>,
-        key: usize,
-    ) -> Vec<Callback> {
-        self.condvar.notify_all();
-        if guard.is_empty() {
+    pub(crate) fn unpark(&self, mut guard: MutexGuard<'_, Waiters>, key: usize) -> Vec<Callback> {
+        self.wake_all(&guard);
+        if guard.callbacks.is_empty() {
             return Vec::new();
         }
         let mut taken = Vec::new();
         let mut i = 0;
-        while i < guard.len() {
-            if guard[i].0 == key {
-                taken.push(guard.swap_remove(i).1);
+        while i < guard.callbacks.len() {
+            if guard.callbacks[i].0 == key {
+                taken.push(guard.callbacks.swap_remove(i).1);
             } else {
                 i += 1;
             }

@@ -8,7 +8,6 @@
 
 use crate::parking;
 use crate::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use crate::sync::wait;
 
 /// Waiting for a timer to make it runnable.
 pub(crate) const DELAYED: u32 = 0;
@@ -147,8 +146,7 @@ impl Lifecycle {
     fn notify_parked(&self, previous: u32) {
         if previous & HAS_WAITERS != 0 {
             let bucket = parking::bucket(self.key());
-            let _guard = bucket.lock();
-            bucket.condvar().notify_all();
+            bucket.wake_all(&bucket.lock());
         }
     }
 
@@ -237,7 +235,7 @@ impl Lifecycle {
         let bucket = parking::bucket(self.key());
         let mut guard = bucket.lock();
         while blocked(self.announce()) {
-            guard = wait(bucket.condvar(), guard);
+            guard = bucket.park(guard);
         }
     }
 
@@ -268,7 +266,7 @@ impl Lifecycle {
             if now >= deadline {
                 return false;
             }
-            guard = crate::sync::wait_timeout(bucket.condvar(), guard, deadline - now);
+            guard = bucket.park_timeout(guard, deadline - now);
         }
     }
 
@@ -278,7 +276,7 @@ impl Lifecycle {
         {
             let mut guard = parking::bucket(self.key()).lock();
             if self.announce_waiter() {
-                guard.push((self.key(), callback));
+                guard.push(self.key(), callback);
                 return;
             }
         }
