@@ -38,6 +38,25 @@ def _run(code: str, env: dict[str, str] | None = None, **kw: object) -> subproce
     )
 
 
+def test_exit_right_after_the_default_pool_starts_its_workers() -> None:
+    # Workers of the global pool that start (or take their first job) after the
+    # interpreter began finalising must not run the binding's thread hook: CPython ends
+    # a thread that enters a finalising interpreter with pthread_exit, and its forced
+    # unwind through the library aborts the process ("FATAL: exception not rethrown").
+    # With 8 workers starting as the script ends, every run hit it before the binding
+    # removed its hooks at exit.
+    for _ in range(3):
+        proc = _run(
+            """
+            import jobrunner
+            pool = jobrunner.Pool.default()
+            assert pool.submit(sum, [1, 2]).result() == 3
+            """,
+            env={"JOBRUNNER_THREADS": "8"},
+        )
+        assert proc.returncode == 0, proc.stderr
+
+
 def test_exit_with_jobs_queued_and_running() -> None:
     proc = _run(
         """
