@@ -48,6 +48,7 @@ pub(crate) type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
 pub(crate) struct HookEntry {
     start: Option<ThreadHook>,
     stop: Option<ThreadHook>,
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))]
     tag: Option<[usize; 3]>,
 }
 
@@ -219,6 +220,7 @@ impl Registry {
     }
 
     /// The index of the earliest hooks still in place that were added with `tag`.
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))]
     pub(crate) fn find_thread_hooks(&self, tag: [usize; 3]) -> Option<usize> {
         lock(&self.hooks).iter().position(|entry| {
             entry.tag == Some(tag) && (entry.start.is_some() || entry.stop.is_some())
