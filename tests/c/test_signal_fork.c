@@ -17,8 +17,8 @@
  * never arrives fails the test rather than hanging it; an alarm() watchdog ends the
  * program if a signal handler deadlocks. Children report their failures through a pipe
  * (see fork_child: under valgrind a forked child's exit status is valgrind's). The two
- * tests that fork while other threads are busy allocating are skipped in ASan builds
- * (ASan's allocator is not fork-safe; see UNDER_ASAN).
+ * tests that fork while other threads are busy allocating, and the grandchild part of a
+ * third, are skipped in ASan builds (ASan's allocator is not fork-safe; see UNDER_ASAN).
  */
 #define _GNU_SOURCE
 
@@ -638,6 +638,10 @@ static void fork_with_running_pool_and_job(void) {
 }
 
 static void fork_after_using_global_pool(void) {
+    if (UNDER_ASAN) {
+        fprintf(stderr, "fork_after_using_global_pool: the grandchild part skipped under "
+                        "AddressSanitizer (its allocator is not fork-safe)\n");
+    }
     jr_pool *g = jr_pool_global();
     REQUIRE(g != NULL);
     jr_job *j = submit(g, fib_job, (void *)(intptr_t)10);
@@ -656,20 +660,27 @@ static void fork_after_using_global_pool(void) {
         CHILD_CHECK(mine != NULL);
         CHILD_CHECK(mine != g);
         child_checks_own_library();
-        /* And a grandchild: its parent's (this child's) global pool is foreign to it. */
-        child_proc grandchild = fork_child();
-        if (grandchild.pid == 0) {
-            CHILD_STATUS(jr_submit(mine, nop_job, NULL, NULL, NULL), JR_E_FORKED);
-            CHILD_STATUS(jr_submit(g, nop_job, NULL, NULL, NULL), JR_E_FORKED);
-            jr_pool *its = jr_pool_global();
-            CHILD_CHECK(its != NULL && its != mine && its != g);
-            child_checks_own_library();
-            child_exit();
-        }
-        int grc = wait_child(grandchild, CHILD_TIMEOUT_MS);
-        if (grc != 0) {
-            child_say("grandchild: %d (failures, or hung/died)\n", grc);
-            child_failures++;
+        /* And a grandchild: its parent's (this child's) global pool is foreign to it.
+         * Not under ASan: this child's global pool has just started its threads, which
+         * allocate as they start, and a grandchild forked while one of them is inside
+         * ASan's allocator deadlocks in it (gdb on a hung grandchild: every thread in
+         * SizeClassAllocator64::GetFromAllocator, class 29, the 2.3 KB of
+         * crossbeam-epoch's per-thread record; 2 runs in 60 under load). */
+        if (!UNDER_ASAN) {
+            child_proc grandchild = fork_child();
+            if (grandchild.pid == 0) {
+                CHILD_STATUS(jr_submit(mine, nop_job, NULL, NULL, NULL), JR_E_FORKED);
+                CHILD_STATUS(jr_submit(g, nop_job, NULL, NULL, NULL), JR_E_FORKED);
+                jr_pool *its = jr_pool_global();
+                CHILD_CHECK(its != NULL && its != mine && its != g);
+                child_checks_own_library();
+                child_exit();
+            }
+            int grc = wait_child(grandchild, CHILD_TIMEOUT_MS);
+            if (grc != 0) {
+                child_say("grandchild: %d (failures, or hung/died)\n", grc);
+                child_failures++;
+            }
         }
         /* The child's global pool still works after its own fork. */
         jr_job *k = NULL;
