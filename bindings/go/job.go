@@ -76,9 +76,10 @@ func (j *Job[T]) call(ctx context.Context) error {
 // error after its ctx was done ends cancelled.
 //
 // Submit waits for room in a bounded queue until ctx is done (unless NonBlocking),
-// and fails with ErrShutdown on a pool shut down. The job's C handle is freed once Wait,
-// Done or State has seen the job end, by Close, or else when the Job is garbage
-// collected; closing does not cancel the job.
+// and fails with ErrShutdown on a pool shut down. The job's C handle is freed once the
+// job is seen to end (by Wait, Done, State, or a Close made before the end), or else by
+// a finalizer once the Job and the other jobs whose handles share its block of 64 are
+// garbage collected; closing does not cancel the job.
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
 	j := &Job[T]{fn: fn} // one allocation for the Job and its task
 	j.task.h = newJobHandle()
@@ -202,17 +203,22 @@ func (j *Job[T]) Done() <-chan struct{} { return j.task.doneChan() }
 // ErrCancelled (and its cause: context.DeadlineExceeded, ...). If ctx is done first,
 // Wait returns ctx.Err() and the job goes on.
 //
-// Inside a job (ctx is the job's context, or derived from it), Wait waits as the C
-// API does: a job that has not started runs inline on this worker, so nested
-// submit-and-wait never deadlocks, even on one thread; such a wait is not interrupted
-// by ctx.
+// Inside a job (ctx is the job's context, or derived from it), a job that has not
+// started runs inline on this worker, as the C API's waits do, so nested
+// submit-and-wait never deadlocks, even on one thread; one that runs elsewhere (or
+// waits for its delay or its permits) is waited for in slices of inJobWaitSlice,
+// between which ctx is looked at.
 func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 	t := &j.task
 	if !t.ended.Load() {
-		if ctx.Value(jobContextKey{}) != nil && t.h.use() {
-			st := C.jr_job_wait(t.h.ptr, -1)
-			t.h.done()
-			t.cEnd(endState(st))
+		if ctx.Value(jobContextKey{}) != nil {
+			for !t.ended.Load() && ctx.Err() == nil && t.h.use() {
+				st := C.jr_job_wait(t.h.ptr, C.int64_t(inJobWaitSlice))
+				t.h.done()
+				if st != C.JR_E_TIMEOUT {
+					t.cEnd(endState(st))
+				}
+			}
 		} else {
 			t.look()
 		}
@@ -236,8 +242,13 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 	return j.value, nil
 }
 
-// State returns where the job is in its life (CancelledState after Close, if it had
-// not been seen to end).
+// inJobWaitSlice is how long (ns) one C wait lasts when Wait is called inside a job: a
+// job that runs elsewhere is waited for in such slices, ctx looked at between them, and
+// one that becomes runnable meanwhile (its delay passed, its permits granted) is run
+// inline at the next slice.
+const inJobWaitSlice = 5_000_000
+
+// State returns where the job is in its life.
 func (j *Job[T]) State() State {
 	t := &j.task
 	t.mu.Lock()
@@ -247,7 +258,12 @@ func (j *Job[T]) State() State {
 		return s
 	}
 	if !t.h.use() {
-		return CancelledState
+		// The handle is freed once the job has ended (or it never had one): the end
+		// is known by then, unless it came just now.
+		t.look()
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		return t.state
 	}
 	s = State(C.jrgo_state(t.h.ptr))
 	t.h.done()
@@ -273,11 +289,12 @@ func (j *Job[T]) Cancel() bool {
 	return prevented
 }
 
-// Close frees the job's handle now, if nothing has yet; the job goes on if it has not
-// ended (detached), and Done and Wait still report its end (a done callback is
-// registered for a job still going). Calling it again does nothing.
+// Close releases the job's handle: at once if the job has ended, else when it ends (a
+// done callback is registered). Until then State, Cancel, Done and Wait work as
+// before; a job nobody closes has its handle freed when it is seen to end, or, if
+// nothing ever looks, by a finalizer (see the package docs). Calling it again does
+// nothing.
 func (j *Job[T]) Close() error {
 	j.task.watchEnd()
-	j.task.h.close()
 	return nil
 }

@@ -604,3 +604,86 @@ func TestJobMethodsRace(t *testing.T) {
 		}
 	}
 }
+
+// Close on a job still going keeps its state true: State is never a made-up terminal
+// state before the end, and the end it reports is the job's.
+func TestCloseBeforeEndKeepsStateAndCancel(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	hold := make(gate)
+	job, err := Submit(p, ctx, func(context.Context) (int, error) { hold.wait(); return 7, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued, err := Submit(p, ctx, func(context.Context) (int, error) { return 8, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Close()
+	queued.Close()
+	if s := job.State(); s.Ended() {
+		t.Fatalf("State after Close of a job still going = %v", s)
+	}
+	if !queued.Cancel() {
+		t.Fatal("Cancel after Close did not prevent a queued job")
+	}
+	hold.open()
+	if v, err := job.Wait(ctx); v != 7 || err != nil {
+		t.Fatalf("Wait = %v, %v", v, err)
+	}
+	if s := job.State(); s != Succeeded {
+		t.Fatalf("State at the end = %v", s)
+	}
+	if _, err := queued.Wait(ctx); !errors.Is(err, ErrCancelled) {
+		t.Fatalf("the cancelled job's Wait = %v", err)
+	}
+}
+
+// Nested submit-and-wait on one thread still runs the inner job inline after Close.
+func TestNestedWaitAfterCloseOnOneThread(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	outer, err := Submit(p, ctx, func(jctx context.Context) (int, error) {
+		inner, err := Submit(p, ctx, func(context.Context) (int, error) { return 5, nil })
+		if err != nil {
+			return 0, err
+		}
+		inner.Close()
+		return inner.Wait(jctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := outer.Wait(ctx); v != 5 || err != nil {
+		t.Fatalf("outer = %v, %v (nested wait after Close)", v, err)
+	}
+}
+
+// Inside a job, Wait with a context derived from the job's gives up when that context
+// is done, while the awaited job runs on another worker.
+func TestWaitInJobHonoursADerivedContext(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	ctx := testCtx(t)
+	hold, started := make(gate), make(gate)
+	defer hold.open()
+	inner, err := Submit(p, ctx, func(context.Context) (int, error) { started.open(); hold.wait(); return 1, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	started.wait()
+	outer, err := Submit(p, ctx, func(jctx context.Context) (int, error) {
+		wctx, cancel := context.WithTimeout(jctx, 10*time.Millisecond)
+		defer cancel()
+		return inner.Wait(wctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The outer job ends while the inner one is still held: Wait gave up on its ctx.
+	if _, err := outer.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait with a 10 ms context inside a job = %v", err)
+	}
+	if s := inner.State(); s.Ended() {
+		t.Fatalf("the inner job ended before its gate opened: %v", s)
+	}
+}

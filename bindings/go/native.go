@@ -32,7 +32,9 @@ type NativeJob struct {
 // SubmitNative runs the C function fn (a jr_job_fn: int32_t fn(jr_ctx *, void *arg,
 // void **result)) with arg on pool, without entering Go. arg is given to C as is: it
 // must not point to Go memory (cgo's rules; use C memory, and WithArgFree to free it
-// when the job ends). ctx cancels the job as for Submit.
+// when the job ends). ctx cancels the job as for Submit. Close the job (or take its
+// result with Wait) when done with it: a job dropped unclosed keeps its handle, and a
+// result not taken, until the finalizer of its block of 64 handles runs.
 func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts ...SubmitOption) (*NativeJob, error) {
 	if fn == nil {
 		return nil, ErrInvalidArg
