@@ -31,10 +31,11 @@ from ._group import Group
 from ._jobs import (
     _ARG_FREE,
     _JOB_FN,
+    _PLAIN_FN_ADDR,
     _THREAD_START,
     _THREAD_STOP,
     Future,
-    _keys,
+    _plain,
     _tasks,
     _Task,
 )
@@ -48,8 +49,11 @@ from ._native import (
     PoolP,
     State,
     Status,
+    address,
     fast,
+    job_ptr,
     lib,
+    submit_addr,
 )
 from ._options import Submitter, _Options
 from ._sync import CancelToken, Semaphore
@@ -65,6 +69,21 @@ _FULL = Status.JR_E_FULL
 #: Pools made here and not yet freed (plus the default pool once used).
 _pools: set[Pool] = set()
 _pools_lock = threading.Lock()
+
+
+class _Out(threading.local):
+    """Where ``jr_submit`` writes the new job's handle on the hot path: one ``jr_job *``
+    per thread, read right after the call. ``busy`` guards against a submit nested in
+    between (a signal handler, a finaliser), which takes the typed path instead."""
+
+    busy = False
+
+    def __init__(self) -> None:
+        self.job = ctypes.c_void_p()
+        self.addr = ctypes.addressof(self.job)
+
+
+_out = _Out()
 
 
 # --- stats ------------------------------------------------------------------------------------
@@ -139,10 +158,15 @@ class Pool(concurrent.futures.Executor):
         self._closed = False
         self._freed = False
         self._lock = threading.Lock()
-        # Plain jobs on a pool of ours need no arg_free (see _Task.managed); on the
-        # shared pool, C code elsewhere may cancel them (a shutdown), so they keep it.
+        # Plain jobs on a pool of ours need no arg_free (see _jobs): they take the hot
+        # path of submit(); on the shared pool, C code elsewhere may cancel them (a
+        # shutdown), so they keep it and take the general path.
         self._plain = _Options(arg_free=borrowed)
+        self._hot = not borrowed
+        self._addr = address(ptr)
+        self._plain_addr = ctypes.addressof(self._plain.struct)
         self._native_opts = _Options(arg_free=False)
+        self._native_addr = ctypes.addressof(self._native_opts.struct)
         with _pools_lock:
             _pools.add(self)
 
@@ -180,7 +204,40 @@ class Pool(concurrent.futures.Executor):
         Blocks while a bounded queue is full. Raises :class:`PoolShutdown` (a
         ``RuntimeError``) after :meth:`shutdown`.
         """
-        return self._submit(fn, args, kwargs, self._plain)
+        # The hot path (see _jobs for what a plain job is): everything inline, handles as
+        # addresses, one nonblocking jr_submit with the GIL kept.
+        out = _out
+        if not self._hot or out.busy or self._closed or _jobs._exiting:
+            return self._submit(fn, args, kwargs, self._plain)
+        fut: Future[T] = Future()
+        key = id(fut)
+        _plain[key] = (fut, fn, args, kwargs, self)
+        out.busy = True
+        try:
+            status = submit_addr(self._addr, _PLAIN_FN_ADDR, key, self._plain_addr, out.addr)
+            job = out.job.value
+        finally:
+            out.busy = False
+        if status != _OK:
+            self._submit_plain_cold(fut, key, status)
+        else:
+            fut._job = job  # type: ignore[assignment]
+        return fut
+
+    def _submit_plain_cold(self, fut: Future[Any], key: int, status: int) -> None:
+        """A plain submit the queue refused: wait for room (bounded queue) or raise."""
+        if status == _FULL:
+            job = JobP()
+            status = wait_sliced(
+                lambda ns: lib.jr_submit(
+                    self._ptr, _jobs._PLAIN_FN, key, self._plain.blocking(ns), ctypes.byref(job)
+                ),
+                None,
+            )
+        if status != _OK:
+            _plain.pop(key, None)
+            check(status, "jr_submit")
+        fut._job = address(job)
 
     def options(
         self,
@@ -228,20 +285,23 @@ class Pool(concurrent.futures.Executor):
         if _jobs._exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         fut: Future[Any] = Future()
-        key = next(_keys)
         periodic = period is not None
         managed = options.managed or periodic
-        _tasks[key] = _Task(fn, args, kwargs, fut, self, periodic, managed)
-        if not managed:
-            fut._key = key
-            fut._managed = False
+        if managed:
+            key = next(_jobs._keys)
+            _tasks[key] = _Task(fn, args, kwargs, fut, self, periodic)
+            fn_ptr = _JOB_FN
+        else:  # a plain job, on a path other than submit()'s hot one
+            key = id(fut)
+            _plain[key] = (fut, fn, args, kwargs, self)
+            fn_ptr = _jobs._PLAIN_FN
         job = JobP()
         if period is None:
-            status = fast.jr_submit(self._ptr, _JOB_FN, key, options.ref, ctypes.byref(job))
+            status = fast.jr_submit(self._ptr, fn_ptr, key, options.ref, ctypes.byref(job))
             if status == _FULL:
                 status = wait_sliced(
                     lambda ns: lib.jr_submit(
-                        self._ptr, _JOB_FN, key, options.blocking(ns), ctypes.byref(job)
+                        self._ptr, fn_ptr, key, options.blocking(ns), ctypes.byref(job)
                     ),
                     None,
                 )
@@ -255,9 +315,9 @@ class Pool(concurrent.futures.Executor):
                 self._ptr, to_ns(period), _JOB_FN, key, every, ctypes.byref(job)
             )
         if status != _OK:
-            _tasks.pop(key, None)
+            (_tasks if managed else _plain).pop(key, None)
             check(status, "jr_submit")
-        fut._job = job
+        fut._job = address(job)
         return fut
 
     def submit_every(
@@ -288,20 +348,20 @@ class Pool(concurrent.futures.Executor):
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         func = ctypes.cast(cfunc, JOB_FN)
         if arg is None or isinstance(arg, int):
-            address = arg
+            arg_addr = arg
         else:
-            address = ctypes.cast(arg, ctypes.c_void_p).value
+            arg_addr = ctypes.cast(arg, ctypes.c_void_p).value
         job = JobP()
         opts = self._native_opts
-        status = fast.jr_submit(self._ptr, func, address, opts.ref, ctypes.byref(job))
+        status = fast.jr_submit(self._ptr, func, arg_addr, opts.ref, ctypes.byref(job))
         if status == _FULL:
             status = wait_sliced(
-                lambda ns: lib.jr_submit(self._ptr, func, address, opts.blocking(ns), ctypes.byref(job)),
+                lambda ns: lib.jr_submit(self._ptr, func, arg_addr, opts.blocking(ns), ctypes.byref(job)),
                 None,
             )
         check(status, "jr_submit")
         fut: Future[int] = Future()
-        fut._job = job
+        fut._job = address(job)
         fut._native_keep = (cfunc, func, arg)  # type: ignore[attr-defined]
         _natives.add(fut, self)
         return fut
@@ -393,15 +453,15 @@ class Pool(concurrent.futures.Executor):
         """End cancelled the futures of this pool's plain jobs that ended without running
         (a Cancel shutdown): they have no arg_free to tell them."""
         state = ctypes.c_int()
-        for key, task in list(_tasks.items()):
-            if task.pool is not self or task.managed:
+        for key, (fut, _fn, _args, _kwargs, pool) in list(_plain.items()):
+            if pool is not self or not fut._job:
                 continue
-            job = task.future._job
-            if job is None:
-                continue
-            if fast.jr_job_state(job, ctypes.byref(state)) == _OK and state.value == State.JR_JOB_CANCELLED:
-                if _tasks.pop(key, None) is not None:
-                    task.future._end_cancelled()
+            if (
+                fast.jr_job_state(job_ptr(fut._job), ctypes.byref(state)) == _OK
+                and state.value == State.JR_JOB_CANCELLED
+            ):
+                if _plain.pop(key, None) is not None:
+                    fut._end_cancelled()
 
     def _free(self) -> None:
         with self._lock:
@@ -415,11 +475,12 @@ class Pool(concurrent.futures.Executor):
     def _settle_own_jobs(self, cancel: bool, wait: bool) -> None:
         """Cancel (if asked) and wait for (if asked) the jobs this binding put on the pool."""
         mine = [(t.future, t.periodic) for t in list(_tasks.values()) if t.pool is self]
+        mine += [(e[0], False) for e in list(_plain.values()) if e[4] is self]
         mine += [(f, False) for f in _natives.of(self)]
         for fut, periodic in mine:
-            job = fut._job
-            if job is None:
+            if not fut._job:
                 continue
+            job = job_ptr(fut._job)
             if cancel or (wait and periodic):  # a periodic job would never end by itself
                 lib.jr_job_cancel(job)
             if wait:
@@ -463,7 +524,7 @@ class _Natives:
         with self._lock:
             self._pending[key] = (fut, pool)
         # May call back at once, on this thread, if the job has already ended.
-        check(lib.jr_job_on_done(fut._job, _NATIVE_DONE, key), "jr_job_on_done")
+        check(lib.jr_job_on_done(job_ptr(fut._job), _NATIVE_DONE, key), "jr_job_on_done")
 
     def of(self, pool: Pool) -> list[Future[Any]]:
         with self._lock:
@@ -473,17 +534,18 @@ class _Natives:
         with self._lock:
             item = self._pending.pop(key, None)
         if item is not None:
-            fut = item[0]
-            self._complete(fut, fast.jr_job_wait(fut._job, 0))
+            self._complete(item[0])
 
     @staticmethod
-    def _complete(fut: Future[int], status: int) -> None:
-        job = fut._job
+    def _complete(fut: Future[int]) -> None:
+        """Complete the future of an ended native job (one call gives status and result)."""
+        job = job_ptr(fut._job)
+        out = ctypes.c_void_p()
+        status = fast.jr_job_take_result(job, ctypes.byref(out))
         if status == _OK:
-            out = ctypes.c_void_p()
-            fast.jr_job_take_result(job, ctypes.byref(out))
-            if fut.set_running_or_notify_cancel():
-                fut.set_result(out.value or 0)
+            # The job ran, so Future.cancel() failed (jr_job_cancel said JR_E_CLOSED):
+            # the future is PENDING, and only this callback completes it.
+            fut._finish(out.value or 0)
             return
         if status == Status.JR_E_CANCELLED:
             fut._end_cancelled()
@@ -527,7 +589,7 @@ def _at_exit() -> None:
             pool._free()
     # arg_free may run just after a job's waiters wake: wait for the last callbacks.
     with _jobs._ended:
-        _jobs._ended.wait_for(lambda: not any(t.managed for t in list(_tasks.values())), timeout=5)
+        _jobs._ended.wait_for(lambda: not _tasks, timeout=5)
 
 
 atexit.register(_at_exit)

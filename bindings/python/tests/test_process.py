@@ -175,7 +175,7 @@ def test_no_leak_over_many_jobs() -> None:
         gc.collect()
         traced = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        assert not _jobs._tasks, "every task left the table"
+        assert not _jobs._tasks and not _jobs._plain, "every task left the tables"
     # Anything kept per job (the smallest object is 16+ bytes, a future ~1 KiB) would
     # leave megabytes; allow 10 bytes per job of noise (dict tables, interned ints).
     assert traced - base_traced < 5 * n, f"{traced - base_traced} bytes still traced"
