@@ -443,13 +443,16 @@ _declare(fast, NONBLOCKING)
 ADDRESS_FUNCTIONS: dict[str, str] = {
     "submit_addr": "jr_submit",  # nonblocking only, as on `fast`
     "job_free_addr": "jr_job_free",
+    "job_on_done_addr": "jr_job_on_done",
+    "job_take_result_addr": "jr_job_take_result",
     "ctx_is_cancelled_raw": "jr_ctx_is_cancelled",
 }
 
 
-def _address_version(name: str) -> Any:
+def _address_version(name: str, handle: ctypes.CDLL | None = None) -> Any:
     restype, argtypes = FUNCTIONS[name]
-    func = fast[name]  # a new function object: the typed `fast.<name>` is unchanged
+    # A new function object: the typed `fast.<name>` / `lib.<name>` is unchanged.
+    func = (handle or fast)[name]
     func.restype = restype
     func.argtypes = [c_void_p if _is_pointer(t) else t for t in argtypes]
     return func
@@ -464,6 +467,13 @@ def _is_pointer(ctype: Any) -> bool:
 submit_addr = _address_version("jr_submit")
 #: ``jr_job_free(job)`` with the job an address.
 job_free_addr = _address_version("jr_job_free")
+#: ``jr_job_on_done(job, done, arg)`` with pointers as addresses, on :data:`lib`: it
+#: never blocks, but releasing the GIL around it lets in a worker that waits for the GIL
+#: to complete an earlier native job's future, rather than leave it stalled until the
+#: switch interval (5 ms) forces the submitting thread to yield.
+job_on_done_addr = _address_version("jr_job_on_done", lib)
+#: ``jr_job_take_result(job, out)`` with pointers as addresses (does not wait).
+job_take_result_addr = _address_version("jr_job_take_result")
 #: ``jr_ctx_is_cancelled`` taking the context as a plain address (the ``c_void_p`` the job
 #: trampoline receives).
 ctx_is_cancelled_raw = _address_version("jr_ctx_is_cancelled")

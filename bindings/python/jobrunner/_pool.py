@@ -51,7 +51,9 @@ from ._native import (
     Status,
     address,
     fast,
+    job_on_done_addr,
     job_ptr,
+    job_take_result_addr,
     lib,
     submit_addr,
 )
@@ -337,8 +339,10 @@ class Pool(concurrent.futures.Executor):
         """Run a native ``jr_job_fn`` (a ctypes function pointer from a loaded C
         library, e.g. ``ctypes.CDLL(path).my_job``) on the pool, without the GIL.
 
-        ``arg`` is passed as the job's ``void *arg``: None, an int address, or a ctypes
-        object (kept alive until the job ends). The future's result is the job's result
+        ``arg`` is passed as the job's ``void *arg``: None, an int address, a ctypes
+        pointer (what it points to), or another ctypes object (its address: a
+        ``c_int``, a structure, an array); a ctypes ``arg`` is kept alive until the job
+        ends. The future's result is the job's result
         pointer as an int (0 for NULL), now owned by the caller. A nonzero return code
         raises :class:`NativeJobError` (with ``code`` and ``message``).
         """
@@ -346,24 +350,34 @@ class Pool(concurrent.futures.Executor):
             raise PoolShutdown(Status.JR_E_SHUTDOWN, "cannot schedule new futures after shutdown")
         if _jobs._exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-        func = ctypes.cast(cfunc, JOB_FN)
+        fn_addr = address(cfunc)
         if arg is None or isinstance(arg, int):
             arg_addr = arg
+        elif isinstance(arg, (ctypes._Pointer, ctypes.c_void_p, ctypes.c_char_p)):
+            arg_addr = ctypes.cast(arg, ctypes.c_void_p).value  # what it points to
         else:
-            arg_addr = ctypes.cast(arg, ctypes.c_void_p).value
-        job = JobP()
-        opts = self._native_opts
-        status = fast.jr_submit(self._ptr, func, arg_addr, opts.ref, ctypes.byref(job))
+            arg_addr = ctypes.addressof(arg)  # a ctypes object: its own buffer
+        fut: Future[int] = Future()
+        key = id(fut)
+        # Keeps cfunc and arg alive until the job ends (the done callback drops them).
+        _natives.pending[key] = (fut, self, cfunc, arg)
+        job = ctypes.c_void_p()
+        status = submit_addr(self._addr, fn_addr, arg_addr, self._native_addr, ctypes.addressof(job))
         if status == _FULL:
+            func = ctypes.cast(fn_addr, JOB_FN)
+            opts = self._native_opts
+            out = JobP()
             status = wait_sliced(
-                lambda ns: lib.jr_submit(self._ptr, func, arg_addr, opts.blocking(ns), ctypes.byref(job)),
+                lambda ns: lib.jr_submit(self._ptr, func, arg_addr, opts.blocking(ns), ctypes.byref(out)),
                 None,
             )
-        check(status, "jr_submit")
-        fut: Future[int] = Future()
-        fut._job = address(job)
-        fut._native_keep = (cfunc, func, arg)  # type: ignore[attr-defined]
-        _natives.add(fut, self)
+            job.value = address(out)
+        if status != _OK:
+            _natives.pending.pop(key, None)
+            check(status, "jr_submit")
+        fut._job = job.value  # type: ignore[assignment]
+        # May call back at once, on this thread, if the job has already ended.
+        check(job_on_done_addr(job.value, _NATIVE_DONE_ADDR, key), "jr_job_on_done")
         return fut
 
     def map(
@@ -511,37 +525,24 @@ class _Natives:
 
     A native job runs no Python code, so nothing in it can complete its future: each one
     gets a ``jr_job_on_done`` callback, which the C library calls once when the job ends
-    (on the thread that ends it, or at once if it has), and which completes the future.
+    (on the worker that ends it, or at once if it has), and which completes the future.
+    The callback needs the GIL, so it is kept short: one dict pop, one C call, the
+    lock-free completion of :meth:`Future._finish`.
     """
 
     def __init__(self) -> None:
-        self._pending: dict[int, tuple[Future[int], Pool]] = {}
-        self._lock = threading.Lock()
-        self._keys = itertools.count(1)
-
-    def add(self, fut: Future[int], pool: Pool) -> None:
-        key = next(self._keys)
-        with self._lock:
-            self._pending[key] = (fut, pool)
-        # May call back at once, on this thread, if the job has already ended.
-        check(lib.jr_job_on_done(job_ptr(fut._job), _NATIVE_DONE, key), "jr_job_on_done")
+        #: Native jobs not yet ended: ``id(future)`` (the callback's ``arg``) to
+        #: ``(future, pool, cfunc, arg)``. Dict operations are atomic under the GIL.
+        self.pending: dict[int, tuple[Future[int], Pool, Any, Any]] = {}
 
     def of(self, pool: Pool) -> list[Future[Any]]:
-        with self._lock:
-            return [f for f, p in self._pending.values() if p is pool]
-
-    def done(self, key: int) -> None:
-        with self._lock:
-            item = self._pending.pop(key, None)
-        if item is not None:
-            self._complete(item[0])
+        return [e[0] for e in list(self.pending.values()) if e[1] is pool]
 
     @staticmethod
-    def _complete(fut: Future[int]) -> None:
+    def complete(fut: Future[int]) -> None:
         """Complete the future of an ended native job (one call gives status and result)."""
-        job = job_ptr(fut._job)
         out = ctypes.c_void_p()
-        status = fast.jr_job_take_result(job, ctypes.byref(out))
+        status = job_take_result_addr(fut._job, ctypes.addressof(out))
         if status == _OK:
             # The job ran, so Future.cancel() failed (jr_job_cancel said JR_E_CLOSED):
             # the future is PENDING, and only this callback completes it.
@@ -550,6 +551,7 @@ class _Natives:
         if status == Status.JR_E_CANCELLED:
             fut._end_cancelled()
             return
+        job = job_ptr(fut._job)
         code = ctypes.c_int32()
         fast.jr_job_error_code(job, ctypes.byref(code))
         raw = fast.jr_job_error_message(job)
@@ -561,14 +563,17 @@ class _Natives:
 def _native_done(key: int | None, _state: int) -> None:
     """``jr_done_fn`` of native jobs: complete the job's future (never while the
     interpreter finalises)."""
-    if _jobs._is_finalizing() or key is None:
+    if key is None or _jobs._is_finalizing():
         return
-    _natives.done(key)
+    entry = _natives.pending.pop(key, None)
+    if entry is not None:
+        _Natives.complete(entry[0])
 
 
 _natives = _Natives()
 # Kept alive for the life of the process: C may call it until every native job has ended.
 _NATIVE_DONE = DONE_FN(_native_done)
+_NATIVE_DONE_ADDR = address(_NATIVE_DONE)
 
 
 # --- interpreter exit -----------------------------------------------------------------------------
