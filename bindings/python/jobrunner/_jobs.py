@@ -426,6 +426,28 @@ class Future(concurrent.futures.Future[T]):
 _job_free_addr = _native.job_free_addr
 
 
+def _prime_future_attributes() -> None:
+    """Put every attribute name a future ever gets into its class's shared keys, once.
+
+    CPython (3.11) stores an instance's attributes inline, in slots named by keys the
+    class shares, while the names fit; and each new instance shrinks the room left for
+    new names (``init_inline_values``). Future fields are set on the job path, not in an
+    ``__init__``, so after the first burst of submits the names the worker sets
+    (``_state``, ``_ctx``, ``_result``) no longer fit, and from then on every future got
+    a dict of its own, made and filled on the worker: an allocation, a dict for the GC
+    to track and traverse, slower attribute access. Setting the names on one throwaway
+    future at import, before any other exists, fixes the keys (a test checks, in a
+    fresh interpreter, that futures carry no dict).
+    """
+    fut: Future[Any] = Future()
+    for name in ("_job", "_state", "_ctx", "_result", "_exception", "_c", "_w", "_cb",
+                 "_context", "last_exception"):
+        setattr(fut, name, getattr(Future, name))
+
+
+_prime_future_attributes()
+
+
 # --- the running job's context -------------------------------------------------------------
 
 

@@ -73,16 +73,25 @@ _pools: set[Pool] = set()
 _pools_lock = threading.Lock()
 
 
-class _Out(threading.local):
+class _Slot:
     """Where ``jr_submit`` writes the new job's handle on the hot path: one ``jr_job *``
     per thread, read right after the call. ``busy`` guards against a submit nested in
     between (a signal handler, a finaliser), which takes the typed path instead."""
 
-    busy = False
+    __slots__ = ("busy", "job", "addr")
 
     def __init__(self) -> None:
+        self.busy = False
         self.job = ctypes.c_void_p()
         self.addr = ctypes.addressof(self.job)
+
+
+class _Out(threading.local):
+    """This thread's :class:`_Slot` (one thread-local read per submit; a thread-local
+    attribute costs about as much as the rest of the slot's use)."""
+
+    def __init__(self) -> None:
+        self.slot = _Slot()
 
 
 _out = _Out()
@@ -164,7 +173,9 @@ class Pool(concurrent.futures.Executor):
         # path of submit(); on the shared pool, C code elsewhere may cancel them (a
         # shutdown), so they keep it and take the general path.
         self._plain = _Options(arg_free=borrowed)
-        self._hot = not borrowed
+        #: submit() takes the hot path: a pool of ours, not shut down, and the
+        #: interpreter not exiting (shutdown and the atexit hook clear it).
+        self._hot = not borrowed and not _jobs._exiting
         self._addr = address(ptr)
         self._plain_addr = ctypes.addressof(self._plain.struct)
         self._native_opts = _Options(arg_free=False)
@@ -208,18 +219,18 @@ class Pool(concurrent.futures.Executor):
         """
         # The hot path (see _jobs for what a plain job is): everything inline, handles as
         # addresses, one nonblocking jr_submit with the GIL kept.
-        out = _out
-        if not self._hot or out.busy or self._closed or _jobs._exiting:
+        slot = _out.slot
+        if not self._hot or slot.busy:
             return self._submit(fn, args, kwargs, self._plain)
         fut: Future[T] = Future()
         key = id(fut)
         _plain[key] = (fut, fn, args, kwargs, self)
-        out.busy = True
+        slot.busy = True
         try:
-            status = submit_addr(self._addr, _PLAIN_FN_ADDR, key, self._plain_addr, out.addr)
-            job = out.job.value
+            status = submit_addr(self._addr, _PLAIN_FN_ADDR, key, self._plain_addr, slot.addr)
+            job = slot.job.value
         finally:
-            out.busy = False
+            slot.busy = False
         if status != _OK:
             self._submit_plain_cold(fut, key, status)
         else:
@@ -450,6 +461,7 @@ class Pool(concurrent.futures.Executor):
             self._settle_own_jobs(cancel_futures, wait)
             return
         self._closed = True
+        self._hot = False
         if self._freed:
             return
         mode = JR_SHUTDOWN_CANCEL if cancel_futures else JR_SHUTDOWN_DRAIN
@@ -584,6 +596,8 @@ def _at_exit() -> None:
     _jobs._exiting = True
     with _pools_lock:
         pools = list(_pools)
+    for pool in pools:
+        pool._hot = False  # submit() then takes the path that refuses
     for pool in pools:
         if pool._borrowed:
             pool._settle_own_jobs(cancel=True, wait=True)

@@ -38,6 +38,26 @@ def _run(code: str, env: dict[str, str] | None = None, **kw: object) -> subproce
     )
 
 
+def test_futures_keep_their_attributes_inline() -> None:
+    """In a fresh interpreter (the first futures made decide it), a burst of submits
+    leaves no future with a dict of its own: its fields stay in the inline slots
+    (see _jobs._prime_future_attributes)."""
+    proc = _run(
+        """
+        import gc, jobrunner
+        with jobrunner.Pool(threads=2) as pool:
+            futs = [pool.submit(abs, -i) for i in range(2000)]
+            assert [f.result() for f in futs] == list(range(2000))
+            with_dict = sum(
+                any(type(r) is dict for r in gc.get_referents(f)) for f in futs
+            )
+        print("with a dict:", with_dict)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "with a dict: 0" in proc.stdout, proc.stdout
+
+
 def test_exit_with_jobs_queued_and_running() -> None:
     proc = _run(
         """
