@@ -46,7 +46,7 @@ from concurrent.futures._base import (
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _native
-from ._errors import Cancelled, check, to_ns
+from ._errors import Cancelled, NativeJobError, check, to_ns, wait_sliced
 from ._native import FREE_FN, JOB_FN, THREAD_HOOK, CtxP, Status, fast, lib
 from ._sync import CancelToken
 
@@ -347,11 +347,30 @@ class Future(concurrent.futures.Future[T]):
         return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
 
     def _wait(self, timeout: float | None) -> None:
-        """Wait until done or ``timeout`` seconds pass."""
-        self._help(timeout)
+        """Wait until done or ``timeout`` seconds pass.
+
+        First in C, on the job (GIL released; inside a job the core may run the awaited
+        job inline or help): a Python job completes its future before its C job ends,
+        and a native job's future is completed here if the done callback has not yet,
+        so this is usually the only wait, and no Condition is made. Otherwise (a future
+        ended by a callback that runs after the job, or one with no job), on the
+        future's condition.
+        """
         if self._state in _DONE:
             return
         end = None if timeout is None else time.monotonic() + timeout
+        job = self._job
+        if job:
+            if _local.job is not None:
+                status = _job_wait_addr(job, to_ns(timeout))
+            else:  # in slices, so that Ctrl-C interrupts it in the main thread
+                status = wait_sliced(lambda ns: _job_wait_addr(job, ns), timeout)
+            if status != _TIMEOUT:
+                entry = _native_pending.pop(id(self), None)
+                if entry is not None:  # whoever pops the entry completes the future
+                    _complete_native(self)
+            if self._state in _DONE:
+                return
         cond = self._condition
         with cond:
             while self._state not in _DONE:
@@ -383,20 +402,18 @@ class Future(concurrent.futures.Future[T]):
     def result(self, timeout: float | None = None) -> T:
         # Written by the worker before _state under the condition; under the GIL a
         # FINISHED state read here means the result is there.
+        if self._state != FINISHED:
+            self._wait(timeout)
         if self._state == FINISHED and self._exception is None:
             return self._result  # type: ignore[no-any-return]
-        self._wait(timeout)
-        return super().result(0)
+        return super().result(0)  # raises: the exception, cancelled, or timed out
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if self._state != FINISHED:
             self._wait(timeout)
-        return super().exception(0)
-
-    def _help(self, timeout: float | None) -> None:
-        """Inside a job, wait through the core (it runs the job inline or helps)."""
-        if self._state != FINISHED and self._job and _local.job is not None:
-            lib.jr_job_wait(_native.job_ptr(self._job), to_ns(timeout))
+        if self._state == FINISHED:
+            return self._exception
+        return super().exception(0)  # raises: cancelled, or timed out
 
     def _end_cancelled(self) -> None:
         """End the future cancelled, from any state but FINISHED (a running job that
@@ -424,6 +441,55 @@ class Future(concurrent.futures.Future[T]):
 
 
 _job_free_addr = _native.job_free_addr
+_job_wait_addr = _native.job_wait_addr
+_TIMEOUT = Status.JR_E_TIMEOUT
+
+
+# --- native jobs: completing their futures --------------------------------------------------
+
+#: Native jobs not yet ended: ``id(future)`` (the done callback's ``arg``) to
+#: ``(future, pool, cfunc, arg)``, which keeps cfunc and arg alive until the job ends.
+#: Dict operations are atomic under the GIL: the done callback and a waiter that saw the
+#: job end both pop, and the one that gets the entry completes the future.
+_native_pending: dict[int, tuple[Future[int], Any, Any, Any]] = {}
+
+
+def _complete_native(fut: Future[int]) -> None:
+    """Complete the future of an ended native job (one call gives status and result)."""
+    out = ctypes.c_void_p()
+    status = _native.job_take_result_addr(fut._job, ctypes.addressof(out))
+    if status == _OK:
+        # The job ran, so Future.cancel() failed (jr_job_cancel said JR_E_CLOSED): the
+        # future is PENDING, and only the one who popped its entry completes it.
+        fut._finish(out.value or 0)
+        return
+    if status == Status.JR_E_CANCELLED:
+        fut._end_cancelled()
+        return
+    job = _native.job_ptr(fut._job)
+    code = ctypes.c_int32()
+    fast.jr_job_error_code(job, ctypes.byref(code))
+    raw = fast.jr_job_error_message(job)
+    error = NativeJobError(status, code.value, raw.decode("utf-8", "replace") if raw else None)
+    if fut.set_running_or_notify_cancel():
+        fut.set_exception(error)
+
+
+def _native_done(key: int | None, _state: int) -> None:
+    """``jr_done_fn`` of native jobs: complete the job's future (never while the
+    interpreter finalises)."""
+    if key is None or _is_finalizing():
+        return
+    entry = _native_pending.pop(key, None)
+    if entry is not None:
+        _complete_native(entry[0])
+
+
+# Kept alive for the life of the process: C may call it until every native job has ended.
+_NATIVE_DONE = _native.DONE_FN(_native_done)
+_NATIVE_DONE_ADDR = _native.address(_NATIVE_DONE)
+
+
 
 
 def _prime_future_attributes() -> None:

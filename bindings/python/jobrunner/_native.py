@@ -445,6 +445,7 @@ ADDRESS_FUNCTIONS: dict[str, str] = {
     "job_free_addr": "jr_job_free",
     "job_on_done_addr": "jr_job_on_done",
     "job_take_result_addr": "jr_job_take_result",
+    "job_wait_addr": "jr_job_wait",  # on `lib`: it blocks
     "ctx_is_cancelled_raw": "jr_ctx_is_cancelled",
 }
 
@@ -472,6 +473,8 @@ job_free_addr = _address_version("jr_job_free")
 #: to complete an earlier native job's future, rather than leave it stalled until the
 #: switch interval (5 ms) forces the submitting thread to yield.
 job_on_done_addr = _address_version("jr_job_on_done", lib)
+#: ``jr_job_wait(job, timeout_ns)`` with the job an address, on :data:`lib` (GIL released).
+job_wait_addr = _address_version("jr_job_wait", lib)
 #: ``jr_job_take_result(job, out)`` with pointers as addresses (does not wait).
 job_take_result_addr = _address_version("jr_job_take_result")
 #: ``jr_ctx_is_cancelled`` taking the context as a plain address (the ``c_void_p`` the job

@@ -26,21 +26,22 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from . import _jobs, _native
-from ._errors import JobrunnerError, NativeJobError, PoolShutdown, check, to_ns, wait_sliced
+from ._errors import JobrunnerError, PoolShutdown, check, to_ns, wait_sliced
 from ._group import Group
 from ._jobs import (
     _ARG_FREE,
     _JOB_FN,
+    _NATIVE_DONE_ADDR,
     _PLAIN_FN_ADDR,
     _THREAD_START,
     _THREAD_STOP,
     Future,
+    _native_pending,
     _plain,
     _tasks,
     _Task,
 )
 from ._native import (
-    DONE_FN,
     JOB_FN,
     JR_MAX_THREADS,
     JR_SHUTDOWN_CANCEL,
@@ -53,7 +54,6 @@ from ._native import (
     fast,
     job_on_done_addr,
     job_ptr,
-    job_take_result_addr,
     lib,
     submit_addr,
 )
@@ -357,11 +357,14 @@ class Pool(concurrent.futures.Executor):
         pointer as an int (0 for NULL), now owned by the caller. A nonzero return code
         raises :class:`NativeJobError` (with ``code`` and ``message``).
         """
-        if self._closed:
-            raise PoolShutdown(Status.JR_E_SHUTDOWN, "cannot schedule new futures after shutdown")
-        if _jobs._exiting:
-            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-        fn_addr = address(cfunc)
+        if not self._hot:
+            if self._closed:
+                raise PoolShutdown(Status.JR_E_SHUTDOWN, "cannot schedule new futures after shutdown")
+            if _jobs._exiting:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        fn_addr = _fn_addrs.get(id(cfunc))
+        if fn_addr is None or fn_addr[0] is not cfunc:
+            fn_addr = _remember_fn_addr(cfunc)
         if arg is None or isinstance(arg, int):
             arg_addr = arg
         elif isinstance(arg, (ctypes._Pointer, ctypes.c_void_p, ctypes.c_char_p)):
@@ -370,25 +373,34 @@ class Pool(concurrent.futures.Executor):
             arg_addr = ctypes.addressof(arg)  # a ctypes object: its own buffer
         fut: Future[int] = Future()
         key = id(fut)
-        # Keeps cfunc and arg alive until the job ends (the done callback drops them).
-        _natives.pending[key] = (fut, self, cfunc, arg)
-        job = ctypes.c_void_p()
-        status = submit_addr(self._addr, fn_addr, arg_addr, self._native_addr, ctypes.addressof(job))
+        # Keeps cfunc and arg alive until the job ends (see _jobs._native_pending).
+        _native_pending[key] = (fut, self, cfunc, arg)
+        slot = _out.slot
+        if slot.busy:  # a submit nested in another's read of the slot: see _Slot
+            slot = _Slot()
+        slot.busy = True
+        try:
+            status = submit_addr(self._addr, fn_addr[1], arg_addr, self._native_addr, slot.addr)
+            job = slot.job.value
+        finally:
+            slot.busy = False
         if status == _FULL:
-            func = ctypes.cast(fn_addr, JOB_FN)
+            func = ctypes.cast(fn_addr[1], JOB_FN)
             opts = self._native_opts
             out = JobP()
             status = wait_sliced(
                 lambda ns: lib.jr_submit(self._ptr, func, arg_addr, opts.blocking(ns), ctypes.byref(out)),
                 None,
             )
-            job.value = address(out)
+            job = address(out)
         if status != _OK:
-            _natives.pending.pop(key, None)
+            _native_pending.pop(key, None)
             check(status, "jr_submit")
-        fut._job = job.value  # type: ignore[assignment]
+        fut._job = job  # type: ignore[assignment]
         # May call back at once, on this thread, if the job has already ended.
-        check(job_on_done_addr(job.value, _NATIVE_DONE_ADDR, key), "jr_job_on_done")
+        status = job_on_done_addr(job, _NATIVE_DONE_ADDR, key)
+        if status != _OK:
+            check(status, "jr_job_on_done")
         return fut
 
     def map(
@@ -502,7 +514,7 @@ class Pool(concurrent.futures.Executor):
         """Cancel (if asked) and wait for (if asked) the jobs this binding put on the pool."""
         mine = [(t.future, t.periodic) for t in list(_tasks.values()) if t.pool is self]
         mine += [(e[0], False) for e in list(_plain.values()) if e[4] is self]
-        mine += [(f, False) for f in _natives.of(self)]
+        mine += [(f, False) for f in _natives_of(self)]
         for fut, periodic in mine:
             if not fut._job:
                 continue
@@ -532,60 +544,24 @@ class Pool(concurrent.futures.Executor):
 # --- native jobs: completing their futures --------------------------------------------------
 
 
-class _Natives:
-    """Completes the futures of native jobs.
-
-    A native job runs no Python code, so nothing in it can complete its future: each one
-    gets a ``jr_job_on_done`` callback, which the C library calls once when the job ends
-    (on the worker that ends it, or at once if it has), and which completes the future.
-    The callback needs the GIL, so it is kept short: one dict pop, one C call, the
-    lock-free completion of :meth:`Future._finish`.
-    """
-
-    def __init__(self) -> None:
-        #: Native jobs not yet ended: ``id(future)`` (the callback's ``arg``) to
-        #: ``(future, pool, cfunc, arg)``. Dict operations are atomic under the GIL.
-        self.pending: dict[int, tuple[Future[int], Pool, Any, Any]] = {}
-
-    def of(self, pool: Pool) -> list[Future[Any]]:
-        return [e[0] for e in list(self.pending.values()) if e[1] is pool]
-
-    @staticmethod
-    def complete(fut: Future[int]) -> None:
-        """Complete the future of an ended native job (one call gives status and result)."""
-        out = ctypes.c_void_p()
-        status = job_take_result_addr(fut._job, ctypes.addressof(out))
-        if status == _OK:
-            # The job ran, so Future.cancel() failed (jr_job_cancel said JR_E_CLOSED):
-            # the future is PENDING, and only this callback completes it.
-            fut._finish(out.value or 0)
-            return
-        if status == Status.JR_E_CANCELLED:
-            fut._end_cancelled()
-            return
-        job = job_ptr(fut._job)
-        code = ctypes.c_int32()
-        fast.jr_job_error_code(job, ctypes.byref(code))
-        raw = fast.jr_job_error_message(job)
-        error = NativeJobError(status, code.value, raw.decode("utf-8", "replace") if raw else None)
-        if fut.set_running_or_notify_cancel():
-            fut.set_exception(error)
+#: The address of each native job function submitted lately, by ``id``: ``(cfunc, addr)``
+#: (the object is kept, so its id is not reused while here). ``ctypes.cast`` per submit
+#: costs more than the rest of submit_native's Python; bounded, as callers may make a
+#: new function object per call (``lib["name"]``).
+_fn_addrs: dict[int, tuple[Any, int]] = {}
 
 
-def _native_done(key: int | None, _state: int) -> None:
-    """``jr_done_fn`` of native jobs: complete the job's future (never while the
-    interpreter finalises)."""
-    if key is None or _jobs._is_finalizing():
-        return
-    entry = _natives.pending.pop(key, None)
-    if entry is not None:
-        _Natives.complete(entry[0])
+def _remember_fn_addr(cfunc: Any) -> tuple[Any, int]:
+    if len(_fn_addrs) >= 64:
+        _fn_addrs.clear()
+    entry = (cfunc, address(cfunc))
+    _fn_addrs[id(cfunc)] = entry
+    return entry
 
 
-_natives = _Natives()
-# Kept alive for the life of the process: C may call it until every native job has ended.
-_NATIVE_DONE = DONE_FN(_native_done)
-_NATIVE_DONE_ADDR = address(_NATIVE_DONE)
+def _natives_of(pool: Pool) -> list[Future[Any]]:
+    """The futures of the native jobs of ``pool`` that have not ended."""
+    return [e[0] for e in list(_native_pending.values()) if e[1] is pool]
 
 
 # --- interpreter exit -----------------------------------------------------------------------------
