@@ -1,13 +1,24 @@
-"""How a Python job runs: the tasks table, the C callbacks, futures, the job context.
+"""How a Python job runs: the tasks tables, the C callbacks, futures, the job context.
 
-Every Python job is submitted with the same C job function, :data:`_JOB_FN`, a
-module-level ctypes callback that lives as long as the process. Its ``arg`` is an
-integer key into :data:`_tasks`, which holds the callable, its arguments and its
-:class:`Future`. The trampoline runs the callable on the worker and completes the
-future itself. Jobs that may end without running through no act of this binding (a
-token, a fail-fast group, a delay, the shared pool) are submitted with ``arg_free``
-(:data:`_ARG_FREE`), which the core calls exactly once when the job has ended, ran or
-not: it removes the task and ends the future cancelled if the job never ran.
+Every Python job is submitted with one of two C job functions, module-level ctypes
+callbacks that live as long as the process. Their ``arg`` is an integer key into a table
+that holds the callable, its arguments and its :class:`Future`; the trampoline runs the
+callable on the worker and completes the future itself.
+
+* Plain jobs (``pool.submit`` on a pool made here, no options: the hot path) run through
+  :data:`_PLAIN_FN`. Their entry in :data:`_plain` is a tuple keyed by ``id(future)``,
+  removed when the job starts, or by ``Future.cancel``/``Pool.shutdown`` for the ones
+  that never run (on a pool of ours only this binding can cancel them).
+* Jobs that may end without running through no act of this binding (a token, a
+  fail-fast group, a delay, the shared pool) and periodic jobs run through
+  :data:`_JOB_FN`, with a :class:`_Task` in :data:`_tasks`. They are submitted with
+  ``arg_free`` (:data:`_ARG_FREE`), which the core calls exactly once when the job has
+  ended, ran or not: it removes the task and ends the future cancelled if the job never
+  ran.
+
+Per plain job the binding makes one object the cyclic GC tracks (the future) plus a
+short-lived tuple, and passes handles to C as plain addresses (ints): with 100,000
+futures alive, every tracked object per job costs in each GC pass (README.md, Performance).
 
 Worker threads of the pools made here keep one Python thread state for their whole life:
 the ``on_thread_start`` hook calls ``PyGILState_Ensure`` once, so the state survives the
@@ -35,7 +46,7 @@ from concurrent.futures._base import (
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _native
-from ._errors import Cancelled, check, to_ns
+from ._errors import Cancelled, NativeJobError, check, to_ns, wait_sliced
 from ._native import FREE_FN, JOB_FN, THREAD_HOOK, CtxP, Status, fast, lib
 from ._sync import CancelToken
 
@@ -53,9 +64,10 @@ _OK = Status.JR_OK
 
 
 class _Task:
-    """A submitted Python job: what to call, and the future it completes."""
+    """A managed or periodic Python job: what to call, and the future it completes.
+    Submitted with ``arg_free``, which removes the task when the job ends."""
 
-    __slots__ = ("fn", "args", "kwargs", "future", "pool", "periodic", "managed", "ctx", "context")
+    __slots__ = ("fn", "args", "kwargs", "future", "pool", "periodic", "_ctx", "_context")
 
     def __init__(
         self,
@@ -65,7 +77,6 @@ class _Task:
         future: Future[Any],
         pool: Pool,
         periodic: bool,
-        managed: bool,
     ) -> None:
         self.fn = fn
         self.args = args
@@ -73,21 +84,28 @@ class _Task:
         self.future = future
         self.pool = pool
         self.periodic = periodic
-        #: Submitted with ``arg_free``: the callback removes the task when the job ends.
-        #: Otherwise (plain jobs on a pool made here, the hot path) the trampoline
-        #: removes it when the job starts, and ``Future.cancel``/``Pool.shutdown``
-        #: remove the ones that never ran.
-        self.managed = managed
-        #: While it runs: the ``jr_ctx`` address, and the JobContext if one was asked for.
-        self.ctx: int | None = None
-        self.context: JobContext | None = None
+        #: While it runs: the ``jr_ctx`` address, and the JobContext if one was asked for
+        #: (the names a :class:`Future` of a plain job uses for the same: see current()).
+        self._ctx: int | None = None
+        self._context: JobContext | None = None
 
 
-#: Jobs submitted and not yet ended, by the key passed to C as the job's ``arg``.
+#: Managed and periodic jobs submitted and not yet ended, by the key passed to C as the
+#: job's ``arg``.
 _tasks: dict[int, _Task] = {}
 _keys = itertools.count(1)
-#: ``_local.job``: the :class:`_Task` this thread runs (None between jobs).
-_local = threading.local()
+#: Plain jobs submitted and not yet started: ``id(future)`` (the job's ``arg``) to
+#: ``(future, fn, args, kwargs, pool)``.
+_plain: dict[int, tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any], Pool]] = {}
+
+
+class _Local(threading.local):
+    #: The job this thread runs: its :class:`_Task`, or its :class:`Future` for a plain
+    #: job (None between jobs). Both have ``_ctx`` and ``_context``.
+    job: Any = None
+
+
+_local = _Local()
 #: Set by the atexit hook: no more submits, and the trampoline runs no more Python jobs.
 _exiting = False
 #: Notified when a managed job's ``arg_free`` runs once ``_exiting`` is set: the atexit
@@ -98,17 +116,49 @@ _is_finalizing = sys.is_finalizing
 _gil_states: dict[int, int] = {}
 
 
+def _run_plain(ctx: int | None, key: int | None, _result: int | None) -> int:
+    """The C job function of plain jobs (``jr_job_fn``): the hot path, kept short."""
+    entry = _plain.pop(key, None)  # type: ignore[arg-type]
+    if entry is None:
+        return 1
+    fut, fn, args, kwargs, _pool = entry
+    if _exiting or _is_finalizing():
+        fut._end_cancelled()
+        return 1  # nonzero after the atexit cancel: the job ends cancelled
+    if fut._state != PENDING:
+        return 1
+    # No lock needed: Future.cancel() cannot move a job the core has started out of
+    # PENDING (jr_job_cancel says JR_E_CLOSED), and nothing else touches the state.
+    fut._state = RUNNING
+    fut._ctx = ctx
+    prev = _local.job  # a job run inline by a wait inside a job
+    _local.job = fut
+    try:
+        value = fn(*args, **kwargs) if kwargs else fn(*args)  # `**{}` would copy a dict
+    except BaseException as exc:  # noqa: BLE001 - every outcome goes to the future
+        return _job_raised(ctx, fut, False, exc)
+    finally:
+        _local.job = prev
+        if fut._context is not None:
+            fut._context._ctx = None  # the context is only valid during the call
+            fut._context = None
+    # Future._finish, inline (see "Completing a future without its lock").
+    fut._result = value
+    fut._state = FINISHED
+    if fut._c is not None:
+        fut._tell_finished()
+    return 0
+
+
 def _run_job(ctx: int | None, key: int | None, _result: int | None) -> int:
-    """The C job function of every Python job (``jr_job_fn``)."""
+    """The C job function of managed and periodic Python jobs (``jr_job_fn``)."""
     task = _tasks.get(key)  # type: ignore[arg-type]
     if task is None:
         return 1
-    if not task.managed:
-        del _tasks[key]  # type: ignore[arg-type]
     if _exiting or _is_finalizing():
         return 1  # nonzero after the atexit cancel: the job ends cancelled
     fut = task.future
-    if task.managed and _native.ctx_is_cancelled_raw(ctx):
+    if _native.ctx_is_cancelled_raw(ctx):
         # Asked to stop before it started (its token, a fail-fast sibling): the core
         # may start a job whose cancellation is still being propagated; do not run it.
         if not task.periodic:
@@ -122,34 +172,33 @@ def _run_job(ctx: int | None, key: int | None, _result: int | None) -> int:
         fut._state = RUNNING
     else:
         return 1
-    prev = getattr(_local, "job", None)  # a job run inline by a wait inside a job
-    task.ctx = ctx
+    prev = _local.job  # a job run inline by a wait inside a job
+    task._ctx = ctx
     _local.job = task
     try:
         value = task.fn(*task.args, **task.kwargs)
     except BaseException as exc:  # noqa: BLE001 - every outcome goes to the future
-        return _job_raised(ctx, task, exc)
+        return _job_raised(ctx, fut, task.periodic, exc)
     finally:
         _local.job = prev
-        if task.context is not None:
-            task.context._ctx = None  # the context is only valid during the call
-            task.context = None
+        if task._context is not None:
+            task._context._ctx = None  # the context is only valid during the call
+            task._context = None
     if not task.periodic:
         fut._finish(value)
     return 0
 
 
-def _job_raised(ctx: int | None, task: _Task, exc: BaseException) -> int:
+def _job_raised(ctx: int | None, fut: Future[Any], periodic: bool, exc: BaseException) -> int:
     """A Python job raised ``exc``: report it to the future and to the core."""
     cptr = ctypes.cast(ctx, CtxP)
-    fut = task.future
     if isinstance(exc, concurrent.futures.CancelledError) and fast.jr_ctx_is_cancelled(cptr):
-        if not task.periodic:
+        if not periodic:
             fut._end_cancelled()
         return 1  # nonzero after being asked to stop: the core ends the job Cancelled
     message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     fast.jr_ctx_panic(cptr, message.encode("utf-8", "replace") or b"exception")
-    if task.periodic:
+    if periodic:
         fut.last_exception = exc
     else:
         fut.set_exception(exc)
@@ -179,6 +228,8 @@ def _thread_stop(_arg: int | None, _index: int) -> None:
 
 
 # Kept alive for the life of the process: C may call them until every pool has ended.
+_PLAIN_FN = JOB_FN(_run_plain)
+_PLAIN_FN_ADDR = _native.address(_PLAIN_FN)
 _JOB_FN = JOB_FN(_run_job)
 _ARG_FREE = FREE_FN(_arg_freed)
 _THREAD_START = THREAD_HOOK(_thread_start)
@@ -188,11 +239,9 @@ _THREAD_STOP = THREAD_HOOK(_thread_stop)
 # --- futures ------------------------------------------------------------------------------
 
 
-#: The conditions futures share, striped (a Condition per future costs more than the rest
-#: of a submit). Futures wait on them in a loop, so a wake meant for another is harmless.
-_CONDITIONS = [threading.Condition() for _ in range(64)]
-_condition_index = itertools.count()
 _DONE = frozenset({FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED})
+#: Makes a future's condition at most once (see ``Future._condition``).
+_condition_made = threading.Lock()
 
 
 class Future(concurrent.futures.Future[T]):
@@ -205,24 +254,49 @@ class Future(concurrent.futures.Future[T]):
     submit-and-wait does not deadlock even on one worker.
     """
 
-    _job: Any = None
-    _key: int = 0
-    _managed = True
+    # The base class's __init__ makes a Condition (an RLock and four bound methods) and
+    # two lists per future; here every field starts as a class-level default and is made
+    # on first use, so making a future runs no Python code. Most futures never get a
+    # waiter or a callback, and fewer objects per job is less work for the cyclic GC.
+    # (Class-level defaults, not ``__dict__`` look-ups, which would make CPython
+    # materialise each instance's attribute dict.)
+    #
+    # Completing a future without its lock
+    # ------------------------------------
+    # Everything that waits for a future, or registers to hear of its end (``result``,
+    # ``concurrent.futures.wait``/``as_completed``, ``add_done_callback``), does so under
+    # ``self._condition``, which makes the condition (``_c``) first. The job path
+    # (:meth:`_finish`, :func:`_run_plain`) writes the result, then the state, and only
+    # then looks at ``_c``: if there is none, nobody can be waiting or registered, and
+    # anyone who comes later takes the lock and sees FINISHED. If there is one, it takes
+    # the lock (so a waiter between its state check and its wait is past it) and wakes
+    # the waiters. Each step is one bytecode under the GIL, so the order holds.
+    __init__ = object.__init__  # type: ignore[assignment]
+    _state = PENDING
+    _result: Any = None
+    _exception: BaseException | None = None
+    _c: threading.Condition | None = None
+    _w: list[Any] | None = None
+    _cb: list[Any] | None = None
+    #: The ``jr_job *`` handle's address (0: none yet), freed with the future.
+    _job: int = 0
+    #: While the job runs (plain jobs): the ``jr_ctx`` address and the JobContext, if one
+    #: was asked for (see :func:`current`).
+    _ctx: int | None = None
+    _context: JobContext | None = None
     #: For a periodic job: the exception of the last run that raised.
     last_exception: BaseException | None = None
 
-    def __init__(self) -> None:  # the base's, with a shared condition and lazy lists
-        self._condition = _CONDITIONS[next(_condition_index) & 63]
-        self._state = PENDING
-        self._result = None
-        self._exception = None
-
-    # The base class's two lists, made on first use: most futures never get a waiter
-    # or a callback, and two fewer objects per job is less work for the cyclic GC.
-    # (Class-level None defaults, not ``__dict__`` look-ups, which would make CPython
-    # materialise each instance's attribute dict.)
-    _w: list[Any] | None = None
-    _cb: list[Any] | None = None
+    @property  # type: ignore[override]
+    def _condition(self) -> threading.Condition:
+        """The future's condition, made on first use (once: two threads may ask)."""
+        cond = self._c
+        if cond is None:
+            with _condition_made:
+                cond = self._c
+                if cond is None:
+                    cond = self._c = threading.Condition()
+        return cond
 
     @property
     def _waiters(self) -> list[Any]:
@@ -243,29 +317,60 @@ class Future(concurrent.futures.Future[T]):
         self._cb = value
 
     def _finish(self, value: Any) -> None:
-        """set_result() for a RUNNING future, on the job path."""
-        cond = self._condition
-        cond.acquire()
-        try:
-            self._result = value
-            self._state = FINISHED
+        """set_result() for a RUNNING (or, for a native job, PENDING) future, on the job
+        path: without the lock unless someone waits or listens (see above)."""
+        self._result = value
+        self._state = FINISHED
+        if self._c is not None:
+            self._tell_finished()
+
+    def _tell_finished(self) -> None:
+        """Wake the waiters and run the callbacks of a future just FINISHED."""
+        cond = self._c
+        assert cond is not None
+        with cond:
             waiters = self._w
             if waiters:
                 for waiter in waiters:
                     waiter.add_result(self)
-            if cond._waiters:  # type: ignore[attr-defined]
-                cond.notify_all()
-        finally:
-            cond.release()
+            cond.notify_all()
         if self._cb:
             self._invoke_callbacks()
 
+    def done(self) -> bool:
+        return self._state in _DONE  # one read: no lock needed (nor a condition made)
+
+    def running(self) -> bool:
+        return self._state == RUNNING
+
+    def cancelled(self) -> bool:
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
+
     def _wait(self, timeout: float | None) -> None:
-        """Wait until done or ``timeout`` seconds pass (the condition is shared: loop)."""
-        self._help(timeout)
+        """Wait until done or ``timeout`` seconds pass.
+
+        First in C, on the job (GIL released; inside a job the core may run the awaited
+        job inline or help): a Python job completes its future before its C job ends,
+        and a native job's future is completed here if the done callback has not yet,
+        so this is usually the only wait, and no Condition is made. Otherwise (a future
+        ended by a callback that runs after the job, or one with no job), on the
+        future's condition.
+        """
         if self._state in _DONE:
             return
         end = None if timeout is None else time.monotonic() + timeout
+        job = self._job
+        if job:
+            if _local.job is not None:
+                status = _job_wait_addr(job, to_ns(timeout))
+            else:  # in slices, so that Ctrl-C interrupts it in the main thread
+                status = wait_sliced(lambda ns: _job_wait_addr(job, ns), timeout)
+            if status != _TIMEOUT:
+                entry = _native_pending.pop(id(self), None)
+                if entry is not None:  # whoever pops the entry completes the future
+                    _complete_native(self)
+            if self._state in _DONE:
+                return
         cond = self._condition
         with cond:
             while self._state not in _DONE:
@@ -284,53 +389,129 @@ class Future(concurrent.futures.Future[T]):
         if state in (CANCELLED, CANCELLED_AND_NOTIFIED):
             return True
         job = self._job
-        if job is None:
+        if not job:
             return super().cancel()
-        if lib.jr_job_cancel(job) == _OK:
-            if self._managed:
-                super().cancel()  # arg_free notifies the waiters
+        if lib.jr_job_cancel(_native.job_ptr(job)) == _OK:
+            if _plain.pop(id(self), None) is not None:
+                self._end_cancelled()  # a plain job: nothing else will tell the future
             else:
-                _tasks.pop(self._key, None)
-                self._end_cancelled()
+                super().cancel()  # arg_free (or the native on_done) notifies the waiters
             return True
         return False
 
     def result(self, timeout: float | None = None) -> T:
+        # Written by the worker before _state under the condition; under the GIL a
+        # FINISHED state read here means the result is there.
         if self._state != FINISHED:
             self._wait(timeout)
-        return super().result(0)
+        if self._state == FINISHED and self._exception is None:
+            return self._result  # type: ignore[no-any-return]
+        return super().result(0)  # raises: the exception, cancelled, or timed out
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         if self._state != FINISHED:
             self._wait(timeout)
-        return super().exception(0)
-
-    def _help(self, timeout: float | None) -> None:
-        """Inside a job, wait through the core (it runs the job inline or helps)."""
-        if self._state != FINISHED and self._job is not None and getattr(_local, "job", None):
-            lib.jr_job_wait(self._job, to_ns(timeout))
+        if self._state == FINISHED:
+            return self._exception
+        return super().exception(0)  # raises: cancelled, or timed out
 
     def _end_cancelled(self) -> None:
         """End the future cancelled, from any state but FINISHED (a running job that
         stopped when asked ends cancelled, which the base class cannot express)."""
-        with self._condition:
+        cond = self._condition
+        with cond:
             was = self._state
             if was in (FINISHED, CANCELLED_AND_NOTIFIED):
                 return
             self._state = CANCELLED_AND_NOTIFIED
             for waiter in self._waiters:
                 waiter.add_cancelled(self)
-            self._condition.notify_all()
+            cond.notify_all()
         if was != CANCELLED:  # cancel() already ran the callbacks
             self._invoke_callbacks()
 
     def __del__(self) -> None:
-        job, self._job = self._job, None
+        job = self._job
         if job:
+            self._job = 0
             try:
-                fast.jr_job_free(job)
+                _job_free_addr(job)
             except Exception:  # pragma: no cover - interpreter teardown
                 pass
+
+
+_job_free_addr = _native.job_free_addr
+_job_wait_addr = _native.job_wait_addr
+_TIMEOUT = Status.JR_E_TIMEOUT
+
+
+# --- native jobs: completing their futures --------------------------------------------------
+
+#: Native jobs not yet ended: ``id(future)`` (the done callback's ``arg``) to
+#: ``(future, pool, cfunc, arg)``, which keeps cfunc and arg alive until the job ends.
+#: Dict operations are atomic under the GIL: the done callback and a waiter that saw the
+#: job end both pop, and the one that gets the entry completes the future.
+_native_pending: dict[int, tuple[Future[int], Any, Any, Any]] = {}
+
+
+def _complete_native(fut: Future[int]) -> None:
+    """Complete the future of an ended native job (one call gives status and result)."""
+    out = ctypes.c_void_p()
+    status = _native.job_take_result_addr(fut._job, ctypes.addressof(out))
+    if status == _OK:
+        # The job ran, so Future.cancel() failed (jr_job_cancel said JR_E_CLOSED): the
+        # future is PENDING, and only the one who popped its entry completes it.
+        fut._finish(out.value or 0)
+        return
+    if status == Status.JR_E_CANCELLED:
+        fut._end_cancelled()
+        return
+    job = _native.job_ptr(fut._job)
+    code = ctypes.c_int32()
+    fast.jr_job_error_code(job, ctypes.byref(code))
+    raw = fast.jr_job_error_message(job)
+    error = NativeJobError(status, code.value, raw.decode("utf-8", "replace") if raw else None)
+    if fut.set_running_or_notify_cancel():
+        fut.set_exception(error)
+
+
+def _native_done(key: int | None, _state: int) -> None:
+    """``jr_done_fn`` of native jobs: complete the job's future (never while the
+    interpreter finalises)."""
+    if key is None or _is_finalizing():
+        return
+    entry = _native_pending.pop(key, None)
+    if entry is not None:
+        _complete_native(entry[0])
+
+
+# Kept alive for the life of the process: C may call it until every native job has ended.
+_NATIVE_DONE = _native.DONE_FN(_native_done)
+_NATIVE_DONE_ADDR = _native.address(_NATIVE_DONE)
+
+
+
+
+def _prime_future_attributes() -> None:
+    """Put every attribute name a future ever gets into its class's shared keys, once.
+
+    CPython (3.11) stores an instance's attributes inline, in slots named by keys the
+    class shares, while the names fit; and each new instance shrinks the room left for
+    new names (``init_inline_values``). Future fields are set on the job path, not in an
+    ``__init__``, so after the first burst of submits the names the worker sets
+    (``_state``, ``_ctx``, ``_result``) no longer fit, and from then on every future got
+    a dict of its own, made and filled on the worker: an allocation, a dict for the GC
+    to track and traverse, slower attribute access. Setting the names on one throwaway
+    future at import, before any other exists, fixes the keys (a test checks, in a
+    fresh interpreter, that futures carry no dict).
+    """
+    fut: Future[Any] = Future()
+    for name in ("_job", "_state", "_ctx", "_result", "_exception", "_c", "_w", "_cb",
+                 "_context", "last_exception"):
+        setattr(fut, name, getattr(Future, name))
+
+
+_prime_future_attributes()
 
 
 # --- the running job's context -------------------------------------------------------------
@@ -383,9 +564,9 @@ def current() -> JobContext:
     Raises:
         RuntimeError: not called from inside a job of a jobrunner pool.
     """
-    task = getattr(_local, "job", None)
+    task = _local.job
     if task is None:
         raise RuntimeError("jobrunner.current() called outside a job")
-    if task.context is None:
-        task.context = JobContext(task.ctx)
-    return task.context
+    if task._context is None:
+        task._context = JobContext(task._ctx)
+    return task._context

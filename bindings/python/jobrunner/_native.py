@@ -435,11 +435,64 @@ lib, fast, LIBRARY_PATH = _load()
 _declare(lib, FUNCTIONS)
 _declare(fast, NONBLOCKING)
 
+# --- the job path: handles as plain addresses ------------------------------------------
+# On the path every job takes (submit, run, free), a typed POINTER object per handle costs
+# an allocation the cyclic GC then tracks, and its argument check costs more than the C
+# call it guards. These few functions are declared a second time with every pointer a
+# ``c_void_p``, so handles travel as ints (a test checks each against the typed table).
+# Use them only with addresses that came from the library.
+
+#: Functions redeclared on :data:`fast` with pointers as addresses, by the name used here.
+ADDRESS_FUNCTIONS: dict[str, str] = {
+    "submit_addr": "jr_submit",  # nonblocking only, as on `fast`
+    "job_free_addr": "jr_job_free",
+    "job_on_done_addr": "jr_job_on_done",
+    "job_take_result_addr": "jr_job_take_result",
+    "job_wait_addr": "jr_job_wait",  # on `lib`: it blocks
+    "ctx_is_cancelled_raw": "jr_ctx_is_cancelled",
+}
+
+
+def _address_version(name: str, handle: ctypes.CDLL | None = None) -> Any:
+    restype, argtypes = FUNCTIONS[name]
+    # A new function object: the typed `fast.<name>` / `lib.<name>` is unchanged.
+    func = (handle or fast)[name]
+    func.restype = restype
+    func.argtypes = [c_void_p if _is_pointer(t) else t for t in argtypes]
+    return func
+
+
+def _is_pointer(ctype: Any) -> bool:
+    """A handle, struct or function pointer type (not ``char *``, a string)."""
+    return ctype is c_void_p or issubclass(ctype, (ctypes._Pointer, ctypes._CFuncPtr))
+
+
+#: ``jr_submit(pool, fn, arg, options, out)`` with every pointer an address.
+submit_addr = _address_version("jr_submit")
+#: ``jr_job_free(job)`` with the job an address.
+job_free_addr = _address_version("jr_job_free")
+#: ``jr_job_on_done(job, done, arg)`` with pointers as addresses, on :data:`lib`: it
+#: never blocks, but releasing the GIL around it lets in a worker that waits for the GIL
+#: to complete an earlier native job's future, rather than leave it stalled until the
+#: switch interval (5 ms) forces the submitting thread to yield.
+job_on_done_addr = _address_version("jr_job_on_done", lib)
+#: ``jr_job_wait(job, timeout_ns)`` with the job an address, on :data:`lib` (GIL released).
+job_wait_addr = _address_version("jr_job_wait", lib)
+#: ``jr_job_take_result(job, out)`` with pointers as addresses (does not wait).
+job_take_result_addr = _address_version("jr_job_take_result")
 #: ``jr_ctx_is_cancelled`` taking the context as a plain address (the ``c_void_p`` the job
-#: trampoline receives), for the job path: no POINTER object to build per call.
-ctx_is_cancelled_raw = fast["jr_ctx_is_cancelled"]
-ctx_is_cancelled_raw.restype = c_bool
-ctx_is_cancelled_raw.argtypes = [c_void_p]
+#: trampoline receives).
+ctx_is_cancelled_raw = _address_version("jr_ctx_is_cancelled")
+
+
+def address(ptr: Any) -> int:
+    """The address a typed handle (or a ctypes function pointer) points to (0: NULL)."""
+    return ctypes.cast(ptr, c_void_p).value or 0
+
+
+def job_ptr(addr: int) -> Any:
+    """A typed ``jr_job *`` (:data:`JobP`) for a job handle's address, for the typed calls."""
+    return ctypes.cast(addr, JobP)
 
 #: The version string of the loaded library, e.g. ``"0.1.0"``.
 LIBRARY_VERSION: str = lib.jr_version().decode()

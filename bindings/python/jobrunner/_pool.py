@@ -30,20 +30,22 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from . import _jobs, _native
-from ._errors import JobrunnerError, NativeJobError, PoolShutdown, check, to_ns, wait_sliced
+from ._errors import JobrunnerError, PoolShutdown, check, to_ns, wait_sliced
 from ._group import Group
 from ._jobs import (
     _ARG_FREE,
     _JOB_FN,
+    _NATIVE_DONE_ADDR,
+    _PLAIN_FN_ADDR,
     _THREAD_START,
     _THREAD_STOP,
     Future,
-    _keys,
+    _native_pending,
+    _plain,
     _tasks,
     _Task,
 )
 from ._native import (
-    DONE_FN,
     JOB_FN,
     JR_MAX_THREADS,
     JR_SHUTDOWN_CANCEL,
@@ -52,8 +54,12 @@ from ._native import (
     PoolP,
     State,
     Status,
+    address,
     fast,
+    job_on_done_addr,
+    job_ptr,
     lib,
+    submit_addr,
 )
 from ._options import Submitter, _Options
 from ._sync import CancelToken, Semaphore
@@ -69,6 +75,30 @@ _FULL = Status.JR_E_FULL
 #: Pools made here and not yet freed (plus the default pool once used).
 _pools: set[Pool] = set()
 _pools_lock = threading.Lock()
+
+
+class _Slot:
+    """Where ``jr_submit`` writes the new job's handle on the hot path: one ``jr_job *``
+    per thread, read right after the call. ``busy`` guards against a submit nested in
+    between (a signal handler, a finaliser), which takes the typed path instead."""
+
+    __slots__ = ("busy", "job", "addr")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.job = ctypes.c_void_p()
+        self.addr = ctypes.addressof(self.job)
+
+
+class _Out(threading.local):
+    """This thread's :class:`_Slot` (one thread-local read per submit; a thread-local
+    attribute costs about as much as the rest of the slot's use)."""
+
+    def __init__(self) -> None:
+        self.slot = _Slot()
+
+
+_out = _Out()
 
 
 # --- stats ------------------------------------------------------------------------------------
@@ -143,10 +173,17 @@ class Pool(concurrent.futures.Executor):
         self._closed = False
         self._freed = False
         self._lock = threading.Lock()
-        # Plain jobs on a pool of ours need no arg_free (see _Task.managed); on the
-        # shared pool, C code elsewhere may cancel them (a shutdown), so they keep it.
+        # Plain jobs on a pool of ours need no arg_free (see _jobs): they take the hot
+        # path of submit(); on the shared pool, C code elsewhere may cancel them (a
+        # shutdown), so they keep it and take the general path.
         self._plain = _Options(arg_free=borrowed)
+        #: submit() takes the hot path: a pool of ours, not shut down, and the
+        #: interpreter not exiting (shutdown and the atexit hook clear it).
+        self._hot = not borrowed and not _jobs._exiting
+        self._addr = address(ptr)
+        self._plain_addr = ctypes.addressof(self._plain.struct)
         self._native_opts = _Options(arg_free=False)
+        self._native_addr = ctypes.addressof(self._native_opts.struct)
         with _pools_lock:
             _pools.add(self)
 
@@ -184,7 +221,40 @@ class Pool(concurrent.futures.Executor):
         Blocks while a bounded queue is full. Raises :class:`PoolShutdown` (a
         ``RuntimeError``) after :meth:`shutdown`.
         """
-        return self._submit(fn, args, kwargs, self._plain)
+        # The hot path (see _jobs for what a plain job is): everything inline, handles as
+        # addresses, one nonblocking jr_submit with the GIL kept.
+        slot = _out.slot
+        if not self._hot or slot.busy:
+            return self._submit(fn, args, kwargs, self._plain)
+        fut: Future[T] = Future()
+        key = id(fut)
+        _plain[key] = (fut, fn, args, kwargs, self)
+        slot.busy = True
+        try:
+            status = submit_addr(self._addr, _PLAIN_FN_ADDR, key, self._plain_addr, slot.addr)
+            job = slot.job.value
+        finally:
+            slot.busy = False
+        if status != _OK:
+            self._submit_plain_cold(fut, key, status)
+        else:
+            fut._job = job  # type: ignore[assignment]
+        return fut
+
+    def _submit_plain_cold(self, fut: Future[Any], key: int, status: int) -> None:
+        """A plain submit the queue refused: wait for room (bounded queue) or raise."""
+        if status == _FULL:
+            job = JobP()
+            status = wait_sliced(
+                lambda ns: lib.jr_submit(
+                    self._ptr, _jobs._PLAIN_FN, key, self._plain.blocking(ns), ctypes.byref(job)
+                ),
+                None,
+            )
+        if status != _OK:
+            _plain.pop(key, None)
+            check(status, "jr_submit")
+        fut._job = address(job)
 
     def options(
         self,
@@ -232,20 +302,23 @@ class Pool(concurrent.futures.Executor):
         if _jobs._exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         fut: Future[Any] = Future()
-        key = next(_keys)
         periodic = period is not None
         managed = options.managed or periodic
-        _tasks[key] = _Task(fn, args, kwargs, fut, self, periodic, managed)
-        if not managed:
-            fut._key = key
-            fut._managed = False
+        if managed:
+            key = next(_jobs._keys)
+            _tasks[key] = _Task(fn, args, kwargs, fut, self, periodic)
+            fn_ptr = _JOB_FN
+        else:  # a plain job, on a path other than submit()'s hot one
+            key = id(fut)
+            _plain[key] = (fut, fn, args, kwargs, self)
+            fn_ptr = _jobs._PLAIN_FN
         job = JobP()
         if period is None:
-            status = fast.jr_submit(self._ptr, _JOB_FN, key, options.ref, ctypes.byref(job))
+            status = fast.jr_submit(self._ptr, fn_ptr, key, options.ref, ctypes.byref(job))
             if status == _FULL:
                 status = wait_sliced(
                     lambda ns: lib.jr_submit(
-                        self._ptr, _JOB_FN, key, options.blocking(ns), ctypes.byref(job)
+                        self._ptr, fn_ptr, key, options.blocking(ns), ctypes.byref(job)
                     ),
                     None,
                 )
@@ -259,9 +332,9 @@ class Pool(concurrent.futures.Executor):
                 self._ptr, to_ns(period), _JOB_FN, key, every, ctypes.byref(job)
             )
         if status != _OK:
-            _tasks.pop(key, None)
+            (_tasks if managed else _plain).pop(key, None)
             check(status, "jr_submit")
-        fut._job = job
+        fut._job = address(job)
         return fut
 
     def submit_every(
@@ -281,33 +354,57 @@ class Pool(concurrent.futures.Executor):
         """Run a native ``jr_job_fn`` (a ctypes function pointer from a loaded C
         library, e.g. ``ctypes.CDLL(path).my_job``) on the pool, without the GIL.
 
-        ``arg`` is passed as the job's ``void *arg``: None, an int address, or a ctypes
-        object (kept alive until the job ends). The future's result is the job's result
+        ``arg`` is passed as the job's ``void *arg``: None, an int address, a ctypes
+        pointer (what it points to), or another ctypes object (its address: a
+        ``c_int``, a structure, an array); a ctypes ``arg`` is kept alive until the job
+        ends. The future's result is the job's result
         pointer as an int (0 for NULL), now owned by the caller. A nonzero return code
         raises :class:`NativeJobError` (with ``code`` and ``message``).
         """
-        if self._closed:
-            raise PoolShutdown(Status.JR_E_SHUTDOWN, "cannot schedule new futures after shutdown")
-        if _jobs._exiting:
-            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-        func = ctypes.cast(cfunc, JOB_FN)
+        if not self._hot:
+            if self._closed:
+                raise PoolShutdown(Status.JR_E_SHUTDOWN, "cannot schedule new futures after shutdown")
+            if _jobs._exiting:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        fn_addr = _fn_addrs.get(id(cfunc))
+        if fn_addr is None or fn_addr[0] is not cfunc:
+            fn_addr = _remember_fn_addr(cfunc)
         if arg is None or isinstance(arg, int):
-            address = arg
+            arg_addr = arg
+        elif isinstance(arg, (ctypes._Pointer, ctypes.c_void_p, ctypes.c_char_p)):
+            arg_addr = ctypes.cast(arg, ctypes.c_void_p).value  # what it points to
         else:
-            address = ctypes.cast(arg, ctypes.c_void_p).value
-        job = JobP()
-        opts = self._native_opts
-        status = fast.jr_submit(self._ptr, func, address, opts.ref, ctypes.byref(job))
+            arg_addr = ctypes.addressof(arg)  # a ctypes object: its own buffer
+        fut: Future[int] = Future()
+        key = id(fut)
+        # Keeps cfunc and arg alive until the job ends (see _jobs._native_pending).
+        _native_pending[key] = (fut, self, cfunc, arg)
+        slot = _out.slot
+        if slot.busy:  # a submit nested in another's read of the slot: see _Slot
+            slot = _Slot()
+        slot.busy = True
+        try:
+            status = submit_addr(self._addr, fn_addr[1], arg_addr, self._native_addr, slot.addr)
+            job = slot.job.value
+        finally:
+            slot.busy = False
         if status == _FULL:
+            func = ctypes.cast(fn_addr[1], JOB_FN)
+            opts = self._native_opts
+            out = JobP()
             status = wait_sliced(
-                lambda ns: lib.jr_submit(self._ptr, func, address, opts.blocking(ns), ctypes.byref(job)),
+                lambda ns: lib.jr_submit(self._ptr, func, arg_addr, opts.blocking(ns), ctypes.byref(out)),
                 None,
             )
-        check(status, "jr_submit")
-        fut: Future[int] = Future()
-        fut._job = job
-        fut._native_keep = (cfunc, func, arg)  # type: ignore[attr-defined]
-        _natives.add(fut, self)
+            job = address(out)
+        if status != _OK:
+            _native_pending.pop(key, None)
+            check(status, "jr_submit")
+        fut._job = job  # type: ignore[assignment]
+        # May call back at once, on this thread, if the job has already ended.
+        status = job_on_done_addr(job, _NATIVE_DONE_ADDR, key)
+        if status != _OK:
+            check(status, "jr_job_on_done")
         return fut
 
     def map(
@@ -380,6 +477,7 @@ class Pool(concurrent.futures.Executor):
             self._settle_own_jobs(cancel_futures, wait)
             return
         self._closed = True
+        self._hot = False
         if self._freed:
             return
         mode = JR_SHUTDOWN_CANCEL if cancel_futures else JR_SHUTDOWN_DRAIN
@@ -397,15 +495,15 @@ class Pool(concurrent.futures.Executor):
         """End cancelled the futures of this pool's plain jobs that ended without running
         (a Cancel shutdown): they have no arg_free to tell them."""
         state = ctypes.c_int()
-        for key, task in list(_tasks.items()):
-            if task.pool is not self or task.managed:
+        for key, (fut, _fn, _args, _kwargs, pool) in list(_plain.items()):
+            if pool is not self or not fut._job:
                 continue
-            job = task.future._job
-            if job is None:
-                continue
-            if fast.jr_job_state(job, ctypes.byref(state)) == _OK and state.value == State.JR_JOB_CANCELLED:
-                if _tasks.pop(key, None) is not None:
-                    task.future._end_cancelled()
+            if (
+                fast.jr_job_state(job_ptr(fut._job), ctypes.byref(state)) == _OK
+                and state.value == State.JR_JOB_CANCELLED
+            ):
+                if _plain.pop(key, None) is not None:
+                    fut._end_cancelled()
 
     def _free(self) -> None:
         with self._lock:
@@ -419,11 +517,12 @@ class Pool(concurrent.futures.Executor):
     def _settle_own_jobs(self, cancel: bool, wait: bool) -> None:
         """Cancel (if asked) and wait for (if asked) the jobs this binding put on the pool."""
         mine = [(t.future, t.periodic) for t in list(_tasks.values()) if t.pool is self]
-        mine += [(f, False) for f in _natives.of(self)]
+        mine += [(e[0], False) for e in list(_plain.values()) if e[4] is self]
+        mine += [(f, False) for f in _natives_of(self)]
         for fut, periodic in mine:
-            job = fut._job
-            if job is None:
+            if not fut._job:
                 continue
+            job = job_ptr(fut._job)
             if cancel or (wait and periodic):  # a periodic job would never end by itself
                 lib.jr_job_cancel(job)
             if wait:
@@ -449,68 +548,24 @@ class Pool(concurrent.futures.Executor):
 # --- native jobs: completing their futures --------------------------------------------------
 
 
-class _Natives:
-    """Completes the futures of native jobs.
-
-    A native job runs no Python code, so nothing in it can complete its future: each one
-    gets a ``jr_job_on_done`` callback, which the C library calls once when the job ends
-    (on the thread that ends it, or at once if it has), and which completes the future.
-    """
-
-    def __init__(self) -> None:
-        self._pending: dict[int, tuple[Future[int], Pool]] = {}
-        self._lock = threading.Lock()
-        self._keys = itertools.count(1)
-
-    def add(self, fut: Future[int], pool: Pool) -> None:
-        key = next(self._keys)
-        with self._lock:
-            self._pending[key] = (fut, pool)
-        # May call back at once, on this thread, if the job has already ended.
-        check(lib.jr_job_on_done(fut._job, _NATIVE_DONE, key), "jr_job_on_done")
-
-    def of(self, pool: Pool) -> list[Future[Any]]:
-        with self._lock:
-            return [f for f, p in self._pending.values() if p is pool]
-
-    def done(self, key: int) -> None:
-        with self._lock:
-            item = self._pending.pop(key, None)
-        if item is not None:
-            fut = item[0]
-            self._complete(fut, fast.jr_job_wait(fut._job, 0))
-
-    @staticmethod
-    def _complete(fut: Future[int], status: int) -> None:
-        job = fut._job
-        if status == _OK:
-            out = ctypes.c_void_p()
-            fast.jr_job_take_result(job, ctypes.byref(out))
-            if fut.set_running_or_notify_cancel():
-                fut.set_result(out.value or 0)
-            return
-        if status == Status.JR_E_CANCELLED:
-            fut._end_cancelled()
-            return
-        code = ctypes.c_int32()
-        fast.jr_job_error_code(job, ctypes.byref(code))
-        raw = fast.jr_job_error_message(job)
-        error = NativeJobError(status, code.value, raw.decode("utf-8", "replace") if raw else None)
-        if fut.set_running_or_notify_cancel():
-            fut.set_exception(error)
+#: The address of each native job function submitted lately, by ``id``: ``(cfunc, addr)``
+#: (the object is kept, so its id is not reused while here). ``ctypes.cast`` per submit
+#: costs more than the rest of submit_native's Python; bounded, as callers may make a
+#: new function object per call (``lib["name"]``).
+_fn_addrs: dict[int, tuple[Any, int]] = {}
 
 
-def _native_done(key: int | None, _state: int) -> None:
-    """``jr_done_fn`` of native jobs: complete the job's future (never while the
-    interpreter finalises)."""
-    if _jobs._is_finalizing() or key is None:
-        return
-    _natives.done(key)
+def _remember_fn_addr(cfunc: Any) -> tuple[Any, int]:
+    if len(_fn_addrs) >= 64:
+        _fn_addrs.clear()
+    entry = (cfunc, address(cfunc))
+    _fn_addrs[id(cfunc)] = entry
+    return entry
 
 
-_natives = _Natives()
-# Kept alive for the life of the process: C may call it until every native job has ended.
-_NATIVE_DONE = DONE_FN(_native_done)
+def _natives_of(pool: Pool) -> list[Future[Any]]:
+    """The futures of the native jobs of ``pool`` that have not ended."""
+    return [e[0] for e in list(_native_pending.values()) if e[1] is pool]
 
 
 # --- interpreter exit -----------------------------------------------------------------------------
@@ -521,6 +576,8 @@ def _at_exit() -> None:
     _jobs._exiting = True
     with _pools_lock:
         pools = list(_pools)
+    for pool in pools:
+        pool._hot = False  # submit() then takes the path that refuses
     for pool in pools:
         if pool._borrowed:
             pool._settle_own_jobs(cancel=True, wait=True)
@@ -536,7 +593,7 @@ def _at_exit() -> None:
             pool._free()
     # arg_free may run just after a job's waiters wake: wait for the last callbacks.
     with _jobs._ended:
-        _jobs._ended.wait_for(lambda: not any(t.managed for t in list(_tasks.values())), timeout=5)
+        _jobs._ended.wait_for(lambda: not _tasks, timeout=5)
 
 
 atexit.register(_at_exit)

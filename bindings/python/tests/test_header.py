@@ -109,6 +109,21 @@ def test_every_function_declared_with_its_types(header: str) -> None:
             assert list(getattr(_native.fast, name).argtypes) == want, name
 
 
+def test_address_versions_match_the_typed_declarations() -> None:
+    """The job path's second declarations (handles as addresses) differ from the typed
+    table only where a parameter is a pointer, which becomes c_void_p."""
+    for attr, name in _native.ADDRESS_FUNCTIONS.items():
+        restype, argtypes = _native.FUNCTIONS[name]
+        func = getattr(_native, attr)
+        assert func.__name__ == name and func.restype == restype, attr
+        assert len(func.argtypes) == len(argtypes), attr
+        for typed, plain in zip(argtypes, func.argtypes):
+            is_pointer = typed is ctypes.c_void_p or issubclass(
+                typed, (ctypes._Pointer, ctypes._CFuncPtr)
+            )
+            assert plain is (ctypes.c_void_p if is_pointer else typed), f"{attr}: {plain}"
+
+
 def test_every_enum_value_declared(header: str) -> None:
     enums = re.findall(r"typedef enum (\w+) \{(.*?)\}\s*\w+;", header, flags=re.S)
     assert {name for name, _ in enums} == set(_native.ENUMS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import gc
 import shutil
 import subprocess
 import threading
@@ -242,6 +243,11 @@ int32_t square(jr_ctx *ctx, void *arg, void **result) {
     *result = (void *)(n * n);
     return 0;
 }
+int32_t deref(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    *result = (void *)(intptr_t)*(const int *)arg;
+    return 0;
+}
 int32_t failing(jr_ctx *ctx, void *arg, void **result) {
     (void)arg; (void)result;
     jr_ctx_fail(ctx, "native says no");
@@ -274,6 +280,28 @@ def test_submit_native(pool: jobrunner.Pool, native_lib: ctypes.CDLL) -> None:
     err = bad.exception(TIMEOUT)
     assert isinstance(err, jobrunner.NativeJobError)
     assert err.code == 42 and err.message == "native says no"
+
+
+def test_submit_native_keeps_its_arg_alive(pool: jobrunner.Pool, native_lib: ctypes.CDLL) -> None:
+    """A ctypes object passed as arg is referenced only by the submit: the binding keeps
+    it until the job has ended (the job reads it)."""
+    futs = [pool.submit_native(native_lib.deref, ctypes.c_int(i)) for i in range(2_000)]
+    gc.collect()
+    assert [f.result(TIMEOUT) for f in futs] == list(range(2_000))
+
+
+def test_cancel_queued_native_job(pool1: jobrunner.Pool, native_lib: ctypes.CDLL) -> None:
+    release = threading.Event()
+    started = threading.Event()
+    blocker = pool1.submit(lambda: (started.set(), release.wait(TIMEOUT)))
+    assert started.wait(TIMEOUT)
+    queued = pool1.submit_native(native_lib.square, 3)
+    assert queued.cancel() and queued.cancelled()
+    release.set()
+    blocker.result(TIMEOUT)
+    with pytest.raises(concurrent.futures.CancelledError):
+        queued.result(TIMEOUT)
+    assert pool1.submit_native(native_lib.square, 4).result(TIMEOUT) == 16
 
 
 # --- stats ------------------------------------------------------------------------------

@@ -67,6 +67,60 @@ def test_as_completed_wait_and_callbacks(pool: jobrunner.Pool) -> None:
     assert done.wait(TIMEOUT) and seen == [361]
 
 
+def test_waiters_and_callbacks_racing_the_job_end(pool: jobrunner.Pool) -> None:
+    """A job completes its future without the future's lock unless someone waits or
+    listens: a callback, a wait() or a result() that arrives while the job is ending is
+    never lost (each is added right after the submit, while the job may be finishing)."""
+    n = 5_000
+    called = []
+    lock = threading.Condition()
+
+    def note(fut: concurrent.futures.Future[int]) -> None:
+        with lock:
+            called.append(fut.result())
+            lock.notify_all()
+
+    futs = []
+    for i in range(n):
+        fut = pool.submit(abs, -i)
+        fut.add_done_callback(note)
+        futs.append(fut)
+    waited = [pool.submit(abs, -i) for i in range(n)]
+    finished, pending = concurrent.futures.wait(waited, TIMEOUT)
+    assert not pending and len(finished) == n
+    raced = [pool.submit(abs, -i) for i in range(n)]
+    assert [f.result(TIMEOUT) for f in raced] == list(range(n))
+    assert sorted(f.result() for f in concurrent.futures.as_completed(waited, TIMEOUT)) == list(
+        range(n)
+    )
+    with lock:
+        assert lock.wait_for(lambda: len(called) == n, TIMEOUT), f"{len(called)} of {n} callbacks"
+    assert sorted(called) == list(range(n))
+
+
+def test_submit_nested_in_a_submit_gets_its_own_handle(
+    pool: jobrunner.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """submit() reads the new job's handle from a per-thread slot just after jr_submit;
+    a submit that runs in between on the same thread (a signal handler, a finaliser)
+    must not overwrite it: it takes the typed path, and each future has its own job."""
+    from jobrunner import _pool
+
+    real = _pool.submit_addr
+    inner: list[jobrunner.Future[int]] = []
+
+    def submit_then_interrupt(*args: object) -> int:
+        status = real(*args)
+        if not inner:  # what a signal handler arriving right after the call would do
+            inner.append(pool.submit(abs, -2))
+        return status
+
+    monkeypatch.setattr(_pool, "submit_addr", submit_then_interrupt)
+    outer = pool.submit(abs, -1)
+    assert outer.result(TIMEOUT) == 1 and inner[0].result(TIMEOUT) == 2
+    assert outer._job and inner[0]._job and outer._job != inner[0]._job
+
+
 def test_asyncio_wrap_future(pool: jobrunner.Pool) -> None:
     async def main() -> int:
         return await asyncio.wrap_future(pool.submit(sum, [1, 2, 3]))

@@ -57,6 +57,26 @@ def test_exit_right_after_the_default_pool_starts_its_workers() -> None:
         assert proc.returncode == 0, proc.stderr
 
 
+def test_futures_keep_their_attributes_inline() -> None:
+    """In a fresh interpreter (the first futures made decide it), a burst of submits
+    leaves no future with a dict of its own: its fields stay in the inline slots
+    (see _jobs._prime_future_attributes)."""
+    proc = _run(
+        """
+        import gc, jobrunner
+        with jobrunner.Pool(threads=2) as pool:
+            futs = [pool.submit(abs, -i) for i in range(2000)]
+            assert [f.result() for f in futs] == list(range(2000))
+            with_dict = sum(
+                any(type(r) is dict for r in gc.get_referents(f)) for f in futs
+            )
+        print("with a dict:", with_dict)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "with a dict: 0" in proc.stdout, proc.stdout
+
+
 def test_exit_with_jobs_queued_and_running() -> None:
     proc = _run(
         """
@@ -194,7 +214,7 @@ def test_no_leak_over_many_jobs() -> None:
         gc.collect()
         traced = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        assert not _jobs._tasks, "every task left the table"
+        assert not _jobs._tasks and not _jobs._plain, "every task left the tables"
     # Anything kept per job (the smallest object is 16+ bytes, a future ~1 KiB) would
     # leave megabytes; allow 10 bytes per job of noise (dict tables, interned ints).
     assert traced - base_traced < 5 * n, f"{traced - base_traced} bytes still traced"
