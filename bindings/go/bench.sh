@@ -30,12 +30,13 @@ done | awk '
     if ($1 > rounds) rounds = $1; if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2 } }
   function ratio(a, b,   r, wl, cl) {
     for (r = 1; r <= rounds; r++) if ((r, a) in v && (r, b) in v) { wl = wl " " v[r, a] / v[r, b]; cl = cl " " c[r, a] / c[r, b] }
-    printf "%-28s / %-28s  wall %5.2fx  cpu %5.2fx\n", a, b, median(wl), median(cl)
+    printf "%-36s / %-28s  wall %5.2fx  cpu %5.2fx\n", a, b, median(wl), median(cl)
   }
   END {
     printf "%-30s %10s %12s %10s   (medians of %d rounds; min: the least loaded round)\n", "benchmark", "ns/job", "cpu-ns/job", "min ns", rounds
     for (i = 1; i <= n; i++) printf "%-30s %10.0f %12.0f %10.0f\n", order[i], median(wall[order[i]]), median(cpu[order[i]]), least(wall[order[i]])
     ratio("BenchmarkGoJobsSubmit", "BenchmarkGoroutinesWaitGroup")
+    ratio("BenchmarkGoJobsSubmitCancellableCtx", "BenchmarkGoroutinesWaitGroup")
     ratio("BenchmarkGoJobsGroup", "BenchmarkGoroutinesWaitGroup")
     ratio("BenchmarkNativeJobs", "BenchmarkGoroutinesCallingC")
   }'

@@ -67,10 +67,20 @@ func BenchmarkGoJobsGroup(b *testing.B) {
 	checkCount(b, n.Load())
 }
 
-func BenchmarkGoJobsSubmit(b *testing.B) {
+func BenchmarkGoJobsSubmit(b *testing.B) { benchSubmit(b, context.Background()) }
+
+// BenchmarkGoJobsSubmitCancellableCtx is BenchmarkGoJobsSubmit with the context most
+// callers pass, one that can be cancelled: each job then gets a C token that follows it
+// (context.AfterFunc), which a context that is never done does not need.
+func BenchmarkGoJobsSubmitCancellableCtx(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	benchSubmit(b, ctx)
+}
+
+func benchSubmit(b *testing.B, ctx context.Context) {
 	p, _ := NewPool()
 	defer p.Close()
-	ctx := context.Background()
 	var n atomic.Int64
 	jobs := make([]*Job[struct{}], 0, 1024)
 	clock := startCPU(b)

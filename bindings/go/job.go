@@ -101,7 +101,7 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 	}
 	defer cleanup()
 	if group == nil {
-		if t.token, err = newCtxToken(ctx); err != nil {
+		if t.token, err = jobCtxToken(ctx); err != nil {
 			return err
 		}
 		copts.token = t.token.ptr()

@@ -687,3 +687,53 @@ func TestWaitInJobHonoursADerivedContext(t *testing.T) {
 		t.Fatalf("the inner job ended before its gate opened: %v", s)
 	}
 }
+
+// Jobs submitted with contexts of one Done channel share one C token, freed when the
+// last of them has ended; cancelling the context still ends every queued one.
+func TestJobsOfOneContextShareAToken(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	hold := make(gate)
+	blocker, err := Submit(p, testCtx(t), func(context.Context) (int, error) { hold.wait(); return 0, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	valued := context.WithValue(ctx, struct{}{}, 1) // same Done channel
+	var jobs []*Job[int]
+	for i := 0; i < 20; i++ {
+		c := ctx
+		if i%2 == 1 {
+			c = valued
+		}
+		j, err := Submit(p, c, func(context.Context) (int, error) { return 1, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, j)
+	}
+	sharedTokens.mu.Lock()
+	tok, users := sharedTokens.m[ctx.Done()], 0
+	if tok != nil {
+		users = tok.users
+	}
+	sharedTokens.mu.Unlock()
+	if users != 20 {
+		t.Fatalf("the 20 queued jobs share a token with %d users", users)
+	}
+	cancel()
+	for i, j := range jobs {
+		if _, err := j.Wait(testCtx(t)); !errors.Is(err, ErrCancelled) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("job %d: Wait = %v", i, err)
+		}
+	}
+	hold.open()
+	if _, err := blocker.Wait(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	sharedTokens.mu.Lock()
+	_, still := sharedTokens.m[ctx.Done()]
+	sharedTokens.mu.Unlock()
+	if still {
+		t.Fatal("the shared token outlived its jobs")
+	}
+}

@@ -45,7 +45,7 @@ func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts 
 	}
 	defer cleanup()
 	j := &NativeJob{h: newJobHandle()}
-	if j.token, err = newCtxToken(ctx); err != nil {
+	if j.token, err = jobCtxToken(ctx); err != nil {
 		return nil, err
 	}
 	copts.token = j.token.ptr()
