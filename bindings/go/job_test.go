@@ -563,13 +563,15 @@ func TestJobMethodsRace(t *testing.T) {
 			}
 		}
 		results := make([][callers]error, size)
-		var wg sync.WaitGroup
+		var wg, going sync.WaitGroup
 		for i, job := range jobs {
 			for g := 0; g < callers; g++ {
 				i, job, g := i, job, g
 				wg.Add(1)
+				going.Add(1)
 				go func() {
 					defer wg.Done()
+					going.Done()
 					switch (i + g) % 4 {
 					case 0:
 						<-job.Done()
@@ -590,6 +592,9 @@ func TestJobMethodsRace(t *testing.T) {
 				}()
 			}
 		}
+		// Every caller is going before the jobs may end, so that their calls race the
+		// jobs' running and ending, not only each other.
+		going.Wait()
 		hold.open()
 		wg.Wait()
 		for i, r := range results {

@@ -42,11 +42,10 @@ type task struct {
 	ended    atomic.Bool // both ends have happened (set under mu, after the fields below)
 	periodic bool        // a SubmitEvery job: run gives each run its number
 
-	mu        sync.Mutex // guards what follows; orders run's writes before the end
-	goEnded   bool       // finish has run
-	cEnded    bool       // C's state is terminal (state says which)
-	doneAsked bool       // a done callback is registered (or being registered)
-	ran       bool
+	mu        sync.Mutex    // guards what follows; orders run's writes before the end
+	goEnded   bool          // finish has run
+	cEnded    bool          // C's state is terminal (state says which)
+	doneAsked bool          // a done callback is registered (or being registered)
 	state     State         // the terminal state
 	done      chan struct{} // made by the first doneChan before the end; closed at it
 	err       error         // what the function returned
@@ -106,7 +105,6 @@ func (t *task) run(jctx *C.jr_ctx) int32 {
 		t.group.fail(err)
 	}
 	t.mu.Lock()
-	t.ran = true
 	t.cause = seen
 	if p != nil {
 		t.panicked = p
