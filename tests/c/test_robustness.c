@@ -312,27 +312,11 @@ static jr_status t_shutdown_ctx_pool_mode_bad_in_job(jr_ctx *c) {
     return jr_pool_shutdown(jr_ctx_pool(c), 8, 0);
 }
 
-static jr_status t_stats_null_pool(jr_ctx *c) {
-    (void)c;
-    jr_stats st = {.size = sizeof st};
-    return jr_pool_stats(NULL, &st);
-}
-static jr_status t_stats_group_as_pool(jr_ctx *c) {
-    (void)c;
-    jr_stats st = {.size = sizeof st};
-    return jr_pool_stats(AS(jr_pool, F.group), &st);
-}
+THUNK(t_stats_null_pool, jr_pool_stats(NULL, &(jr_stats){.size = sizeof(jr_stats)}))
+THUNK(t_stats_group_as_pool, jr_pool_stats(AS(jr_pool, F.group), &(jr_stats){.size = sizeof(jr_stats)}))
 THUNK(t_stats_null_out, jr_pool_stats(F.pool, NULL))
-static jr_status t_stats_size_0(jr_ctx *c) {
-    (void)c;
-    jr_stats st = {.size = 0};
-    return jr_pool_stats(F.pool, &st);
-}
-static jr_status t_stats_size_below_word(jr_ctx *c) {
-    (void)c;
-    jr_stats st = {.size = 4};
-    return jr_pool_stats(F.pool, &st);
-}
+THUNK(t_stats_size_0, jr_pool_stats(F.pool, &(jr_stats){.size = 0}))
+THUNK(t_stats_size_below_word, jr_pool_stats(F.pool, &(jr_stats){.size = 4}))
 /* An older caller's smaller struct: only the fields that fit are written. */
 static jr_status t_stats_older_size(jr_ctx *c) {
     (void)c;
@@ -484,27 +468,11 @@ THUNK(t_group_cancel_null, jr_group_cancel(NULL))
 THUNK(t_group_cancel_token_as_group, jr_group_cancel(AS(jr_group, F.token)))
 THUNK(t_group_wait_null, jr_group_wait(NULL, 0))
 THUNK(t_group_wait_sem_as_group, jr_group_wait(AS(jr_group, F.sem), 0))
-static jr_status t_group_first_error_null(jr_ctx *c) {
-    (void)c;
-    jr_job *j = NULL;
-    return jr_group_first_error(NULL, &j);
-}
-static jr_status t_group_first_error_job_as_group(jr_ctx *c) {
-    (void)c;
-    jr_job *j = NULL;
-    return jr_group_first_error(AS(jr_group, F.done), &j);
-}
+THUNK(t_group_first_error_null, jr_group_first_error(NULL, &(jr_job *){NULL}))
+THUNK(t_group_first_error_job_as_group, jr_group_first_error(AS(jr_group, F.done), &(jr_job *){NULL}))
 THUNK(t_group_first_error_null_out, jr_group_first_error(F.group, NULL))
-static jr_status t_group_next_null(jr_ctx *c) {
-    (void)c;
-    jr_job *j = NULL;
-    return jr_group_next(NULL, 0, &j);
-}
-static jr_status t_group_next_pool_as_group(jr_ctx *c) {
-    (void)c;
-    jr_job *j = NULL;
-    return jr_group_next(AS(jr_group, F.pool), 0, &j);
-}
+THUNK(t_group_next_null, jr_group_next(NULL, 0, &(jr_job *){NULL}))
+THUNK(t_group_next_pool_as_group, jr_group_next(AS(jr_group, F.pool), 0, &(jr_job *){NULL}))
 THUNK(t_group_next_null_out, jr_group_next(F.group, 0, NULL))
 THUNK(t_group_free_null, jr_group_free(NULL))
 THUNK(t_group_free_pool_as_group, jr_group_free(AS(jr_group, F.pool)))
@@ -835,32 +803,12 @@ THUNK(t_job_wait_null, jr_job_wait(NULL, 0))
 THUNK(t_job_wait_sem_as_job, jr_job_wait(AS(jr_job, F.sem), 0))
 THUNK(t_job_wait_pool_as_job, jr_job_wait(AS(jr_job, F.pool), 0))
 THUNK(t_job_wait_dead_tag, jr_job_wait(AS(jr_job, junk_dead), 0))
-static jr_status t_take_result_null_job(jr_ctx *c) {
-    (void)c;
-    void *r = NULL;
-    return jr_job_take_result(NULL, &r);
-}
-static jr_status t_take_result_token_as_job(jr_ctx *c) {
-    (void)c;
-    void *r = NULL;
-    return jr_job_take_result(AS(jr_job, F.token), &r);
-}
+THUNK(t_take_result_null_job, jr_job_take_result(NULL, &(void *){NULL}))
+THUNK(t_take_result_token_as_job, jr_job_take_result(AS(jr_job, F.token), &(void *){NULL}))
 THUNK(t_take_result_null_out, jr_job_take_result(F.done, NULL))
-static jr_status t_take_result_member(jr_ctx *c) {
-    (void)c;
-    void *r = NULL;
-    return jr_job_take_result(F.member, &r);
-}
-static jr_status t_take_result_ticker(jr_ctx *c) {
-    (void)c;
-    void *r = NULL;
-    return jr_job_take_result(F.ticker, &r);
-}
-static jr_status t_take_result_running(jr_ctx *c) {
-    (void)c;
-    void *r = NULL;
-    return jr_job_take_result(F.running, &r);
-}
+THUNK(t_take_result_member, jr_job_take_result(F.member, &(void *){NULL}))
+THUNK(t_take_result_ticker, jr_job_take_result(F.ticker, &(void *){NULL}))
+THUNK(t_take_result_running, jr_job_take_result(F.running, &(void *){NULL}))
 static jr_status t_job_state_null(jr_ctx *c) {
     (void)c;
     jr_state st;
