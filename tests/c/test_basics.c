@@ -547,8 +547,7 @@ static void job_on_done_reports_each_end_once(void) {
     counter_init(&log.calls);
     atomic_init(&log.last_state, -1);
 
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(p, &b);
     counter runs;
     counter_init(&runs);
     jr_job *queued = submit(p, count_job, &runs);
@@ -690,8 +689,7 @@ static void bounded_queue_full_and_timeout(void) {
     jr_pool *p = make_pool(1, 2);
     blocker b;
     blocker_init(&b, false);
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS)); /* started: no longer queued */
+    jr_job *running = start_blocker(p, &b); /* started: no longer queued */
     counter runs;
     counter_init(&runs);
     jr_job *q1 = submit(p, count_job, &runs);
@@ -880,8 +878,7 @@ static void shutdown_cancel_ends_queued_jobs(void) {
     jr_pool *p = make_pool(1, 0);
     blocker b;
     blocker_init(&b, true);
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(p, &b);
     counter runs;
     counter_init(&runs);
     jr_job *queued[5];
@@ -928,8 +925,7 @@ static void pool_stats_add_up(void) {
     blocker_init(&b, false);
     jr_job *jobs[32];
     int n = 0;
-    jobs[n++] = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jobs[n++] = start_blocker(p, &b);
     counter runs;
     counter_init(&runs);
     jr_job *to_cancel[4];
@@ -1083,8 +1079,7 @@ static void token_cancels_jobs(void) {
     jr_pool *p = make_pool(1, 0);
     blocker b;
     blocker_init(&b, false);
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(p, &b);
 
     counter runs;
     counter_init(&runs);

@@ -260,8 +260,7 @@ static void cancelled_before_start_frees_arg(void) {
     jr_pool *p = make_pool(1, 0);
     blocker b;
     blocker_init(&b, false);
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(p, &b);
     jr_submit_options o = owning_options();
     tracked *arg = track_new(ARG);
     jr_job *j = submit_opts(p, result_job, arg, &o);
@@ -286,8 +285,7 @@ static void shutdown_cancel_frees_queued_args(void) {
     jr_pool *p = make_pool(1, 0);
     blocker b;
     blocker_init(&b, true);
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(p, &b);
     jr_submit_options o = owning_options();
     static jr_job *handles[N];
     static tracked *args[N];
@@ -486,8 +484,7 @@ static void failed_submit_leaves_arg_with_caller(void) {
     jr_pool *p = make_pool(1, 1);
     blocker b;
     blocker_init(&b, false);
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(p, &b);
     jr_job *queued = submit_opts(p, result_job, track_new(ARG), &o); /* fills the queue */
     jr_submit_options full = o;
     full.nonblocking = 1;
@@ -638,8 +635,7 @@ static void token_freed_while_jobs_queued(void) {
     jr_pool *p = make_pool(1, 0);
     blocker b;
     blocker_init(&b, false);
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(p, &b);
 
     /* Freed, never cancelled: the jobs end normally. */
     jr_token *t = NULL;

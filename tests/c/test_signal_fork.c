@@ -540,8 +540,7 @@ static void fork_with_running_pool_and_job(void) {
     jr_pool *p = make_pool(2, 0);
     blocker b;
     blocker_init(&b, false);
-    jr_job *running = submit(p, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(p, &b);
     jr_job *done = submit(p, echo_job, (void *)(intptr_t)3);
     REQUIRE(jr_job_wait(done, HANG_MS * MS) == JR_OK);
     jr_token *t = NULL;
@@ -649,8 +648,7 @@ static void fork_after_using_global_pool(void) {
     /* A job of the global pool is running at the fork. */
     blocker b;
     blocker_init(&b, false);
-    jr_job *running = submit(g, blocker_job, &b);
-    REQUIRE(counter_wait(&b.started, 1, HANG_MS));
+    jr_job *running = start_blocker(g, &b);
 
     child_proc child = fork_child();
     if (child.pid == 0) {

@@ -204,6 +204,17 @@ static inline jr_job *submit(jr_pool *pool, jr_job_fn fn, void *arg) {
     return submit_opts(pool, fn, arg, NULL);
 }
 
+/* Submits `blocker_job` on `pool` and returns once it runs: it then holds a worker until
+ * `b`'s gate opens (or its token is cancelled, for a blocker that stops on cancel). */
+static inline jr_job *start_blocker(jr_pool *pool, blocker *b) {
+    jr_job *job = submit(pool, blocker_job, b);
+    if (!counter_wait(&b->started, counter_get(&b->started) + 1, HANG_MS)) {
+        fprintf(stderr, "the blocker job never started\n");
+        exit(2);
+    }
+    return job;
+}
+
 /* Waits for a job with the hang timeout and frees its handle; returns its status. */
 static inline jr_status wait_free(jr_job *job) {
     if (job == NULL) {
