@@ -255,20 +255,28 @@ func TestSelectOnDone(t *testing.T) {
 	}
 }
 
+// Nested submit-and-wait on one thread runs the inner job inline (the only worker is
+// this one), also when the inner job was closed before the wait.
 func TestNestedSubmitWaitOneThread(t *testing.T) {
-	p := newTestPool(t, WithThreads(1))
-	ctx := testCtx(t)
-	outer, _ := Submit(p, ctx, func(ctx context.Context) (int, error) {
-		inner, err := Submit(p, ctx, func(context.Context) (int, error) { return 20, nil })
-		if err != nil {
-			return 0, err
+	for _, closeFirst := range []bool{false, true} {
+		p := newTestPool(t, WithThreads(1))
+		ctx := testCtx(t)
+		outer, _ := Submit(p, ctx, func(ctx context.Context) (int, error) {
+			inner, err := Submit(p, ctx, func(context.Context) (int, error) { return 20, nil })
+			if err != nil {
+				return 0, err
+			}
+			if closeFirst {
+				inner.Close()
+			} else {
+				defer inner.Close()
+			}
+			v, err := inner.Wait(ctx)
+			return v + 1, err
+		})
+		if v, err := outer.Wait(ctx); v != 21 || err != nil {
+			t.Fatalf("closed first %v: %d, %v", closeFirst, v, err)
 		}
-		defer inner.Close()
-		v, err := inner.Wait(ctx) // runs inline: the only worker is this one
-		return v + 1, err
-	})
-	if v, err := outer.Wait(ctx); v != 21 || err != nil {
-		t.Fatalf("%d, %v", v, err)
 	}
 }
 
@@ -641,26 +649,6 @@ func TestCloseBeforeEndKeepsStateAndCancel(t *testing.T) {
 	}
 	if _, err := queued.Wait(ctx); !errors.Is(err, ErrCancelled) {
 		t.Fatalf("the cancelled job's Wait = %v", err)
-	}
-}
-
-// Nested submit-and-wait on one thread still runs the inner job inline after Close.
-func TestNestedWaitAfterCloseOnOneThread(t *testing.T) {
-	p := newTestPool(t, WithThreads(1))
-	ctx := testCtx(t)
-	outer, err := Submit(p, ctx, func(jctx context.Context) (int, error) {
-		inner, err := Submit(p, ctx, func(context.Context) (int, error) { return 5, nil })
-		if err != nil {
-			return 0, err
-		}
-		inner.Close()
-		return inner.Wait(jctx)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := outer.Wait(ctx); v != 5 || err != nil {
-		t.Fatalf("outer = %v, %v (nested wait after Close)", v, err)
 	}
 }
 
