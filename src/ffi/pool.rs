@@ -263,10 +263,7 @@ pub extern "C" fn jr_pool_add_thread_hooks(
 ) -> jr_status {
     status(|| {
         // SAFETY: a pool handle by the contract above.
-        let pool = unsafe { PoolHandle::pool_of(pool) }?;
-        if on_thread_start.is_none() && on_thread_stop.is_none() {
-            return Err(invalid(format_args!("both hooks are NULL")));
-        }
+        let (pool, tag) = unsafe { hooks_call(pool, on_thread_start, on_thread_stop, arg) }?;
         let hook = |hook: jr_thread_hook| {
             hook.map(|hook| {
                 let hook = Hook { hook, arg };
@@ -274,19 +271,34 @@ pub extern "C" fn jr_pool_add_thread_hooks(
                     as crate::pool::registry::ThreadHook
             })
         };
-        let tag = hooks_tag(on_thread_start, on_thread_stop, arg);
         pool.add_raw_thread_hooks(hook(on_thread_start), hook(on_thread_stop), tag);
         Ok(())
     })
 }
 
-/// What identifies hooks added from C: their three arguments.
-fn hooks_tag(start: jr_thread_hook, stop: jr_thread_hook, arg: *mut c_void) -> [usize; 3] {
-    [
+/// The checked arguments of `jr_pool_add_thread_hooks` and `jr_pool_remove_thread_hooks`:
+/// the pool, and what identifies the hooks, their three arguments.
+///
+/// # Safety
+///
+/// As [`PoolHandle::pool_of`].
+unsafe fn hooks_call<'a>(
+    pool: *mut jr_pool,
+    start: jr_thread_hook,
+    stop: jr_thread_hook,
+    arg: *mut c_void,
+) -> Result<(&'a Pool, [usize; 3]), jr_status> {
+    // SAFETY: the caller's contract.
+    let pool = unsafe { PoolHandle::pool_of(pool) }?;
+    if start.is_none() && stop.is_none() {
+        return Err(invalid(format_args!("both hooks are NULL")));
+    }
+    let tag = [
         start.map_or(0, |f| f as usize),
         stop.map_or(0, |f| f as usize),
         arg as usize,
-    ]
+    ];
+    Ok((pool, tag))
 }
 
 /// Removes the hooks that `jr_pool_add_thread_hooks` added with the same three arguments
@@ -309,11 +321,8 @@ pub extern "C" fn jr_pool_remove_thread_hooks(
 ) -> jr_status {
     status(|| {
         // SAFETY: a pool handle by the contract above.
-        let pool = unsafe { PoolHandle::pool_of(pool) }?;
-        if on_thread_start.is_none() && on_thread_stop.is_none() {
-            return Err(invalid(format_args!("both hooks are NULL")));
-        }
-        if !pool.remove_raw_thread_hooks(hooks_tag(on_thread_start, on_thread_stop, arg)) {
+        let (pool, tag) = unsafe { hooks_call(pool, on_thread_start, on_thread_stop, arg) }?;
+        if !pool.remove_raw_thread_hooks(tag) {
             return Err(invalid(format_args!(
                 "no such hooks on this pool: never added with these three arguments, or removed already"
             )));
