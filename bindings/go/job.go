@@ -234,7 +234,7 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 	if t.state == Succeeded { // read once ended is seen; no error to build
 		return j.value, nil
 	}
-	j.once.Do(func() { j.err = t.outcome(endStatus(t.state), nil) })
+	j.once.Do(func() { j.err = t.outcome(t.state) })
 	if j.err != nil {
 		var zero T
 		return zero, j.err

@@ -297,29 +297,15 @@ func endState(st C.enum_jr_status) State {
 	}
 }
 
-// endStatus is the C status of a job that ended in state s.
-func endStatus(s State) C.enum_jr_status {
-	switch s {
-	case Succeeded:
-		return C.JR_OK
-	case Failed:
-		return C.JR_E_JOB_FAILED
-	case Panicked:
-		return C.JR_E_PANICKED
-	default:
-		return C.JR_E_CANCELLED
-	}
-}
-
-// outcome maps the job's final C status to the Go result: called once the job ended
+// outcome maps the job's terminal state to the Go result: called once the job ended
 // (after done is closed).
-func (t *task) outcome(st C.enum_jr_status, job *C.jr_job) error {
+func (t *task) outcome(s State) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch st {
-	case C.JR_OK:
+	switch s {
+	case Succeeded:
 		return nil
-	case C.JR_E_JOB_FAILED:
+	case Failed:
 		je := &JobError{Code: 1, Err: t.err}
 		if t.err != nil {
 			je.Message = t.err.Error()
@@ -329,15 +315,13 @@ func (t *task) outcome(st C.enum_jr_status, job *C.jr_job) error {
 			}
 		}
 		return je
-	case C.JR_E_PANICKED:
-		if t.panicked != nil {
+	case Panicked:
+		if t.panicked != nil { // recovered by run: every Go job's panic, in practice
 			return t.panicked
 		}
-		return cPanic(job)
-	case C.JR_E_CANCELLED:
-		return cancelledError(t.cause, t.err)
+		return &PanicError{Message: "the job panicked outside its Go function"}
 	default:
-		return statusError(st)
+		return cancelledError(t.cause, t.err)
 	}
 }
 
