@@ -261,17 +261,15 @@ impl Registry {
     /// in place, each through `run`; a removal waits for these calls to end.
     pub(crate) fn run_hooks(&self, from: usize, to: usize, stop: bool, run: impl Fn(&ThreadHook)) {
         let _gate = self.hook_gate.read().unwrap_or_else(|p| p.into_inner());
-        let hooks: Vec<ThreadHook> = lock(&self.hooks)[from..to]
+        let mut hooks: Vec<ThreadHook> = lock(&self.hooks)[from..to]
             .iter()
             .filter_map(|entry| if stop { &entry.stop } else { &entry.start }.clone())
             .collect();
-        let ordered: Box<dyn Iterator<Item = &ThreadHook>> = if stop {
-            Box::new(hooks.iter().rev())
-        } else {
-            Box::new(hooks.iter())
-        };
+        if stop {
+            hooks.reverse();
+        }
         IN_HOOK.with(|flag| flag.set(true));
-        for hook in ordered {
+        for hook in &hooks {
             run(hook);
         }
         IN_HOOK.with(|flag| flag.set(false));
