@@ -207,8 +207,9 @@ static inline jr_job *submit(jr_pool *pool, jr_job_fn fn, void *arg) {
 /* Submits `blocker_job` on `pool` and returns once it runs: it then holds a worker until
  * `b`'s gate opens (or its token is cancelled, for a blocker that stops on cancel). */
 static inline jr_job *start_blocker(jr_pool *pool, blocker *b) {
+    long before = counter_get(&b->started); /* read first: the job may start at once */
     jr_job *job = submit(pool, blocker_job, b);
-    if (!counter_wait(&b->started, counter_get(&b->started) + 1, HANG_MS)) {
+    if (!counter_wait(&b->started, before + 1, HANG_MS)) {
         fprintf(stderr, "the blocker job never started\n");
         exit(2);
     }
