@@ -397,6 +397,14 @@ typedef struct jr_submit_options {
      * The job's name (copied; NULL: none), for debugging.
      */
     const char *name;
+    /**
+     * Nonzero: `fn` takes `arg` over when the job starts (it frees it, or hands it on),
+     * and `arg_free` runs only for a job that ends without running (cancelled while
+     * queued or delayed, a pool shut down). For a function that consumes its argument,
+     * and for bindings, which then need no "did it run?" record per job. Not with
+     * `jr_submit_every` (its runs share `arg`). 0 (default): `arg_free` runs either way.
+     */
+    int32_t fn_owns_arg;
 } jr_submit_options;
 
 /**
@@ -578,8 +586,9 @@ struct jr_submit_options jr_submit_options_default(void);
  * job (it runs; its result is freed with `result_free`).
  *
  * Ownership of `arg`: on `JR_OK` the job owns it and `arg_free` runs exactly once when
- * the job has ended, whether it ran or not; on any error nothing was submitted and
- * `arg` is still the caller's.
+ * the job has ended, whether it ran or not (with `fn_owns_arg`: only if it did not run,
+ * `fn` owning it once started); on any error nothing was submitted and `arg` is still
+ * the caller's.
  *
  * Returns `JR_OK`, `JR_E_INVALID_ARG` (`pool` or a handle in `options` of the wrong
  * type, `fn` NULL, `permits` 0 or over the semaphore's total, `delay_ns` negative, a
@@ -610,7 +619,7 @@ enum jr_status jr_submit(struct jr_pool *pool,
  * run has ended; on any error it is still the caller's.
  *
  * Returns `JR_OK`, `JR_E_INVALID_ARG` (`pool` not a pool, `fn` NULL, `period_ns` not
- * positive, a group in `options`, bad options as for `jr_submit`), the errors of
+ * positive, a group in `options`, `fn_owns_arg` set, bad options as for `jr_submit`), the errors of
  * `jr_submit` for the first run, `JR_E_FORKED`. Thread-safe.
  */
 enum jr_status jr_submit_every(struct jr_pool *pool,

@@ -404,6 +404,12 @@ pub struct jr_submit_options {
     pub result_free: jr_free_fn,
     /// The job's name (copied; NULL: none), for debugging.
     pub name: *const c_char,
+    /// Nonzero: `fn` takes `arg` over when the job starts (it frees it, or hands it on),
+    /// and `arg_free` runs only for a job that ends without running (cancelled while
+    /// queued or delayed, a pool shut down). For a function that consumes its argument,
+    /// and for bindings, which then need no "did it run?" record per job. Not with
+    /// `jr_submit_every` (its runs share `arg`). 0 (default): `arg_free` runs either way.
+    pub fn_owns_arg: i32,
 }
 
 versioned!(jr_submit_options {
@@ -418,6 +424,7 @@ versioned!(jr_submit_options {
     arg_free,
     result_free,
     name,
+    fn_owns_arg,
 });
 
 /// The default submit options, with `size` set. Thread-safe, never fails.
@@ -435,6 +442,7 @@ pub extern "C" fn jr_submit_options_default() -> jr_submit_options {
         arg_free: None,
         result_free: None,
         name: std::ptr::null(),
+        fn_owns_arg: 0,
     }
 }
 
@@ -484,8 +492,9 @@ unsafe fn submit_options(options: &jr_submit_options) -> Result<SubmitOptions, j
 /// job (it runs; its result is freed with `result_free`).
 ///
 /// Ownership of `arg`: on `JR_OK` the job owns it and `arg_free` runs exactly once when
-/// the job has ended, whether it ran or not; on any error nothing was submitted and
-/// `arg` is still the caller's.
+/// the job has ended, whether it ran or not (with `fn_owns_arg`: only if it did not run,
+/// `fn` owning it once started); on any error nothing was submitted and `arg` is still
+/// the caller's.
 ///
 /// Returns `JR_OK`, `JR_E_INVALID_ARG` (`pool` or a handle in `options` of the wrong
 /// type, `fn` NULL, `permits` 0 or over the semaphore's total, `delay_ns` negative, a
@@ -511,7 +520,12 @@ pub extern "C" fn jr_submit(
             let pool = unsafe { PoolHandle::pool_of(pool) }?;
             let func = func.ok_or_else(|| invalid(format_args!("fn is NULL")))?;
             let result_free = options.result_free;
-            let job = move |ctx: &Context<'_>| run(ctx, func, arg.ptr(), result_free);
+            let fn_owns_arg = options.fn_owns_arg != 0;
+            let job = move |ctx: &Context<'_>| {
+                let mut arg = arg;
+                let arg = if fn_owns_arg { arg.take() } else { arg.ptr() };
+                run(ctx, func, arg, result_free)
+            };
             if options.group.is_null() {
                 // SAFETY: the handles in `options` are valid for the call (the contract).
                 let rust_options = unsafe { submit_options(&options) }?;
@@ -560,7 +574,7 @@ pub extern "C" fn jr_submit(
 /// run has ended; on any error it is still the caller's.
 ///
 /// Returns `JR_OK`, `JR_E_INVALID_ARG` (`pool` not a pool, `fn` NULL, `period_ns` not
-/// positive, a group in `options`, bad options as for `jr_submit`), the errors of
+/// positive, a group in `options`, `fn_owns_arg` set, bad options as for `jr_submit`), the errors of
 /// `jr_submit` for the first run, `JR_E_FORKED`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn jr_submit_every(
@@ -584,6 +598,11 @@ pub extern "C" fn jr_submit_every(
                 .ok_or_else(|| invalid(format_args!("period_ns must be positive")))?;
             if !options.group.is_null() {
                 return Err(invalid(format_args!("a periodic job cannot be in a group")));
+            }
+            if options.fn_owns_arg != 0 {
+                return Err(invalid(format_args!(
+                    "fn_owns_arg is for one-shot jobs: the runs of a periodic job share arg"
+                )));
             }
             // SAFETY: the handles in `options` are valid for the call (the contract).
             let rust_options = unsafe { submit_options(&options) }?;
@@ -941,6 +960,76 @@ mod tests {
         assert_eq!(FREED.load(Ordering::SeqCst) - before, 4);
         // SAFETY: still ours.
         unsafe { count_free(arg) };
+        assert_eq!(jr_pool_free(pool), jr_status::JR_OK);
+    }
+
+    static CONSUMED: AtomicUsize = AtomicUsize::new(0);
+    static FREED_UNRUN: AtomicUsize = AtomicUsize::new(0);
+
+    /// Frees its boxed argument itself (`fn_owns_arg`).
+    unsafe extern "C" fn consume(
+        _ctx: *mut jr_ctx,
+        arg: *mut c_void,
+        _result: *mut *mut c_void,
+    ) -> i32 {
+        CONSUMED.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: a boxed u64 the job owns once it runs.
+        drop(unsafe { Box::from_raw(arg.cast::<u64>()) });
+        0
+    }
+
+    unsafe extern "C" fn free_unrun(value: *mut c_void) {
+        FREED_UNRUN.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: a boxed u64.
+        drop(unsafe { Box::from_raw(value.cast::<u64>()) });
+    }
+
+    #[test]
+    fn fn_owns_arg_frees_only_the_arguments_of_jobs_that_never_ran() {
+        use crate::ffi::token::{jr_token_cancel_sync, jr_token_free, jr_token_new};
+        let mut pool = std::ptr::null_mut();
+        assert_eq!(jr_pool_new(std::ptr::null(), &mut pool), jr_status::JR_OK);
+        let owning = jr_submit_options {
+            arg_free: Some(free_unrun),
+            fn_owns_arg: 1,
+            ..jr_submit_options_default()
+        };
+
+        // It runs: the function took the argument over; arg_free is not called.
+        let mut job = std::ptr::null_mut();
+        assert_eq!(
+            jr_submit(pool, Some(consume), boxed(1), &owning, &mut job),
+            jr_status::JR_OK
+        );
+        assert_eq!(jr_job_wait(job, -1), jr_status::JR_OK);
+        assert_eq!(jr_job_free(job), jr_status::JR_OK);
+        assert_eq!(CONSUMED.load(Ordering::SeqCst), 1);
+        assert_eq!(FREED_UNRUN.load(Ordering::SeqCst), 0);
+
+        // It never runs (its token is cancelled): arg_free frees the argument, once.
+        let mut token = std::ptr::null_mut();
+        assert_eq!(jr_token_new(std::ptr::null(), &mut token), jr_status::JR_OK);
+        assert_eq!(jr_token_cancel_sync(token), jr_status::JR_OK);
+        let cancelled = jr_submit_options { token, ..owning };
+        assert_eq!(
+            jr_submit(pool, Some(consume), boxed(2), &cancelled, &mut job),
+            jr_status::JR_OK
+        );
+        assert_eq!(jr_job_wait(job, -1), jr_status::JR_E_CANCELLED);
+        assert_eq!(jr_job_free(job), jr_status::JR_OK);
+        assert_eq!(CONSUMED.load(Ordering::SeqCst), 1);
+        assert_eq!(FREED_UNRUN.load(Ordering::SeqCst), 1);
+        assert_eq!(jr_token_free(token), jr_status::JR_OK);
+
+        // Not for a periodic job: refused, the argument still the caller's.
+        let arg = boxed(3);
+        assert_eq!(
+            jr_submit_every(pool, 1_000_000, Some(consume), arg, &owning, &mut job),
+            jr_status::JR_E_INVALID_ARG
+        );
+        assert_eq!(FREED_UNRUN.load(Ordering::SeqCst), 1);
+        // SAFETY: still ours.
+        unsafe { free_unrun(arg) };
         assert_eq!(jr_pool_free(pool), jr_status::JR_OK);
     }
 }

@@ -7,7 +7,8 @@
  *   - the submit returned JR_OK: the job owns `arg`, and `arg_free(arg)` runs exactly
  *     once after the job has ended, whether it ran, failed, panicked, was cancelled
  *     before it started, or its pool shut down (for a periodic job: once, after its last
- *     run);
+ *     run); with `fn_owns_arg`, `fn` takes `arg` over when the job starts, and
+ *     `arg_free` runs only for a job that never ran;
  *   - the submit returned any error (JR_E_SHUTDOWN, JR_E_FULL, JR_E_TIMEOUT,
  *     JR_E_CANCELLED, JR_E_INVALID_ARG, JR_E_CLOSED, ...): nothing was submitted,
  *     `arg_free` is NEVER called, and `arg` is still the caller's to free.
@@ -274,6 +275,48 @@ static void cancelled_before_start_frees_arg(void) {
     CHECK_STATUS(jr_job_free(j), JR_OK);
     CHECK(atomic_load(&arg->ran) == 0);
     CHECK(counter_get(&results_made) == 0);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+    blocker_destroy(&b);
+    books_balance();
+}
+
+/* With fn_owns_arg the function takes the argument over when it runs (here it frees it):
+ * arg_free runs only for jobs that never ran. Each argument is still freed exactly once. */
+static int32_t consuming_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)result;
+    atomic_fetch_add(&((tracked *)arg)->ran, 1);
+    track_free(arg);
+    return 0;
+}
+
+static void fn_owns_arg_frees_unrun_args_only(void) {
+    enum { N = 40 };
+    books_open();
+    jr_pool *p = make_pool(1, 0);
+    blocker b;
+    blocker_init(&b, false);
+    jr_job *running = start_blocker(p, &b);
+    jr_submit_options o = owning_options();
+    o.fn_owns_arg = 1;
+    jr_job *handles[N];
+    tracked *args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = track_new(ARG);
+        handles[i] = submit_opts(p, consuming_job, args[i], &o);
+    }
+    /* Half never run: cancelled while queued, freed by arg_free at once. */
+    for (int i = 0; i < N; i += 2) {
+        CHECK_STATUS(jr_job_cancel(handles[i]), JR_OK);
+    }
+    CHECK(counter_wait(&args_freed, N / 2, HANG_MS));
+    gate_open(&b.gate);
+    CHECK_STATUS(wait_free(running), JR_OK);
+    for (int i = 0; i < N; i++) {
+        CHECK_STATUS(jr_job_wait(handles[i], HANG_MS * MS), i % 2 ? JR_OK : JR_E_CANCELLED);
+        CHECK(atomic_load(&args[i]->ran) == i % 2);
+        CHECK_STATUS(jr_job_free(handles[i]), JR_OK);
+    }
     CHECK_STATUS(jr_pool_free(p), JR_OK);
     blocker_destroy(&b);
     books_balance();
@@ -727,6 +770,7 @@ int main(void) {
     RUN(detached_jobs_free_everything);
     RUN(failed_and_panicked_jobs_free_their_result);
     RUN(cancelled_before_start_frees_arg);
+    RUN(fn_owns_arg_frees_unrun_args_only);
     RUN(shutdown_cancel_frees_queued_args);
     RUN(cancelled_delayed_jobs_free_args_at_once);
     RUN(periodic_job_frees_arg_once_and_each_result);

@@ -762,6 +762,12 @@ static jr_status t_every_with_group(jr_ctx *c) {
     o.group = F.group;
     return every_status(F.pool, MS, nop_job, &o);
 }
+static jr_status t_every_fn_owns_arg(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.fn_owns_arg = 1;
+    return every_status(F.pool, MS, nop_job, &o);
+}
 static jr_status t_every_options_size_0(jr_ctx *c) {
     (void)c;
     jr_submit_options o = jr_submit_options_default();
@@ -1176,6 +1182,7 @@ static const row rows[] = {
     ROW(t_every_period_negative, BAD),
     ROW(t_every_period_int64_min, BAD),
     ROW(t_every_with_group, BAD),
+    ROW(t_every_fn_owns_arg, BAD),
     ROW(t_every_options_size_0, BAD),
     ROW(t_every_delay_negative, BAD),
     ROW(t_every_permits_0, BAD),

@@ -235,6 +235,7 @@ class SubmitOptions(Structure):
         ("arg_free", FREE_FN),
         ("result_free", FREE_FN),
         ("name", c_char_p),
+        ("fn_owns_arg", c_int32),
     ]
 
 
