@@ -23,28 +23,15 @@ extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t once);
 extern void jrgoFreeArg(uintptr_t id);
 extern void jrgoJobDone(uintptr_t id, int32_t state);
 
-// A one-shot Go job's argument: C memory holding its task's number, and whether the job
-// ran. A job that ran has ended its Go side itself (jrgoRunJob with once = 1), so its
-// arg_free frees this block without a second call into Go.
-typedef struct {
-	uintptr_t id;
-	int32_t ran;
-} jrgo_arg;
-
+// A one-shot Go job's argument is its task's number, submitted with fn_owns_arg: a job
+// that runs ends its Go side itself (jrgoRunJob with once = 1), and arg_free calls back
+// into Go only for a job that ended without running. No C memory per job.
 static int32_t jrgo_run_once(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
-	jrgo_arg *a = arg;
-	a->ran = 1;
-	return jrgoRunJob(ctx, a->id, 1);
+	return jrgoRunJob(ctx, (uintptr_t)arg, 1);
 }
 
-static void jrgo_free_once(void *arg) {
-	jrgo_arg *a = arg;
-	if (!a->ran) {
-		jrgoFreeArg(a->id); // ended without running: tell Go
-	}
-	free(a);
-}
+static void jrgo_free_unrun(void *arg) { jrgoFreeArg((uintptr_t)arg); }
 
 static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
@@ -71,15 +58,27 @@ typedef struct {
 // submitted and the number is still the caller's. `detached`: no handle.
 jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
                            int32_t detached) {
-	jrgo_submitted r = {JR_E_NO_MEMORY, NULL};
-	jrgo_arg *a = malloc(sizeof *a);
-	if (a == NULL) return r;
-	a->id = id;
-	a->ran = 0;
-	opts.arg_free = jrgo_free_once;
-	r.status = jr_submit(pool, jrgo_run_once, a, &opts, detached ? NULL : &r.job);
-	if (r.status != JR_OK) free(a);
+	jrgo_submitted r = {JR_OK, NULL};
+	opts.arg_free = jrgo_free_unrun;
+	opts.fn_owns_arg = 1;
+	r.status = jr_submit(pool, jrgo_run_once, (void *)id, &opts, detached ? NULL : &r.job);
 	return r;
+}
+
+// jrgo_submit with the default options but a token or a group (either may be NULL;
+// detached with a group), every argument an integer: cgo checks a pointer argument (the
+// options hold some) on each call, and this is the submit of nearly every Go job.
+jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
+                                  uintptr_t group) {
+	jr_submit_options opts = jr_submit_options_default();
+	opts.token = (jr_token *)token;
+	opts.group = (jr_group *)group;
+	return jrgo_submit((jr_pool *)pool, id, opts, group != 0);
+}
+
+// Frees n job handles (freeBatch's): one cgo call for them all.
+void jrgo_free_jobs(jr_job **jobs, size_t n) {
+	for (size_t i = 0; i < n; i++) jr_job_free(jobs[i]);
 }
 
 // Frees the group's ended jobs that jr_group_next would give: the Go Group never asks

@@ -10,6 +10,8 @@ package jobrunner
 // } jrgo_submitted;
 // extern jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
 //                                   int32_t detached);
+// extern jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
+//                                          uintptr_t group);
 // extern int32_t jrgo_state(jr_job *job);
 import "C"
 
@@ -119,7 +121,14 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 	if group != nil {
 		detached = 1
 	}
-	r := C.jrgo_submit(ptr, C.uintptr_t(id), copts, detached)
+	var r C.jrgo_submitted
+	if len(opts) == 0 {
+		// Integers only: cgo has no pointer argument to check.
+		r = C.jrgo_submit_simple(C.uintptr_t(uintptr(unsafe.Pointer(ptr))), C.uintptr_t(id),
+			C.uintptr_t(uintptr(unsafe.Pointer(copts.token))), C.uintptr_t(uintptr(unsafe.Pointer(copts.group))))
+	} else {
+		r = C.jrgo_submit(ptr, C.uintptr_t(id), copts, detached)
+	}
 	st, job := r.status, r.job
 	pool.release()
 	if st != C.JR_OK {
