@@ -56,12 +56,28 @@ func (r *handleRef) close(free func()) bool {
 // taskTable maps the numbers C holds as Go jobs' arguments to their tasks: what
 // runtime/cgo.Handle does, for one type and cheaper. cgo.Handle boxes the value in an
 // interface and keeps it in a concurrent map; NewHandle and Delete cost about 170 ns per
-// job on the reference machine, more than a goroutine, while put and take here cost
-// about 20: slices with free lists, each under a mutex held for a few instructions. The
-// submitting goroutine puts and the workers take at the same time, so the table is
-// split in shards, used in turn, to keep them off each other's lock and cache line.
-// Numbers start at 1 (0 is never valid) and are reused once taken back.
+// job on the reference machine, more than a goroutine.
+//
+// The submitting goroutine puts and a worker takes, on another core, so what costs is
+// the cache lines they both write. Most numbers come from a ring of ringSize slots, used
+// in turn: a put claims the next slot with one CAS (nil to the task), a take swaps it
+// back to nil, and consecutive jobs share a cache line, so a line crosses cores once per
+// eight jobs. A slot still held when the ring comes round again (a job queued or running
+// for ringSize submits) is skipped, and after ringProbes such slots the put goes to the
+// spill table instead: slices with free lists, each under a mutex, split in shards.
+// Ring numbers are 1..ringSize; spill numbers are above.
 type taskTable struct {
+	next  atomic.Uint64                  // the ring slot of the next put
+	ring  [ringSize]atomic.Pointer[task] // 128 KiB of zeroes until used
+	spill spillTable
+}
+
+const (
+	ringSize   = 1 << 14
+	ringProbes = 8
+)
+
+type spillTable struct {
 	next   atomic.Uint32 // the shard of the next put
 	shards [tableShards]tableShard
 }
@@ -80,6 +96,45 @@ var tasks taskTable
 
 // put stores t and returns its number.
 func (tt *taskTable) put(t *task) uintptr {
+	for probe := 0; probe < ringProbes; probe++ {
+		i := uintptr(tt.next.Add(1)-1) % ringSize
+		if tt.ring[i].CompareAndSwap(nil, t) {
+			return i + 1
+		}
+	}
+	return ringSize + tt.spill.put(t)
+}
+
+// get returns the task numbered id (which must be in the table).
+func (tt *taskTable) get(id uintptr) *task {
+	var t *task
+	if id <= ringSize {
+		t = tt.ring[id-1].Load()
+	} else {
+		t = tt.spill.get(id - ringSize)
+	}
+	if t == nil {
+		panic("jobrunner: no Go task with this number")
+	}
+	return t
+}
+
+// take removes the task numbered id and returns it; the number may be reused.
+func (tt *taskTable) take(id uintptr) *task {
+	var t *task
+	if id <= ringSize {
+		t = tt.ring[id-1].Swap(nil)
+	} else {
+		t = tt.spill.take(id - ringSize)
+	}
+	if t == nil {
+		panic("jobrunner: no Go task with this number")
+	}
+	return t
+}
+
+// put stores t and returns its number in the spill table (from 1).
+func (tt *spillTable) put(t *task) uintptr {
 	k := uintptr(tt.next.Add(1) % tableShards)
 	sh := &tt.shards[k]
 	sh.mu.Lock()
@@ -97,12 +152,12 @@ func (tt *taskTable) put(t *task) uintptr {
 }
 
 // slot returns the shard and the index in it of the number id.
-func (tt *taskTable) slot(id uintptr) (*tableShard, uintptr) {
+func (tt *spillTable) slot(id uintptr) (*tableShard, uintptr) {
 	return &tt.shards[(id-1)%tableShards], (id - 1) / tableShards
 }
 
 // get returns the task numbered id (which must be in the table).
-func (tt *taskTable) get(id uintptr) *task {
+func (tt *spillTable) get(id uintptr) *task {
 	sh, i := tt.slot(id)
 	sh.mu.Lock()
 	t := sh.slots[i]
@@ -114,7 +169,7 @@ func (tt *taskTable) get(id uintptr) *task {
 }
 
 // take removes the task numbered id and returns it; the number may be reused.
-func (tt *taskTable) take(id uintptr) *task {
+func (tt *spillTable) take(id uintptr) *task {
 	sh, i := tt.slot(id)
 	sh.mu.Lock()
 	t := sh.slots[i]
