@@ -19,23 +19,71 @@ package jobrunner
 #include "jobrunner.h"
 
 // The trampolines of callbacks.go.
-extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t once);
+extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t once, uintptr_t prev,
+                          int32_t *keep);
 extern void jrgoFreeArg(uintptr_t id);
+extern void jrgoEndPrev(uintptr_t id);
 extern void jrgoJobDone(uintptr_t id, int32_t state);
 
 // A one-shot Go job's argument is its task's number, submitted with fn_owns_arg: a job
 // that runs ends its Go side itself (jrgoRunJob with once = 1), and arg_free calls back
 // into Go only for a job that ended without running. No C memory per job.
+//
+// The end of a job that succeeded is told to Go by the next Go job its worker runs
+// (prev), so that Wait finds it ended without a cgo call to read C's state: a worker
+// ends a job (its state terminal) before it starts anything else, so when a job starts,
+// the one its thread ran before it has ended, and in the state Go knows (a Go function
+// that returned 0 and did not panic ends JR_JOB_SUCCEEDED). Only a job that was not
+// nested in another Go job (depth 0) is kept so, and only on a thread with the
+// binding's stop hook (jrgo_hooked), which tells Go the last one when the thread exits.
+// A kept job holds its task number until then; Wait on it meanwhile reads C's state.
+static __thread uintptr_t jrgo_prev;  // a kept job's task number, 0 if none
+static __thread int32_t jrgo_depth;   // Go jobs running on this thread's stack
+static __thread int32_t jrgo_hooked;  // the thread ran the binding's start hook
+
 static int32_t jrgo_run_once(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
-	return jrgoRunJob(ctx, (uintptr_t)arg, 1);
+	uintptr_t prev = jrgo_prev;
+	jrgo_prev = 0;
+	int32_t keep = 0;
+	int32_t may_keep = jrgo_hooked && jrgo_depth == 0;
+	jrgo_depth++;
+	int32_t code = jrgoRunJob(ctx, (uintptr_t)arg, 1, prev, may_keep ? &keep : NULL);
+	jrgo_depth--;
+	if (keep) jrgo_prev = (uintptr_t)arg;
+	return code;
+}
+
+static void jrgo_thread_start(void *arg, size_t index) {
+	(void)arg;
+	(void)index;
+	jrgo_hooked = 1;
+}
+
+static void jrgo_thread_stop(void *arg, size_t index) {
+	(void)arg;
+	(void)index;
+	jrgo_hooked = 0;
+	if (jrgo_prev != 0) {
+		uintptr_t prev = jrgo_prev;
+		jrgo_prev = 0;
+		jrgoEndPrev(prev);
+	}
+}
+
+// Adds the binding's worker hooks (see jrgo_prev) to a pool Go made or borrowed.
+enum jr_status jrgo_add_hooks(jr_pool *pool) {
+	return jr_pool_add_thread_hooks(pool, jrgo_thread_start, jrgo_thread_stop, NULL);
 }
 
 static void jrgo_free_unrun(void *arg) { jrgoFreeArg((uintptr_t)arg); }
 
 static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
-	return jrgoRunJob(ctx, (uintptr_t)arg, 0);
+	jrgo_depth++;
+	int32_t code = jrgoRunJob(ctx, (uintptr_t)arg, 0, 0, NULL);
+	jrgo_depth--;
+	return code;
 }
 
 static void jrgo_free_every(void *arg) { jrgoFreeArg((uintptr_t)arg); }

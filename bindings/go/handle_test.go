@@ -1,6 +1,9 @@
 package jobrunner
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 // The task table: numbers from the ring, slots still held skipped when the ring comes
 // round, the spill table once ringProbes slots in a row are held, every number unique
@@ -68,4 +71,71 @@ func TestTaskTableRingAndSpill(t *testing.T) {
 		}
 	}()
 	tt.take(spilled)
+}
+
+// inTable reports whether t holds a number in the task table.
+func inTable(t *task) bool {
+	for i := range tasks.ring {
+		if tasks.ring[i].Load() == t {
+			return true
+		}
+	}
+	for k := range tasks.spill.shards {
+		sh := &tasks.spill.shards[k]
+		sh.mu.Lock()
+		for _, s := range sh.slots {
+			if s == t {
+				sh.mu.Unlock()
+				return true
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return false
+}
+
+// A job that succeeded is seen to end by the next Go job its worker runs, with nobody
+// looking at it (see jrgo_prev); the last one a worker ran, by the worker's stop hook
+// when the pool closes; a job nested in another is not kept (its worker has not ended
+// the outer one). Nothing stays in the task table.
+func TestWorkerTellsTheEndOfTheJobBefore(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	first, err := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inner *Job[int]
+	second, err := Submit(p, ctx, func(ctx context.Context) (int, error) {
+		var err error
+		// Run inline by the Wait below, nested in this job, on the pool's one thread.
+		inner, err = Submit(p, ctx, func(context.Context) (int, error) { return 3, nil })
+		if err != nil {
+			return 0, err
+		}
+		v, err := inner.Wait(ctx)
+		return v + 1, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := second.Wait(ctx); v != 4 || err != nil {
+		t.Fatalf("second job: %v, %v", v, err)
+	}
+	// Nobody looked at the first job: its worker told its end when it started the second.
+	if !first.task.ended.Load() || first.task.state != Succeeded {
+		t.Fatal("the first job's end was not told by the job its worker ran next")
+	}
+	if inTable(&first.task) || inTable(&inner.task) {
+		t.Fatal("an ended job is still in the task table")
+	}
+	if s := second.State(); s != Succeeded {
+		t.Fatalf("second job: %v", s)
+	}
+	// The second job, the last its worker ran, may still be kept: closing the pool ends
+	// the worker, whose stop hook gives it back.
+	p.Close()
+	if inTable(&second.task) || inTable(&first.task) {
+		t.Fatal("a kept job is still in the task table after its pool closed")
+	}
 }

@@ -120,6 +120,11 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 	detached := C.int32_t(0)
 	if group != nil {
 		detached = 1
+	} else {
+		// A use of the handle until its pointer is written: the job may end, and a
+		// worker note its end (jrgoEndPrev) and close the handle, before the submit
+		// returns; the free is then left to our done.
+		t.h.ref.use()
 	}
 	var r C.jrgo_submitted
 	if len(opts) == 0 {
@@ -139,11 +144,15 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 			err = cancelledError(t.token.cause(), nil)
 		}
 		t.token.release()
+		if group == nil {
+			t.h.done()
+		}
 		t.h.close() // nil ptr: nothing to free
 		return err
 	}
 	if group == nil {
-		t.h.ptr = job // before anyone can use the handle: the Job is not returned yet
+		t.h.ptr = job // before any other use of the handle: the Job is not returned yet
+		t.h.done()
 	}
 	return nil
 }

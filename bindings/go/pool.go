@@ -2,6 +2,8 @@ package jobrunner
 
 // #include <stdlib.h>
 // #include "jobrunner.h"
+//
+// extern enum jr_status jrgo_add_hooks(jr_pool *pool);
 import "C"
 
 import (
@@ -45,6 +47,10 @@ func NewPool(opts ...PoolOption) (*Pool, error) {
 	if st := C.jr_pool_new(&copts, &p.ptr); st != C.JR_OK {
 		return nil, statusError(st)
 	}
+	if st := C.jrgo_add_hooks(p.ptr); st != C.JR_OK {
+		C.jr_pool_free(p.ptr)
+		return nil, statusError(st)
+	}
 	// A forgotten pool is closed in the background: Close drains, and the finalizer
 	// goroutine must not wait for that.
 	runtime.SetFinalizer(p, func(p *Pool) { go p.Close() })
@@ -64,6 +70,9 @@ func Default() *Pool {
 		ptr := C.jr_pool_global()
 		if ptr == nil {
 			panic("jobrunner: the global pool could not start (check JOBRUNNER_THREADS)")
+		}
+		if st := C.jrgo_add_hooks(ptr); st != C.JR_OK {
+			panic("jobrunner: jr_pool_add_thread_hooks on the global pool: " + statusError(st).Error())
 		}
 		defaultPool = &Pool{ptr: ptr, borrowed: true}
 	})
