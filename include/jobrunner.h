@@ -446,6 +446,13 @@ typedef struct jr_group_options {
      * The group's token is a child of this one (NULL: a root).
      */
     struct jr_token *token;
+    /**
+     * Nonzero: the group keeps no ended job for `jr_group_next` (which then fails with
+     * `JR_E_INVALID_ARG`); each is freed as it ends. For callers that only wait
+     * (`jr_group_wait`, `jr_group_first_error` work as usual), as Go's errgroup does.
+     * 0 (default): ended jobs are kept until `jr_group_next` gives them.
+     */
+    int32_t wait_only;
 } jr_group_options;
 
 #ifdef __cplusplus
@@ -960,7 +967,8 @@ enum jr_status jr_group_first_error(struct jr_group *group, struct jr_job **out)
  * first failure).
  *
  * Returns `JR_OK`, `JR_E_CLOSED` (closed, and every job was given), `JR_E_TIMEOUT`,
- * `JR_E_INVALID_ARG` (not a group, `out` NULL), `JR_E_FORKED`. Thread-safe.
+ * `JR_E_INVALID_ARG` (not a group, `out` NULL, a `wait_only` group), `JR_E_FORKED`.
+ * Thread-safe.
  */
 enum jr_status jr_group_next(struct jr_group *group, int64_t timeout_ns, struct jr_job **out);
 

@@ -21,6 +21,7 @@ pub struct GroupOptions {
     limit: Option<u64>,
     fail_fast: bool,
     token: Option<CancelToken>,
+    wait_only: bool,
 }
 
 impl GroupOptions {
@@ -49,6 +50,15 @@ impl GroupOptions {
         self.token = Some(token.clone());
         self
     }
+
+    /// The group keeps no ended job for [`Group::next`] (which then returns `None` at
+    /// once): each job is dropped as it ends, and [`Group::wait`] reports the first
+    /// error as usual. For callers that only wait, as with Go's `errgroup`; a group
+    /// otherwise keeps every ended job until `next` takes it.
+    pub fn wait_only(mut self) -> Self {
+        self.wait_only = true;
+        self
+    }
 }
 
 struct State<T, E> {
@@ -75,6 +85,8 @@ struct Shared<T, E> {
     token: CancelToken,
     semaphore: Option<Semaphore>,
     fail_fast: bool,
+    /// Ended jobs are dropped, not kept for `next` ([`GroupOptions::wait_only`]).
+    wait_only: bool,
     /// Set by [`Group::new_yielding_failures`]: how to copy the first failure's error
     /// for `wait`, so that `next` can yield its job too.
     clone_error: Option<fn(&E) -> E>,
@@ -135,6 +147,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
                 token,
                 semaphore: options.limit.map(Semaphore::new),
                 fail_fast: options.fail_fast,
+                wait_only: options.wait_only,
                 clone_error,
                 state: Mutex::new(State {
                     pending: Vec::new(),
@@ -263,6 +276,9 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     }
 
     fn next_until(&self, at: Option<Instant>) -> Result<Option<Job<T, E>>, ()> {
+        if self.shared.wait_only {
+            return Ok(None);
+        }
         let ready =
             |state: &State<T, E>| !state.finished.is_empty() || (state.closed && state.live == 0);
         loop {
@@ -391,13 +407,14 @@ impl<T: Send + 'static, E: Clone + Send + 'static> Group<T, E> {
 
 impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
     fn job_ended(&self, slot: usize, end: JobState) {
-        let waiters = {
+        let (waiters, dropped) = {
             let mut state = lock(&self.state);
             let Some(job) = state.pending[slot].take() else {
                 return;
             };
             state.free.push(slot);
             state.live -= 1;
+            let mut kept = None;
             match end {
                 JobState::Failed | JobState::Panicked if !state.failed => {
                     state.failed = true;
@@ -406,7 +423,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
                         // failure, `next` yields the job as any other.
                         Some(clone) => {
                             state.first_error = job.clone_error(clone);
-                            state.finished.push_back(job);
+                            kept = Some(job);
                         }
                         // Otherwise the first failure is kept for `wait` (the job has
                         // ended: this does not block); `next` does not yield it.
@@ -418,12 +435,21 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
                         state.first_cancel =
                             Some(job.cancel_reason().unwrap_or(CancelReason::Cancelled));
                     }
-                    state.finished.push_back(job);
+                    kept = Some(job);
                 }
-                _ => state.finished.push_back(job),
+                _ => kept = Some(job),
             }
-            state.waiters.clone()
+            let dropped = match kept {
+                Some(job) if !self.wait_only => {
+                    state.finished.push_back(job);
+                    None
+                }
+                other => other,
+            };
+            (state.waiters.clone(), dropped)
         };
+        // A `wait_only` group's job, and its result, go outside the lock.
+        drop(dropped);
         waiters.iter().for_each(|waker| waker.wake());
     }
 }

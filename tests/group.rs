@@ -1532,3 +1532,63 @@ fn next_inside_a_job_runs_limited_children_under_block() {
         fan_in_inside_a_job(HelpPolicy::Block, FanIn::Next, Some(4));
     });
 }
+
+/// A `wait_only` group keeps no ended job: each job's result is dropped as the job ends
+/// (nobody calls `next`, which returns `None` at once), and `wait` still reports the
+/// first failure. A group without the option keeps every result until `next` takes it
+/// (so none is dropped while the test polls for the other group's drops).
+#[test]
+fn a_wait_only_group_drops_each_job_as_it_ends() {
+    within_limit(|| {
+        /// Counts its drops.
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let n = 1_000;
+        let pool = pool(2);
+        for wait_only in [true, false] {
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let options = if wait_only {
+                GroupOptions::new().wait_only()
+            } else {
+                GroupOptions::new()
+            };
+            let group: Group<Counted, String> = pool.group_with(options);
+            for i in 0..n {
+                let dropped = Arc::clone(&dropped);
+                group
+                    .submit(move |_| {
+                        if i == 500 {
+                            Err(format!("job {i} failed"))
+                        } else {
+                            Ok(Counted(dropped))
+                        }
+                    })
+                    .unwrap();
+            }
+            assert_eq!(
+                group.wait(),
+                Err(JobError::Failed("job 500 failed".to_owned()))
+            );
+            if wait_only {
+                // Dropped as they end: the last ones when their workers let go of them,
+                // which may be just after `wait` returns.
+                let deadline = Instant::now() + PATIENCE;
+                while dropped.load(Ordering::SeqCst) < n - 1 {
+                    assert!(Instant::now() < deadline, "results kept: {dropped:?}");
+                    thread::yield_now();
+                }
+                assert!(group.next().is_none(), "next yields nothing");
+                assert!(matches!(group.next_timeout(Duration::ZERO), Ok(None)));
+            } else {
+                assert_eq!(dropped.load(Ordering::SeqCst), 0, "kept for next");
+                group.close();
+                let taken = group.iter().count();
+                assert_eq!(taken, n - 1, "every job but the first failure");
+            }
+        }
+    });
+}

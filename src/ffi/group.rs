@@ -22,6 +22,8 @@ pub(crate) struct GroupHandle {
     pub(crate) pool: Pool,
     /// Whether the group has a limit (its jobs then take the group's semaphore).
     pub(crate) limited: bool,
+    /// Made with `wait_only`: `jr_group_next` is refused.
+    wait_only: bool,
     /// The first failure, once a wait took it from the group: every later wait reports
     /// it too, and `jr_group_first_error` hands out a copy.
     first_error: Mutex<Option<FirstError>>,
@@ -86,13 +88,19 @@ pub struct jr_group_options {
     pub fail_fast: i32,
     /// The group's token is a child of this one (NULL: a root).
     pub token: *mut jr_token,
+    /// Nonzero: the group keeps no ended job for `jr_group_next` (which then fails with
+    /// `JR_E_INVALID_ARG`); each is freed as it ends. For callers that only wait
+    /// (`jr_group_wait`, `jr_group_first_error` work as usual), as Go's errgroup does.
+    /// 0 (default): ended jobs are kept until `jr_group_next` gives them.
+    pub wait_only: i32,
 }
 
 versioned!(jr_group_options {
     size,
     limit,
     fail_fast,
-    token
+    token,
+    wait_only,
 });
 
 /// The default group options, with `size` set. Thread-safe, never fails.
@@ -103,6 +111,7 @@ pub extern "C" fn jr_group_options_default() -> jr_group_options {
         limit: 0,
         fail_fast: 0,
         token: std::ptr::null_mut(),
+        wait_only: 0,
     }
 }
 
@@ -132,6 +141,9 @@ pub extern "C" fn jr_group_new(
         if options.fail_fast != 0 {
             rust_options = rust_options.fail_fast();
         }
+        if options.wait_only != 0 {
+            rust_options = rust_options.wait_only();
+        }
         // SAFETY: a token handle or NULL (the contract).
         if let Some(token) = unsafe { TokenHandle::opt_token_of(options.token) }? {
             rust_options = rust_options.token(&token);
@@ -140,6 +152,7 @@ pub extern "C" fn jr_group_new(
             group: Group::new_yielding_failures(pool, rust_options),
             pool: pool.clone(),
             limited: options.limit > 0,
+            wait_only: options.wait_only != 0,
             first_error: Mutex::new(None),
         });
         // SAFETY: checked non-null; the caller provides a writable pointer.
@@ -261,7 +274,8 @@ pub extern "C" fn jr_group_first_error(group: *mut jr_group, out: *mut *mut jr_j
 /// first failure).
 ///
 /// Returns `JR_OK`, `JR_E_CLOSED` (closed, and every job was given), `JR_E_TIMEOUT`,
-/// `JR_E_INVALID_ARG` (not a group, `out` NULL), `JR_E_FORKED`. Thread-safe.
+/// `JR_E_INVALID_ARG` (not a group, `out` NULL, a `wait_only` group), `JR_E_FORKED`.
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn jr_group_next(
     group: *mut jr_group,
@@ -273,6 +287,11 @@ pub extern "C" fn jr_group_next(
         let handle = unsafe { GroupHandle::of(group) }?;
         if out.is_null() {
             return Err(invalid(format_args!("out is NULL")));
+        }
+        if handle.wait_only {
+            return Err(invalid(format_args!(
+                "a wait_only group keeps no ended job for jr_group_next"
+            )));
         }
         let next = match timeout_of(timeout_ns) {
             None => handle.group.next(),

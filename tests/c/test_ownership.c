@@ -441,6 +441,34 @@ static void periodic_job_frees_arg_once_and_each_result(void) {
     counter_destroy(&periodic_runs);
 }
 
+/* A wait_only group keeps no ended job: each result is freed as its job ends, with the
+ * group still open and nobody calling jr_group_next (which is refused); jr_group_wait
+ * reports the failure. */
+static void wait_only_group_frees_results_as_jobs_end(void) {
+    enum { N = 50 };
+    books_open();
+    jr_pool *p = make_pool(2, 0);
+    jr_group_options go = jr_group_options_default();
+    go.wait_only = 1;
+    jr_group *g = NULL;
+    REQUIRE(jr_group_new(p, &go, &g) == JR_OK);
+    jr_submit_options o = owning_options();
+    o.group = g;
+    for (int i = 0; i < N; i++) {
+        CHECK_STATUS(jr_submit(p, i == 7 ? fail_with_result_job : result_job, track_new(ARG), &o,
+                               NULL),
+                     JR_OK);
+    }
+    CHECK_STATUS(jr_group_wait(g, HANG_MS * MS), JR_E_JOB_FAILED);
+    CHECK(counter_wait(&results_freed, N, HANG_MS));
+    jr_job *j = NULL;
+    CHECK_STATUS(jr_group_next(g, 0, &j), JR_E_INVALID_ARG);
+    CHECK(j == NULL);
+    CHECK_STATUS(jr_group_free(g), JR_OK);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+    books_balance();
+}
+
 static void group_freed_without_next_frees_results(void) {
     enum { N = 50 };
     books_open();
@@ -775,6 +803,7 @@ int main(void) {
     RUN(cancelled_delayed_jobs_free_args_at_once);
     RUN(periodic_job_frees_arg_once_and_each_result);
     RUN(group_freed_without_next_frees_results);
+    RUN(wait_only_group_frees_results_as_jobs_end);
     RUN(failed_submit_leaves_arg_with_caller);
     RUN(job_handle_freed_while_running);
     RUN(pool_freed_with_jobs_queued_drains);

@@ -474,6 +474,20 @@ THUNK(t_group_first_error_null_out, jr_group_first_error(F.group, NULL))
 THUNK(t_group_next_null, jr_group_next(NULL, 0, &(jr_job *){NULL}))
 THUNK(t_group_next_pool_as_group, jr_group_next(AS(jr_group, F.pool), 0, &(jr_job *){NULL}))
 THUNK(t_group_next_null_out, jr_group_next(F.group, 0, NULL))
+static jr_status t_group_next_wait_only(jr_ctx *c) {
+    (void)c;
+    jr_group_options go = jr_group_options_default();
+    go.wait_only = 1;
+    jr_group *g = NULL;
+    jr_status s = jr_group_new(F.pool, &go, &g);
+    if (s != JR_OK) {
+        return s;
+    }
+    jr_job *j = NULL;
+    s = jr_group_next(g, 0, &j);
+    jr_group_free(g);
+    return s;
+}
 THUNK(t_group_free_null, jr_group_free(NULL))
 THUNK(t_group_free_pool_as_group, jr_group_free(AS(jr_group, F.pool)))
 THUNK(t_group_free_junk, jr_group_free(AS(jr_group, junk_zero)))
@@ -1123,6 +1137,7 @@ static const row rows[] = {
     ROW(t_group_next_null, BAD),
     ROW(t_group_next_pool_as_group, BAD),
     ROW(t_group_next_null_out, BAD),
+    ROW(t_group_next_wait_only, BAD),
     ROW(t_group_free_null, JR_OK),
     ROW(t_group_free_pool_as_group, BAD),
     ROW(t_group_free_junk, BAD),

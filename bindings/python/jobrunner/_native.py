@@ -247,6 +247,7 @@ class GroupOptions(Structure):
         ("limit", c_uint64),
         ("fail_fast", c_int32),
         ("token", TokenP),
+        ("wait_only", c_int32),
     ]
 
 
