@@ -129,13 +129,6 @@ void jrgo_free_jobs(jr_job **jobs, size_t n) {
 	for (size_t i = 0; i < n; i++) jr_job_free(jobs[i]);
 }
 
-// Frees the group's ended jobs that jr_group_next would give: the Go Group never asks
-// for them, and the C group keeps every ended job for it until the group is freed.
-void jrgo_group_drain(jr_group *group) {
-	jr_job *job;
-	while (jr_group_next(group, 0, &job) == JR_OK) jr_job_free(job);
-}
-
 // The job's state, returned by value (an out-parameter would be Go memory escaping to the
 // heap on every call).
 int32_t jrgo_state(jr_job *job) {

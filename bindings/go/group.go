@@ -1,8 +1,6 @@
 package jobrunner
 
 // #include "jobrunner.h"
-//
-// extern void jrgo_group_drain(jr_group *group);
 import "C"
 
 import (
@@ -31,7 +29,6 @@ type Group struct {
 	limit    int64
 	failFast bool
 	active   atomic.Int64 // jobs submitted and not ended
-	drain    atomic.Int64 // submits since the group's ended jobs were last freed
 
 	mu  sync.Mutex
 	err error // the first error a job returned (or a submit failed with)
@@ -66,6 +63,7 @@ func (p *Pool) NewGroup(ctx context.Context, opts ...GroupOption) (*Group, conte
 	if cfg.failFast {
 		copts.fail_fast = 1
 	}
+	copts.wait_only = 1 // Go never asks for ended jobs: C frees each as it ends
 	copts.token = g.token.ptr()
 	pool, err := p.acquire()
 	if err == nil {
@@ -154,17 +152,9 @@ func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) 
 	err := submitTask(g.pool, g.ctx, t, g.ptr, opts)
 	if err != nil {
 		g.active.Add(-1)
-	} else if g.drain.Add(1) == groupDrainEvery {
-		g.drain.Store(0)
-		C.jrgo_group_drain(g.ptr)
 	}
 	return err
 }
-
-// groupDrainEvery is how many submits a group makes between two frees of its ended
-// jobs: the C group keeps each ended job (about 160 bytes) for jr_group_next, which the
-// Go Group does not offer, so a long-lived group would otherwise grow without bound.
-const groupDrainEvery = 64
 
 // Wait waits for every job submitted so far to end, cancels the group's context, and
 // returns the first error a job returned (or panicked with: a *PanicError), in the
@@ -178,7 +168,6 @@ func (g *Group) Wait() error {
 		if st == C.JR_E_CANCELLED {
 			cause = g.token.cause() // while the use keeps the token from being released
 		}
-		C.jrgo_group_drain(g.ptr)
 		g.ref.done(g.free)
 	}
 	g.mu.Lock()

@@ -42,11 +42,12 @@ static void jrtest_incr_direct(int64_t *counter) { jrtest_incr(NULL, counter, NU
 static int64_t jrtest_group_retained(jr_group *group) {
 	int64_t n = 0;
 	jr_job *job;
-	while (jr_group_next(group, 0, &job) == JR_OK) {
+	jr_status s;
+	while ((s = jr_group_next(group, 0, &job)) == JR_OK) {
 		jr_job_free(job);
 		n++;
 	}
-	return n;
+	return s == JR_E_INVALID_ARG ? -1 : n;
 }
 */
 import "C"
@@ -83,7 +84,8 @@ func FreeMem(p unsafe.Pointer) { C.free(p) }
 func IncrDirect(counter unsafe.Pointer) { C.jrtest_incr_direct((*C.int64_t)(counter)) }
 
 // GroupRetained takes and frees the ended jobs a C group (a *jr_group) still keeps for
-// jr_group_next, and returns how many there were.
+// jr_group_next, and returns how many there were: -1 if jr_group_next is refused (a
+// wait_only group, which keeps none).
 func GroupRetained(group unsafe.Pointer) int64 {
 	return int64(C.jrtest_group_retained((*C.jr_group)(group)))
 }
