@@ -52,8 +52,8 @@ impl GroupOptions {
     }
 
     /// The group keeps no ended job for [`Group::next`] (which then returns `None` at
-    /// once): each job is dropped as it ends, and [`Group::wait`] reports the first
-    /// error as usual. For callers that only wait, as with Go's `errgroup`; a group
+    /// once): each job's result is dropped as it ends, before `wait` can see the job
+    /// ended, and [`Group::wait`] reports the first error as usual. For callers that only wait, as with Go's `errgroup`; a group
     /// otherwise keeps every ended job until `next` takes it.
     pub fn wait_only(mut self) -> Self {
         self.wait_only = true;
@@ -407,14 +407,17 @@ impl<T: Send + 'static, E: Clone + Send + 'static> Group<T, E> {
 
 impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
     fn job_ended(&self, slot: usize, end: JobState) {
-        let (waiters, dropped) = {
+        if self.wait_only {
+            self.wait_only_job_ended(slot, end);
+            return;
+        }
+        let waiters = {
             let mut state = lock(&self.state);
             let Some(job) = state.pending[slot].take() else {
                 return;
             };
             state.free.push(slot);
             state.live -= 1;
-            let mut kept = None;
             match end {
                 JobState::Failed | JobState::Panicked if !state.failed => {
                     state.failed = true;
@@ -423,7 +426,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
                         // failure, `next` yields the job as any other.
                         Some(clone) => {
                             state.first_error = job.clone_error(clone);
-                            kept = Some(job);
+                            state.finished.push_back(job);
                         }
                         // Otherwise the first failure is kept for `wait` (the job has
                         // ended: this does not block); `next` does not yield it.
@@ -435,21 +438,47 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
                         state.first_cancel =
                             Some(job.cancel_reason().unwrap_or(CancelReason::Cancelled));
                     }
-                    kept = Some(job);
-                }
-                _ => kept = Some(job),
-            }
-            let dropped = match kept {
-                Some(job) if !self.wait_only => {
                     state.finished.push_back(job);
-                    None
                 }
-                other => other,
-            };
-            (state.waiters.clone(), dropped)
+                _ => state.finished.push_back(job),
+            }
+            state.waiters.clone()
         };
-        // A `wait_only` group's job, and its result, go outside the lock.
-        drop(dropped);
+        waiters.iter().for_each(|waker| waker.wake());
+    }
+
+    /// `job_ended` for a `wait_only` group: the job's outcome is taken and its result
+    /// dropped (outside the lock) before the job stops counting as live, so that a
+    /// result is gone by the time `wait` returns.
+    fn wait_only_job_ended(&self, slot: usize, end: JobState) {
+        let Some(job) = lock(&self.state).pending[slot].take() else {
+            return;
+        };
+        // Ended: this does not block.
+        let error = job.wait().err();
+        let (waiters, unused) = {
+            let mut state = lock(&self.state);
+            state.free.push(slot);
+            state.live -= 1;
+            let mut unused = None;
+            match (end, error) {
+                (JobState::Failed | JobState::Panicked, error) if !state.failed => {
+                    state.failed = true;
+                    state.first_error = error;
+                }
+                (JobState::Cancelled, error) => {
+                    if state.first_cancel.is_none() {
+                        state.first_cancel = Some(match error {
+                            Some(JobError::Cancelled(reason)) => reason,
+                            _ => CancelReason::Cancelled,
+                        });
+                    }
+                }
+                (_, error) => unused = error,
+            }
+            (state.waiters.clone(), unused)
+        };
+        drop(unused);
         waiters.iter().for_each(|waker| waker.wake());
     }
 }
