@@ -12,7 +12,7 @@ import "C"
 // periodic job's arg_free ends it after its last run.
 //
 // prev (0: none) is the number of a job this worker kept after it succeeded, now known
-// to have ended (see jrgo_prev in cgo.go). keep (NULL: not allowed) asks to keep this
+// to have ended (see jrgo_slot in cgo.go). keep (NULL: not allowed) asks to keep this
 // one the same way: if it succeeds and has a handle, its number stays taken and *keep
 // is set; otherwise its number is taken back here.
 //
@@ -34,6 +34,7 @@ func jrgoRunJob(jctx *C.jr_ctx, id C.uintptr_t, once C.int32_t, prev C.uintptr_t
 	code := t.run(jctx)
 	if code == 0 && t.h != nil { // succeeded, and a Submit job (a group's has no handle)
 		*keep = 1
+		kept.note()
 	} else {
 		tasks.take(uintptr(id))
 	}
@@ -41,7 +42,7 @@ func jrgoRunJob(jctx *C.jr_ctx, id C.uintptr_t, once C.int32_t, prev C.uintptr_t
 	return C.int32_t(code)
 }
 
-// jrgoEndPrev notes the end of a job kept by its worker (see jrgo_prev in cgo.go): it
+// jrgoEndPrev notes the end of a job kept by its worker (see jrgo_slot in cgo.go): it
 // has ended, succeeded. From the next Go job on that worker, or its stop hook.
 //
 //export jrgoEndPrev

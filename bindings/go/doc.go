@@ -43,12 +43,17 @@
 // # How Go crosses into C
 //
 // A Go job's C argument is its number in a table of Go tasks (never a Go pointer),
-// held in a small C block; one exported trampoline runs every Go job and ends its Go
+// submitted with fn_owns_arg; one exported trampoline runs every Go job and ends its Go
 // side when the function returns, and the job's arg_free (a C shim) calls back into Go
 // only for a job that never ran, to end it then: exactly once either way. The job's
 // result stays in Go memory. A Submit job is over for Go once C's state is terminal
-// too, seen by a wait or State, or by a jr_job_on_done callback registered by the first
-// Done of a job still going. Each C handle sits in a struct with an idempotent Close
-// and a finalizer as a safety net (for jobs, one finalizer per block of 64 handles); a
-// handle is never freed while a call on another goroutine uses it.
+// too: told by the worker that ran it when it starts its next Go job (a job that
+// succeeded; see jrgo_slot in cgo.go), by a sweeper every few milliseconds for a worker
+// that runs no other Go job, by the worker's stop hook as it exits, or seen by a wait
+// or State, or by a jr_job_on_done callback registered by the first Done of a job
+// still going. The binding adds thread hooks to every pool it makes and to the global
+// pool for this (they call into Go only as a worker exits with such a job). Each C
+// handle sits in a struct with an idempotent Close and a finalizer as a safety net
+// (for jobs, one finalizer per block of 64 handles); a handle is never freed while a
+// call on another goroutine uses it, and Go jobs' handles are freed 64 at a time.
 package jobrunner

@@ -3,6 +3,7 @@ package jobrunner
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 // The task table: numbers from the ring, slots still held skipped when the ring comes
@@ -99,6 +100,8 @@ func inTable(t *task) bool {
 // when the pool closes; a job nested in another is not kept (its worker has not ended
 // the outer one). Nothing stays in the task table.
 func TestWorkerTellsTheEndOfTheJobBefore(t *testing.T) {
+	kept.paused.Store(true) // the workers' own telling, not the sweeper's
+	t.Cleanup(func() { kept.paused.Store(false) })
 	p := newTestPool(t, WithThreads(1))
 	ctx := testCtx(t)
 	first, err := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
@@ -137,5 +140,28 @@ func TestWorkerTellsTheEndOfTheJobBefore(t *testing.T) {
 	p.Close()
 	if inTable(&second.task) || inTable(&first.task) {
 		t.Fatal("a kept job is still in the task table after its pool closed")
+	}
+}
+
+// A kept job whose worker runs no other Go job (here: none at all) is still seen to
+// end, by the sweeper, with nobody looking at it, and leaves the task table: a dropped
+// job is not held for as long as its worker stays idle.
+func TestSweeperEndsJobsKeptByIdleWorkers(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	ran := make(chan struct{})
+	j, err := Submit(p, ctx, func(context.Context) (int, error) { close(ran); return 1, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ran
+	for !j.task.ended.Load() || inTable(&j.task) {
+		if ctx.Err() != nil {
+			t.Fatal("a job kept by an idle worker was never seen to end")
+		}
+		time.Sleep(time.Millisecond) // polling a condition nothing signals, bounded by ctx
+	}
+	if j.task.state != Succeeded {
+		t.Fatalf("state %v", j.task.state)
 	}
 }

@@ -78,10 +78,10 @@ func (j *Job[T]) call(ctx context.Context) error {
 // error after its ctx was done ends cancelled.
 //
 // Submit waits for room in a bounded queue until ctx is done (unless NonBlocking),
-// and fails with ErrShutdown on a pool shut down. The job's C handle is freed once the
-// job is seen to end (by Wait, Done, State, or a Close made before the end), or else by
-// a finalizer once the Job and the other jobs whose handles share its block of 64 are
-// garbage collected; closing does not cancel the job.
+// and fails with ErrShutdown on a pool shut down. The job's C handle is released once
+// the job is seen to end (told by its worker, or by Wait, Done, State, or a Close made
+// before the end), or else by a finalizer once the Job and the other jobs whose handles
+// share its block of 64 are garbage collected; closing does not cancel the job.
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
 	j := &Job[T]{fn: fn} // one allocation for the Job and its task
 	j.task.h = newJobHandle()
@@ -145,6 +145,7 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 		}
 		t.token.release()
 		if group == nil {
+			t.h.published.Store(true)
 			t.h.done()
 		}
 		t.h.close() // nil ptr: nothing to free
@@ -152,6 +153,7 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 	}
 	if group == nil {
 		t.h.ptr = job // before any other use of the handle: the Job is not returned yet
+		t.h.published.Store(true)
 		t.h.done()
 	}
 	return nil
@@ -309,9 +311,9 @@ func (j *Job[T]) Cancel() bool {
 
 // Close releases the job's handle: at once if the job has ended, else when it ends (a
 // done callback is registered). Until then State, Cancel, Done and Wait work as
-// before; a job nobody closes has its handle freed when it is seen to end, or, if
-// nothing ever looks, by a finalizer (see the package docs). Calling it again does
-// nothing.
+// before; a job nobody closes has its handle released when it is seen to end, or, if
+// nothing ever looks, by a finalizer (see the package docs). A released handle is
+// freed with the next 63, in one cgo call. Calling it again does nothing.
 func (j *Job[T]) Close() error {
 	j.task.watchEnd()
 	return nil

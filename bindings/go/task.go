@@ -7,6 +7,7 @@ package jobrunner
 // extern enum jr_status jrgo_on_done(jr_job *job, uintptr_t id);
 // extern int32_t jrgo_state(jr_job *job);
 // extern void jrgo_free_jobs(jr_job **jobs, size_t n);
+// extern size_t jrgo_sweep(uintptr_t *out, size_t n);
 import "C"
 
 import (
@@ -17,6 +18,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -26,8 +28,8 @@ import (
 //
 // A task has ended when both of its ends have happened: its Go side has finished
 // (finish: the function returned, or the job ended without running) and C's state is
-// terminal (cEnd: seen by a done callback, a wait, State or Cancel; given for a task
-// without a handle). Only then are Done closed and Wait's outcome computed, so that
+// terminal (cEnd: told by the worker's next Go job or stop hook, or seen by the kept-job
+// sweeper, a done callback, a wait, State or Cancel; given for a task without a handle). Only then are Done closed and Wait's outcome computed, so that
 // they agree with State.
 type task struct {
 	fn    func(ctx context.Context) error // the function, unless body is set
@@ -186,8 +188,9 @@ func (t *task) endLocked() {
 // between use and done, and it is freed by close, or by the last call in flight after
 // close.
 type jobHandle struct {
-	ptr *C.jr_job
-	ref handleRef
+	ptr       *C.jr_job
+	ref       handleRef
+	published atomic.Bool // ptr is written (or the submit failed): for the kept-job sweeper
 }
 
 // use takes a use of the handle; false if there is none or it is closed.
@@ -264,6 +267,75 @@ func (b *handleBatch) flushLocked() {
 	b.n = 0
 }
 
+// kept is the sweeper of the jobs workers keep (see jrgo_slot in cgo.go): while some
+// may be kept, it takes them every keptSweep and looks at each one's state, so that a
+// job whose worker runs no other Go job is still seen to end (its Job, its value and
+// its handle released) within a few milliseconds.
+var kept keptSweeper
+
+const keptSweep = 5 * time.Millisecond
+
+type keptSweeper struct {
+	once   sync.Once
+	armed  atomic.Bool   // a job may have been kept since the last sweep
+	wake   chan struct{} // wakes the sweeper from its idle wait
+	paused atomic.Bool   // for tests of the workers' own telling: no sweeps
+}
+
+// note says a job was kept: from jrgoRunJob, on a worker. Mostly a read of a flag.
+func (k *keptSweeper) note() {
+	if k.armed.Load() || !k.armed.CompareAndSwap(false, true) {
+		return
+	}
+	k.once.Do(func() {
+		k.wake = make(chan struct{}, 1)
+		go k.run()
+	})
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (k *keptSweeper) run() {
+	var ids [64]C.uintptr_t
+	var early []*task // swept before their submit returned: looked at next time
+	for range k.wake {
+		for k.armed.Load() || len(early) > 0 {
+			time.Sleep(keptSweep)
+			if k.paused.Load() {
+				continue
+			}
+			k.armed.Store(false) // before the sweep: a job kept during it arms again
+			waiting := early[:0]
+			for _, t := range early {
+				waiting = k.look(t, waiting)
+			}
+			early = waiting
+			for {
+				n := int(C.jrgo_sweep(&ids[0], C.size_t(len(ids))))
+				for _, id := range ids[:n] {
+					early = k.look(tasks.take(uintptr(id)), early)
+				}
+				if n < len(ids) {
+					break
+				}
+			}
+		}
+	}
+}
+
+// look makes sure the end of t, a swept job, will be noted (watchEnd), or, if its
+// submit has not yet published its handle (the job ran and was kept before Submit
+// returned), adds it to early.
+func (k *keptSweeper) look(t *task, early []*task) []*task {
+	if !t.h.published.Load() {
+		return append(early, t)
+	}
+	t.watchEnd()
+	return early
+}
+
 // closedChan is the channel doneChan gives for a task that has ended.
 var closedChan = func() chan struct{} {
 	c := make(chan struct{})
@@ -317,6 +389,9 @@ func (t *task) watchEnd() {
 		panic("jobrunner: jr_job_on_done: " + statusError(st).Error()) // a live handle: cannot fail
 	}
 }
+
+// cState reads C's state of a live handle (a use held): for the tests.
+func cState(h *jobHandle) State { return State(C.jrgo_state(h.ptr)) }
 
 // look notes C's end if the job has ended, unless it is already known. It reads the
 // state (jrgo_state), never waits: jr_job_wait, even with no timeout, runs a job that
@@ -390,7 +465,8 @@ func cPanic(job *C.jr_job) *PanicError {
 // to mark on the finalizer's behalf, and a job's other memory is freed as soon as the
 // job is unreachable. The price: while one job of a block is reachable, the handles of
 // its dropped, unclosed neighbours (at most 63, with a native job's untaken result)
-// stay allocated; Close, or any look at a job's end, frees a handle without waiting.
+// stay allocated; Close, or any look at a job's end, releases a handle without waiting
+// (freed with the next 63 released, see freeBatch).
 type handleBlock struct {
 	h    [handleBlockSize]jobHandle
 	next atomic.Int32 // the next unused handle

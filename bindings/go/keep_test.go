@@ -1,0 +1,146 @@
+package jobrunner
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Tests of the jobs a worker keeps after they succeed (see jrgo_slot in cgo.go): what a
+// kept job holds is let go of even if its worker runs no other Go job, and Go's view of
+// a job (Done, State, Wait) agrees with C's whichever way its end was told. The first
+// three failed in review before the kept-job sweeper.
+
+// A dropped job kept by a worker that then stays idle: its value is collected.
+func TestKeptJobDoesNotRetainADroppedJob(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	var collected atomic.Bool
+	ran := make(chan struct{})
+	func() {
+		_, err := Submit(p, ctx, func(context.Context) (*[1 << 20]byte, error) {
+			v := new([1 << 20]byte)
+			runtime.SetFinalizer(v, func(*[1 << 20]byte) { collected.Store(true) })
+			close(ran)
+			return v, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}()
+	<-ran
+	for !collected.Load() {
+		if ctx.Err() != nil {
+			t.Fatal("a dropped, ended job's 1 MiB value is still reachable")
+		}
+		runtime.GC()
+		runtime.Gosched()
+	}
+}
+
+// A dropped job kept by a worker that then stays idle: its C handle is freed.
+func TestKeptJobHandleIsFreed(t *testing.T) {
+	idle := newTestPool(t, WithThreads(1))
+	other := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	ran := make(chan struct{})
+	if _, err := Submit(idle, ctx, func(context.Context) (int, error) { close(ran); return 0, nil }); err != nil {
+		t.Fatal(err)
+	}
+	<-ran
+	before := handlesFreed.Load()
+	// Use up the rest of the dropped job's handle block (and a full one more) on the
+	// other pool, waiting for each: only the dropped job's handle is left to free.
+	for i := 0; i < 2*handleBlockSize; i++ {
+		j, err := Submit(other, ctx, func(context.Context) (int, error) { return 0, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		j.Wait(ctx)
+	}
+	want := int64(2*handleBlockSize + 1)
+	for handlesFreed.Load()-before < want {
+		if ctx.Err() != nil {
+			t.Fatalf("%d of %d handles freed: the dropped job kept by the idle worker still holds its C handle",
+				handlesFreed.Load()-before, want)
+		}
+		runtime.GC()
+		runtime.Gosched()
+	}
+}
+
+func checkAgreement(t *testing.T, j *Job[int]) {
+	<-j.Done()
+	s := j.State()
+	if !s.Ended() {
+		t.Errorf("after Done, State %v", s)
+	}
+	if j.task.h.use() {
+		cs := cState(j.task.h)
+		j.task.h.done()
+		if cs != s {
+			t.Errorf("Go %v, C %v", s, cs)
+		}
+	}
+	_, err := j.Wait(context.Background())
+	if (err == nil) != (s == Succeeded) {
+		t.Errorf("Wait %v with state %v", err, s)
+	}
+}
+
+// Goroutines submit nested, failing, cancelled and plain jobs, and look at them in
+// different orders (Done first, State first, or only Close): Go's state agrees with C's
+// and with Wait's outcome.
+func TestGoAndCAgreeOnEveryEnd(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	ctx := testCtx(t)
+	n := 1500
+	if raceEnabled {
+		n = 500
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				cctx, cancel := context.WithCancel(ctx)
+				k := i % 5
+				j, err := Submit(p, cctx, func(jctx context.Context) (int, error) {
+					switch k {
+					case 0:
+						in, err := Submit(p, jctx, func(context.Context) (int, error) { return 1, nil })
+						if err != nil {
+							return 0, err
+						}
+						return in.Wait(jctx)
+					case 1:
+						return 0, errors.New("x")
+					}
+					return 2, nil
+				})
+				if k == 2 {
+					cancel()
+				}
+				if err != nil {
+					cancel()
+					continue
+				}
+				switch i % 3 {
+				case 0:
+					checkAgreement(t, j)
+				case 1:
+					j.State()
+					checkAgreement(t, j)
+				default:
+					j.Close()
+				}
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+}
