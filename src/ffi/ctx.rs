@@ -1,14 +1,17 @@
 //! `jr_ctx`: what a C job function is given.
 
 use std::ffi::{c_char, CString};
+use std::num::NonZeroU16;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use super::job::jr_job_fn;
 use super::jr_status;
 use super::pool::{jr_pool, PoolHandle};
 use super::status::invalid;
 use super::token::{jr_token, TokenHandle};
 use super::{opt_str, status, write_out, Handle, Kind};
-use crate::Context;
+use crate::{Context, SubmitOptions};
 
 /// A running job's context, passed to its `jr_job_fn`. Valid only during that call;
 /// its functions may be called from the job's thread or any other while the call lasts.
@@ -168,5 +171,103 @@ pub extern "C" fn jr_ctx_tick(ctx: *const jr_ctx, out: *mut u64) -> jr_status {
         })?;
         // SAFETY: checked non-null; the caller provides a writable pointer.
         unsafe { write_out(out, tick) }
+    })
+}
+
+// ----- batches of one job function (jr_ctx_run_queued) -----------------------------------------
+
+/// How many distinct job functions `jr_ctx_run_queued` can batch in a process.
+const MAX_BATCHED: usize = 64;
+
+/// The job functions `jr_ctx_run_queued` has been called with, by first call: function
+/// `i` is job kind `i + 1` (`SubmitOptions::kind`). Append-only: an entry is written
+/// (under `BATCHED_LOCK`) before `BATCHED_LEN` counts it, with release/acquire.
+static BATCHED: [AtomicUsize; MAX_BATCHED] = [const { AtomicUsize::new(0) }; MAX_BATCHED];
+static BATCHED_LEN: AtomicUsize = AtomicUsize::new(0);
+static BATCHED_LOCK: Mutex<()> = Mutex::new(());
+
+/// The kind of the jobs of `func`, if `jr_ctx_run_queued` has been called with it (the
+/// submit path: an atomic load and a short scan).
+#[inline]
+fn batched_kind(func: usize) -> Option<NonZeroU16> {
+    let len = BATCHED_LEN.load(Ordering::Acquire);
+    let index = BATCHED[..len]
+        .iter()
+        .position(|entry| entry.load(Ordering::Relaxed) == func)?;
+    // `index < MAX_BATCHED`, far below `u16::MAX`.
+    NonZeroU16::new(index as u16 + 1)
+}
+
+/// The kind of the jobs of `func`, made on first use; `None` once `MAX_BATCHED`
+/// functions have one.
+#[cold]
+fn batch_kind_cold(func: usize) -> Option<NonZeroU16> {
+    let _guard = BATCHED_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(kind) = batched_kind(func) {
+        return Some(kind);
+    }
+    let len = BATCHED_LEN.load(Ordering::Relaxed);
+    if len == MAX_BATCHED {
+        return None;
+    }
+    BATCHED[len].store(func, Ordering::Relaxed);
+    BATCHED_LEN.store(len + 1, Ordering::Release);
+    batched_kind(func)
+}
+
+/// `options` with the kind of `func`'s jobs if they are batched (`jr_submit`).
+#[inline]
+pub(crate) fn with_batch_kind(options: SubmitOptions, func: usize) -> SubmitOptions {
+    match batched_kind(func) {
+        Some(kind) => options.kind(kind),
+        None => options,
+    }
+}
+
+/// Called from a running job's function, on its thread: runs there, one after another
+/// and each to its end, up to `max` jobs of `fn` (submitted with `jr_submit`) that are
+/// ready now in this worker's own queue or the pool's shared queue, and writes how many
+/// ran to `*ran` (`ran` may be NULL). Each goes through its whole life as when a worker
+/// picks it up (its start, its token, its end state, its argument and result freed); a
+/// job cancelled meanwhile ends `JR_E_CANCELLED` without running and is not counted.
+/// It stops at the first queued job of another function (left queued, for any worker)
+/// and when none is ready: it never waits.
+///
+/// For many small jobs whose start costs more than their work (a binding whose job
+/// function enters an interpreter): the thread pays that cost once per batch. Call it
+/// last, once the job's own work is done and it holds nothing another job may need:
+/// the calling job ends only when the call returns, and the jobs it runs run on its
+/// stack. Called from a job that `jr_ctx_run_queued` is running, it runs nothing (no
+/// recursion). Only jobs submitted after the first call with `fn` are batched, and at
+/// most 64 distinct functions per process are (with others it runs nothing).
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a context, `fn` NULL, not called on the
+/// thread running the job).
+#[no_mangle]
+pub extern "C" fn jr_ctx_run_queued(
+    ctx: *mut jr_ctx,
+    func: jr_job_fn,
+    max: u32,
+    ran: *mut u32,
+) -> jr_status {
+    status(|| {
+        // SAFETY: a context by the contract above.
+        let state = unsafe { CtxState::of(ctx) }?;
+        let func = func.ok_or_else(|| invalid(format_args!("fn is NULL")))?;
+        if !state.ctx.is_current_thread() {
+            return Err(invalid(format_args!(
+                "jr_ctx_run_queued must be called on the thread running the job"
+            )));
+        }
+        let count = match batched_kind(func as usize).or_else(|| batch_kind_cold(func as usize)) {
+            // At most `max` (a u32) jobs ran.
+            Some(kind) => state.ctx.run_queued(kind, max as usize) as u32,
+            None => 0,
+        };
+        if !ran.is_null() {
+            // SAFETY: non-null; the caller provides a writable pointer.
+            unsafe { ran.write(count) };
+        }
+        Ok(())
     })
 }
