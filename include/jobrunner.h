@@ -764,8 +764,8 @@ enum jr_status jr_ctx_tick(const struct jr_ctx *ctx, uint64_t *out);
  * last, once the job's own work is done and it holds nothing another job may need:
  * the calling job ends only when the call returns, and the jobs it runs run on its
  * stack. Called from a job that `jr_ctx_run_queued` is running, it runs nothing (no
- * recursion). Only jobs submitted after the first call with `fn` are batched, and at
- * most 64 distinct functions per process are (with others it runs nothing).
+ * recursion). Up to about a thousand distinct job functions per process can be batched;
+ * past that, the jobs of a new function are not (and this runs nothing for it).
  *
  * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a context, `fn` NULL, not called on the
  * thread running the job).

@@ -176,49 +176,47 @@ pub extern "C" fn jr_ctx_tick(ctx: *const jr_ctx, out: *mut u64) -> jr_status {
 
 // ----- batches of one job function (jr_ctx_run_queued) -----------------------------------------
 
-/// How many distinct job functions `jr_ctx_run_queued` can batch in a process.
-const MAX_BATCHED: usize = 64;
+/// Slots of the table of job functions; a function's kind is its slot's index + 1.
+const KIND_SLOTS: usize = 1024;
+/// How many slots a look-up probes from a function's hash before it gives up.
+const KIND_PROBES: usize = 8;
 
-/// The job functions `jr_ctx_run_queued` has been called with, by first call: function
-/// `i` is job kind `i + 1` (`SubmitOptions::kind`). Append-only: an entry is written
-/// (under `BATCHED_LOCK`) before `BATCHED_LEN` counts it, with release/acquire.
-static BATCHED: [AtomicUsize; MAX_BATCHED] = [const { AtomicUsize::new(0) }; MAX_BATCHED];
-static BATCHED_LEN: AtomicUsize = AtomicUsize::new(0);
-static BATCHED_LOCK: Mutex<()> = Mutex::new(());
+/// Job functions by the kind of their jobs (`SubmitOptions::kind`), for
+/// `jr_ctx_run_queued`: an open-addressing table of addresses, filled on first use and
+/// never emptied (a slot, once claimed with a compare-and-swap from 0, keeps its
+/// function for the life of the process). A function that finds its probes taken by
+/// others gets no kind: its jobs are never batched.
+static KINDS: [AtomicUsize; KIND_SLOTS] = [const { AtomicUsize::new(0) }; KIND_SLOTS];
 
-/// The kind of the jobs of `func`, if `jr_ctx_run_queued` has been called with it (the
-/// submit path: an atomic load and a short scan).
+/// The kind of the jobs of `func` (an address, not 0), given it a slot if it has none:
+/// a hash and usually one atomic load (`jr_submit`, `jr_ctx_run_queued`).
 #[inline]
-fn batched_kind(func: usize) -> Option<NonZeroU16> {
-    let len = BATCHED_LEN.load(Ordering::Acquire);
-    let index = BATCHED[..len]
-        .iter()
-        .position(|entry| entry.load(Ordering::Relaxed) == func)?;
-    // `index < MAX_BATCHED`, far below `u16::MAX`.
-    NonZeroU16::new(index as u16 + 1)
+fn kind_of(func: usize) -> Option<NonZeroU16> {
+    // Fibonacci hashing of the address; the top bits pick the first slot.
+    let hash = (func as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let first = (hash >> (64 - KIND_SLOTS.trailing_zeros())) as usize;
+    for probe in 0..KIND_PROBES {
+        let index = (first + probe) % KIND_SLOTS;
+        let slot = &KINDS[index];
+        let mut held = slot.load(Ordering::Acquire);
+        if held == 0 {
+            held = match slot.compare_exchange(0, func, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => func,
+                Err(other) => other,
+            };
+        }
+        if held == func {
+            // `index < KIND_SLOTS`, far below `u16::MAX`.
+            return NonZeroU16::new(index as u16 + 1);
+        }
+    }
+    None
 }
 
-/// The kind of the jobs of `func`, made on first use; `None` once `MAX_BATCHED`
-/// functions have one.
-#[cold]
-fn batch_kind_cold(func: usize) -> Option<NonZeroU16> {
-    let _guard = BATCHED_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(kind) = batched_kind(func) {
-        return Some(kind);
-    }
-    let len = BATCHED_LEN.load(Ordering::Relaxed);
-    if len == MAX_BATCHED {
-        return None;
-    }
-    BATCHED[len].store(func, Ordering::Relaxed);
-    BATCHED_LEN.store(len + 1, Ordering::Release);
-    batched_kind(func)
-}
-
-/// `options` with the kind of `func`'s jobs if they are batched (`jr_submit`).
+/// `options` with the kind of `func`'s jobs (`jr_submit`).
 #[inline]
 pub(crate) fn with_batch_kind(options: SubmitOptions, func: usize) -> SubmitOptions {
-    match batched_kind(func) {
+    match kind_of(func) {
         Some(kind) => options.kind(kind),
         None => options,
     }
@@ -238,8 +236,8 @@ pub(crate) fn with_batch_kind(options: SubmitOptions, func: usize) -> SubmitOpti
 /// last, once the job's own work is done and it holds nothing another job may need:
 /// the calling job ends only when the call returns, and the jobs it runs run on its
 /// stack. Called from a job that `jr_ctx_run_queued` is running, it runs nothing (no
-/// recursion). Only jobs submitted after the first call with `fn` are batched, and at
-/// most 64 distinct functions per process are (with others it runs nothing).
+/// recursion). Up to about a thousand distinct job functions per process can be batched;
+/// past that, the jobs of a new function are not (and this runs nothing for it).
 ///
 /// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a context, `fn` NULL, not called on the
 /// thread running the job).
@@ -259,7 +257,7 @@ pub extern "C" fn jr_ctx_run_queued(
                 "jr_ctx_run_queued must be called on the thread running the job"
             )));
         }
-        let count = match batched_kind(func as usize).or_else(|| batch_kind_cold(func as usize)) {
+        let count = match kind_of(func as usize) {
             // At most `max` (a u32) jobs ran.
             Some(kind) => state.ctx.run_queued(kind, max as usize) as u32,
             None => 0,
