@@ -144,9 +144,10 @@ def _run_plain(ctx: int | None, key: int | None, _result: int | None) -> int:
             fut._context = None
     # Future._finish, inline (see "Completing a future without its lock").
     fut._result = value
-    fut._state = FINISHED
-    if fut._c is not None:
-        fut._tell_finished()
+    if fut._c is None:
+        fut._state = FINISHED
+    else:
+        fut._finish_locked()
     return 0
 
 
@@ -266,11 +267,14 @@ class Future(concurrent.futures.Future[T]):
     # Everything that waits for a future, or registers to hear of its end (``result``,
     # ``concurrent.futures.wait``/``as_completed``, ``add_done_callback``), does so under
     # ``self._condition``, which makes the condition (``_c``) first. The job path
-    # (:meth:`_finish`, :func:`_run_plain`) writes the result, then the state, and only
-    # then looks at ``_c``: if there is none, nobody can be waiting or registered, and
-    # anyone who comes later takes the lock and sees FINISHED. If there is one, it takes
-    # the lock (so a waiter between its state check and its wait is past it) and wakes
-    # the waiters. Each step is one bytecode under the GIL, so the order holds.
+    # (:meth:`_finish`, :func:`_run_plain`) writes the result, then looks at ``_c``: if
+    # there is none, it writes the state FINISHED, and anyone who comes later takes the
+    # lock and sees FINISHED. If there is one, it writes the state under the lock, as
+    # set_result() does, and wakes the waiters. The look and the lock-free write are
+    # one step: no bytecode between them lets the GIL go (no call, no backward jump).
+    # (Writing the state first and then looking, as this once did, let a waiter that
+    # made ``_c`` just before count the future twice: FINISHED under its lock, and again
+    # when told; ``concurrent.futures.wait`` then returned with futures not done.)
     __init__ = object.__init__  # type: ignore[assignment]
     _state = PENDING
     _result: Any = None
@@ -320,15 +324,18 @@ class Future(concurrent.futures.Future[T]):
         """set_result() for a RUNNING (or, for a native job, PENDING) future, on the job
         path: without the lock unless someone waits or listens (see above)."""
         self._result = value
-        self._state = FINISHED
-        if self._c is not None:
-            self._tell_finished()
+        if self._c is None:
+            self._state = FINISHED
+        else:
+            self._finish_locked()
 
-    def _tell_finished(self) -> None:
-        """Wake the waiters and run the callbacks of a future just FINISHED."""
+    def _finish_locked(self) -> None:
+        """End a future that has a condition FINISHED (its ``_result`` set), as
+        set_result() does: the state under the lock, then the waiters and callbacks."""
         cond = self._c
         assert cond is not None
         with cond:
+            self._state = FINISHED
             waiters = self._w
             if waiters:
                 for waiter in waiters:
