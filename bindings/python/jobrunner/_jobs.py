@@ -103,6 +103,8 @@ class _Local(threading.local):
     #: The job this thread runs: its :class:`_Task`, or its :class:`Future` for a plain
     #: job (None between jobs). Both have ``_ctx`` and ``_context``.
     job: Any = None
+    #: True while a plain job on this thread runs a batch (``jr_ctx_run_queued``).
+    batching = False
 
 
 _local = _Local()
@@ -148,7 +150,32 @@ def _run_plain(ctx: int | None, key: int | None, _result: int | None) -> int:
         fut._state = FINISHED
     else:
         fut._finish_locked()
+    if prev is None and not _local.batching and not _exiting:
+        _run_batch(ctx)
     return 0
+
+
+#: The most plain jobs one plain job runs after its own (see :func:`_run_batch`).
+_BATCH = 32
+
+
+def _run_batch(ctx: int | None) -> None:
+    """Run, on this worker and without letting go of the GIL, the plain jobs that are
+    ready now, up to :data:`_BATCH`: each plain job that a worker starts takes the GIL
+    from C and gives it back when it returns, and with the submitting thread and the
+    other workers all wanting it, the GIL changes hands (a futex handoff) per job.
+    ``jr_ctx_run_queued`` runs the next ready jobs of the plain trampoline, each a whole
+    C job (its start, cancellation, end), from inside this one: the GIL is taken once per
+    batch. It stops at a job of another function. Only from the outermost job of the
+    thread (not one run inline by a wait inside a job, which is waited for, nor one of
+    the batch): the batch runs on this job's stack, and this job ends after it. The
+    main thread is not starved: the interpreter still hands the GIL over at its switch
+    interval while the batch runs Python code."""
+    _local.batching = True
+    try:
+        _run_queued(ctx, _PLAIN_FN_ADDR, _BATCH, None)
+    finally:
+        _local.batching = False
 
 
 def _run_job(ctx: int | None, key: int | None, _result: int | None) -> int:
@@ -231,6 +258,7 @@ def _thread_stop(_arg: int | None, _index: int) -> None:
 # Kept alive for the life of the process: C may call them until every pool has ended.
 _PLAIN_FN = JOB_FN(_run_plain)
 _PLAIN_FN_ADDR = _native.address(_PLAIN_FN)
+_run_queued = _native.ctx_run_queued_raw
 _JOB_FN = JOB_FN(_run_job)
 _ARG_FREE = FREE_FN(_arg_freed)
 _THREAD_START = THREAD_HOOK(_thread_start)
