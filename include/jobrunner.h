@@ -180,7 +180,8 @@ typedef enum jr_cancel_reason {
 
 /**
  * A running job's context, passed to its `jr_job_fn`. Valid only during that call;
- * its functions may be called from the job's thread or any other while the call lasts.
+ * its functions may be called from the job's thread or any other while the call lasts,
+ * except `jr_ctx_run_queued` (the job's thread only).
  */
 typedef struct jr_ctx jr_ctx;
 

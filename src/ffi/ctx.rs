@@ -14,7 +14,8 @@ use super::{opt_str, status, write_out, Handle, Kind};
 use crate::{Context, SubmitOptions};
 
 /// A running job's context, passed to its `jr_job_fn`. Valid only during that call;
-/// its functions may be called from the job's thread or any other while the call lasts.
+/// its functions may be called from the job's thread or any other while the call lasts,
+/// except `jr_ctx_run_queued` (the job's thread only).
 pub struct jr_ctx {
     _opaque: [u8; 0],
 }
