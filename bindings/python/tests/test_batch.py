@@ -52,6 +52,8 @@ def test_each_batched_job_gets_its_own_result_or_exception(pool: jobrunner.Pool)
             in_batch.append(i)
         if i % 7 == 3:
             raise ValueError(i)
+        if i % 11 == 5:  # not an Exception: still this job's outcome, the batch goes on
+            raise KeyboardInterrupt(i)
         return i * i
 
     release, gates = hold_workers(pool, 2)
@@ -63,6 +65,9 @@ def test_each_batched_job_gets_its_own_result_or_exception(pool: jobrunner.Pool)
         if i % 7 == 3:
             exc = fut.exception(TIMEOUT)
             assert isinstance(exc, ValueError) and exc.args == (i,)
+        elif i % 11 == 5:
+            exc = fut.exception(TIMEOUT)
+            assert isinstance(exc, KeyboardInterrupt) and exc.args == (i,)
         else:
             assert fut.result(TIMEOUT) == i * i
     assert runs == [1] * n
