@@ -180,7 +180,8 @@ typedef enum jr_cancel_reason {
 
 /**
  * A running job's context, passed to its `jr_job_fn`. Valid only during that call;
- * its functions may be called from the job's thread or any other while the call lasts.
+ * its functions may be called from the job's thread or any other while the call lasts,
+ * except `jr_ctx_run_queued` (the job's thread only).
  */
 typedef struct jr_ctx jr_ctx;
 
@@ -764,6 +765,29 @@ enum jr_status jr_ctx_panic(struct jr_ctx *ctx, const char *message);
  * Thread-safe.
  */
 enum jr_status jr_ctx_tick(const struct jr_ctx *ctx, uint64_t *out);
+
+/**
+ * Called from a running job's function, on its thread: runs there, one after another
+ * and each to its end, up to `max` jobs of `fn` (submitted with `jr_submit`) that are
+ * ready now in this worker's own queue or the pool's shared queue, and writes how many
+ * ran to `*ran` (`ran` may be NULL). Each goes through its whole life as when a worker
+ * picks it up (its start, its token, its end state, its argument and result freed); a
+ * job cancelled meanwhile ends `JR_E_CANCELLED` without running and is not counted.
+ * It stops at the first queued job of another function (left queued, for any worker)
+ * and when none is ready: it never waits.
+ *
+ * For many small jobs whose start costs more than their work (a binding whose job
+ * function enters an interpreter): the thread pays that cost once per batch. Call it
+ * last, once the job's own work is done and it holds nothing another job may need:
+ * the calling job ends only when the call returns, and the jobs it runs run on its
+ * stack. Called from a job that `jr_ctx_run_queued` is running, it runs nothing (no
+ * recursion). Up to about a thousand distinct job functions per process can be batched;
+ * past that, the jobs of a new function are not (and this runs nothing for it).
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a context, `fn` NULL, not called on the
+ * thread running the job).
+ */
+enum jr_status jr_ctx_run_queued(struct jr_ctx *ctx, jr_job_fn func, uint32_t max, uint32_t *ran);
 
 /**
  * Makes a token: a child of `parent` (cancelled when it is), or a root when `parent` is

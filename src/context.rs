@@ -1,6 +1,7 @@
 //! What a running job sees of itself and its pool.
 
 use std::fmt;
+use std::num::NonZeroU16;
 
 use crate::cancel::{CancelReason, CancelToken};
 use crate::job::Header;
@@ -71,6 +72,30 @@ impl<'a> Context<'a> {
     /// `None` in any other job.
     pub fn tick(&self) -> Option<u64> {
         self.header.tick()
+    }
+
+    /// Runs on this thread, one after another and each to its end, up to `max` jobs of
+    /// `kind` (see [`SubmitOptions::kind`](crate::SubmitOptions::kind)) that are ready
+    /// now in this worker's own queue or the pool's shared queue, and returns how many
+    /// ran. It stops at the first job of another kind (left queued, for this worker or
+    /// any other) and when nothing is ready; it never waits. Each job goes through its
+    /// whole life as when a worker picks it up: a job cancelled meanwhile ends
+    /// `Cancelled` without running (not counted).
+    ///
+    /// For many small jobs whose start costs more than their work (a job that enters an
+    /// interpreter, say): the thread pays that cost once per batch. Call it last, when
+    /// the job's own work is done and it holds nothing another job may need: this job
+    /// ends only when the call returns, and the jobs it runs run on its stack. Called
+    /// from a job that a `run_queued` is running, it runs nothing and returns 0.
+    pub fn run_queued(&self, kind: NonZeroU16, max: usize) -> usize {
+        self.worker.run_queued(kind.get(), max)
+    }
+
+    /// Whether the calling thread is the one running this job. Always true in Rust (a
+    /// `Context` is not `Send`); for the C API, whose job context may be used from any
+    /// thread while the job runs.
+    pub fn is_current_thread(&self) -> bool {
+        WorkerThread::current().is_some_and(|worker| std::ptr::eq(worker, self.worker))
     }
 
     /// Runs `a` and `b`, potentially in parallel, and returns both results: `b` is offered

@@ -1,17 +1,21 @@
 //! `jr_ctx`: what a C job function is given.
 
 use std::ffi::{c_char, CString};
+use std::num::NonZeroU16;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use super::job::jr_job_fn;
 use super::jr_status;
 use super::pool::{jr_pool, PoolHandle};
 use super::status::invalid;
 use super::token::{jr_token, TokenHandle};
 use super::{opt_str, status, write_out, Handle, Kind};
-use crate::Context;
+use crate::{Context, SubmitOptions};
 
 /// A running job's context, passed to its `jr_job_fn`. Valid only during that call;
-/// its functions may be called from the job's thread or any other while the call lasts.
+/// its functions may be called from the job's thread or any other while the call lasts,
+/// except `jr_ctx_run_queued` (the job's thread only).
 pub struct jr_ctx {
     _opaque: [u8; 0],
 }
@@ -168,5 +172,101 @@ pub extern "C" fn jr_ctx_tick(ctx: *const jr_ctx, out: *mut u64) -> jr_status {
         })?;
         // SAFETY: checked non-null; the caller provides a writable pointer.
         unsafe { write_out(out, tick) }
+    })
+}
+
+// ----- batches of one job function (jr_ctx_run_queued) -----------------------------------------
+
+/// Slots of the table of job functions; a function's kind is its slot's index + 1.
+const KIND_SLOTS: usize = 1024;
+/// How many slots a look-up probes from a function's hash before it gives up.
+const KIND_PROBES: usize = 8;
+
+/// Job functions by the kind of their jobs (`SubmitOptions::kind`), for
+/// `jr_ctx_run_queued`: an open-addressing table of addresses, filled on first use and
+/// never emptied (a slot, once claimed with a compare-and-swap from 0, keeps its
+/// function for the life of the process). A function that finds its probes taken by
+/// others gets no kind: its jobs are never batched.
+static KINDS: [AtomicUsize; KIND_SLOTS] = [const { AtomicUsize::new(0) }; KIND_SLOTS];
+
+/// The kind of the jobs of `func` (an address, not 0), given it a slot if it has none:
+/// a hash and usually one atomic load (`jr_submit`, `jr_ctx_run_queued`).
+#[inline]
+fn kind_of(func: usize) -> Option<NonZeroU16> {
+    // Fibonacci hashing of the address; the top bits pick the first slot.
+    let hash = (func as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let first = (hash >> (64 - KIND_SLOTS.trailing_zeros())) as usize;
+    for probe in 0..KIND_PROBES {
+        let index = (first + probe) % KIND_SLOTS;
+        let slot = &KINDS[index];
+        let mut held = slot.load(Ordering::Acquire);
+        if held == 0 {
+            held = match slot.compare_exchange(0, func, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => func,
+                Err(other) => other,
+            };
+        }
+        if held == func {
+            // `index < KIND_SLOTS`, far below `u16::MAX`.
+            return NonZeroU16::new(index as u16 + 1);
+        }
+    }
+    None
+}
+
+/// `options` with the kind of `func`'s jobs (`jr_submit`).
+#[inline]
+pub(crate) fn with_batch_kind(options: SubmitOptions, func: usize) -> SubmitOptions {
+    match kind_of(func) {
+        Some(kind) => options.kind(kind),
+        None => options,
+    }
+}
+
+/// Called from a running job's function, on its thread: runs there, one after another
+/// and each to its end, up to `max` jobs of `fn` (submitted with `jr_submit`) that are
+/// ready now in this worker's own queue or the pool's shared queue, and writes how many
+/// ran to `*ran` (`ran` may be NULL). Each goes through its whole life as when a worker
+/// picks it up (its start, its token, its end state, its argument and result freed); a
+/// job cancelled meanwhile ends `JR_E_CANCELLED` without running and is not counted.
+/// It stops at the first queued job of another function (left queued, for any worker)
+/// and when none is ready: it never waits.
+///
+/// For many small jobs whose start costs more than their work (a binding whose job
+/// function enters an interpreter): the thread pays that cost once per batch. Call it
+/// last, once the job's own work is done and it holds nothing another job may need:
+/// the calling job ends only when the call returns, and the jobs it runs run on its
+/// stack. Called from a job that `jr_ctx_run_queued` is running, it runs nothing (no
+/// recursion). Up to about a thousand distinct job functions per process can be batched;
+/// past that, the jobs of a new function are not (and this runs nothing for it).
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a context, `fn` NULL, not called on the
+/// thread running the job).
+#[no_mangle]
+pub extern "C" fn jr_ctx_run_queued(
+    ctx: *mut jr_ctx,
+    func: jr_job_fn,
+    max: u32,
+    ran: *mut u32,
+) -> jr_status {
+    status(|| {
+        // SAFETY: a context by the contract above.
+        let state = unsafe { CtxState::of(ctx) }?;
+        let func = func.ok_or_else(|| invalid(format_args!("fn is NULL")))?;
+        if !state.ctx.is_current_thread() {
+            return Err(invalid(format_args!(
+                "jr_ctx_run_queued must be called on the thread running the job"
+            )));
+        }
+        let count = match kind_of(func as usize) {
+            // At most `max` (a u32) jobs ran.
+            Some(kind) => state.ctx.run_queued(kind, max as usize) as u32,
+            None => 0,
+        };
+        if !ran.is_null() {
+            // SAFETY: non-null; the caller provides a writable pointer.
+            unsafe { ran.write(count) };
+        }
+        Ok(())
     })
 }

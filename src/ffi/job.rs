@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::ctx::{jr_ctx, with_ctx};
+use super::ctx::{jr_ctx, with_batch_kind, with_ctx};
 use super::group::{jr_group, GroupHandle};
 use super::jr_status;
 use super::pool::{jr_pool, PoolHandle};
@@ -529,6 +529,7 @@ pub extern "C" fn jr_submit(
             if options.group.is_null() {
                 // SAFETY: the handles in `options` are valid for the call (the contract).
                 let rust_options = unsafe { submit_options(&options) }?;
+                let rust_options = with_batch_kind(rust_options, func as usize);
                 let job = pool
                     .submit_with(rust_options, job)
                     .map_err(jr_status::from_submit)?;
@@ -546,6 +547,7 @@ pub extern "C" fn jr_submit(
                 }
                 // SAFETY: the handles in `options` are valid for the call (the contract).
                 let rust_options = unsafe { submit_options(&options) }?;
+                let rust_options = with_batch_kind(rust_options, func as usize);
                 let handle = group
                     .group
                     .submit_with(rust_options, job)

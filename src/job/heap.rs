@@ -82,8 +82,9 @@ pub(crate) struct JobRef {
 type MakeHandle = unsafe fn(NonNull<()>) -> JobHandle;
 
 pub(crate) struct JobVTable {
-    /// Runs the job (or drops a stale entry) on a worker; consumes the reference.
-    pub(crate) execute: unsafe fn(NonNull<()>, &WorkerThread),
+    /// Runs the job (or drops a stale entry) on a worker; consumes the reference. Returns
+    /// whether the job ran (false: a stale entry, or ended `Cancelled` without running).
+    pub(crate) execute: unsafe fn(NonNull<()>, &WorkerThread) -> bool,
     /// A new handle to a heap job (`None` for stack jobs).
     pub(crate) handle: Option<MakeHandle>,
     /// Ends a heap job without running it (shutdown); consumes the reference. `None` for
@@ -113,10 +114,22 @@ impl JobRef {
         self.pointer
     }
 
-    /// Runs (or discards a stale) job on `worker`.
-    pub(crate) fn execute(self, worker: &WorkerThread) {
+    /// Runs (or discards a stale) job on `worker`; returns whether it ran.
+    pub(crate) fn execute(self, worker: &WorkerThread) -> bool {
         // SAFETY: `new`'s contract: the pointer is valid and consumed exactly once, here.
         unsafe { (self.vtable.execute)(self.pointer, worker) }
+    }
+
+    /// The kind the job was submitted with (`SubmitOptions::kind`): 0 for none, and for
+    /// the stack jobs of `join`.
+    #[inline]
+    pub(crate) fn kind(&self) -> u16 {
+        if self.vtable.handle.is_none() {
+            return 0; // a stack job: no header
+        }
+        // SAFETY: only heap jobs have a `handle` entry; the reference keeps the job alive,
+        // and `kind` is written once, before the job is queued.
+        unsafe { self.heap_header() }.kind
     }
 
     /// Ends a heap job without running it. Gives back a stack job, which must be run.
@@ -176,6 +189,9 @@ pub(crate) struct Header {
     registry: NonNull<Registry>,
     /// Whether the job counts toward the pool's queue capacity until it starts.
     bounded: bool,
+    /// Its kind (`SubmitOptions::kind`, 0: none), for `Context::run_queued`. Two bytes
+    /// that fit in the padding after `bounded`: the header stays one cache line.
+    kind: u16,
     token: Option<CancelToken>,
     /// Our key in `token`'s registrations, written right after registering.
     token_key: AtomicU32,
@@ -223,6 +239,7 @@ const NO_KEY: u32 = u32::MAX;
 pub(crate) struct HeaderInit {
     pub(crate) registry: NonNull<Registry>,
     pub(crate) bounded: bool,
+    pub(crate) kind: u16,
     pub(crate) delayed: bool,
     pub(crate) token: Option<CancelToken>,
     pub(crate) name: Option<Arc<str>>,
@@ -244,6 +261,7 @@ impl Header {
             refs: AtomicU32::new(1),
             registry: init.registry,
             bounded: init.bounded,
+            kind: init.kind,
             token: init.token,
             token_key: AtomicU32::new(NO_KEY),
             own_token: OnceBox::new(),
@@ -572,15 +590,17 @@ where
     /// # Safety
     ///
     /// `pointer` comes from `job_ref` and is consumed here.
-    unsafe fn execute(pointer: NonNull<()>, worker: &WorkerThread) {
+    unsafe fn execute(pointer: NonNull<()>, worker: &WorkerThread) -> bool {
         // SAFETY: the caller gives us the strong count `job_ref` took.
         let job = unsafe { JobPtr::from_raw(pointer.cast::<Self>()) };
         if worker.registry().is_cancelling() {
             job.cancel_queued(CancelReason::Shutdown);
         } else if job.try_claim() {
             job.run_claimed(worker);
+            return true;
         }
         // Otherwise a stale entry: the job was cancelled or run inline by a waiter.
+        false
     }
 
     /// # Safety
@@ -1005,7 +1025,7 @@ where
     ///
     /// `pointer` comes from `job_ref` on a `Self`; a thief stole it, so it is the one
     /// runner.
-    unsafe fn execute(pointer: NonNull<()>, worker: &WorkerThread) {
+    unsafe fn execute(pointer: NonNull<()>, worker: &WorkerThread) -> bool {
         // SAFETY: the owner keeps the job alive until `done` is set (`job_ref` contract).
         let job = unsafe { pointer.cast::<Self>().as_ref() };
         // SAFETY: stolen jobs have exactly one runner, us.
@@ -1018,6 +1038,7 @@ where
         if job.latch.set() {
             worker.registry().sleep().wake_latch(owner);
         }
+        true
     }
 }
 

@@ -23,6 +23,7 @@ pub use self::handle::*;
 #[cfg(not(loom))]
 mod handle {
     use std::fmt;
+    use std::num::NonZeroU16;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -160,6 +161,8 @@ mod handle {
         pub(crate) tick: Option<u64>,
         /// Cancelled with `SiblingFailed` if the job fails or panics (set by `group`).
         pub(crate) fail_fast: Option<CancelToken>,
+        /// The job's kind for [`Context::run_queued`](crate::Context::run_queued) (0: none).
+        pub(crate) kind: u16,
     }
 
     impl fmt::Debug for SubmitOptions {
@@ -171,6 +174,7 @@ mod handle {
                 .field("timeout", &self.timeout)
                 .field("nonblocking", &self.nonblocking)
                 .field("permits", &self.permits.as_ref().map(|(_, n)| n))
+                .field("kind", &self.kind)
                 .finish()
         }
     }
@@ -220,6 +224,14 @@ mod handle {
         /// occupying a worker; cancelling it then takes it out of the queue at once.
         pub fn semaphore(mut self, semaphore: &Semaphore, permits: u64) -> Self {
             self.permits = Some((semaphore.clone(), permits));
+            self
+        }
+
+        /// Labels the job with `kind`, a number of the caller's choosing: a running job
+        /// can then run the queued jobs of its kind in a batch, on its own thread
+        /// ([`Context::run_queued`](crate::Context::run_queued)). It changes nothing else.
+        pub fn kind(mut self, kind: NonZeroU16) -> Self {
+            self.kind = kind.get();
             self
         }
     }

@@ -369,6 +369,7 @@ impl Registry {
             Header::new(HeaderInit {
                 registry: NonNull::from(self),
                 bounded,
+                kind: options.kind,
                 delayed: delay.is_some(),
                 token: options.token.clone(),
                 name: options.name.clone(),

@@ -31,6 +31,17 @@ pub(crate) struct WorkerThread {
     watermark: Cell<u64>,
     /// How many of the pool's thread hooks (`Registry::hooks`) this worker has started.
     hooks_run: Cell<usize>,
+    /// Set while `run_queued` runs jobs: a job it runs cannot start another batch.
+    batching: Cell<bool>,
+}
+
+/// Clears a flag when dropped.
+struct ResetOnDrop<'a>(&'a Cell<bool>);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
 }
 
 /// Runs a thread hook on worker `index`; a panic in it is reported, not propagated (the
@@ -84,6 +95,7 @@ impl WorkerThread {
             push_seq: Cell::new(0),
             watermark: Cell::new(0),
             hooks_run: Cell::new(0),
+            batching: Cell::new(false),
         };
         CURRENT.with(|current| current.set(&worker));
         worker.run_new_start_hooks();
@@ -158,6 +170,42 @@ impl WorkerThread {
     #[inline]
     pub(crate) fn execute(&self, job: JobRef) {
         job.execute(self);
+    }
+
+    /// `Context::run_queued`: runs here, one after another, up to `max` jobs of `kind`
+    /// (nonzero) that are ready now on our deque or in the injector, and stops at the
+    /// first job of another kind, which goes back on top of our deque (where it was, or
+    /// where a batch from the injector put it) with its `seq`, for us or a thief. Each
+    /// job goes through `JobRef::execute`, as in the main loop: a cancelled one ends
+    /// `Cancelled` without running and is not counted. Returns how many ran; 0 when
+    /// called from a job that a `run_queued` is running (no recursion).
+    pub(crate) fn run_queued(&self, kind: u16, max: usize) -> usize {
+        if self.batching.replace(true) {
+            return 0;
+        }
+        // Jobs run inside their own unwind guard, so nothing unwinds through here; the
+        // guard keeps the flag right even so.
+        let _reset = ResetOnDrop(&self.batching);
+        let mut ran = 0;
+        while ran < max {
+            let Some(job) = self.find_local() else {
+                break;
+            };
+            if job.kind() != kind {
+                // Put it back where it was: the top (as `pop_own_subtree` does).
+                self.deque.push(job);
+                break;
+            }
+            if job.execute(self) {
+                ran += 1;
+            }
+        }
+        // A batch taken from the injector (or the job put back) now waits on our deque,
+        // behind the job that called us: make sure an idle worker can come for it.
+        if !self.deque.is_empty() {
+            self.registry.sleep().notify_injected();
+        }
+        ran
     }
 
     /// Pushes a job submitted from a running job on this worker's deque (LIFO for us,

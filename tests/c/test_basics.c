@@ -667,6 +667,145 @@ static void nested_submit_wait_on_one_thread(void) {
     CHECK_STATUS(jr_pool_free(p), JR_OK);
 }
 
+/* ----- batches: jr_ctx_run_queued -------------------------------------------------------------- */
+
+/* The log of batch_job runs: ids in the order they ran, and -1 - ran where a batcher's
+ * jr_ctx_run_queued returned. */
+static struct {
+    pthread_mutex_t mutex;
+    int entries[64];
+    int len;
+    atomic_int freed[16];  /* arg_free calls, per id */
+} batch_log = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+
+static void batch_note(int entry) {
+    pthread_mutex_lock(&batch_log.mutex);
+    if (batch_log.len < 64) {
+        batch_log.entries[batch_log.len++] = entry;
+    }
+    pthread_mutex_unlock(&batch_log.mutex);
+}
+
+/* A batch_job's argument: its id, and the max of its batch (0: it is no batcher). */
+typedef struct {
+    int id;
+    uint32_t max;
+    jr_status status;
+} batch_arg;
+
+static batch_arg batch_args[16];
+
+static void batch_arg_free(void *arg) {
+    atomic_fetch_add(&batch_log.freed[((batch_arg *)arg)->id], 1);
+}
+
+static int32_t batch_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)result;
+    batch_arg *a = arg;
+    batch_note(a->id);
+    if (a->max == 0) {
+        return 0;
+    }
+    uint32_t ran = 12345;
+    a->status = jr_ctx_run_queued(ctx, batch_job, a->max, &ran);
+    batch_note(-1 - (int)ran);
+    return 0;
+}
+
+/* Submits batch_job with batch_args[id] (arg_free counts), or NULL. */
+static jr_job *submit_batch(jr_pool *p, int id, uint32_t max) {
+    batch_args[id] = (batch_arg){.id = id, .max = max, .status = JR_E_INTERNAL};
+    jr_submit_options o = jr_submit_options_default();
+    o.arg_free = batch_arg_free;
+    return submit_opts(p, batch_job, &batch_args[id], &o);
+}
+
+static void batch_reset(void) {
+    batch_log.len = 0;
+    for (int i = 0; i < 16; i++) {
+        atomic_store(&batch_log.freed[i], 0);
+    }
+}
+
+static bool batch_log_is(const int *want, int n) {
+    bool same = batch_log.len == n;
+    for (int i = 0; same && i < n; i++) {
+        same = batch_log.entries[i] == want[i];
+    }
+    if (!same) {
+        fprintf(stderr, "  batch log:");
+        for (int i = 0; i < batch_log.len; i++) {
+            fprintf(stderr, " %d", batch_log.entries[i]);
+        }
+        fprintf(stderr, "\n  want:     ");
+        for (int i = 0; i < n; i++) {
+            fprintf(stderr, " %d", want[i]);
+        }
+        fprintf(stderr, "\n");
+    }
+    return same;
+}
+
+static void ctx_run_queued_runs_ready_jobs_of_its_function(void) {
+    jr_pool *p = make_pool(1, 0);
+    /* Jobs of a function are batched once jr_ctx_run_queued has been called with it. */
+    batch_reset();
+    CHECK_STATUS(wait_free(submit_batch(p, 0, 100)), JR_OK);
+    CHECK_STATUS(batch_args[0].status, JR_OK);
+    CHECK(batch_log_is((int[]){0, -1}, 2)); /* nothing queued: ran 0 */
+
+    /* Queued behind a blocker: batcher 1 (max 100), 2, 3 (cancelled), 4 (a batcher
+     * itself: runs nothing, no recursion), 5, a count_job (another function: the batch
+     * stops there), 6. */
+    batch_reset();
+    blocker b;
+    blocker_init(&b, false);
+    jr_job *blocked = start_blocker(p, &b);
+    counter other;
+    counter_init(&other);
+    jr_job *jobs[7];
+    jobs[0] = submit_batch(p, 1, 100);
+    jobs[1] = submit_batch(p, 2, 0);
+    jobs[2] = submit_batch(p, 3, 0);
+    jobs[3] = submit_batch(p, 4, 100);
+    jobs[4] = submit_batch(p, 5, 0);
+    jobs[5] = submit(p, count_job, &other);
+    jobs[6] = submit_batch(p, 6, 0);
+    CHECK_STATUS(jr_job_cancel(jobs[2]), JR_OK);
+    gate_open(&b.gate);
+    CHECK_STATUS(wait_free(blocked), JR_OK);
+    for (int i = 0; i < 7; i++) {
+        CHECK_STATUS(wait_free(jobs[i]), i == 2 ? JR_E_CANCELLED : JR_OK);
+    }
+    /* 1 ran 2, 4 (whose call ran 0) and 5: 3 of them; then count_job, then 6. */
+    CHECK(batch_log_is((int[]){1, 2, 4, -1, 5, -4, 6}, 7));
+    CHECK_STATUS(batch_args[1].status, JR_OK);
+    CHECK_STATUS(batch_args[4].status, JR_OK);
+    CHECK(counter_get(&other) == 1);
+    for (int id = 1; id <= 6; id++) {
+        CHECK(atomic_load(&batch_log.freed[id]) == 1); /* each argument freed once */
+    }
+
+    /* At most `max`: batcher 7 (max 2) runs 8 and 9; 10 runs after it. */
+    batch_reset();
+    blocker_destroy(&b);
+    blocker_init(&b, false);
+    blocked = start_blocker(p, &b);
+    jobs[0] = submit_batch(p, 7, 2);
+    jobs[1] = submit_batch(p, 8, 0);
+    jobs[2] = submit_batch(p, 9, 0);
+    jobs[3] = submit_batch(p, 10, 0);
+    gate_open(&b.gate);
+    CHECK_STATUS(wait_free(blocked), JR_OK);
+    for (int i = 0; i < 4; i++) {
+        CHECK_STATUS(wait_free(jobs[i]), JR_OK);
+    }
+    CHECK(batch_log_is((int[]){7, 8, 9, -3, 10}, 5));
+    blocker_destroy(&b);
+    counter_destroy(&other);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
 /* ----- bounded queue ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -1812,6 +1951,7 @@ int main(void) {
     RUN(job_cancel_queued_vs_running);
     RUN(job_on_done_reports_each_end_once);
     RUN(nested_submit_wait_on_one_thread);
+    RUN(ctx_run_queued_runs_ready_jobs_of_its_function);
     RUN(bounded_queue_full_and_timeout);
     RUN(delayed_job_waits_its_delay);
     RUN(periodic_job_ticks_and_stops_itself);

@@ -942,6 +942,55 @@ static jr_status t_ctx_tick_null_out_in_job(jr_ctx *c) {
     return jr_ctx_tick(c, NULL);
 }
 
+/* A job function never submitted: jr_ctx_run_queued with it finds nothing to run. */
+static int32_t never_submitted_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    return 0;
+}
+static jr_status t_ctx_run_queued_null_ctx(jr_ctx *c) {
+    (void)c;
+    uint32_t ran = 7;
+    jr_status s = jr_ctx_run_queued(NULL, never_submitted_job, 8, &ran);
+    return ran == 7 ? s : fail_because("jr_ctx_run_queued failed but wrote *ran");
+}
+THUNK(t_ctx_run_queued_sem_as_ctx, jr_ctx_run_queued(AS(jr_ctx, F.sem), never_submitted_job, 8, NULL))
+THUNK(t_ctx_run_queued_junk_ctx, jr_ctx_run_queued(AS(jr_ctx, junk_dead), never_submitted_job, 8, NULL))
+static jr_status t_ctx_run_queued_null_fn_in_job(jr_ctx *c) {
+    jr_status s = jr_ctx_run_queued(c, NULL, 8, NULL);
+    const char *m = jr_last_error_message();
+    return s != JR_E_INVALID_ARG || (m != NULL && strstr(m, "fn") != NULL)
+               ? s
+               : fail_because("jr_last_error_message() does not name fn");
+}
+/* NULL `ran` is allowed; nothing of this function is queued: JR_OK. */
+THUNK(t_ctx_run_queued_null_ran_in_job, jr_ctx_run_queued(c, never_submitted_job, 8, NULL))
+static jr_status t_ctx_run_queued_nothing_queued_in_job(jr_ctx *c) {
+    uint32_t ran = 7;
+    jr_status s = jr_ctx_run_queued(c, never_submitted_job, UINT32_MAX, &ran);
+    return s != JR_OK || ran == 0 ? s : fail_because("jr_ctx_run_queued ran a job");
+}
+/* The job's context used from another thread (allowed for the other jr_ctx_* calls). */
+typedef struct {
+    jr_ctx *ctx;
+    jr_status status;
+} off_thread_call;
+static void *run_queued_off_thread(void *arg) {
+    off_thread_call *call = arg;
+    call->status = jr_ctx_run_queued(call->ctx, never_submitted_job, 8, NULL);
+    return NULL;
+}
+static jr_status t_ctx_run_queued_other_thread_in_job(jr_ctx *c) {
+    off_thread_call call = {c, JR_E_INTERNAL};
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, run_queued_off_thread, &call) != 0) {
+        return fail_because("pthread_create");
+    }
+    pthread_join(thread, NULL);
+    return call.status;
+}
+
 /* ----- tokens ------------------------------------------------------------------------------------------ */
 
 THUNK(t_token_new_null_out, jr_token_new(NULL, NULL))
@@ -1269,6 +1318,13 @@ static const row rows[] = {
     ROW(t_ctx_tick_token_as_ctx, BAD),
     IN_JOB(t_ctx_tick_not_periodic_in_job, BAD),
     IN_JOB(t_ctx_tick_null_out_in_job, BAD),
+    ROW(t_ctx_run_queued_null_ctx, BAD),
+    ROW(t_ctx_run_queued_sem_as_ctx, BAD),
+    ROW(t_ctx_run_queued_junk_ctx, BAD),
+    IN_JOB(t_ctx_run_queued_null_fn_in_job, BAD),
+    IN_JOB(t_ctx_run_queued_null_ran_in_job, JR_OK),
+    IN_JOB(t_ctx_run_queued_nothing_queued_in_job, JR_OK),
+    IN_JOB(t_ctx_run_queued_other_thread_in_job, BAD),
     /* jr_token_* */
     ROW(t_token_new_null_out, BAD),
     ROW(t_token_new_null_out_with_parent, BAD),

@@ -306,6 +306,7 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_ctx_fail": (_status, [CtxP, c_char_p]),
     "jr_ctx_panic": (_status, [CtxP, c_char_p]),
     "jr_ctx_tick": (_status, [CtxP, POINTER(c_uint64)]),
+    "jr_ctx_run_queued": (_status, [CtxP, JOB_FN, c_uint32, POINTER(c_uint32)]),
     "jr_token_new": (_status, [TokenP, POINTER(TokenP)]),
     "jr_token_set_deadline": (_status, [TokenP, c_int64]),
     "jr_token_cancel": (_status, [TokenP]),
@@ -452,6 +453,7 @@ ADDRESS_FUNCTIONS: dict[str, str] = {
     "job_take_result_addr": "jr_job_take_result",
     "job_wait_addr": "jr_job_wait",  # on `lib`: it blocks
     "ctx_is_cancelled_raw": "jr_ctx_is_cancelled",
+    "ctx_run_queued_raw": "jr_ctx_run_queued",  # GIL kept: see below
 }
 
 
@@ -485,6 +487,10 @@ job_take_result_addr = _address_version("jr_job_take_result")
 #: ``jr_ctx_is_cancelled`` taking the context as a plain address (the ``c_void_p`` the job
 #: trampoline receives).
 ctx_is_cancelled_raw = _address_version("jr_ctx_is_cancelled")
+#: ``jr_ctx_run_queued(ctx, fn, max, ran)`` with pointers as addresses, on :data:`fast`
+#: (GIL kept, though it runs jobs): only ever called with the plain jobs' trampoline as
+#: ``fn``, whose jobs would take the GIL anyway; keeping it is the point (see _jobs.py).
+ctx_run_queued_raw = _address_version("jr_ctx_run_queued")
 
 
 def address(ptr: Any) -> int:
