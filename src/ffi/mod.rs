@@ -37,8 +37,12 @@ mod signal;
 
 pub use ctx::*;
 
+use std::alloc::Layout;
 use std::ffi::{c_char, CStr};
 use std::mem::size_of;
+use std::ptr::NonNull;
+
+use crate::job::alloc;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -169,9 +173,16 @@ impl<T: Kind> Handle<T> {
         Box::new(Handle::with_magic(T::MAGIC, value))
     }
 
-    /// A new handle, boxed, as the opaque pointer C holds.
+    /// A new handle, as the opaque pointer C holds. Its memory comes from the job
+    /// allocator (`job::alloc`), whose per-thread magazines serve a job's handle too: a
+    /// handle made by a submitting thread and freed by another (a binding frees job
+    /// handles where it sees them end, often on a worker) made glibc's `free` take the
+    /// submitting thread's arena lock, which its `malloc` then waited for.
     pub(crate) fn into_raw(value: T) -> *mut T::Opaque {
-        Box::into_raw(Self::boxed(value)).cast()
+        let handle = alloc::allocate(Layout::new::<Self>()).cast::<Self>();
+        // SAFETY: fresh memory of `Self`'s layout.
+        unsafe { handle.as_ptr().write(Handle::with_magic(T::MAGIC, value)) };
+        handle.as_ptr().cast()
     }
 
     /// The handle behind `ptr`, if it is a live handle of this type from this process.
@@ -203,22 +214,28 @@ impl<T: Kind> Handle<T> {
         Ok(handle)
     }
 
-    /// Takes back and frees the handle behind `ptr`: `Ok(None)` for NULL.
+    /// Takes back the handle behind `ptr` (made by [`Handle::into_raw`]), frees its
+    /// memory and returns its value, for the caller to drop: `Ok(None)` for NULL.
     ///
     /// # Safety
     ///
     /// As [`Handle::from_ptr`], and no other thread uses the handle any more.
-    pub(crate) unsafe fn free(ptr: *mut T::Opaque) -> Result<Option<Box<Handle<T>>>, BadHandle> {
+    pub(crate) unsafe fn free(ptr: *mut T::Opaque) -> Result<Option<T>, BadHandle> {
         if ptr.is_null() {
             return Ok(None);
         }
         // SAFETY: the caller's contract.
         unsafe { Self::from_ptr(ptr) }?;
         let handle = ptr.cast::<Handle<T>>();
-        // SAFETY: a live `Handle<T>` made by `into_raw`, now ours alone.
-        let mut boxed = unsafe { Box::from_raw(handle) };
-        boxed.magic = DEAD;
-        Ok(Some(boxed))
+        // SAFETY: a live `Handle<T>` made by `into_raw`, now ours alone: its value moves
+        // out, the tag says it is dead (until the memory is reused), and the memory goes
+        // back to the allocator it came from, with its layout.
+        unsafe {
+            let value = std::ptr::addr_of!((*handle).value).read();
+            std::ptr::addr_of_mut!((*handle).magic).write(DEAD);
+            alloc::deallocate(NonNull::new_unchecked(handle.cast()), Layout::new::<Self>());
+            Ok(Some(value))
+        }
     }
 }
 

@@ -229,8 +229,8 @@ pub extern "C" fn jr_pool_global() -> *mut jr_pool {
         ) {
             Ok(_) => handle,
             Err(winner) => {
-                // SAFETY: ours, never published.
-                drop(unsafe { Box::from_raw(handle.cast::<Handle<PoolHandle>>()) });
+                // SAFETY: a live handle of ours, never published.
+                drop(unsafe { Handle::<PoolHandle>::free(handle) });
                 winner
             }
         }

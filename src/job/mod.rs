@@ -4,7 +4,7 @@
 pub(crate) mod state;
 
 #[cfg(not(loom))]
-mod alloc;
+pub(crate) mod alloc;
 #[cfg(not(loom))]
 mod heap;
 #[cfg(not(loom))]
