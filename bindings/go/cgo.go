@@ -155,12 +155,23 @@ jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
 // jrgo_submit with the default options but a token or a group (either may be NULL;
 // detached with a group), every argument an integer: cgo checks a pointer argument (the
 // options hold some) on each call, and this is the submit of nearly every Go job.
+static jr_submit_options jrgo_simple_options; // the defaults, for a one-shot Go job
+
+__attribute__((constructor)) static void jrgo_init_simple_options(void) {
+	jrgo_simple_options = jr_submit_options_default();
+	jrgo_simple_options.arg_free = jrgo_free_unrun;
+	jrgo_simple_options.fn_owns_arg = 1;
+}
+
 jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
                                   uintptr_t group) {
-	jr_submit_options opts = jr_submit_options_default();
+	jr_submit_options opts = jrgo_simple_options;
 	opts.token = (jr_token *)token;
 	opts.group = (jr_group *)group;
-	return jrgo_submit((jr_pool *)pool, id, opts, group != 0);
+	jrgo_submitted r = {JR_OK, NULL};
+	r.status = jr_submit((jr_pool *)pool, jrgo_run_once, (void *)id, &opts,
+	                     group != 0 ? NULL : &r.job);
+	return r;
 }
 
 // Frees n job handles (freeBatch's): one cgo call for them all.

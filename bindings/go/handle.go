@@ -5,8 +5,13 @@ import (
 	"sync/atomic"
 )
 
-// closedBit marks a handleRef as closed; the bits below it count the calls in flight.
+// closedBit marks a handleRef as closed; the bits below publishedBit count the calls in
+// flight.
 const closedBit = int64(1) << 62
+
+// publishedBit marks a job handle's pointer as written (see jobHandle): a job handle is
+// born holding its submitter's use, which publish ends. Other handles never set it.
+const publishedBit = int64(1) << 61
 
 // handleRef guards a C handle that C forbids freeing while another thread uses it:
 // every C call takes a use (use/done), Close marks the handle closed (refusing new
@@ -31,10 +36,22 @@ func (r *handleRef) use() bool {
 
 // done ends a use taken by use, running free if it was the last use of a closed handle.
 func (r *handleRef) done(free func()) {
-	if r.state.Add(-1) == closedBit {
+	if r.state.Add(-1)&^publishedBit == closedBit {
 		free()
 	}
 }
+
+// publish ends a job handle's first use, its submitter's, once the pointer is written
+// (or the submit failed), and says so: one atomic add. It runs free if the handle was
+// closed meanwhile with no other use in flight.
+func (r *handleRef) publish(free func()) {
+	if r.state.Add(publishedBit-1)&^publishedBit == closedBit {
+		free()
+	}
+}
+
+// published reports whether publish has run.
+func (r *handleRef) published() bool { return r.state.Load()&publishedBit != 0 }
 
 // close marks the handle closed and frees it now if no call is in flight (otherwise
 // the last one does). It reports whether this call closed it (false: already closed).
@@ -45,7 +62,7 @@ func (r *handleRef) close(free func()) bool {
 			return false
 		}
 		if r.state.CompareAndSwap(s, s|closedBit) {
-			if s == 0 {
+			if s&^publishedBit == 0 {
 				free()
 			}
 			return true

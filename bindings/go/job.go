@@ -83,8 +83,9 @@ func (j *Job[T]) call(ctx context.Context) error {
 // before the end), or else by a finalizer once the Job and the other jobs whose handles
 // share its block of 64 are garbage collected; closing does not cancel the job.
 func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context) (T, error), opts ...SubmitOption) (*Job[T], error) {
+	h := newJobHandle()  // first: its atomic add does not wait for the Job's stores
 	j := &Job[T]{fn: fn} // one allocation for the Job and its task
-	j.task.h = newJobHandle()
+	j.task.h = h
 	j.task.jc.parent = ctx
 	j.task.body = j
 	if err := submitTask(pool, ctx, &j.task, nil, opts); err != nil {
@@ -120,11 +121,6 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 	detached := C.int32_t(0)
 	if group != nil {
 		detached = 1
-	} else {
-		// A use of the handle until its pointer is written: the job may end, and a
-		// worker note its end (jrgoEndPrev) and close the handle, before the submit
-		// returns; the free is then left to our done.
-		t.h.ref.use()
 	}
 	var r C.jrgo_submitted
 	if len(opts) == 0 {
@@ -145,16 +141,17 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 		}
 		t.token.release()
 		if group == nil {
-			t.h.published.Store(true)
-			t.h.done()
+			t.h.ref.publish(t.h.freeLater) // nil ptr: nothing to free
 		}
-		t.h.close() // nil ptr: nothing to free
+		t.h.close()
 		return err
 	}
 	if group == nil {
-		t.h.ptr = job // before any other use of the handle: the Job is not returned yet
-		t.h.published.Store(true)
-		t.h.done()
+		// The handle's first use, ours, ends here: the job may have ended, and a worker
+		// closed the handle (jrgoEndPrev), before the submit returned; then the free
+		// is ours.
+		t.h.ptr = job
+		t.h.ref.publish(t.h.freeLater)
 	}
 	return nil
 }

@@ -66,6 +66,7 @@ func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts 
 		return nil, err
 	}
 	j.h.ptr = job
+	j.h.ref.publish(j.free) // its submitter's use (see jobHandle)
 	if j.token != nil {
 		// Only a job with a token needs its own finalizer (to release the token if it
 		// is dropped unclosed); its handle's block frees the handle in any case.

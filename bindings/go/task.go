@@ -187,10 +187,14 @@ func (t *task) endLocked() {
 // jobHandle is a job's C handle, guarded by a handleRef: every C call on it is
 // between use and done, and it is freed by close, or by the last call in flight after
 // close.
+//
+// A job handle is born holding one use, its submitter's, which publish ends once ptr is
+// written (or the submit failed): the job may end, and a worker close the handle,
+// before the submit returns, and the free is then left to publish. The kept-job
+// sweeper looks at a job only once its handle is published.
 type jobHandle struct {
-	ptr       *C.jr_job
-	ref       handleRef
-	published atomic.Bool // ptr is written (or the submit failed): for the kept-job sweeper
+	ptr *C.jr_job
+	ref handleRef
 }
 
 // use takes a use of the handle; false if there is none or it is closed.
@@ -329,7 +333,7 @@ func (k *keptSweeper) run() {
 // submit has not yet published its handle (the job ran and was kept before Submit
 // returned), adds it to early.
 func (k *keptSweeper) look(t *task, early []*task) []*task {
-	if !t.h.published.Load() {
+	if !t.h.ref.published() {
 		return append(early, t)
 	}
 	t.watchEnd()
@@ -480,8 +484,9 @@ var handles struct {
 	cur atomic.Pointer[handleBlock]
 }
 
-// newJobHandle returns an empty handle (ptr nil, open) for a job about to be submitted:
-// one atomic add, and a new block every handleBlockSize handles.
+// newJobHandle returns an empty handle (ptr nil, open, its submitter's use held) for a
+// job about to be submitted: one atomic add, and a new block every handleBlockSize
+// handles.
 func newJobHandle() *jobHandle {
 	for {
 		if b := handles.cur.Load(); b != nil {
@@ -492,6 +497,9 @@ func newJobHandle() *jobHandle {
 		handles.mu.Lock()
 		if b := handles.cur.Load(); b == nil || b.next.Load() >= handleBlockSize {
 			b = new(handleBlock)
+			for i := range b.h {
+				b.h[i].ref.state.Store(1) // its submitter's use, until publish
+			}
 			runtime.SetFinalizer(b, (*handleBlock).release)
 			handles.cur.Store(b)
 		}
