@@ -114,12 +114,20 @@ var tasks taskTable
 // put stores t and returns its number.
 func (tt *taskTable) put(t *task) uintptr {
 	for probe := 0; probe < ringProbes; probe++ {
-		i := uintptr(tt.next.Add(1)-1) % ringSize
+		i := ringSlot(uintptr(tt.next.Add(1) - 1))
 		if tt.ring[i].CompareAndSwap(nil, t) {
 			return i + 1
 		}
 	}
 	return ringSize + tt.spill.put(t)
+}
+
+// ringSlot is the ring slot of the n-th put: consecutive puts go to slots a cache line
+// apart (8 slots per line), so that two workers taking the numbers of consecutive jobs
+// do not write the same line; a line's 8 slots are used ringSize/8 puts apart.
+func ringSlot(n uintptr) uintptr {
+	const lines = ringSize / 8
+	return (n%lines)*8 + (n/lines)%8
 }
 
 // get returns the task numbered id (which must be in the table).
