@@ -46,12 +46,15 @@ func TestKeptJobHandleIsFreed(t *testing.T) {
 	idle := newTestPool(t, WithThreads(1))
 	other := newTestPool(t, WithThreads(1))
 	ctx := testCtx(t)
+	// Counted from before the dropped job: it may be freed (by the sweeper) before this
+	// goroutine runs again after it ran. Handles other tests left waiting go first.
+	freeBatch.flush()
+	before := handlesFreed.Load()
 	ran := make(chan struct{})
 	if _, err := Submit(idle, ctx, func(context.Context) (int, error) { close(ran); return 0, nil }); err != nil {
 		t.Fatal(err)
 	}
 	<-ran
-	before := handlesFreed.Load()
 	// Use up the rest of the dropped job's handle block (and a full one more) on the
 	// other pool, waiting for each: only the dropped job's handle is left to free.
 	for i := 0; i < 2*handleBlockSize; i++ {
@@ -143,4 +146,27 @@ func TestGoAndCAgreeOnEveryEnd(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// A released handle does not wait for 63 more to be freed: the sweeper frees what the
+// batch holds within a few milliseconds (no garbage collection needed).
+func TestReleasedHandleIsFreedSoon(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	freeBatch.flush()
+	before := handlesFreed.Load()
+	j, err := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	for handlesFreed.Load() == before {
+		if ctx.Err() != nil {
+			t.Fatal("a released handle was never freed")
+		}
+		runtime.Gosched()
+	}
 }

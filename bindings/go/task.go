@@ -232,8 +232,9 @@ var handlesFreed atomic.Int64
 // freed in one cgo call: a call per job cost about as much as a third of a Go job's
 // submit. A Go job's handle holds no result (Go keeps it), so freeing it later changes
 // nothing a caller can see; at most freeBatchSize-1 handles (a few hundred bytes each)
-// wait, and the handle block finalizers flush them. C allows freeing a handle after its
-// pool, so the batch needs no pool.
+// wait, for at most about keptSweep: the kept-job sweeper flushes them (and so do the
+// handle block finalizers). C allows freeing a handle after its pool, so the batch
+// needs no pool.
 var freeBatch handleBatch
 
 const freeBatchSize = 64
@@ -248,7 +249,10 @@ func (b *handleBatch) add(ptr *C.jr_job) {
 	b.mu.Lock()
 	b.ptrs[b.n] = ptr
 	b.n++
-	if b.n == len(b.ptrs) {
+	switch b.n {
+	case 1:
+		kept.note() // the sweeper flushes what waits, within keptSweep
+	case len(b.ptrs):
 		b.flushLocked()
 	}
 	b.mu.Unlock()
@@ -274,7 +278,8 @@ func (b *handleBatch) flushLocked() {
 // kept is the sweeper of the jobs workers keep (see jrgo_slot in cgo.go): while some
 // may be kept, it takes them every keptSweep and looks at each one's state, so that a
 // job whose worker runs no other Go job is still seen to end (its Job, its value and
-// its handle released) within a few milliseconds.
+// its handle released) within a few milliseconds. It also frees the handles freeBatch
+// holds, so that none waits longer.
 var kept keptSweeper
 
 const keptSweep = 5 * time.Millisecond
@@ -286,7 +291,8 @@ type keptSweeper struct {
 	paused atomic.Bool   // for tests of the workers' own telling: no sweeps
 }
 
-// note says a job was kept: from jrgoRunJob, on a worker. Mostly a read of a flag.
+// note says a job was kept (from jrgoRunJob, on a worker), or a handle waits in
+// freeBatch. Mostly a read of a flag.
 func (k *keptSweeper) note() {
 	if k.armed.Load() || !k.armed.CompareAndSwap(false, true) {
 		return
@@ -325,6 +331,7 @@ func (k *keptSweeper) run() {
 					break
 				}
 			}
+			freeBatch.flush()
 		}
 	}
 }
