@@ -477,7 +477,7 @@ func cPanic(job *C.jr_job) *PanicError {
 // job is unreachable. The price: while one job of a block is reachable, the handles of
 // its dropped, unclosed neighbours (at most 63, with a native job's untaken result)
 // stay allocated; Close, or any look at a job's end, releases a handle without waiting
-// (freed with the next 63 released, see freeBatch).
+// (freed with the next 63 released, or by the sweeper: see freeBatch).
 type handleBlock struct {
 	h    [handleBlockSize]jobHandle
 	next atomic.Int32 // the next unused handle
