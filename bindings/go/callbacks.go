@@ -11,43 +11,38 @@ import "C"
 // one-shot job (once is 1) ends its Go side here (C's arg_free will not call back); a
 // periodic job's arg_free ends it after its last run.
 //
-// prev (0: none) is the number of a job this worker kept after it succeeded, now known
-// to have ended (see jrgo_slot in cgo.go). keep (NULL: not allowed) asks to keep this
-// one the same way: if it succeeds and has a handle, its number stays taken and *keep
-// is set; otherwise its number is taken back here.
+// slot (-1: none) is the worker thread's slot in keptBy, for a job not nested in another
+// Go job: the job the thread kept there has ended, and is told so first; this one, if
+// it succeeds and has a handle, is kept there in turn (see jrgo_slot in cgo.go).
 //
 //export jrgoRunJob
-func jrgoRunJob(jctx *C.jr_ctx, id C.uintptr_t, once C.int32_t, prev C.uintptr_t, keep *C.int32_t) C.int32_t {
-	if prev != 0 {
-		jrgoEndPrev(prev)
-	}
+func jrgoRunJob(jctx *C.jr_ctx, id C.uintptr_t, once C.int32_t, slot C.int32_t) C.int32_t {
 	if once == 0 {
 		return C.int32_t(tasks.get(uintptr(id)).run(jctx))
 	}
-	if keep == nil {
-		t := tasks.take(uintptr(id))
-		code := t.run(jctx)
-		t.finish()
-		return C.int32_t(code)
+	t := tasks.take(uintptr(id))
+	if slot >= 0 {
+		if prev := keptBy[slot].Swap(nil); prev != nil {
+			prev.cEnd(Succeeded)
+		}
 	}
-	t := tasks.get(uintptr(id))
 	code := t.run(jctx)
-	if code == 0 && t.h != nil { // succeeded, and a Submit job (a group's has no handle)
-		*keep = 1
-		kept.note()
-	} else {
-		tasks.take(uintptr(id))
-	}
 	t.finish()
+	if slot >= 0 && code == 0 && t.h != nil { // succeeded, and a Submit job (a group's has no handle)
+		keptBy[slot].Store(t)
+		kept.note(int(slot))
+	}
 	return C.int32_t(code)
 }
 
-// jrgoEndPrev notes the end of a job kept by its worker (see jrgo_slot in cgo.go): it
-// has ended, succeeded. From the next Go job on that worker, or its stop hook.
+// jrgoEndSlot tells the end of the job a worker kept, if any, as the worker exits (its
+// stop hook): the thread ran it, so it has ended.
 //
-//export jrgoEndPrev
-func jrgoEndPrev(id C.uintptr_t) {
-	tasks.take(uintptr(id)).cEnd(Succeeded)
+//export jrgoEndSlot
+func jrgoEndSlot(slot C.int32_t) {
+	if t := keptBy[slot].Swap(nil); t != nil {
+		t.cEnd(Succeeded)
+	}
 }
 
 // jrgoFreeArg ends the Go side of a job that ended without running, or of a periodic

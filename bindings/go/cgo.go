@@ -21,98 +21,75 @@ package jobrunner
 #include "jobrunner.h"
 
 // The trampolines of callbacks.go.
-extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t once, uintptr_t prev,
-                          int32_t *keep);
+extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t once, int32_t slot);
 extern void jrgoFreeArg(uintptr_t id);
-extern void jrgoEndPrev(uintptr_t id);
+extern void jrgoEndSlot(int32_t slot);
 extern void jrgoJobDone(uintptr_t id, int32_t state);
 
 // A one-shot Go job's argument is its task's number, submitted with fn_owns_arg: a job
 // that runs ends its Go side itself (jrgoRunJob with once = 1), and arg_free calls back
 // into Go only for a job that ended without running. No C memory per job.
 //
-// The end of a job that succeeded is told to Go by the next Go job its worker runs
-// (prev), so that Wait finds it ended without a cgo call to read C's state: a worker
-// ends a job (its state terminal) before it starts anything else, so when a job starts,
-// the one its thread ran before it has ended, and in the state Go knows (a Go function
-// that returned 0 and did not panic ends JR_JOB_SUCCEEDED). Only a job that was not
-// nested in another Go job (depth 0) is kept so, and only on a thread that ran the
-// binding's start hook, which gave it a slot (jrgo_my) in the list of such threads.
-//
-// A worker may run no Go job for a long time (idle, or busy with other languages' jobs
-// on the global pool), so Go's sweeper takes what the slots hold every few milliseconds
-// while jobs are kept (jrgo_sweep): it cannot know those jobs have ended, and looks at
-// their state (task.watchEnd). The stop hook gives the last one back as the thread
-// exits. A slot is taken with an atomic exchange, so each kept job is told once.
-typedef struct jrgo_slot {
-	_Atomic uintptr_t prev;  // a kept job's task number, 0 if none
-	struct jrgo_slot *next;
-	struct jrgo_slot **link; // the pointer to this slot in the list
-} jrgo_slot;
+// The end of a job that succeeded is told to Go by the next Go job its worker runs, so
+// that Wait finds it ended without a cgo call to read C's state: a worker ends a job
+// (its state terminal) before it starts anything else, so when a job starts, the one its
+// thread ran before it has ended, and in the state Go knows (a Go function that returned
+// 0 and did not panic ends JR_JOB_SUCCEEDED). Go keeps such a job in the slot of its
+// thread (keptBy in task.go) until then. Only a job not nested in another Go job (depth
+// 0) is kept so, and only on a thread that ran the binding's start hook, which gave it a
+// slot number (jrgo_slot); its stop hook tells Go the last one as the thread exits. A
+// worker may run no Go job for a long time (idle, or busy with other languages' jobs on
+// the global pool), so a sweeper takes what the slots hold every few milliseconds while
+// jobs are kept (kept in task.go).
+#define JRGO_SLOTS 4096
 
 static pthread_mutex_t jrgo_slots_mu = PTHREAD_MUTEX_INITIALIZER;
-static jrgo_slot *jrgo_slots;          // every hooked thread's slot, under jrgo_slots_mu
-static __thread jrgo_slot *jrgo_my;    // this thread's slot (NULL: not hooked)
-static __thread int32_t jrgo_depth;    // Go jobs running on this thread's stack
+static int32_t jrgo_free_slots[JRGO_SLOTS]; // slot numbers given back, under the mutex
+static int32_t jrgo_nfree, jrgo_next_slot;  // under the mutex
+static __thread int32_t jrgo_slot = -1;     // this thread's slot (-1: not hooked)
+static __thread int32_t jrgo_depth;         // Go jobs running on this thread's stack
 
 static int32_t jrgo_run_once(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
-	jrgo_slot *my = jrgo_my;
-	uintptr_t prev = 0;
-	if (my != NULL) prev = atomic_exchange_explicit(&my->prev, 0, memory_order_acquire);
-	int32_t keep = 0;
-	int32_t may_keep = my != NULL && jrgo_depth == 0;
+	int32_t slot = jrgo_depth == 0 ? jrgo_slot : -1;
 	jrgo_depth++;
-	int32_t code = jrgoRunJob(ctx, (uintptr_t)arg, 1, prev, may_keep ? &keep : NULL);
+	int32_t code = jrgoRunJob(ctx, (uintptr_t)arg, 1, slot);
 	jrgo_depth--;
-	if (keep) atomic_store_explicit(&my->prev, (uintptr_t)arg, memory_order_release);
 	return code;
 }
 
 static void jrgo_thread_start(void *arg, size_t index) {
 	(void)arg;
 	(void)index;
-	jrgo_slot *slot = calloc(1, sizeof *slot);
-	if (slot == NULL) return; // not hooked: this thread keeps no job
+	int32_t slot = -1;
 	pthread_mutex_lock(&jrgo_slots_mu);
-	slot->next = jrgo_slots;
-	if (jrgo_slots != NULL) jrgo_slots->link = &slot->next;
-	slot->link = &jrgo_slots;
-	jrgo_slots = slot;
+	if (jrgo_nfree > 0) {
+		slot = jrgo_free_slots[--jrgo_nfree];
+	} else if (jrgo_next_slot < JRGO_SLOTS) {
+		slot = jrgo_next_slot++;
+	}
 	pthread_mutex_unlock(&jrgo_slots_mu);
-	jrgo_my = slot;
+	jrgo_slot = slot; // -1 past JRGO_SLOTS threads at once: this one keeps no job
 }
 
 static void jrgo_thread_stop(void *arg, size_t index) {
 	(void)arg;
 	(void)index;
-	jrgo_slot *slot = jrgo_my;
-	if (slot == NULL) return;
-	jrgo_my = NULL;
-	pthread_mutex_lock(&jrgo_slots_mu); // the sweeper looks at slots under it
-	*slot->link = slot->next;
-	if (slot->next != NULL) slot->next->link = slot->link;
+	int32_t slot = jrgo_slot;
+	if (slot < 0) return;
+	jrgo_slot = -1;
+	jrgoEndSlot(slot); // the thread ran it, and is exiting: it has ended
+	pthread_mutex_lock(&jrgo_slots_mu);
+	jrgo_free_slots[jrgo_nfree++] = slot;
 	pthread_mutex_unlock(&jrgo_slots_mu);
-	uintptr_t prev = atomic_exchange(&slot->prev, 0);
-	free(slot);
-	if (prev != 0) jrgoEndPrev(prev); // the thread ran it, and is exiting: it has ended
 }
+
+// The number of slots, for Go's keptBy.
+int32_t jrgo_slot_count(void) { return JRGO_SLOTS; }
 
 // Adds the binding's worker hooks (see jrgo_slot) to a pool Go made or borrowed.
 enum jr_status jrgo_add_hooks(jr_pool *pool) {
 	return jr_pool_add_thread_hooks(pool, jrgo_thread_start, jrgo_thread_stop, NULL);
-}
-
-// Takes the kept jobs of every hooked thread, at most n, into out; returns how many.
-size_t jrgo_sweep(uintptr_t *out, size_t n) {
-	size_t k = 0;
-	pthread_mutex_lock(&jrgo_slots_mu);
-	for (jrgo_slot *s = jrgo_slots; s != NULL && k < n; s = s->next) {
-		uintptr_t id = atomic_exchange_explicit(&s->prev, 0, memory_order_acquire);
-		if (id != 0) out[k++] = id;
-	}
-	pthread_mutex_unlock(&jrgo_slots_mu);
-	return k;
 }
 
 static void jrgo_free_unrun(void *arg) { jrgoFreeArg((uintptr_t)arg); }
@@ -120,7 +97,7 @@ static void jrgo_free_unrun(void *arg) { jrgoFreeArg((uintptr_t)arg); }
 static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
 	jrgo_depth++;
-	int32_t code = jrgoRunJob(ctx, (uintptr_t)arg, 0, 0, NULL);
+	int32_t code = jrgoRunJob(ctx, (uintptr_t)arg, 0, -1);
 	jrgo_depth--;
 	return code;
 }

@@ -7,7 +7,7 @@ package jobrunner
 // extern enum jr_status jrgo_on_done(jr_job *job, uintptr_t id);
 // extern int32_t jrgo_state(jr_job *job);
 // extern void jrgo_free_jobs(jr_job **jobs, size_t n);
-// extern size_t jrgo_sweep(uintptr_t *out, size_t n);
+// extern int32_t jrgo_slot_count(void);
 import "C"
 
 import (
@@ -251,7 +251,7 @@ func (b *handleBatch) add(ptr *C.jr_job) {
 	b.n++
 	switch b.n {
 	case 1:
-		kept.note() // the sweeper flushes what waits, within keptSweep
+		kept.note(-1) // the sweeper flushes what waits, within keptSweep
 	case len(b.ptrs):
 		b.flushLocked()
 	}
@@ -275,11 +275,24 @@ func (b *handleBatch) flushLocked() {
 	b.n = 0
 }
 
-// kept is the sweeper of the jobs workers keep (see jrgo_slot in cgo.go): while some
-// may be kept, it takes them every keptSweep and looks at each one's state, so that a
-// job whose worker runs no other Go job is still seen to end (its Job, its value and
-// its handle released) within a few milliseconds. It also frees the handles freeBatch
-// holds, so that none waits longer.
+// keptBy holds, for each hooked worker thread (its slot number, see jrgo_slot in cgo.go),
+// the job it ran last that succeeded, until its end is told: by the thread's next Go
+// job, its stop hook, or the sweeper, whichever swaps it out first.
+var keptBy [jrgoSlots]atomic.Pointer[task]
+
+const jrgoSlots = 4096 // JRGO_SLOTS in cgo.go (checked at init)
+
+func init() {
+	if C.jrgo_slot_count() != jrgoSlots {
+		panic("jobrunner: jrgoSlots differs from JRGO_SLOTS")
+	}
+}
+
+// kept is the sweeper of the jobs workers keep: while some may be kept, it takes them
+// every keptSweep and looks at each one's state, so that a job whose worker runs no
+// other Go job is still seen to end (its Job, its value and its handle released) within
+// a few milliseconds. It also frees the handles freeBatch holds, so that none waits
+// longer.
 var kept keptSweeper
 
 const keptSweep = 5 * time.Millisecond
@@ -287,13 +300,19 @@ const keptSweep = 5 * time.Millisecond
 type keptSweeper struct {
 	once   sync.Once
 	armed  atomic.Bool   // a job may have been kept since the last sweep
+	slots  atomic.Int32  // keptBy's slots in use so far (a high-water mark)
 	wake   chan struct{} // wakes the sweeper from its idle wait
 	paused atomic.Bool   // for tests of the workers' own telling: no sweeps
 }
 
-// note says a job was kept (from jrgoRunJob, on a worker), or a handle waits in
-// freeBatch. Mostly a read of a flag.
-func (k *keptSweeper) note() {
+// note says a job was kept in keptBy[slot] (from jrgoRunJob, on a worker; slot -1: a
+// handle waits in freeBatch). Mostly reads.
+func (k *keptSweeper) note(slot int) {
+	for n := k.slots.Load(); int32(slot) >= n; n = k.slots.Load() {
+		if k.slots.CompareAndSwap(n, int32(slot)+1) {
+			break
+		}
+	}
 	if k.armed.Load() || !k.armed.CompareAndSwap(false, true) {
 		return
 	}
@@ -308,7 +327,6 @@ func (k *keptSweeper) note() {
 }
 
 func (k *keptSweeper) run() {
-	var ids [64]C.uintptr_t
 	var early []*task // swept before their submit returned: looked at next time
 	for range k.wake {
 		for k.armed.Load() || len(early) > 0 {
@@ -322,13 +340,9 @@ func (k *keptSweeper) run() {
 				waiting = k.look(t, waiting)
 			}
 			early = waiting
-			for {
-				n := int(C.jrgo_sweep(&ids[0], C.size_t(len(ids))))
-				for _, id := range ids[:n] {
-					early = k.look(tasks.take(uintptr(id)), early)
-				}
-				if n < len(ids) {
-					break
+			for i := range keptBy[:k.slots.Load()] {
+				if t := keptBy[i].Swap(nil); t != nil {
+					early = k.look(t, early)
 				}
 			}
 			freeBatch.flush()
