@@ -278,7 +278,14 @@ func (b *handleBatch) flushLocked() {
 // keptBy holds, for each hooked worker thread (its slot number, see jrgo_slot in cgo.go),
 // the job it ran last that succeeded, until its end is told: by the thread's next Go
 // job, its stop hook, or the sweeper, whichever swaps it out first.
-var keptBy [jrgoSlots]atomic.Pointer[task]
+var keptBy [jrgoSlots]keptSlot
+
+// keptSlot is a slot of keptBy, a cache line each: two workers write their own slots
+// once per job.
+type keptSlot struct {
+	atomic.Pointer[task]
+	_ [56]byte
+}
 
 const jrgoSlots = 4096 // JRGO_SLOTS in cgo.go (checked at init)
 
