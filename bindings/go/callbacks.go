@@ -30,7 +30,7 @@ func jrgoRunJob(jctx *C.jr_ctx, id C.uintptr_t, once C.int32_t, slot C.int32_t) 
 	t.finish()
 	if slot >= 0 && code == 0 && t.h != nil { // succeeded, and a Submit job (a group's has no handle)
 		keptBy[slot].Store(t)
-		kept.note(int(slot))
+		kept.note()
 	}
 	return C.int32_t(code)
 }

@@ -19,6 +19,7 @@ package jobrunner
 #include <stdatomic.h>
 #include <stdlib.h>
 #include "jobrunner.h"
+#include "jrgo.h"
 
 // The trampolines of callbacks.go.
 extern int32_t jrgoRunJob(jr_ctx *ctx, uintptr_t id, int32_t once, int32_t slot);
@@ -41,7 +42,6 @@ extern void jrgoJobDone(uintptr_t id, int32_t state);
 // worker may run no Go job for a long time (idle, or busy with other languages' jobs on
 // the global pool), so a sweeper takes what the slots hold every few milliseconds while
 // jobs are kept (kept in task.go).
-#define JRGO_SLOTS 4096
 
 static pthread_mutex_t jrgo_slots_mu = PTHREAD_MUTEX_INITIALIZER;
 static int32_t jrgo_free_slots[JRGO_SLOTS]; // slot numbers given back, under the mutex
@@ -84,8 +84,14 @@ static void jrgo_thread_stop(void *arg, size_t index) {
 	pthread_mutex_unlock(&jrgo_slots_mu);
 }
 
-// The number of slots, for Go's keptBy.
-int32_t jrgo_slot_count(void) { return JRGO_SLOTS; }
+// How many slots have been given out so far (a high-water mark): the sweeper looks at
+// keptBy up to there.
+int32_t jrgo_slots_used(void) {
+	pthread_mutex_lock(&jrgo_slots_mu);
+	int32_t n = jrgo_next_slot;
+	pthread_mutex_unlock(&jrgo_slots_mu);
+	return n;
+}
 
 // Adds the binding's worker hooks (see jrgo_slot) to a pool Go made or borrowed.
 enum jr_status jrgo_add_hooks(jr_pool *pool) {
@@ -132,23 +138,18 @@ jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
 // jrgo_submit with the default options but a token or a group (either may be NULL;
 // detached with a group), every argument an integer: cgo checks a pointer argument (the
 // options hold some) on each call, and this is the submit of nearly every Go job.
-static jr_submit_options jrgo_simple_options; // the defaults, for a one-shot Go job
+static jr_submit_options jrgo_default_options; // made once: not a call per submit
 
-__attribute__((constructor)) static void jrgo_init_simple_options(void) {
-	jrgo_simple_options = jr_submit_options_default();
-	jrgo_simple_options.arg_free = jrgo_free_unrun;
-	jrgo_simple_options.fn_owns_arg = 1;
+__attribute__((constructor)) static void jrgo_init_default_options(void) {
+	jrgo_default_options = jr_submit_options_default();
 }
 
 jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
                                   uintptr_t group) {
-	jr_submit_options opts = jrgo_simple_options;
+	jr_submit_options opts = jrgo_default_options;
 	opts.token = (jr_token *)token;
 	opts.group = (jr_group *)group;
-	jrgo_submitted r = {JR_OK, NULL};
-	r.status = jr_submit((jr_pool *)pool, jrgo_run_once, (void *)id, &opts,
-	                     group != 0 ? NULL : &r.job);
-	return r;
+	return jrgo_submit((jr_pool *)pool, id, opts, group != 0);
 }
 
 // Frees n job handles (freeBatch's): one cgo call for them all.

@@ -101,7 +101,7 @@ func inTable(t *task) bool {
 }
 
 // A job that succeeded is seen to end by the next Go job its worker runs, with nobody
-// looking at it (see jrgo_prev); the last one a worker ran, by the worker's stop hook
+// looking at it (see jrgo_slot in cgo.go); the last one a worker ran, by the worker's stop hook
 // when the pool closes; a job nested in another is not kept (its worker has not ended
 // the outer one). Nothing stays in the task table.
 func TestWorkerTellsTheEndOfTheJobBefore(t *testing.T) {

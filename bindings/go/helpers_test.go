@@ -26,6 +26,14 @@ func testCtx(t *testing.T) context.Context {
 	return ctx
 }
 
+// scaled is n, or underRace when the race detector slows the test down.
+func scaled(n, underRace int) int {
+	if raceEnabled {
+		return underRace
+	}
+	return n
+}
+
 // gate is a one-shot event: jobs block on it until the test opens it.
 type gate chan struct{}
 

@@ -12,7 +12,6 @@ package jobrunner
 //                                   int32_t detached);
 // extern jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
 //                                          uintptr_t group);
-// extern int32_t jrgo_state(jr_job *job);
 import "C"
 
 import (
@@ -148,8 +147,8 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 	}
 	if group == nil {
 		// The handle's first use, ours, ends here: the job may have ended, and a worker
-		// closed the handle (jrgoEndPrev), before the submit returned; then the free
-		// is ours.
+		// that told its end closed the handle, before the submit returned; then the
+		// free is ours.
 		t.h.ptr = job
 		t.h.ref.publish(t.h.freeLater)
 	}
@@ -282,7 +281,7 @@ func (j *Job[T]) State() State {
 		defer t.mu.Unlock()
 		return t.state
 	}
-	s = State(C.jrgo_state(t.h.ptr))
+	s = t.h.cState()
 	t.h.done()
 	if s.Ended() {
 		t.cEnd(s)

@@ -409,10 +409,7 @@ func TestTokenCancelIsSynchronous(t *testing.T) {
 	defer hold.open()
 	blocker, _ := Submit(p, ctx, func(context.Context) (int, error) { started.open(); hold.wait(); return 0, nil })
 	started.wait()
-	rounds := 500
-	if raceEnabled {
-		rounds = 100
-	}
+	rounds := scaled(500, 100)
 	for i := 0; i < rounds; i++ {
 		jobCtx, cancel := context.WithCancel(ctx)
 		job, err := Submit(p, jobCtx, func(context.Context) (int, error) { return 0, nil })
@@ -437,10 +434,7 @@ func TestTokenCancelIsSynchronous(t *testing.T) {
 func TestDoneMeansStateEnded(t *testing.T) {
 	p := newTestPool(t, WithThreads(2))
 	ctx := testCtx(t)
-	n := 20000
-	if raceEnabled {
-		n = 3000
-	}
+	n := scaled(20000, 3000)
 	jobs := make([]*Job[int], n)
 	for i := range jobs {
 		i := i
@@ -555,10 +549,7 @@ func TestLookingDoesNotRunInline(t *testing.T) {
 func TestJobMethodsRace(t *testing.T) {
 	p := newTestPool(t, WithThreads(2))
 	ctx := testCtx(t)
-	batches := 30
-	if raceEnabled {
-		batches = 10
-	}
+	batches := scaled(30, 10)
 	const size, callers = 10, 4
 	for b := 0; b < batches; b++ {
 		hold := make(gate)

@@ -82,7 +82,7 @@ func checkAgreement(t *testing.T, j *Job[int]) {
 		t.Errorf("after Done, State %v", s)
 	}
 	if j.task.h.use() {
-		cs := cState(j.task.h)
+		cs := j.task.h.cState()
 		j.task.h.done()
 		if cs != s {
 			t.Errorf("Go %v, C %v", s, cs)
@@ -100,10 +100,7 @@ func checkAgreement(t *testing.T, j *Job[int]) {
 func TestGoAndCAgreeOnEveryEnd(t *testing.T) {
 	p := newTestPool(t, WithThreads(2))
 	ctx := testCtx(t)
-	n := 1500
-	if raceEnabled {
-		n = 500
-	}
+	n := scaled(1500, 500)
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)

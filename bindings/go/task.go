@@ -3,11 +3,12 @@ package jobrunner
 // #include <stdint.h>
 // #include <stdlib.h>
 // #include "jobrunner.h"
+// #include "jrgo.h"
 //
 // extern enum jr_status jrgo_on_done(jr_job *job, uintptr_t id);
 // extern int32_t jrgo_state(jr_job *job);
 // extern void jrgo_free_jobs(jr_job **jobs, size_t n);
-// extern int32_t jrgo_slot_count(void);
+// extern int32_t jrgo_slots_used(void);
 import "C"
 
 import (
@@ -197,6 +198,9 @@ type jobHandle struct {
 	ref handleRef
 }
 
+// cState reads C's state of the job (a use of the handle held).
+func (h *jobHandle) cState() State { return State(C.jrgo_state(h.ptr)) }
+
 // use takes a use of the handle; false if there is none or it is closed.
 func (h *jobHandle) use() bool { return h != nil && h.ref.use() }
 
@@ -251,7 +255,7 @@ func (b *handleBatch) add(ptr *C.jr_job) {
 	b.n++
 	switch b.n {
 	case 1:
-		kept.note(-1) // the sweeper flushes what waits, within keptSweep
+		kept.note() // the sweeper flushes what waits, within keptSweep
 	case len(b.ptrs):
 		b.flushLocked()
 	}
@@ -287,13 +291,7 @@ type keptSlot struct {
 	_ [56]byte
 }
 
-const jrgoSlots = 4096 // JRGO_SLOTS in cgo.go (checked at init)
-
-func init() {
-	if C.jrgo_slot_count() != jrgoSlots {
-		panic("jobrunner: jrgoSlots differs from JRGO_SLOTS")
-	}
-}
+const jrgoSlots = C.JRGO_SLOTS
 
 // kept is the sweeper of the jobs workers keep: while some may be kept, it takes them
 // every keptSweep and looks at each one's state, so that a job whose worker runs no
@@ -307,19 +305,13 @@ const keptSweep = 5 * time.Millisecond
 type keptSweeper struct {
 	once   sync.Once
 	armed  atomic.Bool   // a job may have been kept since the last sweep
-	slots  atomic.Int32  // keptBy's slots in use so far (a high-water mark)
 	wake   chan struct{} // wakes the sweeper from its idle wait
 	paused atomic.Bool   // for tests of the workers' own telling: no sweeps
 }
 
-// note says a job was kept in keptBy[slot] (from jrgoRunJob, on a worker; slot -1: a
-// handle waits in freeBatch). Mostly reads.
-func (k *keptSweeper) note(slot int) {
-	for n := k.slots.Load(); int32(slot) >= n; n = k.slots.Load() {
-		if k.slots.CompareAndSwap(n, int32(slot)+1) {
-			break
-		}
-	}
+// note says a job was kept in keptBy (from jrgoRunJob, on a worker), or a handle waits
+// in freeBatch. Mostly a read of a flag.
+func (k *keptSweeper) note() {
 	if k.armed.Load() || !k.armed.CompareAndSwap(false, true) {
 		return
 	}
@@ -347,7 +339,7 @@ func (k *keptSweeper) run() {
 				waiting = k.look(t, waiting)
 			}
 			early = waiting
-			for i := range keptBy[:k.slots.Load()] {
+			for i := range keptBy[:C.jrgo_slots_used()] {
 				if t := keptBy[i].Swap(nil); t != nil {
 					early = k.look(t, early)
 				}
@@ -411,7 +403,7 @@ func (t *task) watchEnd() {
 	if !ask {
 		return
 	}
-	if s := State(C.jrgo_state(t.h.ptr)); s.Ended() {
+	if s := t.h.cState(); s.Ended() {
 		t.cEnd(s)
 		return
 	}
@@ -421,9 +413,6 @@ func (t *task) watchEnd() {
 		panic("jobrunner: jr_job_on_done: " + statusError(st).Error()) // a live handle: cannot fail
 	}
 }
-
-// cState reads C's state of a live handle (a use held): for the tests.
-func cState(h *jobHandle) State { return State(C.jrgo_state(h.ptr)) }
 
 // look notes C's end if the job has ended, unless it is already known. It reads the
 // state (jrgo_state), never waits: jr_job_wait, even with no timeout, runs a job that
@@ -435,7 +424,7 @@ func (t *task) look() {
 	if known || !t.h.use() {
 		return
 	}
-	s := State(C.jrgo_state(t.h.ptr))
+	s := t.h.cState()
 	t.h.done()
 	if s.Ended() {
 		t.cEnd(s)
