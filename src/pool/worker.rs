@@ -202,9 +202,7 @@ impl WorkerThread {
         }
         // A batch taken from the injector (or the job put back) now waits on our deque,
         // behind the job that called us: make sure an idle worker can come for it.
-        if !self.deque.is_empty() {
-            self.registry.sleep().notify_injected();
-        }
+        self.publish_deque();
         ran
     }
 
@@ -320,9 +318,10 @@ impl WorkerThread {
         }
     }
 
-    /// About to block outside the idle protocol: make sure what we queued is not stuck
-    /// behind us (local pushes do not always wake a sleeper, see `Sleep::notify_local`).
-    fn before_block(&self) {
+    /// Makes sure what waits on our deque is not stuck behind us while we block outside
+    /// the idle protocol or run a batch (local pushes do not always wake a sleeper, see
+    /// `Sleep::notify_local`).
+    fn publish_deque(&self) {
         if !self.deque.is_empty() {
             self.registry.sleep().notify_injected();
         }
@@ -441,7 +440,7 @@ impl WorkerThread {
             }
             backoff.snooze();
         }
-        self.before_block();
+        self.publish_deque();
         block();
     }
 
