@@ -97,18 +97,23 @@ func Submit[T any](pool *Pool, ctx context.Context, fn func(ctx context.Context)
 // token) if group is not nil, else a job with a handle (t.h) and a token that follows
 // ctx.
 func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opts []SubmitOption) error {
-	copts, cleanup, err := submitOptions(opts)
-	if err != nil {
-		return err
+	var copts C.jr_submit_options // built only for options: C has its own defaults
+	if len(opts) > 0 {
+		var cleanup func()
+		var err error
+		if copts, cleanup, err = submitOptions(opts); err != nil {
+			return err
+		}
+		defer cleanup()
 	}
-	defer cleanup()
+	var token *C.jr_token
+	var err error
 	if group == nil {
 		if t.token, err = jobCtxToken(ctx); err != nil {
 			return err
 		}
-		copts.token = t.token.ptr()
+		token = t.token.ptr()
 	} else {
-		copts.group = group
 		t.cEnded = true // no handle: the Go side's end is the task's
 	}
 	ptr, err := pool.acquire()
@@ -117,16 +122,17 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 		return err
 	}
 	id := tasks.put(t)
-	detached := C.int32_t(0)
-	if group != nil {
-		detached = 1
-	}
 	var r C.jrgo_submitted
 	if len(opts) == 0 {
 		// Integers only: cgo has no pointer argument to check.
 		r = C.jrgo_submit_simple(C.uintptr_t(uintptr(unsafe.Pointer(ptr))), C.uintptr_t(id),
-			C.uintptr_t(uintptr(unsafe.Pointer(copts.token))), C.uintptr_t(uintptr(unsafe.Pointer(copts.group))))
+			C.uintptr_t(uintptr(unsafe.Pointer(token))), C.uintptr_t(uintptr(unsafe.Pointer(group))))
 	} else {
+		copts.token, copts.group = token, group
+		detached := C.int32_t(0)
+		if group != nil {
+			detached = 1
+		}
 		r = C.jrgo_submit(ptr, C.uintptr_t(id), copts, detached)
 	}
 	st, job := r.status, r.job
