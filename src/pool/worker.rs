@@ -119,30 +119,33 @@ impl WorkerThread {
                 self.execute(job);
                 continue;
             }
-            sleep.start_searching();
+            let mut searching = sleep.try_start_searching();
             let backoff = Backoff::new();
             loop {
-                if let Some(job) = self.find_work() {
-                    sleep.stop_searching(|| registry.has_visible_work());
-                    self.run_new_start_hooks();
-                    self.execute(job);
-                    break;
-                }
-                if registry.is_terminated() {
-                    sleep.stop_searching(|| false);
-                    return;
-                }
-                if !backoff.is_completed() {
-                    backoff.snooze();
-                    continue;
+                if searching {
+                    if let Some(job) = self.find_work() {
+                        sleep.stop_searching(|| registry.has_visible_work());
+                        self.run_new_start_hooks();
+                        self.execute(job);
+                        break;
+                    }
+                    if registry.is_terminated() {
+                        sleep.stop_searching(|| false);
+                        return;
+                    }
+                    if !backoff.is_completed() {
+                        backoff.snooze();
+                        continue;
+                    }
                 }
                 registry.notify_if_shutting_down();
-                let parked = sleep.sleep(self.index, || {
+                let parked = sleep.sleep(self.index, searching, || {
                     registry.has_visible_work() || registry.is_terminated()
                 });
                 if parked {
                     bump_own(&self.counters().parks);
                 }
+                searching = true;
                 backoff.reset();
             }
         }
@@ -472,7 +475,7 @@ impl WorkerThread {
             if !prepare_to_sleep() {
                 continue;
             }
-            if sleep.sleep(self.index, || done() || registry.has_visible_work()) {
+            if sleep.sleep(self.index, true, || done() || registry.has_visible_work()) {
                 bump_own(&self.counters().parks);
             }
             backoff.reset();

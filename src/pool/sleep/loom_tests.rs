@@ -30,27 +30,47 @@ impl Model {
         self.queued.load(Ordering::SeqCst) > 0 || self.done.load(Ordering::SeqCst)
     }
 
-    /// The worker loop of `pool::worker`, reduced to the protocol: search, run what is
-    /// found, sleep when nothing is. Returns how many jobs this worker ran.
+    /// The worker loop of `pool::worker`, reduced to the protocol: look at the queue
+    /// while busy, then search (or, when enough workers search already, go straight to
+    /// sleep), run what is found, sleep when nothing is. Counts the jobs run in `ran`.
     fn worker(&self, index: usize, total: usize, ran: &AtomicUsize) {
-        self.sleep.start_searching();
         loop {
-            if self.done.load(Ordering::SeqCst) {
-                self.sleep.stop_searching(|| false);
-                return;
-            }
+            // Busy (counted nowhere): the fast path of `find_local`.
             if self.try_pop() {
-                self.sleep.stop_searching(|| self.has_work());
-                if ran.fetch_add(1, Ordering::SeqCst) + 1 == total {
-                    self.done.store(true, Ordering::SeqCst);
-                    self.sleep.wake_all();
+                if self.ran_last(total, ran) {
                     return;
                 }
-                self.sleep.start_searching();
                 continue;
             }
-            self.sleep.sleep(index, || self.has_work());
+            let mut searching = self.sleep.try_start_searching();
+            loop {
+                if searching {
+                    if self.done.load(Ordering::SeqCst) {
+                        self.sleep.stop_searching(|| false);
+                        return;
+                    }
+                    if self.try_pop() {
+                        self.sleep.stop_searching(|| self.has_work());
+                        if self.ran_last(total, ran) {
+                            return;
+                        }
+                        break;
+                    }
+                }
+                self.sleep.sleep(index, searching, || self.has_work());
+                searching = true;
+            }
         }
+    }
+
+    /// Counts a job run; the last one ends the model. Returns whether it was the last.
+    fn ran_last(&self, total: usize, ran: &AtomicUsize) -> bool {
+        if ran.fetch_add(1, Ordering::SeqCst) + 1 == total {
+            self.done.store(true, Ordering::SeqCst);
+            self.sleep.wake_all();
+            return true;
+        }
+        false
     }
 }
 

@@ -105,6 +105,28 @@ impl Sleep {
         self.counters.fetch_add(ONE_SEARCHING, Ordering::SeqCst);
     }
 
+    /// The calling worker found nothing in its fast path and starts searching, unless
+    /// half the workers (at least one) search already: then it returns false and the
+    /// caller goes to sleep without spinning ([`Sleep::sleep`] with `searching` false).
+    pub(crate) fn try_start_searching(&self) -> bool {
+        let limit = (self.workers.len() as u64 / 2).max(1);
+        let mut counters = self.counters.load(Ordering::SeqCst);
+        loop {
+            if searching(counters) >= limit {
+                return false;
+            }
+            match self.counters.compare_exchange_weak(
+                counters,
+                counters + ONE_SEARCHING,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => counters = actual,
+            }
+        }
+    }
+
     /// The calling worker, counted as searching, found work or stops for good. When it
     /// was the last searcher and work remains visible, it wakes a sleeper to take over the
     /// search: otherwise a second job published while it searched could wait, behind the
@@ -124,14 +146,23 @@ impl Sleep {
     /// Puts the calling worker (counted as searching) to sleep unless `has_work` says there
     /// is something to do. Returns whether it actually blocked; either way the worker is
     /// counted as searching again when this returns.
-    pub(crate) fn sleep(&self, index: usize, has_work: impl FnOnce() -> bool) -> bool {
+    pub(crate) fn sleep(
+        &self,
+        index: usize,
+        searching: bool,
+        has_work: impl FnOnce() -> bool,
+    ) -> bool {
         {
             let mut sleepers = lock(&self.sleepers);
             sleepers.push(index);
             // Searching -> sleeping, in one RMW so that no publisher can see the worker as
             // neither searching nor sleeping. Wrapping add of (sleeping + 1, searching - 1).
-            self.counters
-                .fetch_add(ONE_SLEEPING.wrapping_sub(ONE_SEARCHING), Ordering::SeqCst);
+            let delta = if searching {
+                ONE_SLEEPING.wrapping_sub(ONE_SEARCHING)
+            } else {
+                ONE_SLEEPING
+            };
+            self.counters.fetch_add(delta, Ordering::SeqCst);
         }
         // Our half of the handshake: the registration above comes before the last look.
         fence(Ordering::SeqCst);
