@@ -152,7 +152,7 @@ jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
 	return jrgo_submit((jr_pool *)pool, id, opts, group != 0);
 }
 
-// Frees n job handles (freeBatch's): one cgo call for them all.
+// Frees n job handles (a batch of freeBatches): one cgo call for them all.
 void jrgo_free_jobs(jr_job **jobs, size_t n) {
 	for (size_t i = 0; i < n; i++) jr_job_free(jobs[i]);
 }

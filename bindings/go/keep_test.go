@@ -48,7 +48,7 @@ func TestKeptJobHandleIsFreed(t *testing.T) {
 	ctx := testCtx(t)
 	// Counted from before the dropped job: it may be freed (by the sweeper) before this
 	// goroutine runs again after it ran. Handles other tests left waiting go first.
-	freeBatch.flush()
+	freeBatches.flush()
 	before := handlesFreed.Load()
 	ran := make(chan struct{})
 	if _, err := Submit(idle, ctx, func(context.Context) (int, error) { close(ran); return 0, nil }); err != nil {
@@ -150,7 +150,7 @@ func TestGoAndCAgreeOnEveryEnd(t *testing.T) {
 func TestReleasedHandleIsFreedSoon(t *testing.T) {
 	p := newTestPool(t, WithThreads(1))
 	ctx := testCtx(t)
-	freeBatch.flush()
+	freeBatches.flush()
 	before := handlesFreed.Load()
 	j, err := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
 	if err != nil {

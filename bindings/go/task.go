@@ -222,61 +222,98 @@ func (h *jobHandle) free() {
 	}
 }
 
-// freeLater frees a Go job's handle with others, in batches (see freeBatch).
+// freeLater frees a Go job's handle with others, in batches (see freeBatches).
 func (h *jobHandle) freeLater() {
 	if h.ptr != nil {
-		freeBatch.add(h.ptr)
+		freeBatches.add(h.ptr)
 	}
 }
 
 // handlesFreed counts the job handles freed, for the tests.
 var handlesFreed atomic.Int64
 
-// freeBatch holds the C handles of ended Go jobs until freeBatchSize of them can be
+// freeBatches holds the C handles of ended Go jobs until freeBatchSize of them can be
 // freed in one cgo call: a call per job cost about as much as a third of a Go job's
 // submit. A Go job's handle holds no result (Go keeps it), so freeing it later changes
-// nothing a caller can see; at most freeBatchSize-1 handles (a few hundred bytes each)
-// wait, for at most about keptSweep: the kept-job sweeper flushes them (and so do the
-// handle block finalizers). C allows freeing a handle after its pool, so the batch
-// needs no pool.
-var freeBatch handleBatch
+// nothing a caller can see; at most freeBatchShards*(freeBatchSize-1) handles (a few
+// hundred bytes each) wait, for at most about keptSweep: the kept-job sweeper flushes
+// them (and so do the handle block finalizers). C allows freeing a handle after its
+// pool, so the batches need no pool.
+//
+// The batches are sharded by handle address, and a full batch is freed after its lock
+// is released: the workers and the submitter each end jobs, and a lock they queue on,
+// held across a cgo call, parked worker callbacks, each park a hand-over of the
+// worker's locked thread (a futex wake and sleep on each side).
+var freeBatches handleBatches
 
-const freeBatchSize = 64
+const (
+	freeBatchSize   = 64
+	freeBatchShards = 8
+)
+
+type handleBatches [freeBatchShards]handleBatch
 
 type handleBatch struct {
 	mu   sync.Mutex
 	n    int
-	ptrs [freeBatchSize]*C.jr_job // C pointers, in Go memory that C reads during the call
+	ptrs [freeBatchSize]*C.jr_job // C pointers
+	_    [64 - 16]byte            // a cache line of its own for mu and n
 }
 
-func (b *handleBatch) add(ptr *C.jr_job) {
+func (bs *handleBatches) add(ptr *C.jr_job) {
+	// Consecutive handles are a few cache lines apart: the bits above a line's spread
+	// them over the shards.
+	b := &bs[(uintptr(unsafe.Pointer(ptr))>>6)%freeBatchShards]
 	b.mu.Lock()
 	b.ptrs[b.n] = ptr
 	b.n++
 	switch b.n {
 	case 1:
+		b.mu.Unlock()
 		kept.note() // the sweeper flushes what waits, within keptSweep
 	case len(b.ptrs):
-		b.flushLocked()
+		full := b.take()
+		b.mu.Unlock()
+		full.free()
+	default:
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
 }
 
 // flush frees the handles waiting.
-func (b *handleBatch) flush() {
-	b.mu.Lock()
-	b.flushLocked()
-	b.mu.Unlock()
+func (bs *handleBatches) flush() {
+	for i := range bs {
+		b := &bs[i]
+		b.mu.Lock()
+		full := b.take()
+		b.mu.Unlock()
+		full.free()
+	}
 }
 
-func (b *handleBatch) flushLocked() {
-	if b.n == 0 {
-		return
-	}
-	C.jrgo_free_jobs(&b.ptrs[0], C.size_t(b.n))
-	handlesFreed.Add(int64(b.n))
+// take empties the batch (mu held) and returns what it held, by value, for free to
+// free once mu is released.
+func (b *handleBatch) take() freeList {
+	l := freeList{n: b.n, ptrs: b.ptrs}
 	clear(b.ptrs[:b.n])
 	b.n = 0
+	return l
+}
+
+// freeList is a batch of handles on their way to C.
+type freeList struct {
+	n    int
+	ptrs [freeBatchSize]*C.jr_job // C pointers, in Go memory that C reads during the call
+}
+
+func (l freeList) free() {
+	if l.n == 0 {
+		return
+	}
+	heap := new(freeList) // cgo moves what it points to to the heap: here, not under mu
+	*heap = l
+	C.jrgo_free_jobs(&heap.ptrs[0], C.size_t(heap.n))
+	handlesFreed.Add(int64(heap.n))
 }
 
 // keptBy holds, for each hooked worker thread (its slot number, see jrgo_slot in cgo.go),
@@ -296,7 +333,7 @@ const jrgoSlots = C.JRGO_SLOTS
 // kept is the sweeper of the jobs workers keep: while some may be kept, it takes them
 // every keptSweep and looks at each one's state, so that a job whose worker runs no
 // other Go job is still seen to end (its Job, its value and its handle released) within
-// a few milliseconds. It also frees the handles freeBatch holds, so that none waits
+// a few milliseconds. It also frees the handles freeBatches hold, so that none waits
 // longer.
 var kept keptSweeper
 
@@ -310,7 +347,7 @@ type keptSweeper struct {
 }
 
 // note says a job was kept in keptBy (from jrgoRunJob, on a worker), or a handle waits
-// in freeBatch. Mostly a read of a flag.
+// in freeBatches. Mostly a read of a flag.
 func (k *keptSweeper) note() {
 	if k.armed.Load() || !k.armed.CompareAndSwap(false, true) {
 		return
@@ -344,7 +381,7 @@ func (k *keptSweeper) run() {
 					early = k.look(t, early)
 				}
 			}
-			freeBatch.flush()
+			freeBatches.flush()
 		}
 	}
 }
@@ -487,7 +524,7 @@ func cPanic(job *C.jr_job) *PanicError {
 // job is unreachable. The price: while one job of a block is reachable, the handles of
 // its dropped, unclosed neighbours (at most 63, with a native job's untaken result)
 // stay allocated; Close, or any look at a job's end, releases a handle without waiting
-// (freed with the next 63 released, or by the sweeper: see freeBatch).
+// (freed with the next 63 released, or by the sweeper: see freeBatches).
 type handleBlock struct {
 	h    [handleBlockSize]jobHandle
 	next atomic.Int32 // the next unused handle
@@ -530,5 +567,5 @@ func (b *handleBlock) release() {
 	for i := range b.h {
 		b.h[i].close()
 	}
-	freeBatch.flush()
+	freeBatches.flush()
 }
