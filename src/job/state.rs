@@ -388,10 +388,7 @@ impl JoinLatch {
 fn wake_waiters(key: usize) {
     let bucket = parking::bucket(key);
     let guard = bucket.lock();
-    let callbacks = bucket.unpark(guard, key);
-    for callback in callbacks {
-        callback();
-    }
+    bucket.unpark(guard, key).run();
 }
 
 #[cfg(all(test, loom))]
