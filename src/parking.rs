@@ -7,6 +7,10 @@
 //! changing the word, takes the bucket lock (only when the word says someone waits),
 //! collects the callbacks registered for the address and wakes every blocked thread of the
 //! bucket; threads waiting for other addresses of the same bucket re-check and wait again.
+//!
+//! A job's first end callback is not kept here but in the job itself
+//! (`job::state::EndHook`): a group registers one for each of its jobs, and this table
+//! would search a bucket's whole list for it at every end.
 
 use crate::sync::{lock, wait, Condvar, Mutex, MutexGuard};
 
