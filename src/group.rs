@@ -12,6 +12,7 @@ use crate::job::{Job, JobHandle, JobState};
 use crate::pool::worker::WorkerThread;
 use crate::pool::{Pool, SubmitOptions};
 use crate::semaphore::{block_on, Semaphore, Waker};
+use crate::sync::atomic::{AtomicUsize, Ordering};
 use crate::sync::{lock, Mutex};
 
 /// Options of [`Group::new`].
@@ -62,10 +63,10 @@ impl GroupOptions {
 }
 
 struct State<T, E> {
-    /// Jobs submitted and not yet ended, by submit order.
-    pending: Vec<Option<Job<T, E>>>,
+    /// Jobs submitted and not yet ended, by slot (for a waiting worker to run the queued
+    /// ones inline). The `Job` itself travels with the job's end callback.
+    pending: Vec<Option<JobHandle>>,
     free: Vec<usize>,
-    live: usize,
     /// Ended jobs not yet taken by `next`, in completion order.
     finished: VecDeque<Job<T, E>>,
     /// The error of the first job that failed or panicked, kept for `wait`.
@@ -74,12 +75,29 @@ struct State<T, E> {
     failed: bool,
     /// The reason of the first job that ended cancelled, for `wait` when none failed.
     first_cancel: Option<CancelReason>,
-    closed: bool,
-    /// Threads waiting in `next` or `wait`.
+    /// Threads waiting in `next`: woken by every job end (and by `close`).
     waiters: Vec<Arc<Waker>>,
+    /// Threads waiting in `wait` or `wait_timeout`: woken only when the last live job
+    /// ends (and by `close`), the one change that can make their condition true.
+    drain_waiters: Vec<Arc<Waker>>,
     /// Where a waiting worker resumes its search of `pending` for a job to run inline.
     scan: usize,
 }
+
+impl<T, E> State<T, E> {
+    /// The waiters of a wait for `what`.
+    fn waiters_for(&mut self, what: WaitFor) -> &mut Vec<Arc<Waker>> {
+        match what {
+            WaitFor::Next => &mut self.waiters,
+            WaitFor::Drained => &mut self.drain_waiters,
+        }
+    }
+}
+
+/// `Shared::count` holds the closed flag in its low bit ...
+const CLOSED: usize = 1;
+/// ... and the live jobs (submitted, or being submitted, and not yet ended) above it.
+const ONE_LIVE: usize = 2;
 
 struct Shared<T, E> {
     token: CancelToken,
@@ -90,7 +108,55 @@ struct Shared<T, E> {
     /// Set by [`Group::new_yielding_failures`]: how to copy the first failure's error
     /// for `wait`, so that `next` can yield its job too.
     clone_error: Option<fn(&E) -> E>,
+    /// [`CLOSED`] and the live count ([`ONE_LIVE`] per job).
+    ///
+    /// # Memory ordering
+    ///
+    /// Every waiter's condition reads the count under `state`'s lock, and every change
+    /// that can make a condition true (a decrement, the closed flag) is made under that
+    /// lock, followed by a wake of the waiters registered then: no wakeup is lost. Only a
+    /// submit's increment is made without the lock, first thing in the submit (so that
+    /// `wait` never sees the group empty while a submit is under way); an increment never
+    /// makes a condition true, so it wakes nobody. Of a `close` and a submit's increment,
+    /// `SeqCst` read-modify-writes on the one word order one before the other: either the
+    /// submit sees `CLOSED` (and takes its increment back under the lock, waking the
+    /// waiters), or `close` happens after the job is counted, and `next` keeps waiting
+    /// for it.
+    count: AtomicUsize,
     state: Mutex<State<T, E>>,
+}
+
+/// The waiters to wake once `state`'s lock is released (never under it: a worker waiter
+/// checks its condition, which takes `state`'s lock, under its own latch lock that a
+/// wake takes). Cloned out of the lists without allocating for a single waiter.
+enum Wake {
+    Nobody,
+    One(Arc<Waker>),
+    Many(Vec<Arc<Waker>>),
+}
+
+impl Wake {
+    /// Every waiter of `lists`.
+    fn of(lists: [&[Arc<Waker>]; 2]) -> Self {
+        match lists {
+            [[], []] => Wake::Nobody,
+            [[one], []] | [[], [one]] => Wake::One(Arc::clone(one)),
+            [a, b] => Wake::Many(a.iter().chain(b).cloned().collect()),
+        }
+    }
+
+    fn wake(self) {
+        match self {
+            Wake::Nobody => {}
+            Wake::One(waker) => waker.wake(),
+            Wake::Many(wakers) => wakers.iter().for_each(|waker| waker.wake()),
+        }
+    }
+}
+
+/// The live jobs in a `Shared::count` value.
+fn live(count: usize) -> usize {
+    count / ONE_LIVE
 }
 
 /// A group of jobs: fan them out with [`Group::submit`], then fan in with
@@ -122,12 +188,22 @@ pub struct Group<T, E> {
 impl<T, E> fmt::Debug for Group<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = lock(&self.shared.state);
+        let count = self.shared.count.load(Ordering::SeqCst);
         f.debug_struct("Group")
-            .field("running_or_queued", &state.live)
+            .field("running_or_queued", &live(count))
             .field("finished", &state.finished.len())
-            .field("closed", &state.closed)
+            .field("closed", &(count & CLOSED != 0))
             .finish()
     }
+}
+
+/// Which waiters a wait joins: what wakes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WaitFor {
+    /// An ended job, or the group closed and drained (`next`).
+    Next,
+    /// No live job (`wait`).
+    Drained,
 }
 
 impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
@@ -149,16 +225,16 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
                 fail_fast: options.fail_fast,
                 wait_only: options.wait_only,
                 clone_error,
+                count: AtomicUsize::new(0),
                 state: Mutex::new(State {
                     pending: Vec::new(),
                     free: Vec::new(),
-                    live: 0,
                     finished: VecDeque::new(),
                     first_error: None,
                     failed: false,
                     first_cancel: None,
-                    closed: false,
                     waiters: Vec::new(),
+                    drain_waiters: Vec::new(),
                     scan: 0,
                 }),
             }),
@@ -193,21 +269,12 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     where
         F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
     {
-        // Counted first, so that `wait` cannot see the group empty while we submit.
-        let slot = {
-            let mut state = lock(&self.shared.state);
-            if state.closed {
-                return Err(SubmitError::GroupClosed);
-            }
-            state.live += 1;
-            match state.free.pop() {
-                Some(slot) => slot,
-                None => {
-                    state.pending.push(None);
-                    state.pending.len() - 1
-                }
-            }
-        };
+        // Counted first, so that `wait` cannot see the group empty while we submit (see
+        // `Shared::count` for why this needs no lock).
+        if self.shared.count.fetch_add(ONE_LIVE, Ordering::SeqCst) & CLOSED != 0 {
+            self.shared.uncount();
+            return Err(SubmitError::GroupClosed);
+        }
         let mut options = options.token(&self.shared.token);
         if let Some(semaphore) = &self.shared.semaphore {
             options = options.semaphore(semaphore, 1);
@@ -220,23 +287,30 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         let job = match self.pool.submit_with(options, f) {
             Ok(job) => job,
             Err(error) => {
-                let mut state = lock(&self.shared.state);
-                state.live -= 1;
-                state.free.push(slot);
-                let waiters = state.waiters.clone();
-                drop(state);
-                waiters.iter().for_each(|waker| waker.wake());
+                self.shared.uncount();
                 return Err(error);
             }
         };
         let handle = job.handle();
-        lock(&self.shared.state).pending[slot] = Some(job);
-        // Registered after the job is in `pending`: the callback finds it even if the job
-        // has already ended (it then runs here, now).
+        let slot = {
+            let mut state = lock(&self.shared.state);
+            match state.free.pop() {
+                Some(slot) => {
+                    state.pending[slot] = Some(handle.clone());
+                    slot
+                }
+                None => {
+                    state.pending.push(Some(handle.clone()));
+                    state.pending.len() - 1
+                }
+            }
+        };
+        // Registered after the job is in `pending`: the callback clears its slot even if
+        // the job has already ended (it then runs here, now). The callback owns the `Job`.
         let shared = Arc::downgrade(&self.shared);
         handle.on_end(move |end| {
             if let Some(shared) = shared.upgrade() {
-                shared.job_ended(slot, end);
+                shared.job_ended(slot, job, end);
             }
         });
         Ok(handle)
@@ -244,12 +318,12 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
 
     /// Says no more jobs will be added: `next` returns `None` once the group is drained.
     pub fn close(&self) {
-        let waiters = {
-            let mut state = lock(&self.shared.state);
-            state.closed = true;
-            state.waiters.clone()
+        let wake = {
+            let state = lock(&self.shared.state);
+            self.shared.count.fetch_or(CLOSED, Ordering::SeqCst);
+            Wake::of([&state.waiters, &state.drain_waiters])
         };
-        waiters.iter().for_each(|waker| waker.wake());
+        wake.wake();
     }
 
     /// Cancels the group's token: queued jobs end `Cancelled`, running ones are told.
@@ -279,15 +353,13 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         if self.shared.wait_only {
             return Ok(None);
         }
-        let ready =
-            |state: &State<T, E>| !state.finished.is_empty() || (state.closed && state.live == 0);
         loop {
-            let ready_now = self.wait_for(at, ready);
+            let ready_now = self.wait_for(at, WaitFor::Next);
             let mut state = lock(&self.shared.state);
             if let Some(job) = state.finished.pop_front() {
                 return Ok(Some(job));
             }
-            if state.closed && state.live == 0 {
+            if self.shared.count.load(Ordering::SeqCst) == CLOSED {
                 return Ok(None);
             }
             if !ready_now {
@@ -308,7 +380,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     ///
     /// The first failure's [`JobError`], or [`JobError::Cancelled`].
     pub fn wait(&self) -> Result<(), JobError<E>> {
-        self.wait_for(None, |state| state.live == 0);
+        self.wait_for(None, WaitFor::Drained);
         self.take_outcome()
     }
 
@@ -329,7 +401,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         let at = Instant::now()
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(3_153_600_000));
-        if !self.wait_for(Some(at), |state| state.live == 0) {
+        if !self.wait_for(Some(at), WaitFor::Drained) {
             return Err(());
         }
         Ok(self.take_outcome())
@@ -340,14 +412,25 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         lock(&self.shared.state).failed
     }
 
-    /// Waits (helping inside a worker) until `ready(state)`, or `at` passes; returns
-    /// whether it is ready.
-    fn wait_for(&self, at: Option<Instant>, ready: impl Fn(&State<T, E>) -> bool) -> bool {
+    /// Whether the condition of a wait for `what` holds; called under `state`'s lock.
+    fn ready(&self, state: &State<T, E>, what: WaitFor) -> bool {
+        let count = self.shared.count.load(Ordering::SeqCst);
+        match what {
+            WaitFor::Next => !state.finished.is_empty() || count == CLOSED,
+            WaitFor::Drained => live(count) == 0,
+        }
+    }
+
+    /// Waits (helping inside a worker) until the condition of `what` holds, or `at`
+    /// passes; returns whether it holds.
+    fn wait_for(&self, at: Option<Instant>, what: WaitFor) -> bool {
         // Inside a job of the pool: first run the group's jobs that have not started, as
         // a wait for a job runs it inline, whatever the help policy (a timed wait too,
         // until its deadline: on a one-thread pool nothing else would run them).
         if let Some(worker) = WorkerThread::current() {
-            while !ready(&lock(&self.shared.state)) && at.is_none_or(|at| Instant::now() < at) {
+            while !self.ready(&lock(&self.shared.state), what)
+                && at.is_none_or(|at| Instant::now() < at)
+            {
                 match self.queued_job() {
                     Some(job) => {
                         job.run_inline(worker);
@@ -358,16 +441,16 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         }
         let waker = {
             let mut state = lock(&self.shared.state);
-            if ready(&state) {
+            if self.ready(&state, what) {
                 return true;
             }
             let waker = Arc::new(Waker::current(at.is_none()));
-            state.waiters.push(Arc::clone(&waker));
+            state.waiters_for(what).push(Arc::clone(&waker));
             waker
         };
-        let done = block_on(&waker, || ready(&lock(&self.shared.state)), at);
+        let done = block_on(&waker, || self.ready(&lock(&self.shared.state), what), at);
         lock(&self.shared.state)
-            .waiters
+            .waiters_for(what)
             .retain(|w| !Arc::ptr_eq(w, &waker));
         done
     }
@@ -379,7 +462,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         for step in 0..n {
             let slot = (state.scan + step) % n;
             let found = match &state.pending[slot] {
-                Some(job) if job.state() == JobState::Queued => Some(job.handle()),
+                Some(job) if job.state() == JobState::Queued => Some(job.clone()),
                 _ => None,
             };
             if found.is_some() {
@@ -406,18 +489,29 @@ impl<T: Send + 'static, E: Clone + Send + 'static> Group<T, E> {
 }
 
 impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
-    fn job_ended(&self, slot: usize, end: JobState) {
+    /// Takes back the count of a submit that did not submit (the group was closed, or
+    /// the pool refused the job), waking the waiters whose condition it may make true.
+    #[cold]
+    fn uncount(&self) {
+        let wake = {
+            let state = lock(&self.state);
+            self.count.fetch_sub(ONE_LIVE, Ordering::SeqCst);
+            Wake::of([&state.waiters, &state.drain_waiters])
+        };
+        wake.wake();
+    }
+
+    /// The job of `slot` has ended (`end`): under one lock, frees its slot, stops counting
+    /// it, records its outcome and takes the waiters to wake.
+    fn job_ended(&self, slot: usize, job: Job<T, E>, end: JobState) {
         if self.wait_only {
-            self.wait_only_job_ended(slot, end);
+            self.wait_only_job_ended(slot, job, end);
             return;
         }
-        let waiters = {
+        let wake = {
             let mut state = lock(&self.state);
-            let Some(job) = state.pending[slot].take() else {
-                return;
-            };
+            state.pending[slot] = None;
             state.free.push(slot);
-            state.live -= 1;
             match end {
                 JobState::Failed | JobState::Panicked if !state.failed => {
                     state.failed = true;
@@ -442,44 +536,57 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
                 }
                 _ => state.finished.push_back(job),
             }
-            state.waiters.clone()
+            self.stop_counting(&state)
         };
-        waiters.iter().for_each(|waker| waker.wake());
+        wake.wake();
+    }
+
+    /// Counts one job less (under `state`'s lock, which `state` proves) and returns who
+    /// to wake: every `next` waiter, and the `wait` waiters if it was the last live job.
+    #[inline]
+    fn stop_counting(&self, state: &State<T, E>) -> Wake {
+        let before = self.count.fetch_sub(ONE_LIVE, Ordering::SeqCst);
+        if live(before) == 1 {
+            Wake::of([&state.waiters, &state.drain_waiters])
+        } else {
+            Wake::of([&state.waiters, &[]])
+        }
     }
 
     /// `job_ended` for a `wait_only` group: the job's outcome is taken and its result
     /// dropped (outside the lock) before the job stops counting as live, so that a
     /// result is gone by the time `wait` returns.
-    fn wait_only_job_ended(&self, slot: usize, end: JobState) {
-        let Some(job) = lock(&self.state).pending[slot].take() else {
-            return;
-        };
-        // Ended: this does not block.
-        let error = job.wait().err();
-        let (waiters, unused) = {
-            let mut state = lock(&self.state);
-            state.free.push(slot);
-            state.live -= 1;
-            let mut unused = None;
-            match (end, error) {
-                (JobState::Failed | JobState::Panicked, error) if !state.failed => {
-                    state.failed = true;
-                    state.first_error = error;
-                }
-                (JobState::Cancelled, error) => {
-                    if state.first_cancel.is_none() {
-                        state.first_cancel = Some(match error {
-                            Some(JobError::Cancelled(reason)) => reason,
-                            _ => CancelReason::Cancelled,
-                        });
-                    }
-                }
-                (_, error) => unused = error,
+    fn wait_only_job_ended(&self, slot: usize, job: Job<T, E>, end: JobState) {
+        // Ended: this does not block. A success's value is dropped here.
+        let mut error = job.wait().err();
+        let mut state = lock(&self.state);
+        if matches!(end, JobState::Failed | JobState::Panicked) && state.failed {
+            // Not the first failure: its error is dropped too, outside the lock (it may
+            // run user code) and before the job stops counting. Rare: a second lock.
+            drop(state);
+            drop(error.take());
+            state = lock(&self.state);
+        }
+        state.pending[slot] = None;
+        state.free.push(slot);
+        match (end, error) {
+            (JobState::Failed | JobState::Panicked, error) if !state.failed => {
+                state.failed = true;
+                state.first_error = error;
             }
-            (state.waiters.clone(), unused)
-        };
-        drop(unused);
-        waiters.iter().for_each(|waker| waker.wake());
+            (JobState::Cancelled, error) => {
+                if state.first_cancel.is_none() {
+                    state.first_cancel = Some(match error {
+                        Some(JobError::Cancelled(reason)) => reason,
+                        _ => CancelReason::Cancelled,
+                    });
+                }
+            }
+            (_, error) => debug_assert!(error.is_none(), "an unused error is dropped above"),
+        }
+        let wake = self.stop_counting(&state);
+        drop(state);
+        wake.wake();
     }
 }
 

@@ -7,10 +7,44 @@
 //! changing the word, takes the bucket lock (only when the word says someone waits),
 //! collects the callbacks registered for the address and wakes every blocked thread of the
 //! bucket; threads waiting for other addresses of the same bucket re-check and wait again.
+//!
+//! A job's first end callback is not kept here but in the job itself
+//! (`job::state::EndHook`): a group registers one for each of its jobs, and this table
+//! would search a bucket's whole list for it at every end.
 
 use crate::sync::{lock, wait, Condvar, Mutex, MutexGuard};
 
 type Callback = Box<dyn FnOnce() + Send>;
+
+/// The end callbacks of one address, as `unpark` takes them: most have one, kept without
+/// allocating a `Vec`.
+pub(crate) enum Callbacks {
+    None,
+    One(Callback),
+    Many(Vec<Callback>),
+}
+
+impl Callbacks {
+    fn add(&mut self, callback: Callback) {
+        *self = match std::mem::replace(self, Callbacks::None) {
+            Callbacks::None => Callbacks::One(callback),
+            Callbacks::One(first) => Callbacks::Many(vec![first, callback]),
+            Callbacks::Many(mut all) => {
+                all.push(callback);
+                Callbacks::Many(all)
+            }
+        };
+    }
+
+    /// Runs them.
+    pub(crate) fn run(self) {
+        match self {
+            Callbacks::None => {}
+            Callbacks::One(callback) => callback(),
+            Callbacks::Many(callbacks) => callbacks.into_iter().for_each(|callback| callback()),
+        }
+    }
+}
 
 /// What a bucket's lock guards.
 pub(crate) struct Waiters {
@@ -91,16 +125,13 @@ impl Bucket {
 
     /// Wakes every thread blocked on this bucket and returns the callbacks of `key`; the
     /// caller runs them after dropping the guard.
-    pub(crate) fn unpark(&self, mut guard: MutexGuard<'_, Waiters>, key: usize) -> Vec<Callback> {
+    pub(crate) fn unpark(&self, mut guard: MutexGuard<'_, Waiters>, key: usize) -> Callbacks {
         self.wake_all(&guard);
-        if guard.callbacks.is_empty() {
-            return Vec::new();
-        }
-        let mut taken = Vec::new();
+        let mut taken = Callbacks::None;
         let mut i = 0;
         while i < guard.callbacks.len() {
             if guard.callbacks[i].0 == key {
-                taken.push(guard.callbacks.swap_remove(i).1);
+                taken.add(guard.callbacks.swap_remove(i).1);
             } else {
                 i += 1;
             }

@@ -517,7 +517,7 @@ fn concurrent_consumers_get_none_only_after_close() {
     within_limit(|| {
         let pool = pool(4);
         let rounds = scaled(10, 3);
-        for round in 0..rounds {
+        for round in 0..rounds as u64 {
             let premature = consume_concurrently(&pool, scaled(20_000, 2_000), 4);
             assert_eq!(
                 premature, 0,
@@ -1583,6 +1583,185 @@ fn a_wait_only_group_drops_each_job_as_it_ends() {
                 group.close();
                 let taken = group.iter().count();
                 assert_eq!(taken, n - 1, "every job but the first failure");
+            }
+        }
+    });
+}
+
+// ----- the bookkeeping's fast paths -------------------------------------------------------
+
+/// Counts its drops in the counter it holds.
+struct DropCounted(Arc<AtomicUsize>);
+
+impl Drop for DropCounted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Submitters and waiters race job ends, with seeds: each of three threads submits a
+/// random batch of short jobs (some failing), then waits; a fourth only waits, again and
+/// again, while the others' jobs end. Every wait is woken (a lost wakeup hangs the test
+/// past its limit); when a thread's `wait` returns, every job it submitted before has
+/// ended, and in a `wait_only` group every success's value and every error but the
+/// group's first failure's has been dropped. For both kinds of group.
+#[test]
+fn waits_arriving_while_jobs_end_are_always_woken() {
+    within_limit(|| {
+        let pool = pool(2);
+        let rounds = scaled(30, 5);
+        for seed in SEEDS {
+            for wait_only in [true, false] {
+                for round in 0..rounds as u64 {
+                    let options = if wait_only {
+                        GroupOptions::new().wait_only()
+                    } else {
+                        GroupOptions::new()
+                    };
+                    let group: Group<DropCounted, DropCounted> = pool.group_with(options);
+                    let submitting = AtomicUsize::new(3);
+                    thread::scope(|s| {
+                        for t in 0..3u64 {
+                            let (group, submitting) = (&group, &submitting);
+                            s.spawn(move || {
+                                let mut rng = XorShift::new(seed ^ (round << 8) ^ t);
+                                let ok_dropped = Arc::new(AtomicUsize::new(0));
+                                let err_dropped = Arc::new(AtomicUsize::new(0));
+                                let (mut handles, mut errors) = (Vec::new(), 0);
+                                for _ in 0..rng.range(1, scaled(300, 50) as u64) {
+                                    let work = rng.below(2_000);
+                                    let fail = rng.below(50) == 0;
+                                    errors += usize::from(fail);
+                                    let (ok, err) = (ok_dropped.clone(), err_dropped.clone());
+                                    let handle = group
+                                        .submit(move |_| {
+                                            spin(work);
+                                            if fail {
+                                                Err(DropCounted(err))
+                                            } else {
+                                                Ok(DropCounted(ok))
+                                            }
+                                        })
+                                        .unwrap();
+                                    handles.push(handle);
+                                }
+                                let outcome = if rng.below(2) == 0 {
+                                    group.wait()
+                                } else {
+                                    group.wait_timeout(PATIENCE).expect("wait timed out")
+                                };
+                                let unfinished = handles.iter().filter(|h| !h.is_finished());
+                                assert_eq!(unfinished.count(), 0, "wait returned early");
+                                if wait_only {
+                                    let oks = handles.len() - errors;
+                                    assert_eq!(ok_dropped.load(Ordering::SeqCst), oks);
+                                    // The group's first failure may be one of ours, still
+                                    // kept for a `wait` (or in `outcome`).
+                                    let dropped = err_dropped.load(Ordering::SeqCst);
+                                    assert!(dropped + 1 >= errors, "{dropped} of {errors}");
+                                }
+                                drop(outcome);
+                                submitting.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        }
+                        let (group, submitting) = (&group, &submitting);
+                        s.spawn(move || {
+                            while submitting.load(Ordering::SeqCst) > 0 {
+                                let _ = group.wait();
+                            }
+                        });
+                    });
+                    let _ = group.wait();
+                }
+            }
+        }
+    });
+}
+
+/// In a `wait_only` group, the error of a failure that is not the group's first (which
+/// `wait` does not report) is dropped before `wait` can see its job ended, as the value
+/// of a success is: `wait` returns after its (slow) drop, not during it.
+#[test]
+fn a_wait_only_group_drops_a_later_failure_before_wait_returns() {
+    within_limit(|| {
+        /// Takes its time to drop, then says so.
+        struct SlowDrop(Arc<AtomicBool>);
+        impl Drop for SlowDrop {
+            fn drop(&mut self) {
+                spin(2_000_000);
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let pool = pool(1);
+        for _ in 0..scaled(20, 3) {
+            let group: Group<(), SlowDrop> = pool.group_with(GroupOptions::new().wait_only());
+            let flags = [
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicBool::new(false)),
+            ];
+            for flag in &flags {
+                let flag = Arc::clone(flag);
+                group.submit(move |_| Err(SlowDrop(flag))).unwrap();
+            }
+            let Err(JobError::Failed(first)) = group.wait() else {
+                panic!("wait did not report the first failure");
+            };
+            let kept = flags.iter().filter(|f| !f.load(Ordering::SeqCst)).count();
+            assert_eq!(kept, 1, "only the reported error may be left to drop");
+            drop(first);
+            assert!(flags.iter().all(|f| f.load(Ordering::SeqCst)));
+        }
+    });
+}
+
+/// `close` races submits from several threads while consumers fan in: a submit either is
+/// refused with `GroupClosed` or its job is yielded by `next` (never lost behind a `None`),
+/// and the consumers get `None` only once every accepted job was yielded.
+#[test]
+fn close_racing_submits_loses_no_job() {
+    within_limit(|| {
+        let pool = pool(2);
+        for seed in SEEDS {
+            for round in 0..scaled(20, 4) as u64 {
+                let group: Group<u64, String> = pool.group();
+                let accepted = AtomicUsize::new(0);
+                let yielded = AtomicUsize::new(0);
+                thread::scope(|s| {
+                    for t in 0..2u64 {
+                        let (group, accepted) = (&group, &accepted);
+                        s.spawn(move || {
+                            let mut rng = XorShift::new(seed ^ (round << 8) ^ t);
+                            loop {
+                                let work = rng.below(500);
+                                match group.submit(move |_| Ok(spin(work))) {
+                                    Ok(_) => accepted.fetch_add(1, Ordering::SeqCst),
+                                    Err(SubmitError::GroupClosed) => return,
+                                    Err(other) => panic!("{other:?}"),
+                                };
+                            }
+                        });
+                    }
+                    for _ in 0..2 {
+                        let (group, yielded) = (&group, &yielded);
+                        s.spawn(move || {
+                            while group.next().is_some() {
+                                yielded.fetch_add(1, Ordering::SeqCst);
+                            }
+                        });
+                    }
+                    let mut rng = XorShift::new(seed ^ round);
+                    let before = rng.range(1, 2_000) as usize;
+                    poll_until("jobs were submitted", || {
+                        accepted.load(Ordering::SeqCst) >= before
+                    });
+                    group.close();
+                });
+                assert_eq!(
+                    yielded.into_inner(),
+                    accepted.into_inner(),
+                    "accepted jobs lost"
+                );
+                assert_eq!(group.wait(), Ok(()));
             }
         }
     });

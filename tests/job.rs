@@ -12,8 +12,8 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use jobrunner::{
-    CancelReason, CancelToken, Context, Job, JobError, JobState, PanicPolicy, Pool, ShutdownMode,
-    SubmitOptions,
+    CancelReason, CancelToken, Context, Job, JobError, JobHandle, JobState, PanicPolicy, Pool,
+    ShutdownMode, SubmitOptions,
 };
 
 #[allow(dead_code)]
@@ -774,4 +774,72 @@ fn panic_policy_abort_child() {
         .unwrap();
     let result = job.wait_timeout(PATIENCE);
     println!("child survived: {result:?}");
+}
+
+/// End callbacks registered from other threads while jobs end (the first one a job gets
+/// is kept in the job itself, later ones in the shared parking table): every callback
+/// runs exactly once, after the end, whichever registration wins the race with the end.
+#[test]
+fn on_end_callbacks_racing_the_end_run_once_each() {
+    let pool = pool(2);
+    let jobs = if cfg!(debug_assertions) {
+        2_000
+    } else {
+        20_000
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let early = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = channel::<JobHandle>();
+    let registrar = {
+        let (calls, early) = (Arc::clone(&calls), Arc::clone(&early));
+        thread::spawn(move || {
+            for handle in rx {
+                for _ in 0..2 {
+                    let (calls, early, seen) =
+                        (Arc::clone(&calls), Arc::clone(&early), handle.clone());
+                    handle.on_end(move |state| {
+                        if !state.is_terminal() || !seen.is_finished() {
+                            early.fetch_add(1, Ordering::SeqCst);
+                        }
+                        calls.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+            }
+        })
+    };
+    let mut rng = XorShift::new(7);
+    let mut kept = Vec::new();
+    for i in 0..jobs {
+        let work = rng.below(300);
+        let job = pool
+            .submit(move |_| {
+                let mut x = work;
+                for _ in 0..work {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                }
+                Ok::<_, ()>(x)
+            })
+            .unwrap();
+        tx.send(job.handle()).unwrap();
+        if i % 3 == 0 {
+            job.cancel();
+        }
+        kept.push(job);
+    }
+    drop(tx);
+    registrar.join().unwrap();
+    for job in kept {
+        let _ = job.wait();
+    }
+    assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2 * jobs,
+        "a callback ran twice or never"
+    );
+    assert_eq!(
+        early.load(Ordering::SeqCst),
+        0,
+        "a callback ran before its job ended"
+    );
 }

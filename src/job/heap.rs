@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use once_cell::race::OnceBox;
 
-use super::state::{self, is_terminal, JoinLatch, Lifecycle, TimerSlot};
+use super::state::{self, is_terminal, EndHook, JoinLatch, Lifecycle, TimerSlot};
 use super::{JobPtr, RefCounted};
 use crate::cancel::{CallbackKey, CancelReason, CancelTarget, CancelToken};
 use crate::context::Context;
@@ -453,6 +453,9 @@ pub(crate) struct HeapJob<F, T, E> {
     /// transition out of `Queued`, then (after the terminal transition, which publishes
     /// the output) by the `Job` handle.
     slot: UnsafeCell<Slot<F, Output<T, E>>>,
+    /// The first end callback (`JobHandle::on_end`: a group's bookkeeping), kept here
+    /// rather than in the parking table.
+    end_hook: EndHook,
 }
 
 /// A job's closure and its output never live at the same time.
@@ -485,6 +488,7 @@ unsafe impl<F: Send, T: Send, E: Send> Sync for HeapJob<F, T, E> {}
 /// Everything a queued or running heap job offers without its types.
 pub(crate) trait ErasedJob: CancelTarget {
     fn header(&self) -> &Header;
+    fn end_hook(&self) -> &EndHook;
     /// `Queued → Running`, unless the job's token is already cancelled: then the job
     /// ends `Cancelled` without running (a token cancel that is still ending its queued
     /// jobs one by one must not let one of them start), and this returns false.
@@ -564,6 +568,7 @@ where
         JobPtr::new(HeapJob {
             header,
             slot: UnsafeCell::new(Slot::Func(func)),
+            end_hook: EndHook::new(),
         })
     }
 
@@ -641,6 +646,10 @@ where
         &self.header
     }
 
+    fn end_hook(&self) -> &EndHook {
+        &self.end_hook
+    }
+
     fn run_claimed(&self, worker: &WorkerThread) {
         let registry = worker.registry();
         let header = &self.header;
@@ -678,7 +687,11 @@ where
         // in `stats()`. A shutdown that sees the count joins this worker before it returns,
         // so it cannot report an end that is not yet visible.
         registry.count_end_on_worker(worker, phase);
-        header.lifecycle.finish(phase, reason);
+        if header.lifecycle.finish(phase, reason) {
+            // SAFETY: our finish returned true, and whoever called us holds a reference
+            // to the job (a queue entry, a handle, a waiting `Job`).
+            unsafe { self.end_hook.run() };
+        }
     }
 
     fn cancel_queued(&self, reason: CancelReason) -> bool {
@@ -696,7 +709,10 @@ where
         header.release_queued(&registry, from, false);
         // Counted first, as in `run_claimed`; our strong reference keeps the registry alive.
         registry.count_cancelled_unrun();
-        header.lifecycle.finish(state::CANCELLED, reason.code());
+        if header.lifecycle.finish(state::CANCELLED, reason.code()) {
+            // SAFETY: as in `run_claimed`: our caller holds a reference to the job.
+            unsafe { self.end_hook.run() };
+        }
         true
     }
 }
@@ -951,9 +967,15 @@ impl JobHandle {
     /// that ends it (keep it short).
     pub fn on_end(&self, callback: impl FnOnce(JobState) + Send + 'static) {
         let job = self.job.clone();
-        self.job.header().lifecycle.on_end(Box::new(move || {
+        let callback = Box::new(move || {
             callback(JobState::from_phase(job.header().lifecycle.phase()));
-        }));
+        });
+        let lifecycle = &self.job.header().lifecycle;
+        // The job's own hook if it is free (the common case: one callback), else the
+        // parking table.
+        if let Err(callback) = self.job.end_hook().register(lifecycle, callback) {
+            lifecycle.on_end(callback);
+        }
     }
 }
 

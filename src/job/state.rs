@@ -6,6 +6,8 @@
 //! closure and must end the job; whoever moves it to a terminal state wakes every waiter,
 //! exactly once, after everything the job owned has been released.
 
+use std::cell::UnsafeCell;
+
 use crate::parking;
 use crate::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -38,8 +40,12 @@ const REASON_MASK: u32 = 0xf << REASON_SHIFT;
 const HAS_WAITERS: u32 = 1 << 8;
 /// Set by `Job::cancel` on a running job: it should stop.
 const CANCEL_REQUESTED: u32 = 1 << 9;
+/// Set by the one registration that claims the job's [`EndHook`] cell.
+const HOOK_CLAIMED: u32 = 1 << 10;
+/// Set once the [`EndHook`] cell holds its callback: the thread that ends the job runs it.
+const HAS_HOOK: u32 = 1 << 11;
 /// Flags kept across phase transitions.
-const FLAGS: u32 = HAS_WAITERS | CANCEL_REQUESTED;
+const FLAGS: u32 = HAS_WAITERS | CANCEL_REQUESTED | HOOK_CLAIMED | HAS_HOOK;
 
 /// Whether `phase` is one of the four terminal phases.
 pub(crate) fn is_terminal(phase: u32) -> bool {
@@ -187,9 +193,10 @@ impl Lifecycle {
     }
 
     /// `RUNNING | CANCELLING → terminal`, by the thread that claimed the job, after
-    /// writing its result and releasing what it owned.
+    /// writing its result and releasing what it owned. Returns whether the job has an
+    /// [`EndHook`] callback, which the caller must then run ([`EndHook::run`]).
     #[inline]
-    pub(crate) fn finish(&self, phase: u32, reason: u8) {
+    pub(crate) fn finish(&self, phase: u32, reason: u8) -> bool {
         debug_assert!(is_terminal(phase));
         let new = phase | (u32::from(reason) << REASON_SHIFT);
         let key = self.key();
@@ -198,6 +205,29 @@ impl Lifecycle {
         if previous & HAS_WAITERS != 0 {
             // From here on `self` may be freed by a waiter: use only the key.
             wake_waiters(key);
+        }
+        previous & HAS_HOOK != 0
+    }
+
+    /// Sets `flag` unless the job has ended or the flag is set already.
+    fn set_flag(&self, flag: u32) -> FlagSet {
+        let mut current = self.word.load(Ordering::Acquire);
+        loop {
+            if is_terminal(current & PHASE_MASK) {
+                return FlagSet::Ended;
+            }
+            if current & flag != 0 {
+                return FlagSet::AlreadySet;
+            }
+            match self.word.compare_exchange_weak(
+                current,
+                current | flag,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return FlagSet::Set,
+                Err(actual) => current = actual,
+            }
         }
     }
 
@@ -281,6 +311,98 @@ impl Lifecycle {
             }
         }
         callback();
+    }
+}
+
+/// What [`Lifecycle::set_flag`] did.
+enum FlagSet {
+    Set,
+    AlreadySet,
+    Ended,
+}
+
+type Callback = Box<dyn FnOnce() + Send>;
+
+/// A job's end hook: one callback run by the thread that ends the job, right after its
+/// terminal transition, as [`Lifecycle::on_end`] callbacks are, but kept in the job itself
+/// rather than in the shared parking table (whose bucket lock and search each end would
+/// otherwise pay). The first registration gets it; later ones use `Lifecycle::on_end`.
+///
+/// # Memory ordering
+///
+/// Two flags of the job's state word order the cell's accesses:
+/// 1. A registration sets `HOOK_CLAIMED` with a CAS that fails once the job has ended or
+///    another registration claimed the cell: the winner alone writes the cell.
+/// 2. It writes the callback, then sets `HAS_HOOK` with a CAS (`AcqRel`, so the write is
+///    released with it), which fails if the job has ended meanwhile.
+/// 3. The finisher's terminal swap (`AcqRel`) returns the word it replaced. If that had
+///    `HAS_HOOK`, the swap acquired the callback's write and the finisher runs it; the
+///    registration's CAS succeeded, and it never touches the cell again.
+/// 4. Otherwise a registration that claimed the cell sees the end in step 2 (its CAS
+///    acquires the terminal swap, so the callback sees the job ended), takes the
+///    callback back and runs it itself; the finisher never touches the cell.
+///
+/// So the callback runs exactly once, after the end, and the cell is never accessed by two
+/// threads at once.
+pub(crate) struct EndHook {
+    cell: UnsafeCell<Option<Callback>>,
+}
+
+// SAFETY: the cell is accessed only by the registration that claimed it, then by one of
+// that registration and the finisher, as the protocol above orders; it holds a `Send`
+// callback.
+unsafe impl Sync for EndHook {}
+
+impl EndHook {
+    pub(crate) fn new() -> Self {
+        EndHook {
+            cell: UnsafeCell::new(None),
+        }
+    }
+
+    /// Registers `callback` to run once the job of `lifecycle` has ended: on the thread
+    /// that ends it, or here, now, if it has ended. `Err(callback)` if an earlier
+    /// registration has the hook (register it with `Lifecycle::on_end` instead).
+    pub(crate) fn register(
+        &self,
+        lifecycle: &Lifecycle,
+        callback: Callback,
+    ) -> Result<(), Callback> {
+        match lifecycle.set_flag(HOOK_CLAIMED) {
+            FlagSet::Set => {}
+            FlagSet::AlreadySet => return Err(callback),
+            FlagSet::Ended => {
+                callback();
+                return Ok(());
+            }
+        }
+        // SAFETY: we claimed the cell (step 1); nobody else accesses it before our
+        // `HAS_HOOK` is set.
+        unsafe { *self.cell.get() = Some(callback) };
+        match lifecycle.set_flag(HAS_HOOK) {
+            FlagSet::Set => {}
+            FlagSet::AlreadySet => unreachable!("HAS_HOOK is set only by the claimer"),
+            FlagSet::Ended => {
+                // SAFETY: the finisher saw no `HAS_HOOK` and leaves the cell to us (step 4).
+                let callback = unsafe { (*self.cell.get()).take() };
+                callback.expect("the callback we stored")();
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the callback, once `Lifecycle::finish` has returned true.
+    ///
+    /// # Safety
+    ///
+    /// Called only by the thread whose `finish` returned true, once, with the job still
+    /// alive (the caller holds a reference to it).
+    pub(crate) unsafe fn run(&self) {
+        // SAFETY: the finisher owns the cell now (step 3).
+        let callback = unsafe { (*self.cell.get()).take() };
+        if let Some(callback) = callback {
+            callback();
+        }
     }
 }
 
@@ -388,10 +510,7 @@ impl JoinLatch {
 fn wake_waiters(key: usize) {
     let bucket = parking::bucket(key);
     let guard = bucket.lock();
-    let callbacks = bucket.unpark(guard, key);
-    for callback in callbacks {
-        callback();
-    }
+    bucket.unpark(guard, key).run();
 }
 
 #[cfg(all(test, loom))]
@@ -496,6 +615,44 @@ mod loom_tests {
                 "the entry was stranded in the timer"
             );
             assert_eq!(takes.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    /// Two end hooks race the job's end: the first registration takes the hook, the other
+    /// falls back to the parking table; each callback runs exactly once, after the end.
+    #[test]
+    fn end_hook_runs_once_after_the_end() {
+        crate::pool::sleep::loom_tests::model(|| {
+            let shared = Arc::new((Lifecycle::new(QUEUED), EndHook::new()));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let register = |shared: Arc<(Lifecycle, EndHook)>, calls: Arc<AtomicUsize>| {
+                let seen = shared.clone();
+                let callback: Callback = Box::new(move || {
+                    assert_eq!(seen.0.phase(), SUCCEEDED, "ran before the end");
+                    calls.fetch_add(1, Ordering::SeqCst);
+                });
+                if let Err(callback) = shared.1.register(&shared.0, callback) {
+                    shared.0.on_end(callback);
+                }
+            };
+            let other = {
+                let (shared, calls) = (shared.clone(), calls.clone());
+                loom::thread::spawn(move || register(shared, calls))
+            };
+            let runner = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || {
+                    assert!(shared.0.try_claim());
+                    if shared.0.finish(SUCCEEDED, 0) {
+                        // SAFETY: our finish returned true; `shared` keeps the job alive.
+                        unsafe { shared.1.run() };
+                    }
+                })
+            };
+            register(shared.clone(), calls.clone());
+            other.join().unwrap();
+            runner.join().unwrap();
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
         });
     }
 
