@@ -371,7 +371,7 @@ impl CancelToken {
         // A refused registration is dropped here, outside the shard's lock.
         self.inner
             .jobs
-            .register(hint, &self.inner.reason, target)
+            .register(hint, &self.inner.reason, &self.inner.registrations, target)
             .ok()
     }
 
