@@ -201,7 +201,7 @@ help:
 	@echo 'make lint           cargo fmt --check, cargo clippy -D warnings (with and without capi)'
 	@echo 'make test-header    include/jobrunner.h as committed is what the build generates'
 	@echo 'make test-rust      unit, integration and doc tests (release), rustdoc -D warnings'
-	@echo 'make test-loom      the loom models of the sleep protocol and job state machine'
+	@echo 'make test-loom      the loom models of the sleep protocol, the job state machine and the token registrations'
 	@echo 'make test-c         the C tests (tests/c/): $(C_TEST_STEPS)'
 	@echo 'make test-python    the Python binding's pytest suite (bindings/python/tests, in target/py-venv)'
 	@echo 'make test-go        the Go binding: gofmt, go vet, go test -race, GC stress, shared build, examples'

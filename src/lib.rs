@@ -38,7 +38,6 @@
 
 mod sync;
 
-#[cfg(not(loom))]
 mod cancel;
 #[cfg(not(loom))]
 mod context;

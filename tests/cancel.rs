@@ -822,3 +822,129 @@ fn token_cancels_racing_with_workers_end_every_job_once() {
         token_stress_one_seed(seed, jobs);
     }
 }
+
+/// Threads submitting to one token (their jobs' registrations spread over its shards and
+/// race each other), two workers claiming (deregistering), and a cancel at a random moment.
+/// When the cancel returns, no job submitted before it began is still queued; every job
+/// ends once, a job that did not run ended with the token's reason, each closure is
+/// dropped once, and once every job has ended no registration holds a job (the detached
+/// jobs' outputs, freed with their jobs, release the marker).
+fn submits_claims_and_a_cancel_race_one_seed(seed: u64, per_thread: usize) {
+    const SUBMITTERS: usize = 3;
+    let pool = pool(2);
+    let token = CancelToken::new();
+    let mut rng = XorShift::from_state(seed);
+    let cancel_at = rng.below((SUBMITTERS * per_thread) as u64) as usize;
+    let marker = Arc::new(());
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let runs: Arc<Vec<AtomicU8>> = Arc::new(
+        (0..SUBMITTERS * per_thread)
+            .map(|_| AtomicU8::new(0))
+            .collect(),
+    );
+    // Every job's handle, pushed right after its submit returned.
+    let handles = Arc::new(Mutex::new(Vec::new()));
+
+    let canceller = {
+        let (token, handles) = (token.clone(), Arc::clone(&handles));
+        thread::spawn(move || {
+            let before: Vec<(usize, jobrunner::JobHandle)> = loop {
+                let handles = handles.lock().unwrap();
+                if handles.len() >= cancel_at {
+                    break handles.clone();
+                }
+                drop(handles);
+                thread::yield_now();
+            };
+            assert!(token.cancel_with(CancelReason::DeadlineExceeded));
+            for (i, handle) in before {
+                assert_ne!(
+                    handle.state(),
+                    JobState::Queued,
+                    "seed {seed:#x}: job {i}, queued before the cancel, still queued after it"
+                );
+            }
+        })
+    };
+    let submitters: Vec<_> = (0..SUBMITTERS)
+        .map(|t| {
+            let (pool, token, marker) = (pool.clone(), token.clone(), Arc::clone(&marker));
+            let (dropped, runs, handles) = (
+                Arc::clone(&dropped),
+                Arc::clone(&runs),
+                Arc::clone(&handles),
+            );
+            thread::spawn(move || {
+                let mut kept = Vec::new();
+                for n in 0..per_thread {
+                    let i = t * per_thread + n;
+                    let (counter, marker, runs) = (
+                        DropCounter(Arc::clone(&dropped)),
+                        Arc::clone(&marker),
+                        Arc::clone(&runs),
+                    );
+                    let job = pool
+                        .submit_with(SubmitOptions::new().token(&token), move |_| {
+                            let _counter = counter;
+                            runs[i].fetch_add(1, Ordering::SeqCst);
+                            Ok::<_, ()>(marker)
+                        })
+                        .unwrap();
+                    handles.lock().unwrap().push((i, job.handle()));
+                    // Every other job is detached: its output lives until the job is freed.
+                    if n % 2 == 0 {
+                        kept.push((i, job));
+                    }
+                }
+                kept
+            })
+        })
+        .collect();
+    let kept: Vec<_> = submitters
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    canceller.join().unwrap();
+
+    for (i, job) in kept {
+        match job.wait() {
+            Ok(_) => assert_eq!(runs[i].load(Ordering::SeqCst), 1),
+            Err(JobError::Cancelled(reason)) => assert_eq!(
+                reason,
+                CancelReason::DeadlineExceeded,
+                "seed {seed:#x}: job {i}"
+            ),
+            Err(other) => panic!("seed {seed:#x}: job {i}: {other:?}"),
+        }
+    }
+    let handles = std::mem::take(&mut *handles.lock().unwrap());
+    assert_eq!(handles.len(), SUBMITTERS * per_thread);
+    for (i, handle) in handles {
+        let state = handle.wait();
+        let ran = runs[i].load(Ordering::SeqCst);
+        assert!(ran <= 1, "seed {seed:#x}: job {i} ran {ran} times");
+        match state {
+            JobState::Succeeded => assert_eq!(ran, 1, "seed {seed:#x}: job {i}"),
+            JobState::Cancelled => {}
+            other => panic!("seed {seed:#x}: job {i} ended {other:?}"),
+        }
+    }
+    assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        SUBMITTERS * per_thread,
+        "seed {seed:#x}: every closure dropped once"
+    );
+    // The workers drop their last references to ended jobs after the end is published.
+    wait_until("every job is freed", || Arc::strong_count(&marker) == 1);
+}
+
+#[test]
+fn submits_claims_and_a_cancel_race_on_one_token() {
+    let _timing = timing_lock();
+    let per_thread = by_profile(2_000, 20_000);
+    let mut rng = XorShift::from_state(0x51ab_5eed_0f70_c3a9);
+    for _ in 0..by_profile(4, 12) {
+        submits_claims_and_a_cancel_race_one_seed(rng.below(u64::MAX), per_thread);
+    }
+}

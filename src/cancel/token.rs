@@ -1,5 +1,5 @@
-//! Cancellation tokens: a tree in which cancelling a token cancels its descendants, with
-//! optional deadlines and a reason.
+//! The token: a node of the cancellation tree, its children, callbacks, waiters and
+//! deadline. Its queued jobs are registered in its `JobRegistrations` (`super::jobs`).
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 
+use super::jobs::{address_hint, JobRegistrations};
 use crate::job::{JobPtr, RefCounted};
 use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
@@ -68,9 +69,9 @@ pub struct CallbackKey(usize);
 
 type Callback = Box<dyn FnOnce(CancelReason) + Send>;
 
+/// A registration other than a queued job's (those are in `Inner::jobs`).
 enum Entry {
     Child(Weak<Inner>),
-    Target(JobPtr<dyn CancelTarget>),
     Callback(Callback),
 }
 
@@ -107,9 +108,14 @@ impl Registrations {
 }
 
 struct Inner {
-    /// 0 while live, then the `CancelReason` code; set once, under `registrations`.
+    /// 0 while live, then the `CancelReason` code; set once, under `registrations`, and
+    /// before `jobs` is drained (see `super::jobs` for why that order matters).
     reason: AtomicU8,
+    /// Children, callbacks and the count of blocked waiters.
     registrations: Mutex<Registrations>,
+    /// The queued jobs submitted with this token, in shards of their own: registered by
+    /// submitters and deregistered by workers without taking `registrations`.
+    jobs: JobRegistrations<JobPtr<dyn CancelTarget>>,
     condvar: Condvar,
     /// The parent and our key in its registrations, removed when we are dropped.
     parent: Option<(Arc<Inner>, usize)>,
@@ -224,6 +230,7 @@ impl CancelToken {
             Inner {
                 reason: AtomicU8::new(0),
                 registrations: Mutex::new(Registrations::default()),
+                jobs: JobRegistrations::new(),
                 condvar: Condvar::new(),
                 parent,
                 deadline: Mutex::new(Deadline::default()),
@@ -360,23 +367,25 @@ impl CancelToken {
     /// Registers a queued job; `None` if the token is already cancelled (the caller then
     /// cancels the job itself).
     pub(crate) fn register(&self, target: JobPtr<dyn CancelTarget>) -> Option<usize> {
-        let mut registrations = lock(&self.inner.registrations);
-        if self.inner.reason.load(Ordering::Acquire) != 0 {
-            return None;
-        }
-        Some(registrations.insert(Entry::Target(target)))
+        let hint = address_hint(&*target as *const dyn CancelTarget as *const () as usize);
+        // A refused registration is dropped here, outside the shard's lock.
+        self.inner
+            .jobs
+            .register(hint, &self.inner.reason, &self.inner.registrations, target)
+            .ok()
     }
 
     /// Removes a registration made by `register` (a no-op once the token was cancelled:
     /// cancelling took every registration out).
     pub(crate) fn deregister(&self, key: usize) {
-        self.inner.deregister(key);
+        // Dropped outside the shard's lock: a job's last reference may go with it.
+        drop(self.inner.jobs.deregister(key));
     }
 
     /// Registrations currently held (children, queued jobs, callbacks).
     #[cfg(test)]
     pub(crate) fn registrations(&self) -> usize {
-        lock(&self.inner.registrations).live
+        lock(&self.inner.registrations).live + self.inner.jobs.len()
     }
 }
 
@@ -427,6 +436,9 @@ impl Inner {
             registrations.live = 0;
             (std::mem::take(&mut registrations.slots), reason, first)
         };
+        // After the reason's store: a registration that the drain misses sees the reason
+        // and is refused (see `super::jobs`). The queued jobs end first.
+        self.jobs.drain(|target| target.cancel_from_token(reason));
         if let Some(key) = lock(&self.deadline).key.take() {
             DEADLINES.cancel(key);
         }
@@ -437,7 +449,6 @@ impl Inner {
                         child.cancel(reason);
                     }
                 }
-                Entry::Target(target) => target.cancel_from_token(reason),
                 Entry::Callback(callback) => callback(reason),
             }
         }
