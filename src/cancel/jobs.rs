@@ -54,8 +54,9 @@ pub(crate) const SHARDS: usize = 2;
 
 /// The queued-job registrations of one token.
 ///
-/// Shard 0 is inline: a token whose registrations never meet (a token per job, the Go
-/// binding's cancellable contexts) has only it, and stays one small plain allocation.
+/// Shard 0 is inline: a token whose registrations never meet (a token per job, as when
+/// each Go job has a cancellable context of its own) has only it, and stays one small
+/// plain allocation.
 /// The others are allocated once, the first time a registration finds shard 0 locked.
 pub(crate) struct JobRegistrations<T> {
     first: Mutex<Slab<T>>,
