@@ -75,13 +75,16 @@ func TestKeptJobHandleIsFreed(t *testing.T) {
 	}
 }
 
-func checkAgreement(t *testing.T, j *Job[int]) {
+// checkAgreement compares, once Done is closed, Go's state with C's, read through a
+// use of the handle that the caller took right after Submit (held): the job's end
+// closes the handle, so a use taken after Done would always be refused.
+func checkAgreement(t *testing.T, j *Job[int], held bool) {
 	<-j.Done()
 	s := j.State()
 	if !s.Ended() {
 		t.Errorf("after Done, State %v", s)
 	}
-	if j.task.h.use() {
+	if held {
 		cs := j.task.h.cState()
 		j.task.h.done()
 		if cs != s {
@@ -102,6 +105,7 @@ func TestGoAndCAgreeOnEveryEnd(t *testing.T) {
 	ctx := testCtx(t)
 	n := scaled(1500, 500)
 	var wg sync.WaitGroup
+	var agreed atomic.Int64 // jobs whose C state was compared
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func() {
@@ -129,13 +133,22 @@ func TestGoAndCAgreeOnEveryEnd(t *testing.T) {
 					cancel()
 					continue
 				}
+				// Taken before anything can see the end (which closes the handle).
+				held := j.task.h.use()
+				if held {
+					agreed.Add(1)
+				}
 				switch i % 3 {
 				case 0:
-					checkAgreement(t, j)
+					checkAgreement(t, j, held)
 				case 1:
 					j.State()
-					checkAgreement(t, j)
+					checkAgreement(t, j, held)
 				default:
+					if held {
+						j.task.h.done()
+						agreed.Add(-1)
+					}
 					j.Close()
 				}
 				cancel()
@@ -143,6 +156,9 @@ func TestGoAndCAgreeOnEveryEnd(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if agreed.Load() == 0 {
+		t.Fatal("no job's C state was compared: every use was refused")
+	}
 }
 
 // A released handle does not wait for 63 more to be freed: the sweeper frees what the
