@@ -98,7 +98,9 @@ enum jr_status jrgo_add_hooks(jr_pool *pool) {
 	return jr_pool_add_thread_hooks(pool, jrgo_thread_start, jrgo_thread_stop, NULL);
 }
 
-static void jrgo_free_unrun(void *arg) { jrgoFreeArg((uintptr_t)arg); }
+// A one-shot job's arg_free (for a job that ended without running) and a periodic
+// job's (after its last run): the Go side ends the task.
+static void jrgo_free_arg(void *arg) { jrgoFreeArg((uintptr_t)arg); }
 
 static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
 	(void)result;
@@ -107,8 +109,6 @@ static int32_t jrgo_run_every(jr_ctx *ctx, void *arg, void **result) {
 	jrgo_depth--;
 	return code;
 }
-
-static void jrgo_free_every(void *arg) { jrgoFreeArg((uintptr_t)arg); }
 
 static void jrgo_done(void *arg, enum jr_state state) {
 	jrgoJobDone((uintptr_t)arg, (int32_t)state);
@@ -125,13 +125,12 @@ typedef struct {
 
 // Submits a Go job: `id` is its task's number in the task table (an integer, never a Go
 // pointer), taken back once the job's Go side has ended. On an error nothing was
-// submitted and the number is still the caller's. `detached`: no handle.
-jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
-                           int32_t detached) {
+// submitted and the number is still the caller's. A group's job is detached (no handle).
+jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts) {
 	jrgo_submitted r = {JR_OK, NULL};
-	opts.arg_free = jrgo_free_unrun;
+	opts.arg_free = jrgo_free_arg;
 	opts.fn_owns_arg = 1;
-	r.status = jr_submit(pool, jrgo_run_once, (void *)id, &opts, detached ? NULL : &r.job);
+	r.status = jr_submit(pool, jrgo_run_once, (void *)id, &opts, opts.group ? NULL : &r.job);
 	return r;
 }
 
@@ -149,7 +148,7 @@ jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
 	jr_submit_options opts = jrgo_default_options;
 	opts.token = (jr_token *)token;
 	opts.group = (jr_group *)group;
-	return jrgo_submit((jr_pool *)pool, id, opts, group != 0);
+	return jrgo_submit((jr_pool *)pool, id, opts);
 }
 
 // Frees n job handles (a batch of freeBatches): one cgo call for them all.
@@ -175,7 +174,7 @@ enum jr_status jrgo_on_done(jr_job *job, uintptr_t id) {
 // back by the arg_free once the last run has ended.
 enum jr_status jrgo_submit_every(jr_pool *pool, int64_t period_ns, uintptr_t id,
                                  jr_submit_options *opts, jr_job **out) {
-	opts->arg_free = jrgo_free_every;
+	opts->arg_free = jrgo_free_arg;
 	return jr_submit_every(pool, period_ns, jrgo_run_every, (void *)id, opts, out);
 }
 

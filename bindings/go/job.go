@@ -8,8 +8,7 @@ package jobrunner
 // 	enum jr_status status;
 // 	jr_job *job;
 // } jrgo_submitted;
-// extern jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts,
-//                                   int32_t detached);
+// extern jrgo_submitted jrgo_submit(jr_pool *pool, uintptr_t id, jr_submit_options opts);
 // extern jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
 //                                          uintptr_t group);
 import "C"
@@ -129,11 +128,7 @@ func submitTask(pool *Pool, ctx context.Context, t *task, group *C.jr_group, opt
 			C.uintptr_t(uintptr(unsafe.Pointer(token))), C.uintptr_t(uintptr(unsafe.Pointer(group))))
 	} else {
 		copts.token, copts.group = token, group
-		detached := C.int32_t(0)
-		if group != nil {
-			detached = 1
-		}
-		r = C.jrgo_submit(ptr, C.uintptr_t(id), copts, detached)
+		r = C.jrgo_submit(ptr, C.uintptr_t(id), copts)
 	}
 	st, job := r.status, r.job
 	pool.release()

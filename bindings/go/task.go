@@ -257,7 +257,7 @@ type handleBatch struct {
 	mu   sync.Mutex
 	n    int
 	ptrs [freeBatchSize]*C.jr_job // C pointers
-	_    [64 - 16]byte            // a cache line of its own for mu and n
+	_    [64 - 16]byte            // a size in whole cache lines: shards share none
 }
 
 func (bs *handleBatches) add(ptr *C.jr_job) {
@@ -294,8 +294,7 @@ func (bs *handleBatches) flush() {
 // take empties the batch (mu held) and returns what it held, by value, for free to
 // free once mu is released.
 func (b *handleBatch) take() freeList {
-	l := freeList{n: b.n, ptrs: b.ptrs}
-	clear(b.ptrs[:b.n])
+	l := freeList{n: b.n, ptrs: b.ptrs} // C pointers: nothing for the GC to let go of
 	b.n = 0
 	return l
 }
