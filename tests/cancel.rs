@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -842,20 +842,18 @@ fn submits_claims_and_a_cancel_race_one_seed(seed: u64, per_thread: usize) {
             .map(|_| AtomicU8::new(0))
             .collect(),
     );
-    // Every job's handle, pushed right after its submit returned.
-    let handles = Arc::new(Mutex::new(Vec::new()));
+    // Every job's handle, pushed right after its submit returned; the condvar wakes the
+    // canceller at each push.
+    let handles = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
 
     let canceller = {
         let (token, handles) = (token.clone(), Arc::clone(&handles));
         thread::spawn(move || {
-            let before: Vec<(usize, jobrunner::JobHandle)> = loop {
-                let handles = handles.lock().unwrap();
-                if handles.len() >= cancel_at {
-                    break handles.clone();
-                }
-                drop(handles);
-                thread::yield_now();
-            };
+            let (list, pushed) = &*handles;
+            let before: Vec<(usize, jobrunner::JobHandle)> = pushed
+                .wait_while(list.lock().unwrap(), |h| h.len() < cancel_at)
+                .unwrap()
+                .clone();
             assert!(token.cancel_with(CancelReason::DeadlineExceeded));
             for (i, handle) in before {
                 assert_ne!(
@@ -890,7 +888,8 @@ fn submits_claims_and_a_cancel_race_one_seed(seed: u64, per_thread: usize) {
                             Ok::<_, ()>(marker)
                         })
                         .unwrap();
-                    handles.lock().unwrap().push((i, job.handle()));
+                    handles.0.lock().unwrap().push((i, job.handle()));
+                    handles.1.notify_all();
                     // Every other job is detached: its output lives until the job is freed.
                     if n % 2 == 0 {
                         kept.push((i, job));
@@ -917,7 +916,7 @@ fn submits_claims_and_a_cancel_race_one_seed(seed: u64, per_thread: usize) {
             Err(other) => panic!("seed {seed:#x}: job {i}: {other:?}"),
         }
     }
-    let handles = std::mem::take(&mut *handles.lock().unwrap());
+    let handles = std::mem::take(&mut *handles.0.lock().unwrap());
     assert_eq!(handles.len(), SUBMITTERS * per_thread);
     for (i, handle) in handles {
         let state = handle.wait();

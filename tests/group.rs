@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 mod common;
 
-use common::{quiet_expected_panics, XorShift, EXPECTED};
+use common::{quiet_expected_panics, DropCounter, XorShift, EXPECTED};
 use jobrunner::{
     CancelReason, CancelToken, Group, GroupOptions, HelpPolicy, Job, JobError, JobState, Pool,
     SubmitError, SubmitOptions,
@@ -517,7 +517,7 @@ fn concurrent_consumers_get_none_only_after_close() {
     within_limit(|| {
         let pool = pool(4);
         let rounds = scaled(10, 3);
-        for round in 0..rounds as u64 {
+        for round in 0..rounds {
             let premature = consume_concurrently(&pool, scaled(20_000, 2_000), 4);
             assert_eq!(
                 premature, 0,
@@ -1540,23 +1540,11 @@ fn next_inside_a_job_runs_limited_children_under_block() {
 #[test]
 fn a_wait_only_group_drops_each_job_as_it_ends() {
     within_limit(|| {
-        /// Counts its drops.
-        struct Counted(Arc<AtomicUsize>);
-        impl Drop for Counted {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
         let n = 1_000;
         let pool = pool(2);
         for wait_only in [true, false] {
             let dropped = Arc::new(AtomicUsize::new(0));
-            let options = if wait_only {
-                GroupOptions::new().wait_only()
-            } else {
-                GroupOptions::new()
-            };
-            let group: Group<Counted, String> = pool.group_with(options);
+            let group: Group<DropCounter, String> = pool.group_with(options(wait_only));
             for i in 0..n {
                 let dropped = Arc::clone(&dropped);
                 group
@@ -1564,7 +1552,7 @@ fn a_wait_only_group_drops_each_job_as_it_ends() {
                         if i == 500 {
                             Err(format!("job {i} failed"))
                         } else {
-                            Ok(Counted(dropped))
+                            Ok(DropCounter(dropped))
                         }
                     })
                     .unwrap();
@@ -1590,12 +1578,12 @@ fn a_wait_only_group_drops_each_job_as_it_ends() {
 
 // ----- the bookkeeping's fast paths -------------------------------------------------------
 
-/// Counts its drops in the counter it holds.
-struct DropCounted(Arc<AtomicUsize>);
-
-impl Drop for DropCounted {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+/// Group options with or without `wait_only`.
+fn options(wait_only: bool) -> GroupOptions {
+    if wait_only {
+        GroupOptions::new().wait_only()
+    } else {
+        GroupOptions::new()
     }
 }
 
@@ -1613,12 +1601,8 @@ fn waits_arriving_while_jobs_end_are_always_woken() {
         for seed in SEEDS {
             for wait_only in [true, false] {
                 for round in 0..rounds as u64 {
-                    let options = if wait_only {
-                        GroupOptions::new().wait_only()
-                    } else {
-                        GroupOptions::new()
-                    };
-                    let group: Group<DropCounted, DropCounted> = pool.group_with(options);
+                    let group: Group<DropCounter, DropCounter> =
+                        pool.group_with(options(wait_only));
                     let submitting = AtomicUsize::new(3);
                     thread::scope(|s| {
                         for t in 0..3u64 {
@@ -1637,9 +1621,9 @@ fn waits_arriving_while_jobs_end_are_always_woken() {
                                         .submit(move |_| {
                                             spin(work);
                                             if fail {
-                                                Err(DropCounted(err))
+                                                Err(DropCounter(err))
                                             } else {
-                                                Ok(DropCounted(ok))
+                                                Ok(DropCounter(ok))
                                             }
                                         })
                                         .unwrap();

@@ -456,8 +456,9 @@ impl Inner {
     }
 
     fn deregister(&self, key: usize) -> bool {
+        // Dropped outside the lock: a child's `Weak` or a callback (queued jobs are in
+        // `jobs`, not here).
         let entry = lock(&self.registrations).remove(key);
-        // Dropped outside the lock: a job's last reference may go with it.
         entry.is_some()
     }
 }

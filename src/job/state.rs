@@ -196,6 +196,7 @@ impl Lifecycle {
     /// writing its result and releasing what it owned. Returns whether the job has an
     /// [`EndHook`] callback, which the caller must then run ([`EndHook::run`]).
     #[inline]
+    #[must_use = "a job with an end hook must have it run by whoever ended it"]
     pub(crate) fn finish(&self, phase: u32, reason: u8) -> bool {
         debug_assert!(is_terminal(phase));
         let new = phase | (u32::from(reason) << REASON_SHIFT);
@@ -532,7 +533,7 @@ mod loom_tests {
                 loom::thread::spawn(move || {
                     if state.try_claim() {
                         wins.fetch_add(1, Ordering::SeqCst);
-                        state.finish(SUCCEEDED, 0);
+                        let _hook = state.finish(SUCCEEDED, 0);
                     }
                 })
             };
@@ -541,7 +542,7 @@ mod loom_tests {
                 loom::thread::spawn(move || {
                     if state.try_cancel().is_some() {
                         wins.fetch_add(1, Ordering::SeqCst);
-                        state.finish(CANCELLED, 1);
+                        let _hook = state.finish(CANCELLED, 1);
                     }
                 })
             };
@@ -603,7 +604,7 @@ mod loom_tests {
                     if slot.for_canceller().is_some() {
                         take(&timer, &takes);
                     }
-                    state.finish(CANCELLED, 1);
+                    let _hook = state.finish(CANCELLED, 1);
                 })
             };
             if !slot.record(1, 7, &state) {
@@ -666,7 +667,7 @@ mod loom_tests {
                 let state = state.clone();
                 loom::thread::spawn(move || {
                     assert!(state.try_claim());
-                    state.finish(FAILED, 0);
+                    let _hook = state.finish(FAILED, 0);
                 })
             };
             let counted = calls.clone();

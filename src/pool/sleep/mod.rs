@@ -143,9 +143,10 @@ impl Sleep {
         false
     }
 
-    /// Puts the calling worker (counted as searching) to sleep unless `has_work` says there
-    /// is something to do. Returns whether it actually blocked; either way the worker is
-    /// counted as searching again when this returns.
+    /// Puts the calling worker to sleep unless `has_work` says there is something to do.
+    /// `searching`: whether it is counted as searching now (false: it comes straight from
+    /// busy, [`Sleep::try_start_searching`] having refused). Returns whether it actually
+    /// blocked; either way the worker is counted as searching when this returns.
     pub(crate) fn sleep(
         &self,
         index: usize,
