@@ -294,6 +294,11 @@ impl Header {
         self.extras.as_ref().and_then(|e| e.permits.as_ref())
     }
 
+    /// The token the job was submitted with, if any.
+    pub(crate) fn token(&self) -> Option<&CancelToken> {
+        self.token.as_ref()
+    }
+
     /// Whether the job must be granted permits before it runs.
     pub(crate) fn is_gated(&self) -> bool {
         self.permits().is_some()

@@ -314,7 +314,7 @@ mod handle {
             T: Send + 'static,
             E: Send + 'static,
         {
-            self.registry.submit(&SubmitOptions::default(), f)
+            self.registry.submit(SubmitOptions::default(), f)
         }
 
         /// Submits a job, failing instead of waiting when the queue is full.
@@ -329,7 +329,7 @@ mod handle {
             E: Send + 'static,
         {
             self.registry
-                .submit(&SubmitOptions::default().nonblocking(), f)
+                .submit(SubmitOptions::default().nonblocking(), f)
         }
 
         /// Submits a job with a token, a delay, a name, a submit timeout.
@@ -349,7 +349,7 @@ mod handle {
             T: Send + 'static,
             E: Send + 'static,
         {
-            self.registry.submit(&options, f)
+            self.registry.submit(options, f)
         }
 
         /// Runs `f` every `period` (the first run one period from now, or after

@@ -318,7 +318,7 @@ impl Registry {
 
     pub(crate) fn submit<F, T, E>(
         &self,
-        options: &SubmitOptions,
+        options: SubmitOptions,
         func: F,
     ) -> Result<Job<T, E>, SubmitError>
     where
@@ -337,7 +337,7 @@ impl Registry {
         let worker = WorkerThread::current().filter(|w| std::ptr::eq(w.registry(), self));
         let bounded = self.capacity.is_some() && worker.is_none();
         if bounded {
-            self.acquire_room(options)?;
+            self.acquire_room(&options)?;
         }
         match worker {
             // A submit from a running job: that job has not ended, so a shutdown cannot
@@ -365,21 +365,23 @@ impl Registry {
             }
         }
         let delay = options.delay.filter(|d| !d.is_zero());
+        // The options' references move into the job: a clone would be one more atomic
+        // add (and a drop one more sub) on a count the workers write as jobs end.
         let job = HeapJob::new(
             Header::new(HeaderInit {
                 registry: NonNull::from(self),
                 bounded,
                 kind: options.kind,
                 delayed: delay.is_some(),
-                token: options.token.clone(),
-                name: options.name.clone(),
-                permits: options.permits.clone(),
+                token: options.token,
+                name: options.name,
+                permits: options.permits,
                 tick: options.tick,
-                fail_fast: options.fail_fast.clone(),
+                fail_fast: options.fail_fast,
             }),
             func,
         );
-        if let Some(token) = &options.token {
+        if let Some(token) = job.header().token() {
             match token.register(HeapJob::cancel_target(&job)) {
                 Some(key) => job.header().set_token_key(key),
                 None => {
