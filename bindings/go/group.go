@@ -28,7 +28,7 @@ type Group struct {
 	cancel   context.CancelCauseFunc
 	limit    int64
 	failFast bool
-	active   atomic.Int64 // jobs submitted and not ended
+	active   atomic.Int64 // with a limit (for TryGo): jobs submitted and not ended
 
 	mu  sync.Mutex
 	err error // the first error a job returned (or a submit failed with)
@@ -104,7 +104,7 @@ func (g *Group) fail(err error) {
 // deadline of the group's context and is done when the job is asked to stop. If the job
 // cannot be submitted (a pool shut down), Wait reports why.
 func (g *Group) Go(fn func(ctx context.Context) error) {
-	g.active.Add(1)
+	g.count(1)
 	if err := g.submit(fn, nil); err != nil {
 		g.fail(err)
 	}
@@ -123,8 +123,6 @@ func (g *Group) TryGo(fn func(ctx context.Context) error) bool {
 				break // the slot is reserved: submit does not count it again
 			}
 		}
-	} else {
-		g.active.Add(1)
 	}
 	err := g.submit(fn, []SubmitOption{NonBlocking()})
 	if err != nil && !errors.Is(err, ErrFull) {
@@ -133,11 +131,20 @@ func (g *Group) TryGo(fn func(ctx context.Context) error) bool {
 	return err == nil
 }
 
-// submit submits fn as a job of the group; the caller has counted it in active, and
-// submit uncounts it if it fails.
+// count adds n to the jobs counted in active, which only TryGo reads, and only with a
+// limit: without one, nothing is counted, and the workers that end the jobs do not write
+// the cache line the submitting goroutine writes.
+func (g *Group) count(n int64) {
+	if g.limit > 0 {
+		g.active.Add(n)
+	}
+}
+
+// submit submits fn as a job of the group; the caller has counted it (count), and submit
+// uncounts it if it fails.
 func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) error {
 	if !g.ref.use() {
-		g.active.Add(-1)
+		g.count(-1)
 		g.mu.Lock()
 		err := g.err
 		g.mu.Unlock()
@@ -151,7 +158,7 @@ func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) 
 	t.jc.parent = g.ctx
 	err := submitTask(g.pool, g.ctx, t, g.ptr, opts)
 	if err != nil {
-		g.active.Add(-1)
+		g.count(-1)
 	}
 	return err
 }

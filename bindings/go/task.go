@@ -150,7 +150,7 @@ func (t *task) finish() {
 		t.token.release()
 	}
 	if t.group != nil {
-		t.group.active.Add(-1)
+		t.group.count(-1)
 	}
 	t.mu.Lock()
 	t.goEnded = true
