@@ -25,10 +25,32 @@ type jobContext struct {
 	tick   uint64 // the run number of a periodic job
 
 	mu   sync.Mutex
+	err  ctxErr        // set when done is closed (or, without a channel, when seen)
 	jctx *C.jr_ctx     // the job's C context; nil once the function has returned
 	done chan struct{} // made by the first Done
-	err  error         // set when done is closed (or, without a channel, when seen)
 	tok  *C.jr_token   // the watched child token, if Done made one
+}
+
+// ctxErr is a jobContext's error, one of two: a byte where an error would take two
+// words, in a struct allocated per job.
+type ctxErr uint8
+
+const (
+	ctxNotDone ctxErr = iota
+	ctxCanceled
+	ctxDeadline
+)
+
+// error returns the context error: nil, context.Canceled or context.DeadlineExceeded.
+func (e ctxErr) error() error {
+	switch e {
+	case ctxCanceled:
+		return context.Canceled
+	case ctxDeadline:
+		return context.DeadlineExceeded
+	default:
+		return nil
+	}
 }
 
 // jobContextKey marks a jobContext in a context chain (Value), so that Job.Wait called
@@ -51,9 +73,9 @@ func (c *jobContext) Done() <-chan struct{} {
 		return c.done
 	}
 	c.done = make(chan struct{})
-	if c.jctx == nil || c.err != nil {
-		if c.err == nil {
-			c.err = context.Canceled
+	if c.jctx == nil || c.err != ctxNotDone {
+		if c.err == ctxNotDone {
+			c.err = ctxCanceled
 		}
 		close(c.done)
 		return c.done
@@ -76,7 +98,7 @@ func (c *jobContext) watch(tok *C.jr_token) {
 	C.jr_token_reason(tok, &reason)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err == nil {
+	if c.err == ctxNotDone {
 		c.err = contextError(reason)
 	}
 	close(c.done)
@@ -85,17 +107,17 @@ func (c *jobContext) watch(tok *C.jr_token) {
 func (c *jobContext) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil || c.done != nil {
-		return c.err // with a channel, err is set when it closes
+	if c.err != ctxNotDone || c.done != nil {
+		return c.err.error() // with a channel, err is set when it closes
 	}
 	if c.jctx == nil {
-		c.err = context.Canceled
+		c.err = ctxCanceled
 	} else if C.jr_ctx_is_cancelled(c.jctx) {
 		var reason C.enum_jr_cancel_reason
 		C.jr_token_reason(C.jr_ctx_token(c.jctx), &reason)
 		c.err = contextError(reason)
 	}
-	return c.err
+	return c.err.error()
 }
 
 // end is called when the job's function has returned: the C context is invalid from
@@ -105,8 +127,8 @@ func (c *jobContext) end() {
 	c.jctx = nil
 	tok, done := c.tok, c.done
 	c.tok = nil
-	if tok == nil && done != nil && c.err == nil {
-		c.err = context.Canceled
+	if tok == nil && done != nil && c.err == ctxNotDone {
+		c.err = ctxCanceled
 		close(done)
 	}
 	c.mu.Unlock()
@@ -122,9 +144,9 @@ func (c *jobContext) end() {
 
 // contextError is the context error for a cancellation reason: DeadlineExceeded for a
 // deadline, Canceled for anything else.
-func contextError(reason C.enum_jr_cancel_reason) error {
+func contextError(reason C.enum_jr_cancel_reason) ctxErr {
 	if reason == C.JR_REASON_DEADLINE {
-		return context.DeadlineExceeded
+		return ctxDeadline
 	}
-	return context.Canceled
+	return ctxCanceled
 }

@@ -154,7 +154,7 @@ func (g *Group) submit(fn func(ctx context.Context) error, opts []SubmitOption) 
 		return err
 	}
 	defer g.ref.done(g.free)
-	t := &task{fn: fn, group: g}
+	t := &task{body: funcBody(fn), group: g}
 	t.jc.parent = g.ctx
 	err := submitTask(g.pool, g.ctx, t, g.ptr, opts)
 	if err != nil {

@@ -15,7 +15,6 @@ import "C"
 
 import (
 	"context"
-	"sync"
 	"unsafe"
 )
 
@@ -55,9 +54,6 @@ type Job[T any] struct {
 	fn   func(ctx context.Context) (T, error)
 
 	value T // written by the job's function, read once the task has ended
-
-	once sync.Once
-	err  error // the error of a job that did not succeed, made once by the first Wait
 }
 
 // call runs the job's function and keeps its value (the task's body).
@@ -251,10 +247,9 @@ func (j *Job[T]) Wait(ctx context.Context) (T, error) {
 	if t.state == Succeeded { // read once ended is seen; no error to build
 		return j.value, nil
 	}
-	j.once.Do(func() { j.err = t.outcome(t.state) })
-	if j.err != nil {
+	if err := t.waitErr(t.state); err != nil {
 		var zero T
-		return zero, j.err
+		return zero, err
 	}
 	return j.value, nil
 }

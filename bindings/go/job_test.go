@@ -84,6 +84,58 @@ func TestJobError(t *testing.T) {
 	}
 }
 
+// Every Wait of a job that did not succeed returns the one error value made by the
+// first, from concurrent callers too.
+func TestWaitErrorIsMadeOnce(t *testing.T) {
+	p := newTestPool(t, WithThreads(1))
+	ctx := testCtx(t)
+	for _, fn := range []func(context.Context) (int, error){
+		func(context.Context) (int, error) { return 0, errBoom },
+		func(context.Context) (int, error) { panic("kaboom") },
+	} {
+		job, err := Submit(p, ctx, fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const waiters = 8
+		errs := make(chan error, waiters)
+		for i := 0; i < waiters; i++ {
+			go func() { _, err := job.Wait(ctx); errs <- err }()
+		}
+		first := <-errs
+		if first == nil {
+			t.Fatal("Wait succeeded")
+		}
+		for i := 1; i < waiters; i++ {
+			if err := <-errs; err != first {
+				t.Fatalf("Wait %d = %p %v, the first %p %v", i, err, err, first, first)
+			}
+		}
+		if _, err := job.Wait(ctx); err != first {
+			t.Fatalf("a later Wait = %v, want the first's %v", err, first)
+		}
+		job.Close()
+	}
+	// A job cancelled before it ran, too (its Go side has no failure recorded).
+	block := make(chan struct{})
+	running := make(chan struct{})
+	blocker, _ := Submit(p, ctx, func(context.Context) (int, error) { close(running); <-block; return 0, nil })
+	<-running
+	queued, _ := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
+	if !queued.Cancel() {
+		t.Fatal("Cancel of a queued job returned false")
+	}
+	close(block)
+	_, e1 := queued.Wait(ctx)
+	_, e2 := queued.Wait(ctx)
+	if !errors.Is(e1, ErrCancelled) || e1 != e2 {
+		t.Fatalf("Waits of a cancelled job: %v, %v", e1, e2)
+	}
+	queued.Close()
+	blocker.Wait(ctx)
+	blocker.Close()
+}
+
 func TestPanicBecomesPanicError(t *testing.T) {
 	p := newTestPool(t, WithThreads(1))
 	ctx := testCtx(t)

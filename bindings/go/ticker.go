@@ -33,7 +33,7 @@ func SubmitEvery(pool *Pool, ctx context.Context, period time.Duration, fn func(
 	}
 	t := &task{periodic: true, cEnded: true} // Done: its last run has ended
 	t.jc.parent = ctx
-	t.fn = func(ctx context.Context) error { return fn(ctx, ctx.(*jobContext).tick) }
+	t.body = funcBody(func(ctx context.Context) error { return fn(ctx, ctx.(*jobContext).tick) })
 	copts, cleanup, err := submitOptions(opts)
 	if err != nil {
 		return nil, err
