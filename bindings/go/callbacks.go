@@ -27,7 +27,7 @@ func jrgoRunJob(jctx *C.jr_ctx, id C.uintptr_t, once C.int32_t, slot C.int32_t) 
 		}
 	}
 	code := t.run(jctx)
-	t.finish()
+	t.finish(code == 0)
 	if slot >= 0 && code == 0 && t.h != nil { // succeeded, and a Submit job (a group's has no handle)
 		keptBy[slot].Store(t)
 		kept.note()
@@ -51,7 +51,7 @@ func jrgoEndSlot(slot C.int32_t) {
 //
 //export jrgoFreeArg
 func jrgoFreeArg(id C.uintptr_t) {
-	tasks.take(uintptr(id)).finish()
+	tasks.take(uintptr(id)).finish(false)
 }
 
 // jrgoJobDone notes that a job with a handle has ended in state: C calls it exactly

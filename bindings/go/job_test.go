@@ -748,9 +748,9 @@ func TestJobsOfOneContextShareAToken(t *testing.T) {
 		jobs = append(jobs, j)
 	}
 	sharedTokens.mu.Lock()
-	tok, users := sharedTokens.m[ctx.Done()], 0
+	tok, users := sharedTokens.m[ctx.Done()], int64(0)
 	if tok != nil {
-		users = tok.users
+		users = tok.users.Load()
 	}
 	sharedTokens.mu.Unlock()
 	if users != 20 {
@@ -772,4 +772,58 @@ func TestJobsOfOneContextShareAToken(t *testing.T) {
 	if still {
 		t.Fatal("the shared token outlived its jobs")
 	}
+}
+
+// A shared token's users come and go from several goroutines, so that the count keeps
+// reaching 0 while other submits look the token up: the token is taken up again or made
+// anew, never used after it is freed, and gone once the last job has ended; it still
+// cancels.
+func TestSharedTokenUsersComeAndGo(t *testing.T) {
+	p := newTestPool(t, WithThreads(2))
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	const goroutines, jobs = 4, 2000
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < jobs; i++ {
+				j, err := Submit(p, ctx, func(context.Context) (int, error) { return i, nil })
+				if err != nil {
+					errs <- err
+					return
+				}
+				v, err := j.Wait(ctx)
+				j.Close()
+				if err != nil || v != i {
+					errs <- fmt.Errorf("job %d: %d, %v", i, v, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	sharedTokens.mu.Lock()
+	_, still := sharedTokens.m[ctx.Done()]
+	sharedTokens.mu.Unlock()
+	if still {
+		t.Fatal("the shared token outlived its jobs")
+	}
+	// Cancelled now: a job submitted with the context never runs.
+	cancel()
+	ran := false
+	j, err := Submit(p, ctx, func(context.Context) (int, error) { ran = true; return 0, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Wait(testCtx(t)); !errors.Is(err, ErrCancelled) || ran {
+		t.Fatalf("after cancel: Wait = %v, ran = %v", err, ran)
+	}
+	j.Close()
 }

@@ -165,15 +165,19 @@ func (t *task) call(ctx context.Context) (err error, p *PanicError) {
 }
 
 // finish ends the job's Go side (from jrgoRunJob once it ran, or jrgoFreeArg): it
-// notes why it was cancelled, if it was, releases the token and, if C's state is known
-// to be terminal too, ends the task.
-func (t *task) finish() {
+// notes why the job was cancelled, if it may have been, releases the token and, if C's
+// state is known to be terminal too, ends the task. succeeded says the job ran and its
+// function returned nil: it ends Succeeded whatever its token says, so no cause is
+// needed (a look at the token is a cgo call and an allocation, per job).
+func (t *task) finish(succeeded bool) {
 	if t.token != nil {
-		t.mu.Lock()
-		if cause := t.token.cause(); cause != nil {
-			t.failLocked().cause = cause
+		if !succeeded {
+			if cause := t.token.cause(); cause != nil {
+				t.mu.Lock()
+				t.failLocked().cause = cause
+				t.mu.Unlock()
+			}
 		}
-		t.mu.Unlock()
 		t.token.release()
 	}
 	if t.group != nil {

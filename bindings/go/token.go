@@ -31,10 +31,13 @@ type ctxToken struct {
 	stop func() bool
 
 	// A token shared by the jobs submitted with contexts of one Done channel (see
-	// jobCtxToken): the key it is shared under, and its users (both under
-	// sharedTokens.mu). done is nil for a token of its own.
+	// jobCtxToken): the key it is shared under (nil for a token of its own), and its
+	// users. A user is added under sharedTokens.mu, and may bring the count back from 0
+	// (a release that took it there has not yet removed the token: it looks again under
+	// the lock); a release subtracts without the lock, which it takes only at 0. So the
+	// worker that ends a job does not take the lock the submitting goroutine takes.
 	done  <-chan struct{}
-	users int
+	users atomic.Int64
 }
 
 // sharedTokens holds the tokens jobs share: one per Done channel in use. A token of
@@ -56,7 +59,7 @@ func jobCtxToken(ctx context.Context) (*ctxToken, error) {
 	}
 	sharedTokens.mu.Lock()
 	if t := sharedTokens.m[done]; t != nil {
-		t.users++
+		t.users.Add(1)
 		sharedTokens.mu.Unlock()
 		return t, nil
 	}
@@ -67,7 +70,7 @@ func jobCtxToken(ctx context.Context) (*ctxToken, error) {
 	}
 	sharedTokens.mu.Lock()
 	if other := sharedTokens.m[done]; other != nil { // made meanwhile by another job
-		other.users++
+		other.users.Add(1)
 		sharedTokens.mu.Unlock()
 		t.release()
 		return other, nil
@@ -75,7 +78,8 @@ func jobCtxToken(ctx context.Context) (*ctxToken, error) {
 	if sharedTokens.m == nil {
 		sharedTokens.m = make(map[<-chan struct{}]*ctxToken)
 	}
-	t.done, t.users = done, 1
+	t.done = done
+	t.users.Store(1)
 	sharedTokens.m[done] = t
 	sharedTokens.mu.Unlock()
 	return t, nil
@@ -139,9 +143,13 @@ func (t *ctxToken) release() {
 		return
 	}
 	if t.done != nil { // shared: the last job to go releases it
+		if t.users.Add(-1) != 0 {
+			return
+		}
+		// Ours unless a job took it up again meanwhile (then its release will look), or
+		// that job's release has already removed it.
 		sharedTokens.mu.Lock()
-		t.users--
-		last := t.users == 0
+		last := t.users.Load() == 0 && sharedTokens.m[t.done] == t
 		if last {
 			delete(sharedTokens.m, t.done)
 		}
