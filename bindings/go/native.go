@@ -9,6 +9,8 @@ package jobrunner
 // } jrgo_submitted;
 // extern jrgo_submitted jrgo_submit_native(jr_pool *pool, void *fn, void *arg,
 //                                          jr_submit_options opts);
+// extern jrgo_submitted jrgo_submit_native_simple(uintptr_t pool, uintptr_t fn, void *arg,
+//                                                 uintptr_t token);
 // typedef struct {
 // 	enum jr_status status;
 // 	void *result;
@@ -54,7 +56,14 @@ func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts 
 		j.token.release()
 		return nil, err
 	}
-	r := C.jrgo_submit_native(ptr, fn, arg, copts)
+	var r C.jrgo_submitted
+	if len(opts) == 0 {
+		// Integers but arg: cgo has no options struct to check.
+		r = C.jrgo_submit_native_simple(C.uintptr_t(uintptr(unsafe.Pointer(ptr))),
+			C.uintptr_t(uintptr(fn)), arg, C.uintptr_t(uintptr(unsafe.Pointer(copts.token))))
+	} else {
+		r = C.jrgo_submit_native(ptr, fn, arg, copts)
+	}
 	st, job := r.status, r.job
 	pool.release()
 	if st != C.JR_OK {
