@@ -292,15 +292,18 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             }
         };
         let handle = job.handle();
+        // Cloned before the lock, which the workers ending the group's jobs take too:
+        // the critical section is a move.
+        let kept = handle.clone();
         let slot = {
             let mut state = lock(&self.shared.state);
             match state.free.pop() {
                 Some(slot) => {
-                    state.pending[slot] = Some(handle.clone());
+                    state.pending[slot] = Some(kept);
                     slot
                 }
                 None => {
-                    state.pending.push(Some(handle.clone()));
+                    state.pending.push(Some(kept));
                     state.pending.len() - 1
                 }
             }
@@ -508,9 +511,10 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
             self.wait_only_job_ended(slot, job, end);
             return;
         }
+        let kept;
         let wake = {
             let mut state = lock(&self.state);
-            state.pending[slot] = None;
+            kept = state.pending[slot].take();
             state.free.push(slot);
             match end {
                 JobState::Failed | JobState::Panicked if !state.failed => {
@@ -538,6 +542,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
             }
             self.stop_counting(&state)
         };
+        drop(kept); // after the lock: the job's count, maybe its memory
         wake.wake();
     }
 
@@ -567,7 +572,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
             drop(error.take());
             state = lock(&self.state);
         }
-        state.pending[slot] = None;
+        let kept = state.pending[slot].take();
         state.free.push(slot);
         match (end, error) {
             (JobState::Failed | JobState::Panicked, error) if !state.failed => {
@@ -586,6 +591,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
         }
         let wake = self.stop_counting(&state);
         drop(state);
+        drop(kept); // after the lock: the job's count, maybe its memory
         wake.wake();
     }
 }
