@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cancel::kept::{keep_unless, take_kept};
 use crate::cancel::{CancelReason, CancelToken};
 use crate::context::Context;
 use crate::error::{JobError, SubmitError};
@@ -12,7 +13,7 @@ use crate::job::{Job, JobHandle, JobState};
 use crate::pool::worker::WorkerThread;
 use crate::pool::{Pool, SubmitOptions};
 use crate::semaphore::{block_on, Semaphore, Waker};
-use crate::sync::atomic::{AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{lock, Mutex};
 
 /// Options of [`Group::new`].
@@ -123,6 +124,9 @@ struct Shared<T, E> {
     /// waiters), or `close` happens after the job is counted, and `next` keeps waiting
     /// for it.
     count: AtomicUsize,
+    /// Set when the `Group` is dropped: its jobs go on, and each one's result is dropped
+    /// as it ends (as in a `wait_only` group), nobody being left to take it.
+    detached: AtomicBool,
     state: Mutex<State<T, E>>,
 }
 
@@ -185,6 +189,13 @@ pub struct Group<T, E> {
     shared: Arc<Shared<T, E>>,
 }
 
+impl<T, E> Drop for Group<T, E> {
+    fn drop(&mut self) {
+        // Its jobs go on; nobody is left to take their results (`Shared::detached`).
+        self.shared.detached.store(true, Ordering::Release);
+    }
+}
+
 impl<T, E> fmt::Debug for Group<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = lock(&self.shared.state);
@@ -217,27 +228,39 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             Some(parent) => parent.child(),
             None => CancelToken::new(),
         };
+        let shared = Arc::new(Shared {
+            token,
+            semaphore: options.limit.map(Semaphore::new),
+            fail_fast: options.fail_fast,
+            wait_only: options.wait_only,
+            clone_error,
+            count: AtomicUsize::new(0),
+            detached: AtomicBool::new(false),
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                free: Vec::new(),
+                finished: VecDeque::new(),
+                first_error: None,
+                failed: false,
+                first_cancel: None,
+                waiters: Vec::new(),
+                drain_waiters: Vec::new(),
+                scan: 0,
+            }),
+        });
+        // The group's jobs are kept in `pending`, not registered with its token: this
+        // callback ends the queued ones when the token is cancelled (see `submit_with`
+        // and `crate::cancel::kept`). A pending job's end callback holds `shared`, so it
+        // lives as long as a job may need cancelling, even once the `Group` is dropped.
+        let weak = Arc::downgrade(&shared);
+        shared.token.on_cancel(move |reason| {
+            if let Some(shared) = weak.upgrade() {
+                shared.cancel_pending(reason);
+            }
+        });
         Group {
             pool: pool.clone(),
-            shared: Arc::new(Shared {
-                token,
-                semaphore: options.limit.map(Semaphore::new),
-                fail_fast: options.fail_fast,
-                wait_only: options.wait_only,
-                clone_error,
-                count: AtomicUsize::new(0),
-                state: Mutex::new(State {
-                    pending: Vec::new(),
-                    free: Vec::new(),
-                    finished: VecDeque::new(),
-                    first_error: None,
-                    failed: false,
-                    first_cancel: None,
-                    waiters: Vec::new(),
-                    drain_waiters: Vec::new(),
-                    scan: 0,
-                }),
-            }),
+            shared,
         }
     }
 
@@ -284,7 +307,31 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             // its end is published: no queued sibling starts after the failure is seen.
             options.fail_fast = Some(self.shared.token.clone());
         }
-        let job = match self.pool.submit_with(options, f) {
+        // The job goes into `pending` before it can start, unless the token is already
+        // cancelled (then it ends `Cancelled`, never queued, and has no slot): kept
+        // there, it is where the token's cancel finds it (`Shared::cancel_pending`), so
+        // it is not registered with the token (`crate::cancel::kept`).
+        let shared = &self.shared;
+        let mut slot = None;
+        let submitted = self.pool.submit_kept(options, f, &mut |handle| {
+            keep_unless(
+                &shared.state,
+                || shared.token.is_cancelled(),
+                |state| {
+                    slot = Some(match state.free.pop() {
+                        Some(slot) => {
+                            state.pending[slot] = Some(handle);
+                            slot
+                        }
+                        None => {
+                            state.pending.push(Some(handle));
+                            state.pending.len() - 1
+                        }
+                    });
+                },
+            )
+        });
+        let job = match submitted {
             Ok(job) => job,
             Err(error) => {
                 self.shared.uncount();
@@ -292,30 +339,11 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             }
         };
         let handle = job.handle();
-        // Cloned before the lock, which the workers ending the group's jobs take too:
-        // the critical section is a move.
-        let kept = handle.clone();
-        let slot = {
-            let mut state = lock(&self.shared.state);
-            match state.free.pop() {
-                Some(slot) => {
-                    state.pending[slot] = Some(kept);
-                    slot
-                }
-                None => {
-                    state.pending.push(Some(kept));
-                    state.pending.len() - 1
-                }
-            }
-        };
-        // Registered after the job is in `pending`: the callback clears its slot even if
-        // the job has already ended (it then runs here, now). The callback owns the `Job`.
-        let shared = Arc::downgrade(&self.shared);
-        handle.on_end(move |end| {
-            if let Some(shared) = shared.upgrade() {
-                shared.job_ended(slot, job, end);
-            }
-        });
+        // Registered once the job is in `pending`: the callback clears its slot even if
+        // the job has already ended (it then runs here, now). The callback owns the `Job`,
+        // and keeps the group's state alive until the job ends (see `Group::build`).
+        let shared = Arc::clone(&self.shared);
+        handle.on_end(move |end| shared.job_ended(slot, job, end));
         Ok(handle)
     }
 
@@ -504,18 +532,33 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
         wake.wake();
     }
 
-    /// The job of `slot` has ended (`end`): under one lock, frees its slot, stops counting
-    /// it, records its outcome and takes the waiters to wake.
-    fn job_ended(&self, slot: usize, job: Job<T, E>, end: JobState) {
-        if self.wait_only {
+    /// The token was cancelled (`reason`): ends the pending jobs that have not started,
+    /// as the token would have ended them had they been registered with it.
+    fn cancel_pending(&self, reason: CancelReason) {
+        // Taken under the lock, ended outside it: their end callbacks take it.
+        let pending: Vec<JobHandle> = take_kept(&self.state, |state| {
+            state.pending.iter().flatten().cloned().collect()
+        });
+        for job in pending {
+            job.cancel_for_token(reason);
+        }
+    }
+
+    /// The job of `slot` (none: it ended at its submit) has ended (`end`): under one
+    /// lock, frees its slot, stops counting it, records its outcome and takes the waiters
+    /// to wake.
+    fn job_ended(&self, slot: Option<usize>, job: Job<T, E>, end: JobState) {
+        if self.wait_only || self.detached.load(Ordering::Acquire) {
             self.wait_only_job_ended(slot, job, end);
             return;
         }
-        let kept;
+        let mut kept = None;
         let wake = {
             let mut state = lock(&self.state);
-            kept = state.pending[slot].take();
-            state.free.push(slot);
+            if let Some(slot) = slot {
+                kept = state.pending[slot].take();
+                state.free.push(slot);
+            }
             match end {
                 JobState::Failed | JobState::Panicked if !state.failed => {
                     state.failed = true;
@@ -561,7 +604,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
     /// `job_ended` for a `wait_only` group: the job's outcome is taken and its result
     /// dropped (outside the lock) before the job stops counting as live, so that a
     /// result is gone by the time `wait` returns.
-    fn wait_only_job_ended(&self, slot: usize, job: Job<T, E>, end: JobState) {
+    fn wait_only_job_ended(&self, slot: Option<usize>, job: Job<T, E>, end: JobState) {
         // Ended: this does not block. A success's value is dropped here.
         let mut error = job.wait().err();
         let mut state = lock(&self.state);
@@ -572,8 +615,11 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
             drop(error.take());
             state = lock(&self.state);
         }
-        let kept = state.pending[slot].take();
-        state.free.push(slot);
+        let mut kept = None;
+        if let Some(slot) = slot {
+            kept = state.pending[slot].take();
+            state.free.push(slot);
+        }
         match (end, error) {
             (JobState::Failed | JobState::Panicked, error) if !state.failed => {
                 state.failed = true;

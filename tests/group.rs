@@ -1750,3 +1750,162 @@ fn close_racing_submits_loses_no_job() {
         }
     });
 }
+
+/// A group's jobs are kept in its pending table for its token's cancel, not registered
+/// with the token (`crate::cancel::kept`): a cancel racing the submits misses none. The
+/// only worker is held, so no job can start: once the cancel has returned, and the
+/// submitting threads have stopped, every job submitted must have ended `Cancelled`
+/// (a job the cancel missed would still be `Queued`), and the submits after the cancel
+/// return jobs already `Cancelled`.
+#[test]
+fn a_cancel_racing_submits_misses_no_queued_job() {
+    within_limit(|| {
+        let pool = pool(1);
+        let ran = Arc::new(AtomicUsize::new(0));
+        for seed in SEEDS {
+            for round in 0..scaled(20, 4) as u64 {
+                let blocker = common::Blocker::start(&pool);
+                let group: Group<(), String> = pool.group();
+                let cancelled = AtomicBool::new(false);
+                let submitted = AtomicUsize::new(0);
+                let handles: Vec<Vec<(bool, jobrunner::JobHandle)>> = thread::scope(|s| {
+                    let submitters: Vec<_> = (0..2)
+                        .map(|_| {
+                            let (group, cancelled, submitted, ran) =
+                                (&group, &cancelled, &submitted, &ran);
+                            s.spawn(move || {
+                                let mut handles = Vec::new();
+                                loop {
+                                    let after = cancelled.load(Ordering::SeqCst);
+                                    let ran = Arc::clone(ran);
+                                    let job = group.submit(move |_| {
+                                        ran.fetch_add(1, Ordering::SeqCst);
+                                        Ok(())
+                                    });
+                                    handles.push((after, job.unwrap()));
+                                    submitted.fetch_add(1, Ordering::SeqCst);
+                                    if after {
+                                        return handles;
+                                    }
+                                }
+                            })
+                        })
+                        .collect();
+                    let mut rng = XorShift::new(seed ^ round);
+                    let before = rng.range(1, 500) as usize;
+                    poll_until("jobs were submitted", || {
+                        submitted.load(Ordering::SeqCst) >= before
+                    });
+                    group.cancel();
+                    cancelled.store(true, Ordering::SeqCst);
+                    submitters.into_iter().map(|t| t.join().unwrap()).collect()
+                });
+                for (after, job) in handles.iter().flatten() {
+                    assert_eq!(
+                        job.state(),
+                        JobState::Cancelled,
+                        "a job submitted {} the cancel returned is not cancelled",
+                        if *after { "after" } else { "before" }
+                    );
+                }
+                assert_eq!(
+                    group.wait(),
+                    Err(JobError::Cancelled(CancelReason::Cancelled))
+                );
+                blocker.finish();
+            }
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "a cancelled job ran");
+    });
+}
+
+/// A dropped group's jobs go on: cancelling its parent token still ends the queued ones
+/// at once, without running (the pending table outlives the `Group` while jobs are
+/// pending), and the result of each job that ends is dropped then, not kept for a `next`
+/// that nobody can call.
+#[test]
+fn a_dropped_groups_jobs_are_still_cancelled_and_their_results_dropped() {
+    within_limit(|| {
+        let pool = pool(1);
+        let parent = CancelToken::new();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let group: Group<DropCounter, String> = pool.group_with(GroupOptions::new().token(&parent));
+        // The first job holds the worker until released; the next five run after it, the
+        // last five are still queued when the parent is cancelled.
+        let (release_tx, release_rx) = channel::<()>();
+        let (started_tx, started_rx) = channel();
+        let first = {
+            let dropped = Arc::clone(&dropped);
+            group
+                .submit(move |_| {
+                    let _ = started_tx.send(());
+                    release_rx.recv_timeout(PATIENCE).expect("never released");
+                    Ok(DropCounter(dropped))
+                })
+                .unwrap()
+        };
+        recv(&started_rx, "the first job never started");
+        let runs: Vec<_> = (0..5)
+            .map(|_| {
+                let (dropped, ran) = (Arc::clone(&dropped), Arc::clone(&ran));
+                group
+                    .submit(move |_| {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        Ok(DropCounter(dropped))
+                    })
+                    .unwrap()
+            })
+            .collect();
+        // The last holds the worker again, so that the group's state lives on.
+        let (last_tx, last_rx) = channel::<()>();
+        let last = {
+            let dropped = Arc::clone(&dropped);
+            group
+                .submit(move |_| {
+                    last_rx.recv_timeout(PATIENCE).expect("never released");
+                    Ok(DropCounter(dropped))
+                })
+                .unwrap()
+        };
+        drop(group);
+        release_tx.send(()).unwrap();
+        for job in runs.iter().chain([&first]) {
+            assert_eq!(job.wait(), JobState::Succeeded);
+        }
+        poll_until("the results of the ended jobs are dropped", || {
+            dropped.load(Ordering::SeqCst) == 6
+        });
+        assert_eq!(last.state(), JobState::Running);
+        last_tx.send(()).unwrap();
+        assert_eq!(last.wait(), JobState::Succeeded);
+        poll_until("the last result is dropped", || {
+            dropped.load(Ordering::SeqCst) == 7
+        });
+        assert_eq!(ran.load(Ordering::SeqCst), 5);
+
+        // Now with jobs queued behind a held worker.
+        let blocker = common::Blocker::start(&pool);
+        let group: Group<DropCounter, String> = pool.group_with(GroupOptions::new().token(&parent));
+        let queued: Vec<_> = (0..5)
+            .map(|_| {
+                let (dropped, ran) = (Arc::clone(&dropped), Arc::clone(&ran));
+                group
+                    .submit(move |_| {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        Ok(DropCounter(dropped))
+                    })
+                    .unwrap()
+            })
+            .collect();
+        drop(group);
+        assert!(queued.iter().all(|job| job.state() == JobState::Queued));
+        parent.cancel();
+        assert!(
+            queued.iter().all(|job| job.state() == JobState::Cancelled),
+            "the queued jobs of a dropped group end when its parent is cancelled"
+        );
+        blocker.finish();
+        assert_eq!(ran.load(Ordering::SeqCst), 5, "a cancelled job ran");
+    });
+}

@@ -4,9 +4,12 @@
 //! `token` is the token itself; `jobs` holds a token's queued-job registrations, the one
 //! part that every job submitted with a token touches twice (registered by its submitter,
 //! deregistered by the worker that claims it), split into shards so that the two do not
-//! contend. `jobs` is built under loom: its model is at its bottom.
+//! contend. `kept` is the protocol by which a group keeps its jobs for its token's cancel
+//! instead of registering them. `jobs` and `kept` are built under loom: their models are
+//! at their bottoms.
 
 mod jobs;
+pub(crate) mod kept;
 #[cfg(not(loom))]
 mod token;
 

@@ -585,6 +585,13 @@ where
         unsafe { JobRef::new(pointer, &Self::VTABLE) }
     }
 
+    /// A handle to a new job (for its owner's bookkeeping: see `Registry::submit_kept`).
+    pub(crate) fn handle_of(job: &JobPtr<Self>) -> JobHandle {
+        // SAFETY: an unsizing coercion of the same pointer.
+        let job = unsafe { job.clone().map(|p| p as NonNull<dyn ErasedJob>) };
+        JobHandle { job }
+    }
+
     /// The handle of a new job.
     pub(crate) fn into_job(job: JobPtr<Self>) -> Job<T, E> {
         // SAFETY: an unsizing coercion of the same pointer.
@@ -906,6 +913,13 @@ impl fmt::Debug for JobHandle {
 }
 
 impl JobHandle {
+    /// Ends the job `Cancelled` with `reason` if it has not started, as its token's
+    /// cancel would (for a job kept by its group instead of registered with the token:
+    /// see `Registry::submit_kept`); false if it had started or ended.
+    pub(crate) fn cancel_for_token(&self, reason: CancelReason) -> bool {
+        self.job.cancel_queued(reason)
+    }
+
     /// Waits for the job to end (helping inside a worker, as [`Job::wait`]) and returns
     /// its terminal state.
     pub fn wait(&self) -> JobState {

@@ -34,7 +34,7 @@ mod handle {
     use crate::context::Context;
     use crate::error::SubmitError;
     use crate::group::{Group, GroupOptions};
-    use crate::job::Job;
+    use crate::job::{Job, JobHandle};
     use crate::semaphore::Semaphore;
     use crate::stats::Stats;
     use crate::sync::atomic::Ordering;
@@ -350,6 +350,23 @@ mod handle {
             E: Send + 'static,
         {
             self.registry.submit(options, f)
+        }
+
+        /// `submit_with` for a group, which keeps its pending jobs where its token's
+        /// cancel finds them, instead of registering each with the token: see
+        /// `Registry::submit_kept`.
+        pub(crate) fn submit_kept<F, T, E>(
+            &self,
+            options: SubmitOptions,
+            f: F,
+            keep: &mut dyn FnMut(JobHandle) -> bool,
+        ) -> Result<Job<T, E>, SubmitError>
+        where
+            F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+            T: Send + 'static,
+            E: Send + 'static,
+        {
+            self.registry.submit_kept(options, f, Some(keep))
         }
 
         /// Runs `f` every `period` (the first run one period from now, or after

@@ -26,7 +26,7 @@ use crate::cancel::{CancelReason, CancelToken};
 use crate::context::Context;
 use crate::error::SubmitError;
 use crate::job::state;
-use crate::job::{ErasedJob, Header, HeaderInit, HeapJob, Job, JobRef};
+use crate::job::{ErasedJob, Header, HeaderInit, HeapJob, Job, JobHandle, JobRef};
 use crate::stats::{bump_own, Counters, Stats, Totals};
 use crate::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
@@ -326,6 +326,27 @@ impl Registry {
         T: Send + 'static,
         E: Send + 'static,
     {
+        self.submit_kept(options, func, None)
+    }
+
+    /// `submit`, but with `keep`, the caller answers for the job's token instead of the
+    /// token's registrations: `keep` gets a handle to the job before anything can start
+    /// it, and must keep it where the token's cancel will find it and end it (an
+    /// `on_cancel` callback of the caller's), or return false if the token is cancelled
+    /// (the job then ends `Cancelled` without being queued). A group keeps its pending
+    /// jobs anyway: registering each with the group's token too would cost every job a
+    /// registration and a deregistration (`Group::submit_with`).
+    pub(crate) fn submit_kept<F, T, E>(
+        &self,
+        options: SubmitOptions,
+        func: F,
+        keep: Option<&mut dyn FnMut(JobHandle) -> bool>,
+    ) -> Result<Job<T, E>, SubmitError>
+    where
+        F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
         if let Some((semaphore, permits)) = &options.permits {
             if *permits > semaphore.total() {
                 return Err(SubmitError::TooManyPermits {
@@ -381,15 +402,24 @@ impl Registry {
             }),
             func,
         );
-        if let Some(token) = job.header().token() {
-            match token.register(HeapJob::cancel_target(&job)) {
-                Some(key) => job.header().set_token_key(key),
-                None => {
-                    let reason = token.reason().unwrap_or(CancelReason::Cancelled);
-                    job.cancel_queued(reason);
-                    return Ok(HeapJob::into_job(job));
-                }
-            }
+        let live = match keep {
+            Some(keep) => keep(HeapJob::handle_of(&job)),
+            None => match job.header().token() {
+                Some(token) => match token.register(HeapJob::cancel_target(&job)) {
+                    Some(key) => {
+                        job.header().set_token_key(key);
+                        true
+                    }
+                    None => false,
+                },
+                None => true,
+            },
+        };
+        if !live {
+            let token = job.header().token();
+            let reason = token.and_then(CancelToken::reason);
+            job.cancel_queued(reason.unwrap_or(CancelReason::Cancelled));
+            return Ok(HeapJob::into_job(job));
         }
         let job_ref = HeapJob::job_ref(&job);
         match (delay, worker) {
