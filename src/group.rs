@@ -270,6 +270,18 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         &self.shared.token
     }
 
+    /// Whether the group was made with a limit (its jobs take its semaphore).
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))]
+    pub(crate) fn is_limited(&self) -> bool {
+        self.shared.semaphore.is_some()
+    }
+
+    /// Whether the group was made `wait_only` (`next` yields nothing).
+    #[cfg_attr(not(feature = "capi"), allow(dead_code))]
+    pub(crate) fn is_wait_only(&self) -> bool {
+        self.shared.wait_only
+    }
+
     /// Submits a job to the group (with the group's token, and its limit).
     ///
     /// # Errors

@@ -20,10 +20,6 @@ pub struct jr_group {
 pub(crate) struct GroupHandle {
     pub(crate) group: Group<Owned, CError>,
     pub(crate) pool: Pool,
-    /// Whether the group has a limit (its jobs then take the group's semaphore).
-    pub(crate) limited: bool,
-    /// Made with `wait_only`: `jr_group_next` is refused.
-    wait_only: bool,
     /// The first failure, once a wait took it from the group: every later wait reports
     /// it too, and `jr_group_first_error` hands out a copy.
     first_error: Mutex<Option<FirstError>>,
@@ -151,8 +147,6 @@ pub extern "C" fn jr_group_new(
         let handle = Handle::into_raw(GroupHandle {
             group: Group::new_yielding_failures(pool, rust_options),
             pool: pool.clone(),
-            limited: options.limit > 0,
-            wait_only: options.wait_only != 0,
             first_error: Mutex::new(None),
         });
         // SAFETY: checked non-null; the caller provides a writable pointer.
@@ -288,7 +282,7 @@ pub extern "C" fn jr_group_next(
         if out.is_null() {
             return Err(invalid(format_args!("out is NULL")));
         }
-        if handle.wait_only {
+        if handle.group.is_wait_only() {
             return Err(invalid(format_args!(
                 "a wait_only group keeps no ended job for jr_group_next"
             )));

@@ -539,7 +539,7 @@ pub extern "C" fn jr_submit(
                 let group = unsafe { GroupHandle::of(options.group) }?;
                 if !options.token.is_null()
                     || !group.pool.same_as(pool)
-                    || (group.limited && !options.sem.is_null())
+                    || (group.group.is_limited() && !options.sem.is_null())
                 {
                     return Err(invalid(format_args!(
                         "a group job takes no token or semaphore of its own, and its group must belong to the pool"
