@@ -42,6 +42,7 @@
 use std::marker::PhantomData;
 use std::ptr;
 
+use super::slab::Slab;
 use crate::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use crate::sync::{lock, Mutex, MutexGuard};
 
@@ -76,64 +77,6 @@ struct More<T> {
 #[repr(align(64))]
 struct Shard<T> {
     slab: Mutex<Slab<T>>,
-}
-
-/// A slab with O(1) insert and remove by index. Its free list runs through the vacant
-/// slots themselves: an insert or a remove touches the shard's line and one slot, no
-/// third line for a separate free list.
-struct Slab<T> {
-    slots: Vec<Slot<T>>,
-    /// The first vacant slot, or `NONE`.
-    free: usize,
-    live: usize,
-}
-
-/// A slot: a registration, or vacant with the next vacant slot (or `NONE`).
-enum Slot<T> {
-    Full(T),
-    Vacant(usize),
-}
-
-/// The end of the free list.
-const NONE: usize = usize::MAX;
-
-impl<T> Slab<T> {
-    const EMPTY: Self = Slab {
-        slots: Vec::new(),
-        free: NONE,
-        live: 0,
-    };
-
-    fn insert(&mut self, entry: T) -> usize {
-        self.live += 1;
-        let index = self.free;
-        match self.slots.get_mut(index) {
-            Some(slot) => {
-                let Slot::Vacant(next) = std::mem::replace(slot, Slot::Full(entry)) else {
-                    unreachable!("the free list holds vacant slots only");
-                };
-                self.free = next;
-                index
-            }
-            None => {
-                self.slots.push(Slot::Full(entry));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    fn remove(&mut self, index: usize) -> Option<T> {
-        let slot = self.slots.get_mut(index)?;
-        if let Slot::Vacant(_) = slot {
-            return None;
-        }
-        let Slot::Full(entry) = std::mem::replace(slot, Slot::Vacant(self.free)) else {
-            unreachable!("checked above");
-        };
-        self.free = index;
-        self.live -= 1;
-        Some(entry)
-    }
 }
 
 /// The shard hint of a job at `address`: a Fibonacci hash of the address without its
@@ -255,12 +198,8 @@ impl<T> JobRegistrations<T> {
                 .flat_map(|more| more.shards.iter().map(|s| &s.slab)),
         );
         for slab in shards {
-            let slots = std::mem::replace(&mut *lock(slab), Slab::EMPTY).slots;
-            for slot in slots {
-                if let Slot::Full(entry) = slot {
-                    each(entry);
-                }
-            }
+            let drained = std::mem::replace(&mut *lock(slab), Slab::EMPTY);
+            drained.into_entries().for_each(&mut each);
         }
     }
 
@@ -269,7 +208,7 @@ impl<T> JobRegistrations<T> {
     pub(crate) fn len(&self) -> usize {
         let more = self.more();
         let more = more.into_iter().flat_map(|more| more.shards.iter());
-        lock(&self.first).live + more.map(|s| lock(&s.slab).live).sum::<usize>()
+        lock(&self.first).len() + more.map(|s| lock(&s.slab).len()).sum::<usize>()
     }
 }
 

@@ -10,6 +10,7 @@
 
 mod jobs;
 pub(crate) mod kept;
+mod slab;
 #[cfg(not(loom))]
 mod token;
 

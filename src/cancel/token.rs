@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use once_cell::sync::Lazy;
 
 use super::jobs::{address_hint, JobRegistrations};
+use super::slab::Slab;
 use crate::job::{JobPtr, RefCounted};
 use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
@@ -75,35 +76,28 @@ enum Entry {
     Callback(Callback),
 }
 
-/// A slab of registrations with O(1) insert and remove by key.
-#[derive(Default)]
+/// A token's registrations other than its queued jobs', and its blocked waiters.
 struct Registrations {
-    slots: Vec<Option<Entry>>,
-    free: Vec<usize>,
-    live: usize,
+    entries: Slab<Entry>,
     blocked: usize,
+}
+
+impl Default for Registrations {
+    fn default() -> Self {
+        Registrations {
+            entries: Slab::EMPTY,
+            blocked: 0,
+        }
+    }
 }
 
 impl Registrations {
     fn insert(&mut self, entry: Entry) -> usize {
-        self.live += 1;
-        match self.free.pop() {
-            Some(key) => {
-                self.slots[key] = Some(entry);
-                key
-            }
-            None => {
-                self.slots.push(Some(entry));
-                self.slots.len() - 1
-            }
-        }
+        self.entries.insert(entry)
     }
 
     fn remove(&mut self, key: usize) -> Option<Entry> {
-        let entry = self.slots.get_mut(key)?.take()?;
-        self.live -= 1;
-        self.free.push(key);
-        Some(entry)
+        self.entries.remove(key)
     }
 }
 
@@ -385,7 +379,7 @@ impl CancelToken {
     /// Registrations currently held (children, queued jobs, callbacks).
     #[cfg(test)]
     pub(crate) fn registrations(&self) -> usize {
-        lock(&self.inner.registrations).live + self.inner.jobs.len()
+        lock(&self.inner.registrations).entries.len() + self.inner.jobs.len()
     }
 }
 
@@ -432,9 +426,8 @@ impl Inner {
             if registrations.blocked > 0 {
                 self.condvar.notify_all();
             }
-            registrations.free.clear();
-            registrations.live = 0;
-            (std::mem::take(&mut registrations.slots), reason, first)
+            let entries = std::mem::replace(&mut registrations.entries, Slab::EMPTY);
+            (entries, reason, first)
         };
         // After the reason's store: a registration that the drain misses sees the reason
         // and is refused (see `super::jobs`). The queued jobs end first.
@@ -442,7 +435,7 @@ impl Inner {
         if let Some(key) = lock(&self.deadline).key.take() {
             DEADLINES.cancel(key);
         }
-        for entry in entries.into_iter().flatten() {
+        for entry in entries.into_entries() {
             match entry {
                 Entry::Child(child) => {
                     if let Some(child) = child.upgrade() {
