@@ -9,6 +9,7 @@ use crate::cancel::kept::{keep_unless, take_kept};
 use crate::cancel::{CancelReason, CancelToken};
 use crate::context::Context;
 use crate::error::{JobError, SubmitError};
+use crate::few::Few;
 use crate::job::{Job, JobHandle, JobState};
 use crate::pool::worker::WorkerThread;
 use crate::pool::{Pool, SubmitOptions};
@@ -132,29 +133,17 @@ struct Shared<T, E> {
 
 /// The waiters to wake once `state`'s lock is released (never under it: a worker waiter
 /// checks its condition, which takes `state`'s lock, under its own latch lock that a
-/// wake takes). Cloned out of the lists without allocating for a single waiter.
-enum Wake {
-    Nobody,
-    One(Arc<Waker>),
-    Many(Vec<Arc<Waker>>),
-}
+/// wake takes).
+struct Wake(Few<Arc<Waker>>);
 
 impl Wake {
-    /// Every waiter of `lists`.
+    /// Every waiter of `lists`, cloned out of them.
     fn of(lists: [&[Arc<Waker>]; 2]) -> Self {
-        match lists {
-            [[], []] => Wake::Nobody,
-            [[one], []] | [[], [one]] => Wake::One(Arc::clone(one)),
-            [a, b] => Wake::Many(a.iter().chain(b).cloned().collect()),
-        }
+        Wake(lists.into_iter().flatten().cloned().collect())
     }
 
     fn wake(self) {
-        match self {
-            Wake::Nobody => {}
-            Wake::One(waker) => waker.wake(),
-            Wake::Many(wakers) => wakers.iter().for_each(|waker| waker.wake()),
-        }
+        self.0.for_each(|waker| waker.wake());
     }
 }
 

@@ -43,6 +43,7 @@ mod cancel;
 mod context;
 #[cfg(not(loom))]
 mod error;
+mod few;
 #[cfg(all(feature = "capi", not(loom)))]
 pub mod ffi;
 #[cfg(not(loom))]

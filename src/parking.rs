@@ -12,37 +12,18 @@
 //! (`job::state::EndHook`): a group registers one for each of its jobs, and this table
 //! would search a bucket's whole list for it at every end.
 
+use crate::few::Few;
 use crate::sync::{lock, wait, Condvar, Mutex, MutexGuard};
 
 type Callback = Box<dyn FnOnce() + Send>;
 
-/// The end callbacks of one address, as `unpark` takes them: most have one, kept without
-/// allocating a `Vec`.
-pub(crate) enum Callbacks {
-    None,
-    One(Callback),
-    Many(Vec<Callback>),
-}
+/// The end callbacks of one address, as `unpark` takes them.
+pub(crate) type Callbacks = Few<Callback>;
 
 impl Callbacks {
-    fn add(&mut self, callback: Callback) {
-        *self = match std::mem::replace(self, Callbacks::None) {
-            Callbacks::None => Callbacks::One(callback),
-            Callbacks::One(first) => Callbacks::Many(vec![first, callback]),
-            Callbacks::Many(mut all) => {
-                all.push(callback);
-                Callbacks::Many(all)
-            }
-        };
-    }
-
     /// Runs them.
     pub(crate) fn run(self) {
-        match self {
-            Callbacks::None => {}
-            Callbacks::One(callback) => callback(),
-            Callbacks::Many(callbacks) => callbacks.into_iter().for_each(|callback| callback()),
-        }
+        self.for_each(|callback| callback());
     }
 }
 
@@ -127,11 +108,11 @@ impl Bucket {
     /// caller runs them after dropping the guard.
     pub(crate) fn unpark(&self, mut guard: MutexGuard<'_, Waiters>, key: usize) -> Callbacks {
         self.wake_all(&guard);
-        let mut taken = Callbacks::None;
+        let mut taken = Few::None;
         let mut i = 0;
         while i < guard.callbacks.len() {
             if guard.callbacks[i].0 == key {
-                taken.add(guard.callbacks.swap_remove(i).1);
+                taken.push(guard.callbacks.swap_remove(i).1);
             } else {
                 i += 1;
             }
