@@ -212,13 +212,23 @@ impl Lifecycle {
 
     /// Sets `flag` unless the job has ended or the flag is set already.
     fn set_flag(&self, flag: u32) -> FlagSet {
+        let seen = self.set_unless_ended(flag);
+        if is_terminal(seen & PHASE_MASK) {
+            FlagSet::Ended
+        } else if seen & flag != 0 {
+            FlagSet::AlreadySet
+        } else {
+            FlagSet::Set
+        }
+    }
+
+    /// Sets `flag` in the word unless the job has ended or the flag is set already;
+    /// returns the word as it was just before (a terminal one: not set).
+    fn set_unless_ended(&self, flag: u32) -> u32 {
         let mut current = self.word.load(Ordering::Acquire);
         loop {
-            if is_terminal(current & PHASE_MASK) {
-                return FlagSet::Ended;
-            }
-            if current & flag != 0 {
-                return FlagSet::AlreadySet;
+            if is_terminal(current & PHASE_MASK) || current & flag != 0 {
+                return current;
             }
             match self.word.compare_exchange_weak(
                 current,
@@ -226,7 +236,7 @@ impl Lifecycle {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return FlagSet::Set,
+                Ok(_) => return current,
                 Err(actual) => current = actual,
             }
         }
@@ -235,21 +245,7 @@ impl Lifecycle {
     /// Sets `HAS_WAITERS` unless the job has ended; the caller holds the bucket lock.
     /// Returns the phase seen with the bit set (or the terminal phase).
     fn announce(&self) -> u32 {
-        let mut current = self.word.load(Ordering::Acquire);
-        loop {
-            if is_terminal(current & PHASE_MASK) || current & HAS_WAITERS != 0 {
-                return current & PHASE_MASK;
-            }
-            match self.word.compare_exchange_weak(
-                current,
-                current | HAS_WAITERS,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return current & PHASE_MASK,
-                Err(actual) => current = actual,
-            }
-        }
+        self.set_unless_ended(HAS_WAITERS) & PHASE_MASK
     }
 
     /// Sets `HAS_WAITERS` unless the job has ended; returns whether it is still going.
