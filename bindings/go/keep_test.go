@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"unsafe"
 )
 
 // Tests of the jobs a worker keeps after they succeed (see jrgo_slot in cgo.go): what a
@@ -162,24 +163,49 @@ func TestGoAndCAgreeOnEveryEnd(t *testing.T) {
 }
 
 // A released handle does not wait for 63 more to be freed: the sweeper frees what the
-// batch holds within a few milliseconds (no garbage collection needed).
+// batch holds within a few milliseconds (no garbage collection needed). The handle is
+// followed by its C pointer: in a batch once released (the sweeper held back meanwhile),
+// then out of every batch, freed, with no other handle needed to fill the batch.
 func TestReleasedHandleIsFreedSoon(t *testing.T) {
 	p := newTestPool(t, WithThreads(1))
 	ctx := testCtx(t)
 	freeBatches.flush()
-	before := handlesFreed.Load()
+	kept.paused.Store(true)
+	t.Cleanup(func() { kept.paused.Store(false) })
 	j, err := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })
 	if err != nil {
 		t.Fatal(err)
 	}
+	ptr := unsafe.Pointer(j.task.h.ptr)
 	if _, err := j.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
 	j.Close()
-	for handlesFreed.Load() == before {
+	if !batchesHold(ptr) {
+		t.Fatal("the released handle is not waiting in a batch")
+	}
+	kept.paused.Store(false)
+	for batchesHold(ptr) {
 		if ctx.Err() != nil {
 			t.Fatal("a released handle was never freed")
 		}
 		runtime.Gosched()
 	}
+}
+
+// batchesHold reports whether a handle (its C pointer) waits in freeBatches.
+func batchesHold(ptr unsafe.Pointer) bool {
+	for i := range freeBatches {
+		b := &freeBatches[i]
+		b.mu.Lock()
+		held := false
+		for _, q := range b.ptrs[:b.n] {
+			held = held || unsafe.Pointer(q) == ptr
+		}
+		b.mu.Unlock()
+		if held {
+			return true
+		}
+	}
+	return false
 }
