@@ -87,6 +87,19 @@ struct State<T, E> {
 }
 
 impl<T, E> State<T, E> {
+    /// Frees the pending slot of an ended job (none: it ended at its submit) and returns
+    /// its handle, to be dropped once the lock is released.
+    fn release_slot(&mut self, slot: Option<usize>) -> Option<JobHandle> {
+        let slot = slot?;
+        self.free.push(slot);
+        self.pending[slot].take()
+    }
+
+    /// Notes a job that ended cancelled: the first reason is the one `wait` reports.
+    fn note_cancel(&mut self, reason: CancelReason) {
+        self.first_cancel.get_or_insert(reason);
+    }
+
     /// The waiters of a wait for `what`.
     fn waiters_for(&mut self, what: WaitFor) -> &mut Vec<Arc<Waker>> {
         match what {
@@ -553,13 +566,10 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
             self.wait_only_job_ended(slot, job, end);
             return;
         }
-        let mut kept = None;
+        let kept;
         let wake = {
             let mut state = lock(&self.state);
-            if let Some(slot) = slot {
-                kept = state.pending[slot].take();
-                state.free.push(slot);
-            }
+            kept = state.release_slot(slot);
             match end {
                 JobState::Failed | JobState::Panicked if !state.failed => {
                     state.failed = true;
@@ -576,10 +586,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
                     }
                 }
                 JobState::Cancelled => {
-                    if state.first_cancel.is_none() {
-                        state.first_cancel =
-                            Some(job.cancel_reason().unwrap_or(CancelReason::Cancelled));
-                    }
+                    state.note_cancel(job.cancel_reason().unwrap_or(CancelReason::Cancelled));
                     state.finished.push_back(job);
                 }
                 _ => state.finished.push_back(job),
@@ -616,24 +623,16 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
             drop(error.take());
             state = lock(&self.state);
         }
-        let mut kept = None;
-        if let Some(slot) = slot {
-            kept = state.pending[slot].take();
-            state.free.push(slot);
-        }
+        let kept = state.release_slot(slot);
         match (end, error) {
             (JobState::Failed | JobState::Panicked, error) if !state.failed => {
                 state.failed = true;
                 state.first_error = error;
             }
-            (JobState::Cancelled, error) => {
-                if state.first_cancel.is_none() {
-                    state.first_cancel = Some(match error {
-                        Some(JobError::Cancelled(reason)) => reason,
-                        _ => CancelReason::Cancelled,
-                    });
-                }
-            }
+            (JobState::Cancelled, error) => state.note_cancel(match error {
+                Some(JobError::Cancelled(reason)) => reason,
+                _ => CancelReason::Cancelled,
+            }),
             (_, error) => debug_assert!(error.is_none(), "an unused error is dropped above"),
         }
         let wake = self.stop_counting(&state);
