@@ -15,7 +15,8 @@
 use crate::few::Few;
 use crate::sync::{lock, wait, Condvar, Mutex, MutexGuard};
 
-type Callback = Box<dyn FnOnce() + Send>;
+/// An end callback (run once, by the thread that ends the job, or at once if it has).
+pub(crate) type Callback = Box<dyn FnOnce() + Send>;
 
 /// The end callbacks of one address, as `unpark` takes them.
 pub(crate) type Callbacks = Few<Callback>;

@@ -44,7 +44,7 @@ use std::ptr;
 
 use super::slab::Slab;
 use crate::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
-use crate::sync::{lock, Mutex, MutexGuard};
+use crate::sync::{lock, try_lock, Mutex, MutexGuard};
 
 /// The number of shards. Under loom, two: enough for the model to put two jobs in one
 /// shard or in two.
@@ -84,15 +84,6 @@ struct Shard<T> {
 #[inline]
 pub(crate) fn address_hint(address: usize) -> usize {
     (address >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> (usize::BITS - 8)
-}
-
-/// Locks `mutex` if it is free, ignoring poisoning (see `sync::lock`).
-fn try_lock<S>(mutex: &Mutex<S>) -> Option<MutexGuard<'_, S>> {
-    match mutex.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        Err(std::sync::TryLockError::WouldBlock) => None,
-    }
 }
 
 impl<T> JobRegistrations<T> {
@@ -192,23 +183,23 @@ impl<T> JobRegistrations<T> {
     /// the shard's lock. The caller has set the token's reason before, under the `outer`
     /// lock given to `register`: nothing can be registered after this.
     pub(crate) fn drain(&self, mut each: impl FnMut(T)) {
-        let more = self.more();
-        let shards = std::iter::once(&self.first).chain(
-            more.into_iter()
-                .flat_map(|more| more.shards.iter().map(|s| &s.slab)),
-        );
-        for slab in shards {
-            let drained = std::mem::replace(&mut *lock(slab), Slab::EMPTY);
+        for slab in self.slabs() {
+            let drained = std::mem::take(&mut *lock(slab));
             drained.into_entries().for_each(&mut each);
         }
+    }
+
+    /// The slab of every shard that exists, shard 0 first.
+    fn slabs(&self) -> impl Iterator<Item = &Mutex<Slab<T>>> {
+        let more = self.more().into_iter();
+        std::iter::once(&self.first)
+            .chain(more.flat_map(|more| more.shards.iter().map(|s| &s.slab)))
     }
 
     /// Registrations currently held.
     #[cfg(any(test, loom))]
     pub(crate) fn len(&self) -> usize {
-        let more = self.more();
-        let more = more.into_iter().flat_map(|more| more.shards.iter());
-        lock(&self.first).len() + more.map(|s| lock(&s.slab).len()).sum::<usize>()
+        self.slabs().map(|slab| lock(slab).len()).sum()
     }
 }
 
@@ -276,30 +267,10 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use crate::job::state::{Lifecycle, CANCELLED, QUEUED, SUCCEEDED};
+    use crate::cancel::model::Job;
+    use crate::job::state::{CANCELLED, SUCCEEDED};
     use loom::sync::atomic::{AtomicBool, AtomicUsize};
     use loom::sync::Arc;
-
-    /// A job of the model: its state machine (the real one) and how many times it ended.
-    struct Job {
-        state: Lifecycle,
-        ends: AtomicUsize,
-    }
-
-    impl Job {
-        fn end(&self, phase: u32, reason: u8) {
-            self.ends.fetch_add(1, Ordering::SeqCst);
-            let _hook = self.state.finish(phase, reason); // the model registers none
-        }
-
-        /// `cancel_queued`: ends the job unless it started; whoever wins deregisters.
-        fn cancel_queued(&self, token: &Token, key: &AtomicUsize) {
-            if self.state.try_cancel().is_some() {
-                token.deregister(key);
-                self.end(CANCELLED, 1);
-            }
-        }
-    }
 
     /// A token reduced to its reason and its job registrations, cancelled as
     /// `Inner::cancel` does: reason first, then the drain.
@@ -325,11 +296,7 @@ mod loom_tests {
                 let _outer = self.outer.lock().unwrap();
                 self.reason.store(1, Ordering::Release);
             }
-            self.jobs.drain(|job| {
-                if job.state.try_cancel().is_some() {
-                    job.end(CANCELLED, 1);
-                }
-            });
+            self.jobs.drain(|job| job.cancel_queued(|| {}));
         }
     }
 
@@ -349,13 +316,7 @@ mod loom_tests {
             });
             let jobs: Vec<_> = hints
                 .iter()
-                .map(|_| {
-                    let job = Arc::new(Job {
-                        state: Lifecycle::new(QUEUED),
-                        ends: AtomicUsize::new(0),
-                    });
-                    (job, Arc::new(AtomicUsize::new(NO_KEY)))
-                })
+                .map(|_| (Arc::new(Job::new()), Arc::new(AtomicUsize::new(NO_KEY))))
                 .collect();
             let queued: Arc<Vec<AtomicBool>> =
                 Arc::new(hints.iter().map(|_| AtomicBool::new(false)).collect());
@@ -374,11 +335,11 @@ mod loom_tests {
                             continue;
                         }
                         if token.reason.load(Ordering::Acquire) != 0 {
-                            job.cancel_queued(&token, key);
+                            job.cancel_queued(|| token.deregister(key));
                         } else if job.state.try_claim() {
                             token.deregister(key);
                             claimed.fetch_add(1, Ordering::SeqCst);
-                            job.end(SUCCEEDED, 0);
+                            job.end(SUCCEEDED);
                         }
                     }
                 })
@@ -391,7 +352,7 @@ mod loom_tests {
                 {
                     Ok(k) => key.store(k, Ordering::Release),
                     Err(job) => {
-                        job.cancel_queued(&token, key);
+                        job.cancel_queued(|| token.deregister(key));
                         continue;
                     }
                 }
@@ -402,7 +363,7 @@ mod loom_tests {
 
             let mut ended = 0;
             for (job, _) in &jobs {
-                let ends = job.ends.load(Ordering::SeqCst);
+                let ends = job.ends();
                 assert!(ends <= 1, "a job ended twice");
                 assert_eq!(
                     ends, 1,
@@ -428,10 +389,7 @@ mod loom_tests {
                 outer: loom::sync::Mutex::new(()),
                 jobs: JobRegistrations::new(),
             });
-            let entry = Arc::new(Job {
-                state: Lifecycle::new(QUEUED),
-                ends: AtomicUsize::new(0),
-            });
+            let entry = Arc::new(Job::new());
             let canceller = {
                 let token = token.clone();
                 loom::thread::spawn(move || token.cancel())
@@ -445,7 +403,7 @@ mod loom_tests {
             assert_eq!(token.jobs.len(), 0, "a registration outlived the cancel");
             assert_eq!(Arc::strong_count(&entry), 1, "a registration kept its job");
             if registered {
-                assert_eq!(entry.ends.load(Ordering::SeqCst), 1, "the cancel missed it");
+                assert_eq!(entry.ends(), 1, "the cancel missed it");
             }
         });
     }

@@ -50,28 +50,10 @@ pub(crate) fn take_kept<S, R>(table: &Mutex<S>, take: impl FnOnce(&mut S) -> R) 
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use crate::job::state::{Lifecycle, CANCELLED, QUEUED, SUCCEEDED};
-    use crate::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+    use crate::cancel::model::Job;
+    use crate::job::state::SUCCEEDED;
+    use crate::sync::atomic::{AtomicBool, AtomicU8, Ordering};
     use loom::sync::Arc;
-
-    /// A job of the model: its state machine (the real one) and how many times it ended.
-    struct Job {
-        state: Lifecycle,
-        ends: AtomicUsize,
-    }
-
-    impl Job {
-        fn end(&self, phase: u32) {
-            self.ends.fetch_add(1, Ordering::SeqCst);
-            let _hook = self.state.finish(phase, 0); // the model registers none
-        }
-
-        fn cancel_queued(&self) {
-            if self.state.try_cancel().is_some() {
-                self.end(CANCELLED);
-            }
-        }
-    }
 
     /// A group reduced to its token's reason and its table of kept jobs.
     struct Group {
@@ -85,7 +67,7 @@ mod loom_tests {
             self.reason.store(1, Ordering::SeqCst);
             let kept = take_kept(&self.table, std::mem::take);
             for job in kept {
-                job.cancel_queued();
+                job.cancel_queued(|| {});
             }
         }
     }
@@ -102,10 +84,7 @@ mod loom_tests {
                 reason: AtomicU8::new(0),
                 table: Mutex::new(Vec::new()),
             });
-            let job = Arc::new(Job {
-                state: Lifecycle::new(QUEUED),
-                ends: AtomicUsize::new(0),
-            });
+            let job = Arc::new(Job::new());
             let queued = Arc::new(AtomicBool::new(false));
 
             let canceller = {
@@ -125,13 +104,13 @@ mod loom_tests {
             if keep_unless(&group.table, cancelled, |table| table.push(job.clone())) {
                 queued.store(true, Ordering::Release);
             } else {
-                job.cancel_queued();
+                job.cancel_queued(|| {});
             }
             canceller.join().unwrap();
             worker.join().unwrap();
 
             assert_eq!(
-                job.ends.load(Ordering::SeqCst),
+                job.ends(),
                 1,
                 "the job ended twice, or was left queued by the cancel"
             );

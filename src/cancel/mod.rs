@@ -10,6 +10,8 @@
 
 mod jobs;
 pub(crate) mod kept;
+#[cfg(all(test, loom))]
+mod model;
 mod slab;
 #[cfg(not(loom))]
 mod token;

@@ -76,6 +76,12 @@ impl<T> Slab<T> {
     }
 }
 
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab::EMPTY
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

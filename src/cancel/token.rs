@@ -77,28 +77,10 @@ enum Entry {
 }
 
 /// A token's registrations other than its queued jobs', and its blocked waiters.
+#[derive(Default)]
 struct Registrations {
     entries: Slab<Entry>,
     blocked: usize,
-}
-
-impl Default for Registrations {
-    fn default() -> Self {
-        Registrations {
-            entries: Slab::EMPTY,
-            blocked: 0,
-        }
-    }
-}
-
-impl Registrations {
-    fn insert(&mut self, entry: Entry) -> usize {
-        self.entries.insert(entry)
-    }
-
-    fn remove(&mut self, key: usize) -> Option<Entry> {
-        self.entries.remove(key)
-    }
 }
 
 struct Inner {
@@ -213,7 +195,7 @@ impl CancelToken {
                 (Some(parent), None) => {
                     let mut registrations = lock(&parent.inner.registrations);
                     if parent.inner.reason.load(Ordering::Acquire) == 0 {
-                        let key = registrations.insert(Entry::Child(weak.clone()));
+                        let key = registrations.entries.insert(Entry::Child(weak.clone()));
                         Some((Arc::clone(&parent.inner), key))
                     } else {
                         None
@@ -310,7 +292,11 @@ impl CancelToken {
         {
             let mut registrations = lock(&self.inner.registrations);
             if self.inner.reason.load(Ordering::Acquire) == 0 {
-                return CallbackKey(registrations.insert(Entry::Callback(Box::new(callback))));
+                return CallbackKey(
+                    registrations
+                        .entries
+                        .insert(Entry::Callback(Box::new(callback))),
+                );
             }
         }
         callback(self.reason().unwrap_or(CancelReason::Cancelled));
@@ -451,7 +437,7 @@ impl Inner {
     fn deregister(&self, key: usize) -> bool {
         // Dropped outside the lock: a child's `Weak` or a callback (queued jobs are in
         // `jobs`, not here).
-        let entry = lock(&self.registrations).remove(key);
+        let entry = lock(&self.registrations).entries.remove(key);
         entry.is_some()
     }
 }

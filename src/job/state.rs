@@ -8,7 +8,7 @@
 
 use std::cell::UnsafeCell;
 
-use crate::parking;
+use crate::parking::{self, Callback};
 use crate::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Waiting for a timer to make it runnable.
@@ -299,7 +299,7 @@ impl Lifecycle {
 
     /// Runs `callback` once the job has ended: at once (on this thread) if it already has,
     /// otherwise on the thread that ends it.
-    pub(crate) fn on_end(&self, callback: Box<dyn FnOnce() + Send>) {
+    pub(crate) fn on_end(&self, callback: Callback) {
         {
             let mut guard = parking::bucket(self.key()).lock();
             if self.announce_waiter() {
@@ -317,8 +317,6 @@ enum FlagSet {
     AlreadySet,
     Ended,
 }
-
-type Callback = Box<dyn FnOnce() + Send>;
 
 /// A job's end hook: one callback run by the thread that ends the job, right after its
 /// terminal transition, as [`Lifecycle::on_end`] callbacks are, but kept in the job itself
