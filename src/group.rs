@@ -87,6 +87,20 @@ struct State<T, E> {
 }
 
 impl<T, E> State<T, E> {
+    /// Keeps a new job's handle in a free slot of `pending`; returns the slot.
+    fn keep(&mut self, handle: JobHandle) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.pending[slot] = Some(handle);
+                slot
+            }
+            None => {
+                self.pending.push(Some(handle));
+                self.pending.len() - 1
+            }
+        }
+    }
+
     /// Frees the pending slot of an ended job (none: it ended at its submit) and returns
     /// its handle, to be dropped once the lock is released.
     fn release_slot(&mut self, slot: Option<usize>) -> Option<JobHandle> {
@@ -316,11 +330,10 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         if let Some(semaphore) = &self.shared.semaphore {
             options = options.semaphore(semaphore, 1);
         }
-        if self.shared.fail_fast {
-            // The runner cancels the group's token when the job fails or panics, before
-            // its end is published: no queued sibling starts after the failure is seen.
-            options.fail_fast = Some(self.shared.token.clone());
-        }
+        // With fail-fast, the runner cancels the job's token (the group's) when the job
+        // fails or panics, before its end is published: no queued sibling starts after
+        // the failure is seen.
+        options.fail_fast = self.shared.fail_fast;
         // The job goes into `pending` before it can start, unless the token is already
         // cancelled (then it ends `Cancelled`, never queued, and has no slot): kept
         // there, it is where the token's cancel finds it (`Shared::cancel_pending`), so
@@ -328,22 +341,10 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         let shared = &self.shared;
         let mut slot = None;
         let submitted = self.pool.submit_kept(options, f, &mut |handle| {
-            keep_unless(
-                &shared.state,
-                || shared.token.is_cancelled(),
-                |state| {
-                    slot = Some(match state.free.pop() {
-                        Some(slot) => {
-                            state.pending[slot] = Some(handle);
-                            slot
-                        }
-                        None => {
-                            state.pending.push(Some(handle));
-                            state.pending.len() - 1
-                        }
-                    });
-                },
-            )
+            let cancelled = || shared.token.is_cancelled();
+            keep_unless(&shared.state, cancelled, |state| {
+                slot = Some(state.keep(handle))
+            })
         });
         let job = match submitted {
             Ok(job) => job,

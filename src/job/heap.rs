@@ -189,6 +189,9 @@ pub(crate) struct Header {
     registry: NonNull<Registry>,
     /// Whether the job counts toward the pool's queue capacity until it starts.
     bounded: bool,
+    /// A fail-fast group's job: if it fails or panics, it cancels its token (the
+    /// group's) with `SiblingFailed`. A byte of the padding after `bounded`.
+    fail_fast: bool,
     /// Its kind (`SubmitOptions::kind`, 0: none), for `Context::run_queued`. Two bytes
     /// that fit in the padding after `bounded`: the header stays one cache line.
     kind: u16,
@@ -206,13 +209,11 @@ pub(crate) struct Header {
     extras: Option<Box<Extras>>,
 }
 
-/// The parts of a job header that only named, semaphore-gated, periodic or group jobs use.
+/// The parts of a job header that only named, semaphore-gated or periodic jobs use.
 pub(crate) struct Extras {
     name: Option<Arc<str>>,
     /// The run number of a periodic job's run.
     tick: Option<u64>,
-    /// A fail-fast group's token, cancelled if the job fails or panics.
-    fail_fast: Option<CancelToken>,
     /// The job's timer entry while it is delayed.
     permits: Option<Permits>,
 }
@@ -245,7 +246,7 @@ pub(crate) struct HeaderInit {
     pub(crate) name: Option<Arc<str>>,
     pub(crate) permits: Option<(Semaphore, u64)>,
     pub(crate) tick: Option<u64>,
-    pub(crate) fail_fast: Option<CancelToken>,
+    pub(crate) fail_fast: bool,
 }
 
 impl Header {
@@ -261,28 +262,26 @@ impl Header {
             refs: AtomicU32::new(1),
             registry: init.registry,
             bounded: init.bounded,
+            fail_fast: init.fail_fast,
             kind: init.kind,
             token: init.token,
             token_key: AtomicU32::new(NO_KEY),
             own_token: OnceBox::new(),
             timer: TimerSlot::new(),
-            extras: (init.name.is_some()
-                || init.permits.is_some()
-                || init.tick.is_some()
-                || init.fail_fast.is_some())
-            .then(|| {
-                Box::new(Extras {
-                    name: init.name,
-                    tick: init.tick,
-                    fail_fast: init.fail_fast,
-                    permits: init.permits.map(|(semaphore, count)| Permits {
-                        semaphore,
-                        count,
-                        key: AtomicU64::new(u64::MAX),
-                        root_key: AtomicU32::new(NO_KEY),
-                    }),
-                })
-            }),
+            extras: (init.name.is_some() || init.permits.is_some() || init.tick.is_some()).then(
+                || {
+                    Box::new(Extras {
+                        name: init.name,
+                        tick: init.tick,
+                        permits: init.permits.map(|(semaphore, count)| Permits {
+                            semaphore,
+                            count,
+                            key: AtomicU64::new(u64::MAX),
+                            root_key: AtomicU32::new(NO_KEY),
+                        }),
+                    })
+                },
+            ),
         }
     }
 
@@ -686,7 +685,7 @@ where
         };
         if phase == state::FAILED || phase == state::PANICKED {
             // Before the end is published: no sibling starts after the failure is seen.
-            if let Some(group) = header.extras.as_ref().and_then(|e| e.fail_fast.as_ref()) {
+            if let Some(group) = header.token.as_ref().filter(|_| header.fail_fast) {
                 group.cancel_with(CancelReason::SiblingFailed);
             }
         }

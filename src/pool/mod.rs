@@ -159,8 +159,9 @@ mod handle {
         pub(crate) permits: Option<(Semaphore, u64)>,
         /// The run number of a periodic job's run (set by `ticker`).
         pub(crate) tick: Option<u64>,
-        /// Cancelled with `SiblingFailed` if the job fails or panics (set by `group`).
-        pub(crate) fail_fast: Option<CancelToken>,
+        /// The job's token is cancelled with `SiblingFailed` if the job fails or
+        /// panics (set by `group`, whose token it is).
+        pub(crate) fail_fast: bool,
         /// The job's kind for [`Context::run_queued`](crate::Context::run_queued) (0: none).
         pub(crate) kind: u16,
     }
