@@ -1830,9 +1830,23 @@ fn a_dropped_groups_jobs_are_still_cancelled_and_their_results_dropped() {
         let parent = CancelToken::new();
         let dropped = Arc::new(AtomicUsize::new(0));
         let ran = Arc::new(AtomicUsize::new(0));
+        // Five jobs of `group` that count their runs and drop counters as results.
+        let counting_jobs = |group: &Group<DropCounter, String>| -> Vec<jobrunner::JobHandle> {
+            (0..5)
+                .map(|_| {
+                    let (dropped, ran) = (Arc::clone(&dropped), Arc::clone(&ran));
+                    group
+                        .submit(move |_| {
+                            ran.fetch_add(1, Ordering::SeqCst);
+                            Ok(DropCounter(dropped))
+                        })
+                        .unwrap()
+                })
+                .collect()
+        };
         let group: Group<DropCounter, String> = pool.group_with(GroupOptions::new().token(&parent));
-        // The first job holds the worker until released; the next five run after it, the
-        // last five are still queued when the parent is cancelled.
+        // The first job holds the worker until released, five counting jobs run after
+        // it, and the last holds the worker again while the group is dropped.
         let (release_tx, release_rx) = channel::<()>();
         let (started_tx, started_rx) = channel();
         let first = {
@@ -1846,17 +1860,7 @@ fn a_dropped_groups_jobs_are_still_cancelled_and_their_results_dropped() {
                 .unwrap()
         };
         recv(&started_rx, "the first job never started");
-        let runs: Vec<_> = (0..5)
-            .map(|_| {
-                let (dropped, ran) = (Arc::clone(&dropped), Arc::clone(&ran));
-                group
-                    .submit(move |_| {
-                        ran.fetch_add(1, Ordering::SeqCst);
-                        Ok(DropCounter(dropped))
-                    })
-                    .unwrap()
-            })
-            .collect();
+        let runs = counting_jobs(&group);
         // The last holds the worker again, so that the group's state lives on.
         let (last_tx, last_rx) = channel::<()>();
         let last = {
@@ -1887,17 +1891,7 @@ fn a_dropped_groups_jobs_are_still_cancelled_and_their_results_dropped() {
         // Now with jobs queued behind a held worker.
         let blocker = common::Blocker::start(&pool);
         let group: Group<DropCounter, String> = pool.group_with(GroupOptions::new().token(&parent));
-        let queued: Vec<_> = (0..5)
-            .map(|_| {
-                let (dropped, ran) = (Arc::clone(&dropped), Arc::clone(&ran));
-                group
-                    .submit(move |_| {
-                        ran.fetch_add(1, Ordering::SeqCst);
-                        Ok(DropCounter(dropped))
-                    })
-                    .unwrap()
-            })
-            .collect();
+        let queued = counting_jobs(&group);
         drop(group);
         assert!(queued.iter().all(|job| job.state() == JobState::Queued));
         parent.cancel();

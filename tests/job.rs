@@ -782,11 +782,7 @@ fn panic_policy_abort_child() {
 #[test]
 fn on_end_callbacks_racing_the_end_run_once_each() {
     let pool = pool(2);
-    let jobs = if cfg!(debug_assertions) {
-        2_000
-    } else {
-        20_000
-    };
+    let jobs = by_profile(2_000, 20_000);
     let calls = Arc::new(AtomicUsize::new(0));
     let early = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = channel::<JobHandle>();

@@ -766,12 +766,7 @@ func TestJobsOfOneContextShareAToken(t *testing.T) {
 	if _, err := blocker.Wait(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	sharedTokens.mu.Lock()
-	_, still := sharedTokens.m[ctx.Done()]
-	sharedTokens.mu.Unlock()
-	if still {
-		t.Fatal("the shared token outlived its jobs")
-	}
+	checkSharedTokenGone(t, ctx)
 }
 
 // A shared token's users come and go from several goroutines, so that the count keeps
@@ -809,12 +804,7 @@ func TestSharedTokenUsersComeAndGo(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	sharedTokens.mu.Lock()
-	_, still := sharedTokens.m[ctx.Done()]
-	sharedTokens.mu.Unlock()
-	if still {
-		t.Fatal("the shared token outlived its jobs")
-	}
+	checkSharedTokenGone(t, ctx)
 	// Cancelled now: a job submitted with the context never runs.
 	cancel()
 	ran := false
@@ -826,4 +816,16 @@ func TestSharedTokenUsersComeAndGo(t *testing.T) {
 		t.Fatalf("after cancel: Wait = %v, ran = %v", err, ran)
 	}
 	j.Close()
+}
+
+// checkSharedTokenGone fails the test if the token shared by the jobs of ctx's Done
+// channel is still in sharedTokens: it outlived its jobs.
+func checkSharedTokenGone(t *testing.T, ctx context.Context) {
+	t.Helper()
+	sharedTokens.mu.Lock()
+	_, still := sharedTokens.m[ctx.Done()]
+	sharedTokens.mu.Unlock()
+	if still {
+		t.Fatal("the shared token outlived its jobs")
+	}
 }

@@ -70,8 +70,7 @@ type taskFail struct {
 	err      error       // what the function returned
 	panicked *PanicError // what it panicked with
 	cause    error       // why the job was cancelled, if known (read in finish)
-	waitErr  error       // Wait's error, made by the first Wait that needs it
-	made     bool        // waitErr is made
+	waitErr  error       // Wait's error, made by the first Wait that needs it (never nil then)
 }
 
 // failLocked returns t.fail, allocating it on first use (mu held).
@@ -519,8 +518,8 @@ func (t *task) waitErr(s State) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := t.failLocked()
-	if !f.made {
-		f.waitErr, f.made = f.outcome(s), true
+	if f.waitErr == nil {
+		f.waitErr = f.outcome(s) // not nil: s is not Succeeded
 	}
 	return f.waitErr
 }
