@@ -585,13 +585,13 @@ test-go: lib check-go
 	$(call step,bindings/go/run-tests.sh)
 	@for example in $(GO_EXAMPLES); do \
 	  printf '\n==> Go example %s\n' "$$example"; \
-	  (cd examples/go && timeout $(EXAMPLE_TIMEOUT) $(GO) run ./$$example) || exit 1; \
+	  (cd examples/go && root=$(CURDIR) && . $(CURDIR)/bindings/go/cgo-cache-key.sh && timeout $(EXAMPLE_TIMEOUT) $(GO) run ./$$example) || exit 1; \
 	done
 
 demo-go: lib check-go
 	@for example in $(GO_EXAMPLES); do \
 	  printf '\n==> Go example %s\n' "$$example"; \
-	  (cd examples/go && $(GO) run ./$$example) || exit 1; \
+	  (cd examples/go && root=$(CURDIR) && . $(CURDIR)/bindings/go/cgo-cache-key.sh && $(GO) run ./$$example) || exit 1; \
 	done
 
 demo-c: lib check-cc

@@ -9,6 +9,8 @@
 # all of them alike. Run from anywhere after `cargo build --release` at the root.
 set -eu
 cd "$(dirname "$0")"
+root=$(cd ../.. && pwd)
+. ./cgo-cache-key.sh
 rounds=${1:-7}
 bin=$(mktemp -d)/bench.test
 trap 'rm -rf "$(dirname "$bin")"' EXIT

@@ -18,6 +18,7 @@ if [ ! -f "$root/target/release/libjobrunner.a" ]; then
 fi
 
 step() { printf '\n==> %s\n' "$*"; "$@"; }
+. ./cgo-cache-key.sh
 
 echo "==> gofmt -l ."
 unformatted=$(gofmt -l .)
