@@ -532,6 +532,24 @@ enum jr_status jr_pool_add_thread_hooks(struct jr_pool *pool,
                                         void *arg);
 
 /**
+ * Adds a park hook to a pool: each worker calls `on_thread_park(arg, index)` on its own
+ * thread each time it is about to block, from its next time on: to sleep for want of
+ * work (it may still find some at its last look, and not sleep), or while a job it
+ * runs waits for another. For a language runtime whose threads hold something while
+ * they run its code, to give it back while the worker idles (the Go binding gives the
+ * Go scheduler back its processor). It runs at every park: keep it short, and never
+ * let it wait for the pool's work. Park hooks added by several callers run in the
+ * order they were added. `arg` must stay valid as for `jr_pool_add_thread_hooks`, or
+ * until `jr_pool_remove_park_hook` has removed the hook.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, a NULL hook), `JR_E_FORKED`.
+ * Thread-safe.
+ */
+enum jr_status jr_pool_add_park_hook(struct jr_pool *pool,
+                                     jr_thread_hook on_thread_park,
+                                     void *arg);
+
+/**
  * Removes the hooks that `jr_pool_add_thread_hooks` added with the same three arguments
  * (the earliest such, if added more than once). When it returns, no worker calls them
  * again: not the start hook, and not the stop hook as it exits (workers that ran the
@@ -548,6 +566,20 @@ enum jr_status jr_pool_remove_thread_hooks(struct jr_pool *pool,
                                            jr_thread_hook on_thread_start,
                                            jr_thread_hook on_thread_stop,
                                            void *arg);
+
+/**
+ * Removes the park hook that `jr_pool_add_park_hook` added with the same arguments (the
+ * earliest such, if added more than once). When it returns, no worker calls it again,
+ * and calls in progress have returned, except, when called from one of the pool's own
+ * hooks, that very call. Blocks while a hook call is in progress; `arg` may be freed
+ * once it returns.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, a NULL hook, no such hook: never
+ * added, or removed already), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_pool_remove_park_hook(struct jr_pool *pool,
+                                        jr_thread_hook on_thread_park,
+                                        void *arg);
 
 /**
  * Shuts the pool down: from now on every submit fails with `JR_E_SHUTDOWN`.

@@ -13,8 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use jobrunner::{
-    BuildError, CancelReason, CancelToken, Context, Job, JobState, Pool, ShutdownMode, SubmitError,
-    SubmitOptions,
+    BuildError, CancelReason, CancelToken, Context, HelpPolicy, Job, JobState, Pool, ShutdownMode,
+    SubmitError, SubmitOptions,
 };
 
 #[allow(dead_code)]
@@ -883,4 +883,131 @@ fn thread_hooks_added_to_a_running_pool_run_on_each_worker() {
         stops,
         [(0, "second"), (0, "first"), (1, "second"), (1, "first")]
     );
+}
+
+/// Park hooks: each worker runs them on its own thread as it is about to sleep for want
+/// of work, the builder's and those added to the running pool, until they are removed.
+#[test]
+fn park_hooks_run_on_each_worker_as_it_goes_to_sleep_until_removed() {
+    let (tx, rx) = mpsc::channel();
+    let pool = Pool::builder()
+        .threads(2)
+        .thread_name("park")
+        .on_thread_park({
+            let tx = Mutex::new(tx);
+            move |index| {
+                let _ = tx.lock().unwrap().send((index, thread_name()));
+            }
+        })
+        .build()
+        .unwrap();
+    // A new pool has nothing to do: both workers go to sleep, each running the hook.
+    let mut parked = BTreeSet::new();
+    while parked.len() < 2 {
+        let (index, name) = rx
+            .recv_timeout(PATIENCE)
+            .expect("a worker of an idle pool never ran its park hook");
+        assert_eq!(name, Some(format!("park-{index}")), "not on its worker");
+        parked.insert(index);
+    }
+    // Added to the running pool: the worker that runs a job runs it as it goes back to
+    // sleep.
+    let added = Arc::new(AtomicUsize::new(0));
+    let key = pool.add_park_hook({
+        let added = Arc::clone(&added);
+        move |_| {
+            added.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    pool.submit(|_| Ok::<_, ()>(())).unwrap().wait().unwrap();
+    common::wait_until("the added park hook ran", || {
+        added.load(Ordering::SeqCst) > 0
+    });
+    // Removed: no call after the removal returns, though a worker runs a job and goes
+    // back to sleep (it counts as sleeping only once past its park hooks).
+    assert!(pool.remove_thread_hooks(key));
+    let calls = added.load(Ordering::SeqCst);
+    pool.submit(|_| Ok::<_, ()>(())).unwrap().wait().unwrap();
+    common::wait_until("both workers sleep", || pool.stats().sleeping == 2);
+    assert_eq!(
+        added.load(Ordering::SeqCst),
+        calls,
+        "a removed park hook ran"
+    );
+    assert!(!pool.remove_thread_hooks(key), "removed twice");
+}
+
+/// A worker whose job waits for a job that runs on another worker runs its park hooks
+/// before it blocks, under every help policy: a runtime whose threads hold something
+/// while they run its code (Go's processors) gets it back while the job waits.
+#[test]
+fn park_hooks_run_while_a_job_waits_for_another() {
+    for policy in [HelpPolicy::Any, HelpPolicy::Own, HelpPolicy::Block] {
+        let waiting = Arc::new(AtomicBool::new(false));
+        let (parked_tx, parked_rx) = mpsc::channel();
+        let pool = Pool::builder()
+            .threads(2)
+            .help_policy(policy)
+            .on_thread_park({
+                let (waiting, parked_tx) = (Arc::clone(&waiting), Mutex::new(parked_tx));
+                move |index| {
+                    if waiting.load(Ordering::SeqCst) {
+                        let _ = parked_tx.lock().unwrap().send(index);
+                    }
+                }
+            })
+            .build()
+            .unwrap();
+        // The awaited job runs on one worker until a park hook runs while the other's
+        // job waits for it; it returns that hook's worker.
+        let (started_tx, started_rx) = mpsc::channel();
+        let awaited = pool
+            .submit(move |_| {
+                started_tx.send(()).unwrap();
+                parked_rx.recv_timeout(PATIENCE).map_err(drop)
+            })
+            .unwrap();
+        let job = pool
+            .submit(move |ctx| {
+                started_rx.recv_timeout(PATIENCE).map_err(drop)?;
+                waiting.store(true, Ordering::SeqCst);
+                let parked = awaited.wait().map_err(drop)?;
+                Ok::<_, ()>((ctx.worker_index(), parked))
+            })
+            .unwrap();
+        let (waiter, parked) = job
+            .wait()
+            .unwrap_or_else(|e| panic!("{policy:?}: no park hook while a job waits: {e:?}"));
+        assert_eq!(
+            parked, waiter,
+            "{policy:?}: the hook ran on the other worker"
+        );
+    }
+}
+
+/// A park hook that panics is reported and the worker lives on, still running jobs.
+#[test]
+fn a_panicking_park_hook_leaves_the_worker_running() {
+    common::quiet_expected_panics();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let pool = Pool::builder()
+        .threads(1)
+        .on_thread_park({
+            let calls = Arc::clone(&calls);
+            move |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                panic!("expected: a park hook panics");
+            }
+        })
+        .build()
+        .unwrap();
+    for round in 1..=3 {
+        common::wait_until("the park hook ran", || {
+            calls.load(Ordering::SeqCst) >= round
+        });
+        assert_eq!(
+            pool.submit(move |_| Ok::<_, ()>(round)).unwrap().wait(),
+            Ok(round)
+        );
+    }
 }

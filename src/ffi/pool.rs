@@ -2,13 +2,14 @@
 
 use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::jr_status;
 use super::status::invalid;
 use super::{
     fork, opt_str, read_versioned, status, timeout_of, versioned, write_out, Handle, Kind,
 };
+use crate::pool::registry::{HookTag, ThreadHook, ThreadHooks};
 use crate::{Pool, ShutdownMode};
 
 /// A pool of worker threads. Made by `jr_pool_new` (owned: free it with `jr_pool_free`),
@@ -107,6 +108,15 @@ unsafe impl Send for Hook {}
 unsafe impl Sync for Hook {}
 
 impl Hook {
+    fn new(hook: jr_thread_hook, arg: *mut c_void) -> Option<Hook> {
+        hook.map(|hook| Hook { hook, arg })
+    }
+
+    /// The hook as the pool keeps it (None for NULL).
+    fn boxed(hook: jr_thread_hook, arg: *mut c_void) -> Option<ThreadHook> {
+        Hook::new(hook, arg).map(|hook| Arc::new(move |index| hook.call(index)) as ThreadHook)
+    }
+
     fn call(&self, index: usize) {
         // SAFETY: the caller's hook, called as `jr_thread_hook` documents.
         unsafe { (self.hook)(self.arg, index) };
@@ -162,18 +172,11 @@ pub extern "C" fn jr_pool_new(
         if let Some(name) = unsafe { opt_str(options.thread_name) } {
             builder = builder.thread_name(name);
         }
-        if let Some(hook) = options.on_thread_start {
-            let hook = Hook {
-                hook,
-                arg: options.hook_arg,
-            };
+        let hook = |hook| Hook::new(hook, options.hook_arg);
+        if let Some(hook) = hook(options.on_thread_start) {
             builder = builder.on_thread_start(move |index| hook.call(index));
         }
-        if let Some(hook) = options.on_thread_stop {
-            let hook = Hook {
-                hook,
-                arg: options.hook_arg,
-            };
+        if let Some(hook) = hook(options.on_thread_stop) {
             builder = builder.on_thread_stop(move |index| hook.call(index));
         }
         let pool = builder.build().map_err(|e| jr_status::from_build(&e))?;
@@ -261,44 +264,74 @@ pub extern "C" fn jr_pool_add_thread_hooks(
     on_thread_stop: jr_thread_hook,
     arg: *mut c_void,
 ) -> jr_status {
+    add_hooks(pool, [on_thread_start, on_thread_stop, None], arg)
+}
+
+/// Adds a park hook to a pool: each worker calls `on_thread_park(arg, index)` on its own
+/// thread each time it is about to block, from its next time on: to sleep for want of
+/// work (it may still find some at its last look, and not sleep), or while a job it
+/// runs waits for another. For a language runtime whose threads hold something while
+/// they run its code, to give it back while the worker idles (the Go binding gives the
+/// Go scheduler back its processor). It runs at every park: keep it short, and never
+/// let it wait for the pool's work. Park hooks added by several callers run in the
+/// order they were added. `arg` must stay valid as for `jr_pool_add_thread_hooks`, or
+/// until `jr_pool_remove_park_hook` has removed the hook.
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, a NULL hook), `JR_E_FORKED`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_pool_add_park_hook(
+    pool: *mut jr_pool,
+    on_thread_park: jr_thread_hook,
+    arg: *mut c_void,
+) -> jr_status {
+    add_hooks(pool, [None, None, on_thread_park], arg)
+}
+
+/// `jr_pool_add_thread_hooks` and `jr_pool_add_park_hook`: the start, stop and park
+/// hooks (NULL: none).
+fn add_hooks(pool: *mut jr_pool, hooks: [jr_thread_hook; 3], arg: *mut c_void) -> jr_status {
     status(|| {
-        // SAFETY: a pool handle by the contract above.
-        let (pool, tag) = unsafe { hooks_call(pool, on_thread_start, on_thread_stop, arg) }?;
-        let hook = |hook: jr_thread_hook| {
-            hook.map(|hook| {
-                let hook = Hook { hook, arg };
-                std::sync::Arc::new(move |index| hook.call(index))
-                    as crate::pool::registry::ThreadHook
-            })
-        };
-        pool.add_raw_thread_hooks(hook(on_thread_start), hook(on_thread_stop), tag);
+        // SAFETY: a pool handle by the callers' contracts.
+        let (pool, tag) = unsafe { hooks_call(pool, hooks, arg) }?;
+        let [start, stop, park] = hooks.map(|hook| Hook::boxed(hook, arg));
+        pool.add_raw_thread_hooks(ThreadHooks { start, stop, park }, tag);
         Ok(())
     })
 }
 
-/// The checked arguments of `jr_pool_add_thread_hooks` and `jr_pool_remove_thread_hooks`:
-/// the pool, and what identifies the hooks, their three arguments.
+/// `jr_pool_remove_thread_hooks` and `jr_pool_remove_park_hook`.
+fn remove_hooks(pool: *mut jr_pool, hooks: [jr_thread_hook; 3], arg: *mut c_void) -> jr_status {
+    status(|| {
+        // SAFETY: a pool handle by the callers' contracts.
+        let (pool, tag) = unsafe { hooks_call(pool, hooks, arg) }?;
+        if !pool.remove_raw_thread_hooks(tag) {
+            return Err(invalid(format_args!(
+                "no such hooks on this pool: never added with these arguments, or removed already"
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// The checked arguments of the calls that add and remove hooks: the pool, and what
+/// identifies the hooks, their functions (start, stop, park; not all NULL) and argument.
 ///
 /// # Safety
 ///
 /// As [`PoolHandle::pool_of`].
 unsafe fn hooks_call<'a>(
     pool: *mut jr_pool,
-    start: jr_thread_hook,
-    stop: jr_thread_hook,
+    hooks: [jr_thread_hook; 3],
     arg: *mut c_void,
-) -> Result<(&'a Pool, [usize; 3]), jr_status> {
+) -> Result<(&'a Pool, HookTag), jr_status> {
     // SAFETY: the caller's contract.
     let pool = unsafe { PoolHandle::pool_of(pool) }?;
-    if start.is_none() && stop.is_none() {
-        return Err(invalid(format_args!("both hooks are NULL")));
+    if hooks.iter().all(Option::is_none) {
+        return Err(invalid(format_args!("no hook given: every hook is NULL")));
     }
-    let tag = [
-        start.map_or(0, |f| f as usize),
-        stop.map_or(0, |f| f as usize),
-        arg as usize,
-    ];
-    Ok((pool, tag))
+    let [start, stop, park] = hooks.map(|hook| hook.map_or(0, |f| f as usize));
+    Ok((pool, [start, stop, park, arg as usize]))
 }
 
 /// Removes the hooks that `jr_pool_add_thread_hooks` added with the same three arguments
@@ -319,16 +352,24 @@ pub extern "C" fn jr_pool_remove_thread_hooks(
     on_thread_stop: jr_thread_hook,
     arg: *mut c_void,
 ) -> jr_status {
-    status(|| {
-        // SAFETY: a pool handle by the contract above.
-        let (pool, tag) = unsafe { hooks_call(pool, on_thread_start, on_thread_stop, arg) }?;
-        if !pool.remove_raw_thread_hooks(tag) {
-            return Err(invalid(format_args!(
-                "no such hooks on this pool: never added with these three arguments, or removed already"
-            )));
-        }
-        Ok(())
-    })
+    remove_hooks(pool, [on_thread_start, on_thread_stop, None], arg)
+}
+
+/// Removes the park hook that `jr_pool_add_park_hook` added with the same arguments (the
+/// earliest such, if added more than once). When it returns, no worker calls it again,
+/// and calls in progress have returned, except, when called from one of the pool's own
+/// hooks, that very call. Blocks while a hook call is in progress; `arg` may be freed
+/// once it returns.
+///
+/// Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, a NULL hook, no such hook: never
+/// added, or removed already), `JR_E_FORKED`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn jr_pool_remove_park_hook(
+    pool: *mut jr_pool,
+    on_thread_park: jr_thread_hook,
+    arg: *mut c_void,
+) -> jr_status {
+    remove_hooks(pool, [None, None, on_thread_park], arg)
 }
 
 /// Drain: run everything already accepted, delayed jobs when they come due.

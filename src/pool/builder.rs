@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::registry::{Registry, RegistryConfig, ThreadHook};
+use super::registry::{Registry, RegistryConfig, ThreadHooks};
 use super::worker::WorkerThread;
 use super::{HelpPolicy, PanicPolicy, Pool, ShutdownMode};
 use crate::error::BuildError;
@@ -31,8 +31,7 @@ pub struct PoolBuilder {
     queue_capacity: Option<usize>,
     thread_name: Option<String>,
     stack_size: Option<usize>,
-    on_thread_start: Option<ThreadHook>,
-    on_thread_stop: Option<ThreadHook>,
+    hooks: ThreadHooks,
     help_policy: HelpPolicy,
     panic_policy: PanicPolicy,
 }
@@ -85,13 +84,25 @@ impl PoolBuilder {
 
     /// Called on each worker thread, with its index, before it takes any job.
     pub fn on_thread_start(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
-        self.on_thread_start = Some(Arc::new(hook));
+        self.hooks.start = Some(Arc::new(hook));
         self
     }
 
     /// Called on each worker thread, with its index, when it stops.
     pub fn on_thread_stop(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
-        self.on_thread_stop = Some(Arc::new(hook));
+        self.hooks.stop = Some(Arc::new(hook));
+        self
+    }
+
+    /// Called on a worker thread, with its index, each time it is about to block: to
+    /// sleep for want of work (it may still find some at its last look, and not sleep),
+    /// or while a job it runs waits for another. For a runtime whose threads
+    /// hold something while they run its code, to give it back when the worker goes
+    /// idle (the Go binding gives the Go scheduler its processor back, so that a
+    /// goroutine woken by a job need not wait for one). It runs often on a pool that
+    /// idles often: keep it short, and never let it wait for the pool's work.
+    pub fn on_thread_park(mut self, hook: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        self.hooks.park = Some(Arc::new(hook));
         self
     }
 
@@ -130,8 +141,7 @@ impl PoolBuilder {
             name: name.clone(),
             help: self.help_policy,
             panic: self.panic_policy,
-            on_start: self.on_thread_start,
-            on_stop: self.on_thread_stop,
+            hooks: self.hooks,
         });
         for (index, deque) in deques.into_iter().enumerate() {
             let mut builder = std::thread::Builder::new().name(format!("{name}-{index}"));

@@ -27,7 +27,9 @@ mod handle {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::registry::Registry;
+    #[cfg(feature = "capi")]
+    use super::registry::HookTag;
+    use super::registry::{Registry, ThreadHooks};
     use super::worker::WorkerThread;
     use super::PoolBuilder;
     use crate::cancel::CancelToken;
@@ -106,7 +108,7 @@ mod handle {
     }
 
     /// Says which thread hooks [`Pool::remove_thread_hooks`] removes: what
-    /// [`Pool::add_thread_hooks`] returned.
+    /// [`Pool::add_thread_hooks`] or [`Pool::add_park_hook`] returned.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct ThreadHooksKey(usize);
 
@@ -459,13 +461,37 @@ mod handle {
             stop: impl Fn(usize) + Send + Sync + 'static,
         ) -> ThreadHooksKey {
             ThreadHooksKey(self.registry.add_thread_hooks(
-                Some(Arc::new(start)),
-                Some(Arc::new(stop)),
+                ThreadHooks {
+                    start: Some(Arc::new(start)),
+                    stop: Some(Arc::new(stop)),
+                    park: None,
+                },
                 None,
             ))
         }
 
-        /// Removes hooks added by [`Pool::add_thread_hooks`]: when it returns, no worker
+        /// Adds a park hook to a running pool (the builder's `on_thread_park`): every
+        /// worker runs it on its own thread, with its index, each time it is about to
+        /// block (to sleep for want of work, or while a job it runs waits for another;
+        /// see the builder's `on_thread_park`), from its next time on. Park hooks run in
+        /// the order they were added.
+        ///
+        /// Returns the key that removes it ([`Pool::remove_thread_hooks`]).
+        pub fn add_park_hook(
+            &self,
+            park: impl Fn(usize) + Send + Sync + 'static,
+        ) -> ThreadHooksKey {
+            ThreadHooksKey(self.registry.add_thread_hooks(
+                ThreadHooks {
+                    park: Some(Arc::new(park)),
+                    ..ThreadHooks::default()
+                },
+                None,
+            ))
+        }
+
+        /// Removes hooks added by [`Pool::add_thread_hooks`] or [`Pool::add_park_hook`]:
+        /// when it returns, no worker
         /// calls them again (not the stop hook either, as it exits) and the calls in
         /// progress have ended, so that code about to go away (a language runtime
         /// shutting down, a library being unloaded) is never called after. Called from
@@ -475,22 +501,17 @@ mod handle {
             self.registry.remove_thread_hooks(key.0)
         }
 
-        /// [`Pool::add_thread_hooks`] with either hook optional and a tag to find them by
-        /// (for the C layer).
+        /// [`Pool::add_thread_hooks`] with any of the hooks optional and a tag to find
+        /// them by (for the C layer).
         #[cfg(feature = "capi")]
-        pub(crate) fn add_raw_thread_hooks(
-            &self,
-            start: Option<super::registry::ThreadHook>,
-            stop: Option<super::registry::ThreadHook>,
-            tag: [usize; 3],
-        ) {
-            self.registry.add_thread_hooks(start, stop, Some(tag));
+        pub(crate) fn add_raw_thread_hooks(&self, hooks: ThreadHooks, tag: HookTag) {
+            self.registry.add_thread_hooks(hooks, Some(tag));
         }
 
         /// Removes the earliest hooks still in place added with `tag` (for the C layer);
         /// false if there are none.
         #[cfg(feature = "capi")]
-        pub(crate) fn remove_raw_thread_hooks(&self, tag: [usize; 3]) -> bool {
+        pub(crate) fn remove_raw_thread_hooks(&self, tag: HookTag) -> bool {
             self.registry
                 .find_thread_hooks(tag)
                 .is_some_and(|index| self.registry.remove_thread_hooks(index))

@@ -25,6 +25,7 @@ use super::{HelpPolicy, PanicPolicy, ShutdownMode, ShutdownReport, SubmitOptions
 use crate::cancel::{CancelReason, CancelToken};
 use crate::context::Context;
 use crate::error::SubmitError;
+use crate::few::Few;
 use crate::job::state;
 use crate::job::{ErasedJob, Header, HeaderInit, HeapJob, Job, JobHandle, JobRef};
 use crate::stats::{bump_own, Counters, Stats, Totals};
@@ -43,13 +44,49 @@ const TERMINATED: u8 = 3;
 
 pub(crate) type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
 
-/// One `add_thread_hooks` call's hooks. `tag` identifies the C layer's entries (its
-/// function pointers and argument) so that it can remove them by the same three values.
+/// One `add_thread_hooks` (or `add_park_hook`) call's hooks. `tag` identifies the C
+/// layer's entries (its function pointers and argument) so that it can remove them by
+/// the same values.
 pub(crate) struct HookEntry {
     start: Option<ThreadHook>,
     stop: Option<ThreadHook>,
+    park: Option<ThreadHook>,
     #[cfg_attr(not(feature = "capi"), allow(dead_code))]
-    tag: Option<[usize; 3]>,
+    tag: Option<HookTag>,
+}
+
+impl HookEntry {
+    fn in_place(&self) -> bool {
+        self.start.is_some() || self.stop.is_some() || self.park.is_some()
+    }
+
+    fn hook(&self, which: HookKind) -> &Option<ThreadHook> {
+        match which {
+            HookKind::Start => &self.start,
+            HookKind::Stop => &self.stop,
+            HookKind::Park => &self.park,
+        }
+    }
+}
+
+/// What identifies hooks the C layer added: the start, stop and park functions' addresses
+/// (0 for none) and the argument.
+pub(crate) type HookTag = [usize; 4];
+
+/// The hooks to run of each entry.
+#[derive(Clone, Copy)]
+pub(crate) enum HookKind {
+    Start,
+    Stop,
+    Park,
+}
+
+/// The hooks of one `add_thread_hooks` call, or of the builder.
+#[derive(Clone, Default)]
+pub(crate) struct ThreadHooks {
+    pub(crate) start: Option<ThreadHook>,
+    pub(crate) stop: Option<ThreadHook>,
+    pub(crate) park: Option<ThreadHook>,
 }
 
 thread_local! {
@@ -63,8 +100,7 @@ pub(crate) struct RegistryConfig {
     pub(crate) name: String,
     pub(crate) help: HelpPolicy,
     pub(crate) panic: PanicPolicy,
-    pub(crate) on_start: Option<ThreadHook>,
-    pub(crate) on_stop: Option<ThreadHook>,
+    pub(crate) hooks: ThreadHooks,
 }
 
 pub(crate) struct Registry {
@@ -92,13 +128,17 @@ pub(crate) struct Registry {
     panic: PanicPolicy,
     name: String,
     /// Thread hooks, in order: the builder's first, then those added to the running pool
-    /// (`Pool::add_thread_hooks`). A worker runs the start hooks it has not run yet when
-    /// it starts and before each job it takes, and at exit the stop hooks of those it
-    /// ran, in reverse. Only appended to; a removed entry stays, emptied, so that indices
+    /// (`Pool::add_thread_hooks`, `Pool::add_park_hook`). A worker runs the start hooks
+    /// it has not run yet when it starts and before each job it takes, at exit the stop
+    /// hooks of those it ran, in reverse, and every park hook in place each time it is
+    /// about to block. Only appended to; a removed entry stays, emptied, so that indices
     /// (what each worker has run) stay valid.
     hooks: Mutex<Vec<HookEntry>>,
     /// `hooks.len()`, read by the workers before each job without the lock.
     hook_count: AtomicUsize,
+    /// How many park hooks are in place, read by the workers before each block without
+    /// the lock.
+    park_hooks: AtomicUsize,
     /// Held (shared) by a worker while it fetches and runs hooks, so that a removal,
     /// which empties an entry and then takes it exclusively, returns only once no call of
     /// the removed hooks is in progress.
@@ -117,13 +157,18 @@ impl Registry {
             .map(|_| crossbeam_deque::Worker::new_lifo())
             .collect();
         let stealers = deques.iter().map(|d| d.stealer()).collect();
-        let builder_hooks = match (config.on_start, config.on_stop) {
-            (None, None) => Vec::new(),
-            (start, stop) => vec![HookEntry {
-                start,
-                stop,
-                tag: None,
-            }],
+        let ThreadHooks { start, stop, park } = config.hooks;
+        let park_hooks = usize::from(park.is_some());
+        let builder = HookEntry {
+            start,
+            stop,
+            park,
+            tag: None,
+        };
+        let builder_hooks = if builder.in_place() {
+            vec![builder]
+        } else {
+            Vec::new()
         };
         let registry = Arc::new_cyclic(|weak_self| Registry {
             injector: Injector::new(),
@@ -148,6 +193,7 @@ impl Registry {
             panic: config.panic,
             name: config.name,
             hook_count: AtomicUsize::new(builder_hooks.len()),
+            park_hooks: AtomicUsize::new(park_hooks),
             hooks: Mutex::new(builder_hooks),
             hook_gate: std::sync::RwLock::new(()),
             threads: Mutex::new(Vec::with_capacity(config.threads)),
@@ -206,14 +252,18 @@ impl Registry {
 
     /// Adds hooks for the workers to run (see `Pool::add_thread_hooks`); returns their
     /// index, the key that removes them.
-    pub(crate) fn add_thread_hooks(
-        &self,
-        start: Option<ThreadHook>,
-        stop: Option<ThreadHook>,
-        tag: Option<[usize; 3]>,
-    ) -> usize {
+    pub(crate) fn add_thread_hooks(&self, added: ThreadHooks, tag: Option<HookTag>) -> usize {
+        let ThreadHooks { start, stop, park } = added;
         let mut hooks = lock(&self.hooks);
-        hooks.push(HookEntry { start, stop, tag });
+        if park.is_some() {
+            self.park_hooks.fetch_add(1, Ordering::Release);
+        }
+        hooks.push(HookEntry {
+            start,
+            stop,
+            park,
+            tag,
+        });
         // Release: a worker that sees the count sees the hook (it also takes the lock).
         self.hook_count.store(hooks.len(), Ordering::Release);
         hooks.len() - 1
@@ -221,10 +271,10 @@ impl Registry {
 
     /// The index of the earliest hooks still in place that were added with `tag`.
     #[cfg_attr(not(feature = "capi"), allow(dead_code))]
-    pub(crate) fn find_thread_hooks(&self, tag: [usize; 3]) -> Option<usize> {
-        lock(&self.hooks).iter().position(|entry| {
-            entry.tag == Some(tag) && (entry.start.is_some() || entry.stop.is_some())
-        })
+    pub(crate) fn find_thread_hooks(&self, tag: HookTag) -> Option<usize> {
+        lock(&self.hooks)
+            .iter()
+            .position(|entry| entry.tag == Some(tag) && entry.in_place())
     }
 
     /// Takes the hooks at `index` out (see `Pool::remove_thread_hooks`): false if there
@@ -235,11 +285,13 @@ impl Registry {
             let Some(entry) = hooks.get_mut(index) else {
                 return false;
             };
-            let removed = (entry.start.take(), entry.stop.take());
-            if removed.0.is_none() && removed.1.is_none() {
+            if !entry.in_place() {
                 return false;
             }
-            removed
+            if entry.park.is_some() {
+                self.park_hooks.fetch_sub(1, Ordering::Relaxed);
+            }
+            (entry.start.take(), entry.stop.take(), entry.park.take())
         };
         // Wait for the calls in progress (a worker holds the gate from fetching the hooks
         // to their end); one of them may be ours, when a hook removes hooks: then no wait.
@@ -257,21 +309,32 @@ impl Registry {
         self.hook_count.load(Ordering::Acquire)
     }
 
-    /// Runs, on worker `index`, the start (or stop) halves of the hooks `from..to` still
-    /// in place, each through `run`; a removal waits for these calls to end.
-    pub(crate) fn run_hooks(&self, from: usize, to: usize, stop: bool, run: impl Fn(&ThreadHook)) {
+    /// Whether any park hook is in place (one load: a worker asks before it blocks).
+    #[inline]
+    pub(crate) fn has_park_hooks(&self) -> bool {
+        self.park_hooks.load(Ordering::Acquire) > 0
+    }
+
+    /// Runs the `which` hooks of the entries `from..to` still in place (stop hooks in
+    /// the reverse order), each through `run`; a removal waits for these calls to end.
+    pub(crate) fn run_hooks(
+        &self,
+        from: usize,
+        to: usize,
+        which: HookKind,
+        run: impl Fn(&ThreadHook),
+    ) {
         let _gate = self.hook_gate.read().unwrap_or_else(|p| p.into_inner());
-        let mut hooks: Vec<ThreadHook> = lock(&self.hooks)[from..to]
-            .iter()
-            .filter_map(|entry| if stop { &entry.stop } else { &entry.start }.clone())
-            .collect();
-        if stop {
-            hooks.reverse();
-        }
+        let hooks: Few<ThreadHook> = {
+            let entries = &lock(&self.hooks)[from..to];
+            let pick = |entry: &HookEntry| entry.hook(which).clone();
+            match which {
+                HookKind::Stop => entries.iter().rev().filter_map(pick).collect(),
+                HookKind::Start | HookKind::Park => entries.iter().filter_map(pick).collect(),
+            }
+        };
         IN_HOOK.with(|flag| flag.set(true));
-        for hook in &hooks {
-            run(hook);
-        }
+        hooks.for_each(|hook| run(&hook));
         IN_HOOK.with(|flag| flag.set(false));
     }
 

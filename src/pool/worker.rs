@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crossbeam_deque::{Steal, Worker};
 use crossbeam_utils::Backoff;
 
-use super::registry::{Registry, ThreadHook};
+use super::registry::{HookKind, Registry, ThreadHook};
 use super::HelpPolicy;
 use crate::job::state::{self, is_terminal};
 use crate::job::{ErasedJob, JobRef, StackJob};
@@ -104,7 +104,7 @@ impl WorkerThread {
         std::mem::forget(guard);
         worker
             .registry
-            .run_hooks(0, worker.hooks_run.get(), true, |hook| {
+            .run_hooks(0, worker.hooks_run.get(), HookKind::Stop, |hook| {
                 run_hook(hook, index, "stop");
             });
         CURRENT.with(|current| current.set(ptr::null()));
@@ -139,6 +139,7 @@ impl WorkerThread {
                     }
                 }
                 registry.notify_if_shutting_down();
+                searching = self.before_sleep(searching);
                 let parked = sleep.sleep(self.index, searching, || {
                     registry.has_visible_work() || registry.is_terminated()
                 });
@@ -149,6 +150,33 @@ impl WorkerThread {
                 backoff.reset();
             }
         }
+    }
+
+    /// Runs the park hooks, if there are any, as this worker is about to sleep in the
+    /// idle protocol; it stops searching first, so that work published while they run
+    /// wakes another worker rather than wait for them. Returns whether the worker is
+    /// still counted as searching.
+    #[inline]
+    fn before_sleep(&self, searching: bool) -> bool {
+        let registry = &*self.registry;
+        if !registry.has_park_hooks() {
+            return searching;
+        }
+        if searching {
+            registry
+                .sleep()
+                .stop_searching(|| registry.has_visible_work());
+        }
+        self.run_park_hooks();
+        false
+    }
+
+    #[cold]
+    fn run_park_hooks(&self) {
+        let registry = &*self.registry;
+        registry.run_hooks(0, registry.hook_count(), HookKind::Park, |hook| {
+            run_hook(hook, self.index, "park");
+        });
     }
 
     /// Runs the start hooks this worker has not run yet: the builder's when the thread
@@ -164,7 +192,7 @@ impl WorkerThread {
     #[cold]
     fn run_new_start_hooks_cold(&self, count: usize) {
         self.registry
-            .run_hooks(self.hooks_run.get(), count, false, |hook| {
+            .run_hooks(self.hooks_run.get(), count, HookKind::Start, |hook| {
                 run_hook(hook, self.index, "start");
             });
         self.hooks_run.set(count);
@@ -444,6 +472,9 @@ impl WorkerThread {
             backoff.snooze();
         }
         self.publish_deque();
+        if self.registry.has_park_hooks() {
+            self.run_park_hooks();
+        }
         block();
     }
 
@@ -472,10 +503,16 @@ impl WorkerThread {
                 backoff.snooze();
                 continue;
             }
+            let searching = self.before_sleep(true);
             if !prepare_to_sleep() {
+                if !searching {
+                    sleep.start_searching();
+                }
                 continue;
             }
-            if sleep.sleep(self.index, true, || done() || registry.has_visible_work()) {
+            if sleep.sleep(self.index, searching, || {
+                done() || registry.has_visible_work()
+            }) {
                 bump_own(&self.counters().parks);
             }
             backoff.reset();

@@ -322,6 +322,111 @@ static void pool_remove_thread_hooks_waits_for_calls_in_progress(void) {
     probe_destroy(&h);
 }
 
+/* Park hooks: each worker calls on_thread_park on its own thread, with hook_arg and its
+ * index, each time it is about to sleep. */
+typedef struct {
+    pthread_t threads[2]; /* each worker's, recorded by its start hook */
+    atomic_int started[2];
+    counter parks[2];
+    atomic_int foreign; /* park calls with a bad index or on another thread */
+} park_log;
+
+static void park_log_start(void *arg, size_t index) {
+    park_log *log = arg;
+    if (index < 2) {
+        log->threads[index] = pthread_self();
+        atomic_store(&log->started[index], 1);
+    }
+}
+
+static void park_log_park(void *arg, size_t index) {
+    park_log *log = arg;
+    if (index >= 2 || !atomic_load(&log->started[index]) ||
+        !pthread_equal(log->threads[index], pthread_self())) {
+        atomic_fetch_add(&log->foreign, 1);
+        return;
+    }
+    counter_add(&log->parks[index], 1);
+}
+
+static long stats_sleeping(jr_pool *p) {
+    jr_stats st = {.size = sizeof st};
+    CHECK_STATUS(jr_pool_stats(p, &st), JR_OK);
+    return (long)st.sleeping;
+}
+
+/* Waits until `n` workers of `p` sleep (an event the stats show). */
+static bool wait_sleeping(jr_pool *p, long n) {
+    for (int64_t start = now_ns(); now_ns() - start < HANG_MS * MS; sched_yield()) {
+        if (stats_sleeping(p) == n) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void pool_park_hook_runs_as_each_worker_goes_to_sleep(void) {
+    static park_log log;
+    for (int i = 0; i < 2; i++) {
+        counter_init(&log.parks[i]);
+    }
+    jr_pool_options o = jr_pool_options_default();
+    o.threads = 2;
+    o.on_thread_start = park_log_start;
+    o.hook_arg = &log;
+    jr_pool *p = NULL;
+    CHECK_STATUS(jr_pool_new(&o, &p), JR_OK);
+    REQUIRE(p != NULL);
+    CHECK_STATUS(jr_pool_add_park_hook(p, park_log_park, &log), JR_OK);
+    /* The start hooks run before the first job: one on each worker. */
+    blocker b;
+    blocker_init(&b, false);
+    jr_job *held[2] = {submit(p, blocker_job, &b), submit(p, blocker_job, &b)};
+    REQUIRE(counter_wait(&b.started, 2, HANG_MS));
+    long before[2] = {counter_get(&log.parks[0]), counter_get(&log.parks[1])};
+    gate_open(&b.gate);
+    for (int i = 0; i < 2; i++) {
+        CHECK_STATUS(wait_free(held[i]), JR_OK);
+    }
+    /* Idle again: each worker runs its park hook before it sleeps. */
+    CHECK(wait_sleeping(p, 2));
+    for (int i = 0; i < 2; i++) {
+        CHECK(counter_get(&log.parks[i]) > before[i]);
+    }
+    CHECK(atomic_load(&log.foreign) == 0);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+    blocker_destroy(&b);
+    for (int i = 0; i < 2; i++) {
+        counter_destroy(&log.parks[i]);
+    }
+}
+
+static void count_park(void *arg, size_t index) {
+    (void)index;
+    counter_add(arg, 1);
+}
+
+/* A park hook added to a running pool runs from the next sleep on, until removed. */
+static void pool_add_park_hook_to_a_running_pool_until_removed(void) {
+    counter parks, runs;
+    counter_init(&parks);
+    counter_init(&runs);
+    jr_pool *p = make_pool(1, 0);
+    CHECK_STATUS(jr_pool_add_park_hook(p, count_park, &parks), JR_OK);
+    CHECK_STATUS(wait_free(submit(p, count_job, &runs)), JR_OK);
+    CHECK(counter_wait(&parks, 1, HANG_MS));
+    CHECK_STATUS(jr_pool_remove_park_hook(p, count_park, &parks), JR_OK);
+    CHECK_STATUS(jr_pool_remove_park_hook(p, count_park, &parks), JR_E_INVALID_ARG);
+    long calls = counter_get(&parks);
+    CHECK_STATUS(wait_free(submit(p, count_job, &runs)), JR_OK);
+    /* The worker counts as sleeping only once past its park hooks. */
+    CHECK(wait_sleeping(p, 1));
+    CHECK(counter_get(&parks) == calls);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+    counter_destroy(&runs);
+    counter_destroy(&parks);
+}
+
 /* A hook that removes its own hooks does not wait for itself. */
 static void pool_remove_thread_hooks_from_inside_a_hook(void) {
     hook_probe h;
@@ -1944,6 +2049,8 @@ int main(void) {
     RUN(pool_remove_thread_hooks_stops_every_call);
     RUN(pool_remove_thread_hooks_waits_for_calls_in_progress);
     RUN(pool_remove_thread_hooks_from_inside_a_hook);
+    RUN(pool_park_hook_runs_as_each_worker_goes_to_sleep);
+    RUN(pool_add_park_hook_to_a_running_pool_until_removed);
     RUN(submit_wait_take_result);
     RUN(job_error_code_and_message);
     RUN(job_panic_becomes_panicked);

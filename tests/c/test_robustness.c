@@ -883,6 +883,20 @@ THUNK(t_remove_hooks_no_hooks, jr_pool_remove_thread_hooks(F.other_pool, NULL, N
 THUNK(t_remove_hooks_never_added, jr_pool_remove_thread_hooks(F.pool, noop_hook, noop_hook, F.pool))
 /* The stop-only hooks added by t_add_hooks_stop_only: removed once, then no more. */
 THUNK(t_remove_hooks_stop_only, jr_pool_remove_thread_hooks(F.other_pool, NULL, noop_hook, NULL))
+THUNK(t_add_park_hook_null_pool, jr_pool_add_park_hook(NULL, noop_hook, NULL))
+THUNK(t_add_park_hook_sem_as_pool, jr_pool_add_park_hook(AS(jr_pool, F.sem), noop_hook, NULL))
+THUNK(t_add_park_hook_junk, jr_pool_add_park_hook(AS(jr_pool, junk_zero), noop_hook, NULL))
+THUNK(t_add_park_hook_no_hook, jr_pool_add_park_hook(F.other_pool, NULL, NULL))
+THUNK(t_add_park_hook, jr_pool_add_park_hook(F.other_pool, noop_hook, NULL))
+THUNK(t_remove_park_hook_null_pool, jr_pool_remove_park_hook(NULL, noop_hook, NULL))
+THUNK(t_remove_park_hook_sem_as_pool, jr_pool_remove_park_hook(AS(jr_pool, F.sem), noop_hook, NULL))
+THUNK(t_remove_park_hook_junk, jr_pool_remove_park_hook(AS(jr_pool, junk_dead), noop_hook, NULL))
+THUNK(t_remove_park_hook_no_hook, jr_pool_remove_park_hook(F.other_pool, NULL, NULL))
+THUNK(t_remove_park_hook_never_added, jr_pool_remove_park_hook(F.pool, noop_hook, F.pool))
+/* The park hook of t_add_park_hook is not a start hook with the same function. */
+THUNK(t_remove_park_hook_as_start_hook, jr_pool_remove_thread_hooks(F.other_pool, noop_hook, NULL, NULL))
+/* The park hook added by t_add_park_hook: removed once, then no more. */
+THUNK(t_remove_park_hook, jr_pool_remove_park_hook(F.other_pool, noop_hook, NULL))
 THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
 THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
 THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
@@ -1287,6 +1301,19 @@ static const row rows[] = {
     ROW(t_remove_hooks_never_added, BAD),
     ROW(t_remove_hooks_stop_only, JR_OK),
     ROW(t_remove_hooks_stop_only, BAD),
+    ROW(t_add_park_hook_null_pool, BAD),
+    ROW(t_add_park_hook_sem_as_pool, BAD),
+    ROW(t_add_park_hook_junk, BAD),
+    ROW(t_add_park_hook_no_hook, BAD),
+    ROW(t_add_park_hook, JR_OK),
+    ROW(t_remove_park_hook_null_pool, BAD),
+    ROW(t_remove_park_hook_sem_as_pool, BAD),
+    ROW(t_remove_park_hook_junk, BAD),
+    ROW(t_remove_park_hook_no_hook, BAD),
+    ROW(t_remove_park_hook_never_added, BAD),
+    ROW(t_remove_park_hook_as_start_hook, BAD),
+    ROW(t_remove_park_hook, JR_OK),
+    ROW(t_remove_park_hook, BAD),
     ROW(t_job_on_done_null, BAD),
     ROW(t_job_on_done_sem_as_job, BAD),
     ROW(t_job_on_done_no_fn, BAD),

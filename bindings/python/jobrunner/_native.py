@@ -285,6 +285,8 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_pool_stats": (_status, [PoolP, POINTER(Stats)]),
     "jr_pool_free": (_status, [PoolP]),
     "jr_pool_add_thread_hooks": (_status, [PoolP, THREAD_HOOK, THREAD_HOOK, c_void_p]),
+    "jr_pool_add_park_hook": (_status, [PoolP, THREAD_HOOK, c_void_p]),
+    "jr_pool_remove_park_hook": (_status, [PoolP, THREAD_HOOK, c_void_p]),
     "jr_pool_remove_thread_hooks": (_status, [PoolP, THREAD_HOOK, THREAD_HOOK, c_void_p]),
     "jr_submit_options_default": (SubmitOptions, []),
     "jr_submit": (_status, [PoolP, JOB_FN, c_void_p, POINTER(SubmitOptions), POINTER(JobP)]),

@@ -9,6 +9,9 @@ struct Model {
     sleep: Sleep,
     queued: AtomicUsize,
     done: AtomicBool,
+    /// The pool has park hooks: a searching worker stops searching before it runs them,
+    /// and sleeps from there (`WorkerThread::before_sleep`).
+    park_hooks: bool,
 }
 
 impl Model {
@@ -57,6 +60,10 @@ impl Model {
                         break;
                     }
                 }
+                if self.park_hooks && searching {
+                    self.sleep.stop_searching(|| self.has_work());
+                    searching = false;
+                }
                 self.sleep.sleep(index, searching, || self.has_work());
                 searching = true;
             }
@@ -74,12 +81,13 @@ impl Model {
     }
 }
 
-fn run(workers: usize, jobs: usize) {
+fn run(workers: usize, jobs: usize, park_hooks: bool) {
     model(move || {
         let model = Arc::new(Model {
             sleep: Sleep::new(workers),
             queued: AtomicUsize::new(0),
             done: AtomicBool::new(false),
+            park_hooks,
         });
         let ran = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..workers)
@@ -115,15 +123,25 @@ pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
 
 #[test]
 fn one_job_two_workers_no_lost_wakeup() {
-    run(2, 1);
+    run(2, 1, false);
 }
 
 #[test]
 fn two_jobs_one_worker_no_lost_wakeup() {
-    run(1, 2);
+    run(1, 2, false);
 }
 
 #[test]
 fn two_jobs_two_workers_no_lost_wakeup() {
-    run(2, 2);
+    run(2, 2, false);
+}
+
+#[test]
+fn one_job_two_workers_with_park_hooks_no_lost_wakeup() {
+    run(2, 1, true);
+}
+
+#[test]
+fn two_jobs_two_workers_with_park_hooks_no_lost_wakeup() {
+    run(2, 2, true);
 }
