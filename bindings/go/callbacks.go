@@ -7,6 +7,12 @@ package jobrunner
 // #include "jobrunner.h"
 import "C"
 
+import (
+	"runtime"
+	"runtime/metrics"
+	"sync/atomic"
+)
+
 // jrgoRunJob runs a Go job on a worker: id is its task's number in the task table. A
 // one-shot job (once is 1) ends its Go side here (C's arg_free will not call back); a
 // periodic job's arg_free ends it after its last run.
@@ -62,3 +68,39 @@ func jrgoFreeArg(id C.uintptr_t) {
 func jrgoJobDone(id C.uintptr_t, state C.int32_t) {
 	tasks.take(uintptr(id)).cEnd(State(state))
 }
+
+// jrgoPark runs on a worker thread that called into Go since it last blocked, as it is
+// about to block (see jrgo_thread_park in cgo.go); slot is the thread's slot in keptBy
+// (-1: none).
+//
+//export jrgoPark
+func jrgoPark(slot C.int32_t) { park(int(slot)) }
+
+// park yields if goroutines wait for a P: the scheduler hands this thread's P to one of
+// them (a callback's goroutine is locked to its thread: the thread waits until a P is
+// free again, then returns to C to block). Otherwise it returns at once, and the thread
+// keeps the P for its next call into Go. A thread with a slot reads the metric into
+// the slot's sample (no allocation).
+func park(slot int) {
+	parkCalls.Add(1)
+	var sample []metrics.Sample
+	if slot >= 0 {
+		sample = keptBy[slot].runnable[:]
+	} else {
+		sample = make([]metrics.Sample, 1)
+	}
+	if sample[0].Name == "" {
+		sample[0].Name = runnableMetric
+	}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() == metrics.KindUint64 && sample[0].Value.Uint64() > 0 {
+		parkYields.Add(1)
+		runtime.Gosched()
+	}
+}
+
+// runnableMetric counts the goroutines ready to run that no P runs yet.
+const runnableMetric = "/sched/goroutines/runnable:goroutines"
+
+// parkCalls and parkYields count park's calls and its yields, for the tests.
+var parkCalls, parkYields atomic.Int64

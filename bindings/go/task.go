@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -351,11 +352,18 @@ func (l freeList) free() {
 var keptBy [jrgoSlots]keptSlot
 
 // keptSlot is a slot of keptBy, a cache line each: two workers write their own slots
-// once per job.
+// once per job. It also holds the metrics sample jrgoPark reads on the slot's thread.
 type keptSlot struct {
 	atomic.Pointer[task]
-	_ [56]byte
+	runnable [1]metrics.Sample
+	_        [64 - 8 - 40]byte
 }
+
+// A keptSlot is one cache line, exactly (a negative array length does not compile).
+var (
+	_ [unsafe.Sizeof(keptSlot{}) - 64]byte
+	_ [64 - unsafe.Sizeof(keptSlot{})]byte
+)
 
 const jrgoSlots = C.JRGO_SLOTS
 
