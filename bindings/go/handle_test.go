@@ -105,8 +105,8 @@ func inTable(t *task) bool {
 // when the pool closes; a job nested in another is not kept (its worker has not ended
 // the outer one). Nothing stays in the task table.
 func TestWorkerTellsTheEndOfTheJobBefore(t *testing.T) {
-	kept.paused.Store(true) // the workers' own telling, not the sweeper's
-	t.Cleanup(func() { kept.paused.Store(false) })
+	kept.pause(true) // the workers' own telling, not the sweeper's
+	t.Cleanup(func() { kept.pause(false) })
 	p := newTestPool(t, WithThreads(1))
 	ctx := testCtx(t)
 	first, err := Submit(p, ctx, func(context.Context) (int, error) { return 1, nil })

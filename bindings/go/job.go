@@ -308,6 +308,12 @@ func (j *Job[T]) Cancel() bool {
 // freed with the next 63, in one cgo call, or within about 5 ms if fewer come. Calling
 // it again does nothing.
 func (j *Job[T]) Close() error {
-	j.task.watchEnd()
+	t := &j.task
+	t.watchEnd()
+	if t.ended.Load() {
+		// The end path closes the handle too, but after it has woken the waiters: a
+		// Wait that returned may come here first.
+		t.h.close()
+	}
 	return nil
 }

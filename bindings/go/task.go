@@ -235,8 +235,9 @@ func (h *jobHandle) cState() State { return State(C.jrgo_state(h.ptr)) }
 // use takes a use of the handle; false if there is none or it is closed.
 func (h *jobHandle) use() bool { return h != nil && h.ref.use() }
 
-// done ends a use.
-func (h *jobHandle) done() { h.ref.done(h.free) }
+// done ends a use; the last one after close frees the handle with others, as close
+// does (see freeLater).
+func (h *jobHandle) done() { h.ref.done(h.freeLater) }
 
 // close closes the handle (nil: nothing to close).
 func (h *jobHandle) close() {
@@ -377,10 +378,22 @@ var kept keptSweeper
 const keptSweep = 5 * time.Millisecond
 
 type keptSweeper struct {
-	once   sync.Once
-	armed  atomic.Bool   // a job may have been kept since the last sweep
-	wake   chan struct{} // wakes the sweeper from its idle wait
-	paused atomic.Bool   // for tests of the workers' own telling: no sweeps
+	once  sync.Once
+	armed atomic.Bool   // a job may have been kept since the last sweep
+	wake  chan struct{} // wakes the sweeper from its idle wait
+
+	// For tests of the workers' own telling: no sweep runs while paused. A sweep holds
+	// mu throughout, so that pause returns only once a sweep in progress has ended (it
+	// could otherwise free a handle the test follows, after the test paused).
+	mu     sync.Mutex
+	paused bool
+}
+
+// pause stops (true) or resumes (false) the sweeps; see paused.
+func (k *keptSweeper) pause(paused bool) {
+	k.mu.Lock()
+	k.paused = paused
+	k.mu.Unlock()
 }
 
 // note says a job was kept in keptBy (from jrgoRunJob, on a worker), or a handle waits
@@ -404,23 +417,31 @@ func (k *keptSweeper) run() {
 	for range k.wake {
 		for k.armed.Load() || len(early) > 0 {
 			time.Sleep(keptSweep)
-			if k.paused.Load() {
-				continue
-			}
-			k.armed.Store(false) // before the sweep: a job kept during it arms again
-			waiting := early[:0]
-			for _, t := range early {
-				waiting = k.look(t, waiting)
-			}
-			early = waiting
-			for i := range keptBy[:C.jrgo_slots_used()] {
-				if t := keptBy[i].Swap(nil); t != nil {
-					early = k.look(t, early)
-				}
-			}
-			freeBatches.flush()
+			early = k.sweep(early)
 		}
 	}
+}
+
+// sweep looks at the jobs early holds and the workers keep, frees the handles the
+// batches hold, and returns the jobs to look at next time; unless paused.
+func (k *keptSweeper) sweep(early []*task) []*task {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.paused {
+		return early
+	}
+	k.armed.Store(false) // before the sweep: a job kept during it arms again
+	waiting := early[:0]
+	for _, t := range early {
+		waiting = k.look(t, waiting)
+	}
+	for i := range keptBy[:C.jrgo_slots_used()] {
+		if t := keptBy[i].Swap(nil); t != nil {
+			waiting = k.look(t, waiting)
+		}
+	}
+	freeBatches.flush()
+	return waiting
 }
 
 // look makes sure the end of t, a swept job, will be noted (watchEnd), or, if its
@@ -609,10 +630,12 @@ func newJobHandle() *jobHandle {
 }
 
 // release frees the handles nobody freed: no job points to them, so no call can be
-// using them.
+// using them. They join freeBatches, whose first handle arms the sweeper: it frees them
+// within keptSweep if no batch fills first. (It used to flush the batches itself: a
+// finalizer, run at a garbage collection's whim, then freed handles a test had just
+// seen released and was following, with its sweeps paused.)
 func (b *handleBlock) release() {
 	for i := range b.h {
 		b.h[i].close()
 	}
-	freeBatches.flush()
 }
