@@ -57,6 +57,7 @@ mod pool;
 #[cfg(not(loom))]
 mod process;
 mod semaphore;
+mod slab;
 #[cfg(not(loom))]
 mod stats;
 #[cfg(not(loom))]

@@ -42,7 +42,7 @@
 use std::marker::PhantomData;
 use std::ptr;
 
-use super::slab::Slab;
+use crate::slab::Slab;
 use crate::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use crate::sync::{lock, try_lock, Mutex, MutexGuard};
 

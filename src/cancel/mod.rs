@@ -12,7 +12,6 @@ mod jobs;
 pub(crate) mod kept;
 #[cfg(all(test, loom))]
 mod model;
-mod slab;
 #[cfg(not(loom))]
 mod token;
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use once_cell::sync::Lazy;
 
 use super::jobs::{address_hint, JobRegistrations};
-use super::slab::Slab;
 use crate::job::{JobPtr, RefCounted};
+use crate::slab::Slab;
 use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
 use crate::timer::{Timer, TimerKey};
@@ -412,7 +412,7 @@ impl Inner {
             if registrations.blocked > 0 {
                 self.condvar.notify_all();
             }
-            let entries = std::mem::replace(&mut registrations.entries, Slab::EMPTY);
+            let entries = std::mem::take(&mut registrations.entries);
             (entries, reason, first)
         };
         // After the reason's store: a registration that the drain misses sees the reason

@@ -1,5 +1,6 @@
-//! The slab a token keeps its registrations in: its children and callbacks (`token`),
-//! and, in each shard, its queued jobs (`jobs`).
+//! A slab: entries by key, O(1) insert and remove. A token keeps its registrations in
+//! one (its children and callbacks, and in each shard its queued jobs), a group its
+//! pending jobs.
 
 /// A slab with O(1) insert and remove by key. Its free list runs through the vacant
 /// slots themselves: an insert or a remove touches the slab's header and one slot, no
