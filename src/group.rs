@@ -14,6 +14,7 @@ use crate::job::{Job, JobHandle, JobState};
 use crate::pool::worker::WorkerThread;
 use crate::pool::{Pool, SubmitOptions};
 use crate::semaphore::{block_on, Semaphore, Waker};
+use crate::slab::Slab;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::sync::{lock, Mutex};
 
@@ -66,9 +67,9 @@ impl GroupOptions {
 
 struct State<T, E> {
     /// Jobs submitted and not yet ended, by slot (for a waiting worker to run the queued
-    /// ones inline). The `Job` itself travels with the job's end callback.
-    pending: Vec<Option<JobHandle>>,
-    free: Vec<usize>,
+    /// ones inline, and for the token's cancel). The `Job` itself travels with the job's
+    /// end callback.
+    pending: Slab<JobHandle>,
     /// Ended jobs not yet taken by `next`, in completion order.
     finished: VecDeque<Job<T, E>>,
     /// The error of the first job that failed or panicked, kept for `wait`.
@@ -87,26 +88,10 @@ struct State<T, E> {
 }
 
 impl<T, E> State<T, E> {
-    /// Keeps a new job's handle in a free slot of `pending`; returns the slot.
-    fn keep(&mut self, handle: JobHandle) -> usize {
-        match self.free.pop() {
-            Some(slot) => {
-                self.pending[slot] = Some(handle);
-                slot
-            }
-            None => {
-                self.pending.push(Some(handle));
-                self.pending.len() - 1
-            }
-        }
-    }
-
     /// Frees the pending slot of an ended job (none: it ended at its submit) and returns
     /// its handle, to be dropped once the lock is released.
     fn release_slot(&mut self, slot: Option<usize>) -> Option<JobHandle> {
-        let slot = slot?;
-        self.free.push(slot);
-        self.pending[slot].take()
+        self.pending.remove(slot?)
     }
 
     /// Notes a job that ended cancelled: the first reason is the one `wait` reports.
@@ -253,8 +238,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             count: AtomicUsize::new(0),
             detached: AtomicBool::new(false),
             state: Mutex::new(State {
-                pending: Vec::new(),
-                free: Vec::new(),
+                pending: Slab::EMPTY,
                 finished: VecDeque::new(),
                 first_error: None,
                 failed: false,
@@ -343,7 +327,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         let submitted = self.pool.submit_kept(options, f, &mut |handle| {
             let cancelled = || shared.token.is_cancelled();
             keep_unless(&shared.state, cancelled, |state| {
-                slot = Some(state.keep(handle))
+                slot = Some(state.pending.insert(handle))
             })
         });
         let job = match submitted {
@@ -504,10 +488,10 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     /// A pending job of the group that has not started, if any.
     fn queued_job(&self) -> Option<JobHandle> {
         let mut state = lock(&self.shared.state);
-        let n = state.pending.len();
+        let n = state.pending.key_bound();
         for step in 0..n {
             let slot = (state.scan + step) % n;
-            let found = match &state.pending[slot] {
+            let found = match state.pending.get(slot) {
                 Some(job) if job.state() == JobState::Queued => Some(job.clone()),
                 _ => None,
             };
@@ -551,9 +535,8 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
     /// as the token would have ended them had they been registered with it.
     fn cancel_pending(&self, reason: CancelReason) {
         // Taken under the lock, ended outside it: their end callbacks take it.
-        let pending: Vec<JobHandle> = take_kept(&self.state, |state| {
-            state.pending.iter().flatten().cloned().collect()
-        });
+        let pending: Vec<JobHandle> =
+            take_kept(&self.state, |state| state.pending.iter().cloned().collect());
         for job in pending {
             job.cancel_for_token(reason);
         }

@@ -68,6 +68,30 @@ impl<T> Slab<T> {
         self.live
     }
 
+    /// The entry of `key`, if there is one.
+    #[cfg(not(loom))]
+    pub(crate) fn get(&self, key: usize) -> Option<&T> {
+        match self.slots.get(key)? {
+            Slot::Full(entry) => Some(entry),
+            Slot::Vacant(_) => None,
+        }
+    }
+
+    /// One more than the largest key given so far: every key is below it.
+    #[cfg(not(loom))]
+    pub(crate) fn key_bound(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The entries, in key order.
+    #[cfg(not(loom))]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.slots.iter().filter_map(|slot| match slot {
+            Slot::Full(entry) => Some(entry),
+            Slot::Vacant(_) => None,
+        })
+    }
+
     /// The entries, in key order, the slab consumed.
     pub(crate) fn into_entries(self) -> impl Iterator<Item = T> {
         self.slots.into_iter().filter_map(|slot| match slot {
@@ -103,6 +127,10 @@ mod tests {
         assert_eq!(slab.remove(c), Some('c'));
         let e = slab.insert('e');
         assert_eq!(e, c, "the last freed key first");
+        assert_eq!(slab.get(d), Some(&'d'));
+        assert_eq!(slab.get(a), None, "removed");
+        assert_eq!(slab.key_bound(), 3);
+        assert_eq!(slab.iter().collect::<Vec<_>>(), [&'d', &'e']);
         let rest: Vec<char> = slab.into_entries().collect();
         assert_eq!(rest, ['d', 'e']);
     }
