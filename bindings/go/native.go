@@ -60,7 +60,7 @@ func SubmitNative(pool *Pool, ctx context.Context, fn, arg unsafe.Pointer, opts 
 	if len(opts) == 0 {
 		// Integers but arg: cgo has no options struct to check.
 		r = C.jrgo_submit_native_simple(C.uintptr_t(uintptr(unsafe.Pointer(ptr))),
-			C.uintptr_t(uintptr(fn)), arg, C.uintptr_t(uintptr(unsafe.Pointer(copts.token))))
+			C.uintptr_t(uintptr(fn)), arg, C.uintptr_t(uintptr(unsafe.Pointer(j.token.ptr()))))
 	} else {
 		r = C.jrgo_submit_native(ptr, fn, arg, copts)
 	}

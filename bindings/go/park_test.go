@@ -38,7 +38,10 @@ func TestWorkersCallParkAfterAGoJob(t *testing.T) {
 // yield.
 func TestParkGivesThePToAWaitingGoroutine(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	for _, slot := range []int{0, -1} { // a hooked thread's sample, and one of its own
+	// A slot's sample, as a hooked thread's (the last slot: slots are given from the
+	// first, and a worker holding this one would read its sample concurrently), and a
+	// sample of its own.
+	for _, slot := range []int{jrgoSlots - 1, -1} {
 		const attempts = 40
 		ranAtOnce, yields := 0, 0
 		for i := 0; i < attempts; i++ {

@@ -357,7 +357,7 @@ var keptBy [jrgoSlots]keptSlot
 type keptSlot struct {
 	atomic.Pointer[task]
 	runnable [1]metrics.Sample
-	_        [64 - 8 - 40]byte
+	_        [64 - unsafe.Sizeof(atomic.Pointer[task]{}) - unsafe.Sizeof([1]metrics.Sample{})]byte
 }
 
 // A keptSlot is one cache line, exactly (a negative array length does not compile).
