@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 mod common;
 
-use common::{quiet_expected_panics, DropCounter, XorShift, EXPECTED};
+use common::{quiet_expected_panics, wait_until, DropCounter, XorShift, EXPECTED};
 use jobrunner::{
     CancelReason, CancelToken, Group, GroupOptions, HelpPolicy, Job, JobError, JobState, Pool,
     SubmitError, SubmitOptions,
@@ -172,16 +172,6 @@ fn assert_nothing<T: std::fmt::Debug>(rx: &Receiver<T>, what: &str) {
     match rx.recv_timeout(NOT_YET) {
         Err(RecvTimeoutError::Timeout) => {}
         other => panic!("{what}: {other:?}"),
-    }
-}
-
-/// Polls `condition` (yielding) until it holds; panics after [`PATIENCE`].
-#[track_caller]
-fn poll_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::yield_now();
     }
 }
 
@@ -566,7 +556,7 @@ fn wait_waits_for_every_submitted_job_without_close() {
             s.spawn(move || tx.send(group.wait()).unwrap());
             assert_nothing(&rx, "wait() returned while every job was blocked");
             first.open();
-            poll_until("19 jobs ended", || {
+            wait_until("19 jobs ended", || {
                 handles[..n - 1].iter().all(|h| h.is_finished())
             });
             assert_nothing(&rx, "wait() returned while one job was still blocked");
@@ -664,7 +654,7 @@ fn wait_returns_the_first_failure_by_completion_order() {
         // after) end only once the group has seen that failure.
         release[2].send(()).unwrap();
         assert_eq!(handles[2].wait(), JobState::Failed);
-        poll_until("the group sees the failure", || group.has_failed());
+        wait_until("the group sees the failure", || group.has_failed());
         for i in [4, 0, 1, 3] {
             release[i].send(()).unwrap();
         }
@@ -706,7 +696,7 @@ fn a_yielding_group_yields_the_first_failure_too() {
         let (release, handles) = released_jobs(&group, &bodies);
         release[2].send(()).unwrap();
         assert_eq!(handles[2].wait(), JobState::Failed);
-        poll_until("the group sees the failure", || group.has_failed());
+        wait_until("the group sees the failure", || group.has_failed());
         for i in [4, 0, 1, 3] {
             release[i].send(()).unwrap();
         }
@@ -740,7 +730,7 @@ fn wait_returns_the_panic_of_the_first_failing_job() {
         let (release, handles) = released_jobs(&group, &bodies);
         release[2].send(()).unwrap();
         assert_eq!(handles[2].wait(), JobState::Panicked);
-        poll_until("the group sees the panic", || group.has_failed());
+        wait_until("the group sees the panic", || group.has_failed());
         release[1].send(()).unwrap();
         release[0].send(()).unwrap();
         match group.wait() {
@@ -1735,7 +1725,7 @@ fn close_racing_submits_loses_no_job() {
                     }
                     let mut rng = XorShift::new(seed ^ round);
                     let before = rng.range(1, 2_000) as usize;
-                    poll_until("jobs were submitted", || {
+                    wait_until("jobs were submitted", || {
                         accepted.load(Ordering::SeqCst) >= before
                     });
                     group.close();
@@ -1793,7 +1783,7 @@ fn a_cancel_racing_submits_misses_no_queued_job() {
                         .collect();
                     let mut rng = XorShift::new(seed ^ round);
                     let before = rng.range(1, 500) as usize;
-                    poll_until("jobs were submitted", || {
+                    wait_until("jobs were submitted", || {
                         submitted.load(Ordering::SeqCst) >= before
                     });
                     group.cancel();
@@ -1877,13 +1867,13 @@ fn a_dropped_groups_jobs_are_still_cancelled_and_their_results_dropped() {
         for job in runs.iter().chain([&first]) {
             assert_eq!(job.wait(), JobState::Succeeded);
         }
-        poll_until("the results of the ended jobs are dropped", || {
+        wait_until("the results of the ended jobs are dropped", || {
             dropped.load(Ordering::SeqCst) == 6
         });
         assert_eq!(last.state(), JobState::Running);
         last_tx.send(()).unwrap();
         assert_eq!(last.wait(), JobState::Succeeded);
-        poll_until("the last result is dropped", || {
+        wait_until("the last result is dropped", || {
             dropped.load(Ordering::SeqCst) == 7
         });
         assert_eq!(ran.load(Ordering::SeqCst), 5);

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 mod common;
 
-use common::XorShift;
+use common::{wait_until, XorShift};
 use jobrunner::{
     CancelReason, CancelToken, Context, JobError, JobHandle, JobState, PanicPolicy, Pool,
     ShutdownMode, SubmitError, SubmitOptions, Ticker,
@@ -75,16 +75,6 @@ fn by_profile<T>(debug: T, release: T) -> T {
 /// must not happen meanwhile (a run of a stopped ticker).
 fn watch(how_long: Duration) {
     assert_eq!(CancelToken::new().wait_timeout(how_long), None);
-}
-
-/// Spins (yielding) until `done()`; panics if it takes longer than [`PATIENCE`].
-#[track_caller]
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::yield_now();
-    }
 }
 
 /// The next message of `rx`, within [`PATIENCE`].
