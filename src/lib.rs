@@ -39,6 +39,7 @@
 mod sync;
 
 mod cancel;
+mod channel;
 #[cfg(not(loom))]
 mod context;
 #[cfg(not(loom))]
@@ -69,6 +70,11 @@ mod unwind;
 
 #[cfg(not(loom))]
 pub use crate::cancel::{CallbackKey, CancelReason, CancelToken};
+
+#[cfg(not(loom))]
+pub use crate::channel::{
+    Channel, IntoIter as ChannelIntoIter, Iter as ChannelIter, RecvError, SendError,
+};
 #[cfg(not(loom))]
 pub use crate::context::Context;
 #[cfg(not(loom))]

@@ -444,6 +444,14 @@ impl WorkerThread {
         }
     }
 
+    /// Waits, inside a job, until `done()`, running any queued job meanwhile whatever the
+    /// policy (a channel's wait: a producer job waiting for room that only a queued
+    /// consumer job would make must run it, or a small pool deadlocks). Whoever makes
+    /// `done()` true calls `Sleep::wake_latch` on this worker.
+    pub(crate) fn wait_any_until(&self, done: impl Fn() -> bool) {
+        self.idle_until(done, || true);
+    }
+
     /// Waits, inside a job, until `done()`, running only jobs of the waiting job's own
     /// subtree meanwhile, whatever the policy (a semaphore wait: an unrelated job run on
     /// top of it could wait for the same semaphore behind it and never let it resume).

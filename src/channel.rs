@@ -1,0 +1,597 @@
+//! `Channel`: a bounded multi-producer, multi-consumer FIFO channel whose blocking
+//! operations know the pool.
+//!
+//! A thread outside any pool that waits (to send into a full channel, to receive from an
+//! empty one) parks. A job that waits runs other queued work meanwhile, whatever the
+//! pool's help policy: a pipeline of jobs talking over channels on a small pool would
+//! otherwise deadlock (the producer's worker waiting for room that only a queued consumer
+//! would make). That is why the channel keeps its own waiter lists instead of wrapping
+//! crossbeam-channel, whose waits block the thread.
+//!
+//! # Protocol
+//!
+//! Everything is under one lock: the buffer, the `closed` flag and two FIFO lists of
+//! waiters (senders waiting for room, receivers waiting for an item). A waiter is put on
+//! its list under the lock, after it found it could not proceed, and waits for its
+//! `woken` flag. Whoever changes what a waiter waits for takes one waiter off the list,
+//! under the lock, and wakes it after releasing the lock: a send that buffers an item
+//! wakes the first receiver, a receive that frees a slot wakes the first sender, a close
+//! wakes everyone. A woken waiter retries from the start (it may lose the race to
+//! another thread, and then waits again at the back of its list).
+//!
+//! A waiter that gives up (timeout, cancelled token) takes itself off its list, under the
+//! lock. If it is no longer there, a wake was spent on it: it passes that wake on to the
+//! next waiter of its list if what the wake announced is still there (room, or an item),
+//! so that no other waiter sleeps on while it could proceed.
+//!
+//! The loom models at the bottom run these races: a send and a receive on a channel of
+//! one, two items in flight; a close racing a blocked receiver; a receiver giving up
+//! while a send wakes it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+#[cfg(not(loom))]
+use std::time::{Duration, Instant};
+
+#[cfg(not(loom))]
+use crate::cancel::{CancelReason, CancelToken};
+#[cfg(not(loom))]
+use crate::pool::worker::WorkerThread;
+use crate::semaphore::Waker;
+use crate::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{lock, Mutex};
+
+/// A bounded multi-producer, multi-consumer FIFO channel. Clones share the channel: any
+/// of them may send, receive or close.
+///
+/// A send into a full channel, or a receive from an empty one, waits: a thread outside
+/// any pool parks; a job runs other queued jobs of its pool meanwhile, whatever the help
+/// policy, so that producer and consumer jobs on a pool of one thread still meet.
+/// `close` ends the channel for senders at once (a send on a closed channel fails with
+/// the item, it does not panic); receivers first get what is buffered, then
+/// [`RecvError::Closed`]. Items still buffered when the last clone is dropped are dropped
+/// with it.
+///
+/// ```
+/// use jobrunner::{Channel, Pool};
+///
+/// let pool = Pool::builder().threads(1).build().unwrap();
+/// let channel = Channel::new(1);
+/// let producer = {
+///     let channel = channel.clone();
+///     pool.submit(move |_| {
+///         for i in 0..10 {
+///             channel.send(i).unwrap(); // waits for room, running the consumer meanwhile
+///         }
+///         channel.close();
+///         Ok::<_, ()>(())
+///     })
+///     .unwrap()
+/// };
+/// let consumer = pool
+///     .submit(move |_| Ok::<_, ()>(channel.iter().sum::<i32>()))
+///     .unwrap();
+/// producer.wait().unwrap();
+/// assert_eq!(consumer.wait(), Ok(45));
+/// ```
+pub struct Channel<T> {
+    inner: Arc<Inner<T>>,
+}
+
+struct Inner<T> {
+    capacity: usize,
+    state: Mutex<State<T>>,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    closed: bool,
+    /// Senders waiting for room, first come first.
+    senders: VecDeque<Arc<Waiter>>,
+    /// Receivers waiting for an item, first come first.
+    receivers: VecDeque<Arc<Waiter>>,
+}
+
+/// A thread (or a job) waiting on a channel.
+struct Waiter {
+    /// Set by whoever took the waiter off its list to wake it.
+    woken: AtomicBool,
+    waker: Waker,
+}
+
+impl Waiter {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn is_woken(&self) -> bool {
+        self.woken.load(Ordering::Acquire)
+    }
+}
+
+/// Why a send failed; each variant gives the item back.
+#[derive(PartialEq, Eq)]
+pub enum SendError<T> {
+    /// `try_send`: the channel is full.
+    Full(T),
+    /// The channel is closed.
+    Closed(T),
+    /// The timeout passed before there was room.
+    Timeout(T),
+    /// The token was cancelled before there was room.
+    #[cfg(not(loom))]
+    Cancelled(T, CancelReason),
+}
+
+impl<T> SendError<T> {
+    /// The item that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendError::Full(item) | SendError::Closed(item) | SendError::Timeout(item) => item,
+            #[cfg(not(loom))]
+            SendError::Cancelled(item, _) => item,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("Full(..)"),
+            SendError::Closed(_) => f.write_str("Closed(..)"),
+            SendError::Timeout(_) => f.write_str("Timeout(..)"),
+            #[cfg(not(loom))]
+            SendError::Cancelled(_, reason) => write!(f, "Cancelled(.., {reason:?})"),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("the channel is full"),
+            SendError::Closed(_) => f.write_str("the channel is closed"),
+            SendError::Timeout(_) => f.write_str("timed out waiting for room in the channel"),
+            #[cfg(not(loom))]
+            SendError::Cancelled(_, reason) => {
+                write!(f, "cancelled waiting for room in the channel: {reason}")
+            }
+        }
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+/// Why a receive failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// `try_recv`: the channel is empty (and open).
+    #[error("the channel is empty")]
+    Empty,
+    /// The channel is closed and empty: nothing more will come.
+    #[error("the channel is closed")]
+    Closed,
+    /// The timeout passed before an item came.
+    #[error("timed out waiting for an item")]
+    Timeout,
+    /// The token was cancelled before an item came.
+    #[cfg(not(loom))]
+    #[error("cancelled waiting for an item: {0}")]
+    Cancelled(CancelReason),
+}
+
+/// How a wait that was not woken ended.
+#[derive(Clone, Copy)]
+enum GaveUp {
+    Timeout,
+    #[cfg(not(loom))]
+    Cancelled(CancelReason),
+}
+
+/// Which list a waiter is on.
+#[derive(Clone, Copy)]
+enum Side {
+    Send,
+    Recv,
+}
+
+/// How an operation waits: `None` for a try; else a function that blocks until the
+/// waiter is woken (it returns `None`) or gives up (it says why).
+type Wait<'a> = Option<&'a dyn Fn(&Arc<Waiter>) -> Option<GaveUp>>;
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Channel {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.inner.state);
+        f.debug_struct("Channel")
+            .field("capacity", &self.inner.capacity)
+            .field("len", &state.items.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
+}
+
+impl<T> Channel<T> {
+    /// A channel that buffers up to `capacity` items.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0 (a rendezvous channel is not offered).
+    pub fn new(capacity: usize) -> Self {
+        assert!(capacity >= 1, "a channel holds at least one item");
+        Channel {
+            inner: Arc::new(Inner {
+                capacity,
+                state: Mutex::new(State {
+                    items: VecDeque::with_capacity(capacity.min(1024)),
+                    closed: false,
+                    senders: VecDeque::new(),
+                    receivers: VecDeque::new(),
+                }),
+            }),
+        }
+    }
+
+    /// The most items the channel buffers.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// Items buffered now.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.state).items.len()
+    }
+
+    /// Whether no item is buffered now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the channel is closed.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.inner.state).closed
+    }
+
+    /// Closes the channel: sends fail from now on, waiting senders fail with their
+    /// items, receivers get what is buffered and then [`RecvError::Closed`]. Returns
+    /// false if it was closed already.
+    pub fn close(&self) -> bool {
+        let (senders, receivers) = {
+            let mut state = lock(&self.inner.state);
+            if state.closed {
+                return false;
+            }
+            state.closed = true;
+            (
+                std::mem::take(&mut state.senders),
+                std::mem::take(&mut state.receivers),
+            )
+        };
+        senders.iter().chain(&receivers).for_each(|waiter| waiter.wake());
+        true
+    }
+
+    /// Sends without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Full`] if there is no room, [`SendError::Closed`]; each gives the item
+    /// back.
+    pub fn try_send(&self, item: T) -> Result<(), SendError<T>> {
+        self.send_inner(item, None)
+    }
+
+    /// Receives without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Empty`] if nothing is buffered, [`RecvError::Closed`] once the
+    /// channel is closed and drained.
+    pub fn try_recv(&self) -> Result<T, RecvError> {
+        self.recv_inner(None)
+    }
+
+    /// Sends `item`, waiting for room (in a job: running other queued jobs meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`], with the item, if the channel is closed (before or while
+    /// waiting).
+    pub fn send(&self, item: T) -> Result<(), SendError<T>> {
+        self.send_inner(item, Some(&|waiter| block(waiter, None, None)))
+    }
+
+    /// Receives an item, waiting for one (in a job: running other queued jobs
+    /// meanwhile).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Closed`] once the channel is closed and drained.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.recv_inner(Some(&|waiter| block(waiter, None, None)))
+    }
+
+    /// An iterator that receives until the channel is closed and drained.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { channel: self }
+    }
+
+    fn send_inner(&self, item: T, wait: Wait<'_>) -> Result<(), SendError<T>> {
+        loop {
+            let waiter = {
+                let mut state = lock(&self.inner.state);
+                if state.closed {
+                    return Err(SendError::Closed(item));
+                }
+                if state.items.len() < self.inner.capacity {
+                    state.items.push_back(item);
+                    let receiver = state.receivers.pop_front();
+                    drop(state);
+                    if let Some(receiver) = receiver {
+                        receiver.wake();
+                    }
+                    return Ok(());
+                }
+                if wait.is_none() {
+                    return Err(SendError::Full(item));
+                }
+                let waiter = Arc::new(Waiter::current());
+                state.senders.push_back(Arc::clone(&waiter));
+                waiter
+            };
+            let wait = wait.expect("a try returned above");
+            if let Some(why) = wait(&waiter) {
+                self.give_up(&waiter, Side::Send);
+                return Err(match why {
+                    GaveUp::Timeout => SendError::Timeout(item),
+                    #[cfg(not(loom))]
+                    GaveUp::Cancelled(reason) => SendError::Cancelled(item, reason),
+                });
+            }
+            // Woken: there was room, or the channel closed; look again.
+        }
+    }
+
+    fn recv_inner(&self, wait: Wait<'_>) -> Result<T, RecvError> {
+        loop {
+            let waiter = {
+                let mut state = lock(&self.inner.state);
+                if let Some(item) = state.items.pop_front() {
+                    let sender = state.senders.pop_front();
+                    drop(state);
+                    if let Some(sender) = sender {
+                        sender.wake();
+                    }
+                    return Ok(item);
+                }
+                if state.closed {
+                    return Err(RecvError::Closed);
+                }
+                if wait.is_none() {
+                    return Err(RecvError::Empty);
+                }
+                let waiter = Arc::new(Waiter::current());
+                state.receivers.push_back(Arc::clone(&waiter));
+                waiter
+            };
+            let wait = wait.expect("a try returned above");
+            if let Some(why) = wait(&waiter) {
+                self.give_up(&waiter, Side::Recv);
+                return Err(match why {
+                    GaveUp::Timeout => RecvError::Timeout,
+                    #[cfg(not(loom))]
+                    GaveUp::Cancelled(reason) => RecvError::Cancelled(reason),
+                });
+            }
+        }
+    }
+
+    /// Takes `waiter`, which gave up, off its list; if a wake was spent on it meanwhile,
+    /// passes the wake on to the next waiter of the list while what it announced (room,
+    /// or an item) is still there.
+    fn give_up(&self, waiter: &Arc<Waiter>, side: Side) {
+        let next = {
+            let mut state = lock(&self.inner.state);
+            let still_there = match side {
+                Side::Send => state.items.len() < self.inner.capacity,
+                Side::Recv => !state.items.is_empty(),
+            };
+            let list = match side {
+                Side::Send => &mut state.senders,
+                Side::Recv => &mut state.receivers,
+            };
+            match list.iter().position(|w| Arc::ptr_eq(w, waiter)) {
+                Some(position) => {
+                    list.remove(position);
+                    None
+                }
+                None if still_there => list.pop_front(),
+                None => None,
+            }
+        };
+        if let Some(next) = next {
+            next.wake();
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Channel<T> {
+    /// [`Channel::send`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Timeout`], [`SendError::Closed`]; each gives the item back.
+    pub fn send_timeout(&self, item: T, timeout: Duration) -> Result<(), SendError<T>> {
+        let at = deadline_after(timeout);
+        self.send_inner(item, Some(&|waiter| block(waiter, Some(at), None)))
+    }
+
+    /// [`Channel::recv`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Timeout`], [`RecvError::Closed`].
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvError> {
+        let at = deadline_after(timeout);
+        self.recv_inner(Some(&|waiter| block(waiter, Some(at), None)))
+    }
+
+    /// [`Channel::send`], until `token` is cancelled (and at most `timeout`, if given).
+    /// A token cancelled already fails at once if there is no room.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Cancelled`] with the token's reason, [`SendError::Timeout`],
+    /// [`SendError::Closed`]; each gives the item back.
+    pub fn send_with(
+        &self,
+        item: T,
+        token: &CancelToken,
+        timeout: Option<Duration>,
+    ) -> Result<(), SendError<T>> {
+        let at = timeout.map(deadline_after);
+        self.send_inner(item, Some(&|waiter| block(waiter, at, Some(token))))
+    }
+
+    /// [`Channel::recv`], until `token` is cancelled (and at most `timeout`, if given).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Cancelled`] with the token's reason, [`RecvError::Timeout`],
+    /// [`RecvError::Closed`].
+    pub fn recv_with(
+        &self,
+        token: &CancelToken,
+        timeout: Option<Duration>,
+    ) -> Result<T, RecvError> {
+        let at = timeout.map(deadline_after);
+        self.recv_inner(Some(&|waiter| block(waiter, at, Some(token))))
+    }
+}
+
+/// `timeout` from now, saturated (an `Instant` cannot hold absurd timeouts).
+#[cfg(not(loom))]
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+impl Waiter {
+    /// A waiter for the calling thread: as a worker of its pool if it is one.
+    fn current() -> Self {
+        Waiter {
+            woken: AtomicBool::new(false),
+            waker: Waker::current(true),
+        }
+    }
+}
+
+/// Waits until `waiter` is woken (returns `None`), `token` is cancelled or `at` passes.
+/// A worker runs any queued job of its pool meanwhile (see `Channel`); the token's
+/// cancel and the deadline wake it through callbacks (for the deadline, a token of its
+/// own that expires then). Another thread parks.
+#[cfg(not(loom))]
+fn block(waiter: &Arc<Waiter>, at: Option<Instant>, token: Option<&CancelToken>) -> Option<GaveUp> {
+    let cancelled = || token.is_some_and(CancelToken::is_cancelled);
+    match &waiter.waker {
+        Waker::Worker(..) => {
+            let worker = WorkerThread::current().expect("a worker waker waits on its worker");
+            let expiry = at.map(CancelToken::with_deadline);
+            let callbacks: Vec<_> = token
+                .into_iter()
+                .chain(expiry.as_ref())
+                .map(|t| {
+                    let target = Arc::clone(waiter);
+                    (t, t.on_cancel(move |_| target.waker.wake()))
+                })
+                .collect();
+            let expired = || expiry.as_ref().is_some_and(CancelToken::is_cancelled);
+            worker.wait_any_until(|| waiter.is_woken() || cancelled() || expired());
+            for (t, key) in callbacks {
+                t.remove_callback(key);
+            }
+        }
+        Waker::Thread(_) => {
+            let callback = token.map(|t| {
+                let target = Arc::clone(waiter);
+                (t, t.on_cancel(move |_| target.waker.wake()))
+            });
+            crate::semaphore::block_on(&waiter.waker, || waiter.is_woken() || cancelled(), at);
+            if let Some((t, key)) = callback {
+                t.remove_callback(key);
+            }
+        }
+    }
+    if waiter.is_woken() {
+        return None;
+    }
+    match token.and_then(CancelToken::reason) {
+        Some(reason) => Some(GaveUp::Cancelled(reason)),
+        None => Some(GaveUp::Timeout),
+    }
+}
+
+/// Under loom: parks until woken.
+#[cfg(loom)]
+fn block(waiter: &Arc<Waiter>, _at: Option<()>, _token: Option<()>) -> Option<GaveUp> {
+    while !waiter.is_woken() {
+        crate::sync::thread::park();
+    }
+    None
+}
+
+/// Receives from a channel until it is closed and drained (`Channel::iter`).
+pub struct Iter<'a, T> {
+    channel: &'a Channel<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.channel.recv().ok()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Channel<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+/// Receives from a channel it owns until it is closed and drained.
+pub struct IntoIter<T> {
+    channel: Channel<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.channel.recv().ok()
+    }
+}
+
+impl<T> IntoIterator for Channel<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { channel: self }
+    }
+}
