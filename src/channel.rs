@@ -277,7 +277,10 @@ impl<T> Channel<T> {
                 std::mem::take(&mut state.receivers),
             )
         };
-        senders.iter().chain(&receivers).for_each(|waiter| waiter.wake());
+        senders
+            .iter()
+            .chain(&receivers)
+            .for_each(|waiter| waiter.wake());
         true
     }
 
@@ -493,46 +496,33 @@ impl Waiter {
     fn current() -> Self {
         Waiter {
             woken: AtomicBool::new(false),
-            waker: Waker::current(true),
+            waker: Waker::current(false),
         }
     }
 }
 
-/// Waits until `waiter` is woken (returns `None`), `token` is cancelled or `at` passes.
-/// A worker runs any queued job of its pool meanwhile (see `Channel`); the token's
-/// cancel and the deadline wake it through callbacks (for the deadline, a token of its
-/// own that expires then). Another thread parks.
+/// Waits until `waiter` is woken (returns `None`), `token` is cancelled or `at` passes:
+/// parks the thread. A worker first makes sure a spare takes its place meanwhile if it
+/// was one of the last running (`Registry::begin_blocking`): the job it would wait for
+/// may be queued behind it.
 #[cfg(not(loom))]
 fn block(waiter: &Arc<Waiter>, at: Option<Instant>, token: Option<&CancelToken>) -> Option<GaveUp> {
     let cancelled = || token.is_some_and(CancelToken::is_cancelled);
-    match &waiter.waker {
-        Waker::Worker(..) => {
-            let worker = WorkerThread::current().expect("a worker waker waits on its worker");
-            let expiry = at.map(CancelToken::with_deadline);
-            let callbacks: Vec<_> = token
-                .into_iter()
-                .chain(expiry.as_ref())
-                .map(|t| {
-                    let target = Arc::clone(waiter);
-                    (t, t.on_cancel(move |_| target.waker.wake()))
-                })
-                .collect();
-            let expired = || expiry.as_ref().is_some_and(CancelToken::is_cancelled);
-            worker.wait_any_until(|| waiter.is_woken() || cancelled() || expired());
-            for (t, key) in callbacks {
-                t.remove_callback(key);
-            }
-        }
-        Waker::Thread(_) => {
-            let callback = token.map(|t| {
-                let target = Arc::clone(waiter);
-                (t, t.on_cancel(move |_| target.waker.wake()))
-            });
-            crate::semaphore::block_on(&waiter.waker, || waiter.is_woken() || cancelled(), at);
-            if let Some((t, key)) = callback {
-                t.remove_callback(key);
-            }
-        }
+    let callback = token.map(|t| {
+        let target = Arc::clone(waiter);
+        (t, t.on_cancel(move |_| target.waker.wake()))
+    });
+    let worker = WorkerThread::current();
+    if let Some(worker) = worker {
+        worker.publish_deque();
+        worker.registry().begin_blocking();
+    }
+    crate::semaphore::block_on(&waiter.waker, || waiter.is_woken() || cancelled(), at);
+    if let Some(worker) = worker {
+        worker.registry().end_blocking();
+    }
+    if let Some((t, key)) = callback {
+        t.remove_callback(key);
     }
     if waiter.is_woken() {
         return None;

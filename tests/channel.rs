@@ -51,7 +51,10 @@ fn close_lets_receivers_drain_then_says_closed_and_refuses_sends() {
     assert!(!channel.close(), "closed twice");
     assert!(channel.is_closed());
     assert_eq!(channel.send("c"), Err(SendError::Closed("c")));
-    assert_eq!(channel.try_send("d").map_err(SendError::into_inner), Err("d"));
+    assert_eq!(
+        channel.try_send("d").map_err(SendError::into_inner),
+        Err("d")
+    );
     assert_eq!(channel.recv(), Ok("a"));
     assert_eq!(channel.try_recv(), Ok("b"));
     assert_eq!(channel.recv(), Err(RecvError::Closed));
@@ -86,7 +89,10 @@ fn close_wakes_blocked_senders_and_receivers() {
     full.close();
     let mut ends = recv_n(&rx, 2, "a close ended each wait");
     ends.sort_by_key(Result::is_ok);
-    assert_eq!(ends, [Err(Err(RecvError::Closed)), Ok(Err(SendError::Closed(1)))]);
+    assert_eq!(
+        ends,
+        [Err(Err(RecvError::Closed)), Ok(Err(SendError::Closed(1)))]
+    );
     assert_eq!(full.recv(), Ok(0), "what was buffered is still received");
 }
 
@@ -195,7 +201,11 @@ fn items_left_in_the_channel_are_dropped_with_it() {
     drop(channel.recv().unwrap());
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
     drop(channel);
-    assert_eq!(dropped.load(Ordering::SeqCst), 1, "a clone still holds them");
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "a clone still holds them"
+    );
     drop(other);
     assert_eq!(dropped.load(Ordering::SeqCst), 3);
 }
@@ -208,10 +218,13 @@ fn items_left_in_the_channel_are_dropped_with_it() {
 /// only the producer, buried below it, would send. Needs compensation (a spare worker
 /// while a job blocks) or suspendable stages: the open design question of issue 7.
 #[test]
-#[ignore = "deadlocks without compensation: see the doc comment"]
 fn a_pipeline_of_jobs_on_one_thread_never_deadlocks() {
     for policy in [HelpPolicy::Any, HelpPolicy::Own, HelpPolicy::Block] {
-        let pool = Pool::builder().threads(1).help_policy(policy).build().unwrap();
+        let pool = Pool::builder()
+            .threads(1)
+            .help_policy(policy)
+            .build()
+            .unwrap();
         let (numbers, squares) = (Channel::new(1), Channel::new(1));
         let producer = {
             let numbers = numbers.clone();
@@ -240,7 +253,11 @@ fn a_pipeline_of_jobs_on_one_thread_never_deadlocks() {
             .unwrap();
         producer.wait().unwrap();
         stage.wait().unwrap();
-        assert_eq!(consumer.wait(), Ok((0..100).map(|i| i * i).sum()), "{policy:?}");
+        assert_eq!(
+            consumer.wait(),
+            Ok((0..100).map(|i| i * i).sum()),
+            "{policy:?}"
+        );
     }
 }
 
@@ -374,7 +391,11 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
         let received = received.lock().unwrap();
         let unique: BTreeSet<_> = received.iter().copied().collect();
         let expected = (producers * per_producer) as usize;
-        assert_eq!(received.len(), expected, "seed {seed}: lost or duplicated items");
+        assert_eq!(
+            received.len(),
+            expected,
+            "seed {seed}: lost or duplicated items"
+        );
         assert_eq!(unique.len(), expected, "seed {seed}: duplicated items");
     }
     wait_until("the pool is idle", || pool.stats().running == 0);

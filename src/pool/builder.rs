@@ -136,6 +136,7 @@ impl PoolBuilder {
         }
         let name = self.thread_name.unwrap_or_else(|| "jobrunner".to_owned());
         let (registry, deques) = Registry::new(RegistryConfig {
+            stack_size: self.stack_size,
             threads,
             capacity: self.queue_capacity,
             name: name.clone(),

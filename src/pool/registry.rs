@@ -94,7 +94,13 @@ thread_local! {
     static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// How many spare worker slots a pool of `threads` has (see `begin_blocking`).
+fn spares_for(threads: usize) -> usize {
+    (4 * threads).max(4)
+}
+
 pub(crate) struct RegistryConfig {
+    pub(crate) stack_size: Option<usize>,
     pub(crate) threads: usize,
     pub(crate) capacity: Option<usize>,
     pub(crate) name: String,
@@ -144,6 +150,18 @@ pub(crate) struct Registry {
     /// the removed hooks is in progress.
     hook_gate: std::sync::RwLock<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The configured number of workers; the slots past it are spares (see
+    /// `begin_blocking`).
+    base: usize,
+    /// The spare slots no thread runs now, each with its deque (whose stealer is in
+    /// `stealers`).
+    spare_slots: Mutex<Vec<(usize, crossbeam_deque::Worker<JobRef>)>>,
+    /// Worker threads running: the base ones and the active spares.
+    active: AtomicUsize,
+    /// Workers blocked in a compensated wait (`begin_blocking`).
+    blocked: AtomicUsize,
+    /// The name and stack size of spare threads.
+    stack_size: Option<usize>,
     /// Live `Pool` handles; the last one dropped drains the pool.
     pub(crate) handles: AtomicUsize,
 }
@@ -153,10 +171,17 @@ impl Registry {
     pub(crate) fn new(
         config: RegistryConfig,
     ) -> (Arc<Registry>, Vec<crossbeam_deque::Worker<JobRef>>) {
-        let deques: Vec<_> = (0..config.threads)
+        let slots = config.threads + spares_for(config.threads);
+        let mut deques: Vec<_> = (0..slots)
             .map(|_| crossbeam_deque::Worker::new_lifo())
             .collect();
         let stealers = deques.iter().map(|d| d.stealer()).collect();
+        let spare_slots: Vec<_> = deques
+            .drain(config.threads..)
+            .enumerate()
+            .map(|(i, deque)| (config.threads + i, deque))
+            .rev()
+            .collect();
         let ThreadHooks { start, stop, park } = config.hooks;
         let park_hooks = usize::from(park.is_some());
         let builder = HookEntry {
@@ -173,8 +198,8 @@ impl Registry {
         let registry = Arc::new_cyclic(|weak_self| Registry {
             injector: Injector::new(),
             stealers,
-            sleep: Sleep::new(config.threads),
-            counters: (0..=config.threads)
+            sleep: Sleep::new(slots),
+            counters: (0..=slots)
                 .map(|_| CachePadded::new(Counters::default()))
                 .collect(),
             lifecycle: AtomicU8::new(OPEN),
@@ -197,6 +222,11 @@ impl Registry {
             hooks: Mutex::new(builder_hooks),
             hook_gate: std::sync::RwLock::new(()),
             threads: Mutex::new(Vec::with_capacity(config.threads)),
+            base: config.threads,
+            spare_slots: Mutex::new(spare_slots),
+            active: AtomicUsize::new(config.threads),
+            blocked: AtomicUsize::new(0),
+            stack_size: config.stack_size,
             handles: AtomicUsize::new(1),
         });
         (registry, deques)
@@ -227,7 +257,76 @@ impl Registry {
     }
 
     pub(crate) fn threads(&self) -> usize {
-        self.stealers.len()
+        self.base
+    }
+
+    /// Whether worker `index` is a spare.
+    pub(crate) fn is_spare(&self, index: usize) -> bool {
+        index >= self.base
+    }
+
+    /// A job on a worker is about to block (a channel wait): if fewer than `threads`
+    /// workers would be left running, a spare takes its place until it is back
+    /// (`end_blocking`). Compensation, as ForkJoinPool's `managedBlock` does: a job
+    /// that blocks waiting for a queued job must not take the last worker.
+    pub(crate) fn begin_blocking(&self) {
+        let blocked = self.blocked.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.active.load(Ordering::SeqCst).saturating_sub(blocked) < self.base
+            && !self.is_terminated()
+        {
+            self.start_spare();
+        }
+    }
+
+    /// The blocked job is back (see `begin_blocking`); a spare retires at its next idle
+    /// moment.
+    pub(crate) fn end_blocking(&self) {
+        self.blocked.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether spare `index` should retire now (it is idle): counted out if so.
+    pub(crate) fn try_retire(&self) -> bool {
+        let mut active = self.active.load(Ordering::SeqCst);
+        loop {
+            if active.saturating_sub(self.blocked.load(Ordering::SeqCst)) <= self.base {
+                return false;
+            }
+            match self.active.compare_exchange(
+                active,
+                active - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => active = now,
+            }
+        }
+    }
+
+    /// A retired spare gives its slot back.
+    pub(crate) fn return_spare(&self, index: usize, deque: crossbeam_deque::Worker<JobRef>) {
+        lock(&self.spare_slots).push((index, deque));
+    }
+
+    fn start_spare(&self) {
+        let Some((index, deque)) = lock(&self.spare_slots).pop() else {
+            return; // every spare runs: the wait blocks without compensation
+        };
+        self.active.fetch_add(1, Ordering::SeqCst);
+        let registry = self
+            .weak_self
+            .upgrade()
+            .expect("a registry in use is alive");
+        let mut builder = std::thread::Builder::new().name(format!("{}-{index}", self.name));
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        match builder.spawn(move || WorkerThread::main(registry, index, deque)) {
+            Ok(handle) => self.add_thread(handle),
+            Err(_) => {
+                self.active.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
     }
 
     pub(crate) fn closing(&self) -> &CancelToken {

@@ -108,6 +108,14 @@ impl WorkerThread {
                 run_hook(hook, index, "stop");
             });
         CURRENT.with(|current| current.set(ptr::null()));
+        if worker.registry.is_spare(index) && !worker.registry.is_terminated() {
+            // Retired: the slot, with its deque (whose stealer the others keep), waits
+            // for the next spare.
+            let WorkerThread {
+                registry, deque, ..
+            } = worker;
+            registry.return_spare(index, deque);
+        }
     }
 
     fn run(&self) {
@@ -139,6 +147,12 @@ impl WorkerThread {
                     }
                 }
                 registry.notify_if_shutting_down();
+                if registry.is_spare(self.index) && registry.try_retire() {
+                    if searching {
+                        sleep.stop_searching(|| registry.has_visible_work());
+                    }
+                    return;
+                }
                 searching = self.before_sleep(searching);
                 let parked = sleep.sleep(self.index, searching, || {
                     registry.has_visible_work() || registry.is_terminated()
@@ -352,7 +366,7 @@ impl WorkerThread {
     /// Makes sure what waits on our deque is not stuck behind us while we block outside
     /// the idle protocol or run a batch (local pushes do not always wake a sleeper, see
     /// `Sleep::notify_local`).
-    fn publish_deque(&self) {
+    pub(crate) fn publish_deque(&self) {
         if !self.deque.is_empty() {
             self.registry.sleep().notify_injected();
         }
@@ -442,14 +456,6 @@ impl WorkerThread {
                 self.registry.sleep().wait_latch(self.index, &done);
             }),
         }
-    }
-
-    /// Waits, inside a job, until `done()`, running any queued job meanwhile whatever the
-    /// policy (a channel's wait: a producer job waiting for room that only a queued
-    /// consumer job would make must run it, or a small pool deadlocks). Whoever makes
-    /// `done()` true calls `Sleep::wake_latch` on this worker.
-    pub(crate) fn wait_any_until(&self, done: impl Fn() -> bool) {
-        self.idle_until(done, || true);
     }
 
     /// Waits, inside a job, until `done()`, running only jobs of the waiting job's own
