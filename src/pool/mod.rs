@@ -3,6 +3,7 @@
 
 #[cfg(not(loom))]
 mod builder;
+mod compensation;
 #[cfg(not(loom))]
 mod global;
 #[cfg(not(loom))]

@@ -19,6 +19,7 @@ use crossbeam_deque::{Injector, Steal, Stealer};
 use crossbeam_utils::CachePadded;
 use once_cell::sync::OnceCell;
 
+use super::compensation::Compensation;
 use super::sleep::Sleep;
 use super::worker::WorkerThread;
 use super::{HelpPolicy, PanicPolicy, ShutdownMode, ShutdownReport, SubmitOptions};
@@ -156,10 +157,8 @@ pub(crate) struct Registry {
     /// The spare slots no thread runs now, each with its deque (whose stealer is in
     /// `stealers`).
     spare_slots: Mutex<Vec<(usize, crossbeam_deque::Worker<JobRef>)>>,
-    /// Worker threads running: the base ones and the active spares.
-    active: AtomicUsize,
-    /// Workers blocked in a compensated wait (`begin_blocking`).
-    blocked: AtomicUsize,
+    /// Worker threads running, and how many of them are blocked in a compensated wait.
+    compensation: Compensation,
     /// The name and stack size of spare threads.
     stack_size: Option<usize>,
     /// Live `Pool` handles; the last one dropped drains the pool.
@@ -224,8 +223,7 @@ impl Registry {
             threads: Mutex::new(Vec::with_capacity(config.threads)),
             base: config.threads,
             spare_slots: Mutex::new(spare_slots),
-            active: AtomicUsize::new(config.threads),
-            blocked: AtomicUsize::new(0),
+            compensation: Compensation::new(config.threads),
             stack_size: config.stack_size,
             handles: AtomicUsize::new(1),
         });
@@ -270,37 +268,20 @@ impl Registry {
     /// (`end_blocking`). Compensation, as ForkJoinPool's `managedBlock` does: a job
     /// that blocks waiting for a queued job must not take the last worker.
     pub(crate) fn begin_blocking(&self) {
-        let blocked = self.blocked.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.active.load(Ordering::SeqCst).saturating_sub(blocked) < self.base
-            && !self.is_terminated()
-        {
-            self.start_spare();
+        if self.compensation.begin() && !self.start_spare() {
+            self.compensation.spare_failed();
         }
     }
 
     /// The blocked job is back (see `begin_blocking`); a spare retires at its next idle
     /// moment.
     pub(crate) fn end_blocking(&self) {
-        self.blocked.fetch_sub(1, Ordering::SeqCst);
+        self.compensation.end();
     }
 
-    /// Whether spare `index` should retire now (it is idle): counted out if so.
+    /// Whether an idle spare should retire now: counted out if so.
     pub(crate) fn try_retire(&self) -> bool {
-        let mut active = self.active.load(Ordering::SeqCst);
-        loop {
-            if active.saturating_sub(self.blocked.load(Ordering::SeqCst)) <= self.base {
-                return false;
-            }
-            match self.active.compare_exchange(
-                active,
-                active - 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
-                Ok(_) => return true,
-                Err(now) => active = now,
-            }
-        }
+        self.compensation.try_retire()
     }
 
     /// A retired spare gives its slot back.
@@ -308,11 +289,15 @@ impl Registry {
         lock(&self.spare_slots).push((index, deque));
     }
 
-    fn start_spare(&self) {
+    /// Starts a spare worker on a free spare slot (counted as running by the caller);
+    /// false if there is none, or the pool is terminated, or the thread did not start.
+    fn start_spare(&self) -> bool {
+        if self.is_terminated() {
+            return false;
+        }
         let Some((index, deque)) = lock(&self.spare_slots).pop() else {
-            return; // every spare runs: the wait blocks without compensation
+            return false; // every spare runs: the wait blocks without compensation
         };
-        self.active.fetch_add(1, Ordering::SeqCst);
         let registry = self
             .weak_self
             .upgrade()
@@ -322,10 +307,11 @@ impl Registry {
             builder = builder.stack_size(bytes);
         }
         match builder.spawn(move || WorkerThread::main(registry, index, deque)) {
-            Ok(handle) => self.add_thread(handle),
-            Err(_) => {
-                self.active.fetch_sub(1, Ordering::SeqCst);
+            Ok(handle) => {
+                self.add_thread(handle);
+                true
             }
+            Err(_) => false, // the slot's deque went with the closure: lost, not reused
         }
     }
 
