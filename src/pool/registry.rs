@@ -197,7 +197,7 @@ impl Registry {
         let registry = Arc::new_cyclic(|weak_self| Registry {
             injector: Injector::new(),
             stealers,
-            sleep: Sleep::new(slots),
+            sleep: Sleep::with_spares(slots, config.threads),
             counters: (0..=slots)
                 .map(|_| CachePadded::new(Counters::default()))
                 .collect(),
@@ -292,6 +292,10 @@ impl Registry {
     /// Starts a spare worker on a free spare slot (counted as running by the caller);
     /// false if there is none, or the pool is terminated, or the thread did not start.
     fn start_spare(&self) -> bool {
+        // Under the lock `terminate` takes the handles under, after it marked the pool
+        // terminated: either this spare's handle is there for it to join, or this sees
+        // the pool terminated and starts nothing. No thread is left behind.
+        let mut threads = lock(&self.threads);
         if self.is_terminated() {
             return false;
         }
@@ -308,7 +312,7 @@ impl Registry {
         }
         match builder.spawn(move || WorkerThread::main(registry, index, deque)) {
             Ok(handle) => {
-                self.add_thread(handle);
+                threads.push(handle);
                 true
             }
             Err(_) => false, // the slot's deque went with the closure: lost, not reused

@@ -34,6 +34,9 @@ fn sleeping(counters: u64) -> u64 {
 /// the publisher sees the sleeper (and wakes it) or the sleeper sees the work. All other
 /// state (the sleeper list, the per-worker `notified` flags) is guarded by mutexes.
 pub(crate) struct Sleep {
+    /// At most this many workers search at once (half the pool's configured workers,
+    /// at least one; idle spare slots do not count).
+    search_limit: u64,
     /// Searching workers (high 32 bits) and sleeping workers (low 32 bits).
     counters: CachePadded<AtomicU64>,
     /// Wakes issued (statistics).
@@ -55,12 +58,20 @@ struct WorkerSleep {
 }
 
 impl Sleep {
+    #[cfg(any(test, loom))]
     pub(crate) fn new(threads: usize) -> Self {
+        Sleep::with_spares(threads, threads)
+    }
+
+    /// Sleep slots for `slots` workers, of which `base` run unless some are spares
+    /// (`Registry::begin_blocking`): at most half of `base` search at once.
+    pub(crate) fn with_spares(slots: usize, base: usize) -> Self {
         Sleep {
+            search_limit: (base as u64 / 2).max(1),
             counters: CachePadded::new(AtomicU64::new(0)),
             unparks: AtomicU64::new(0),
-            sleepers: Mutex::new(Vec::with_capacity(threads)),
-            workers: (0..threads)
+            sleepers: Mutex::new(Vec::with_capacity(slots)),
+            workers: (0..slots)
                 .map(|_| {
                     CachePadded::new(WorkerSleep {
                         notified: Mutex::new(false),
@@ -109,7 +120,7 @@ impl Sleep {
     /// half the workers (at least one) search already: then it returns false and the
     /// caller goes to sleep without spinning ([`Sleep::sleep`] with `searching` false).
     pub(crate) fn try_start_searching(&self) -> bool {
-        let limit = (self.workers.len() as u64 / 2).max(1);
+        let limit = self.search_limit;
         let mut counters = self.counters.load(Ordering::SeqCst);
         loop {
             if searching(counters) >= limit {
