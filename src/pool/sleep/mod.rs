@@ -58,7 +58,7 @@ struct WorkerSleep {
 }
 
 impl Sleep {
-    #[cfg(any(test, loom))]
+    #[cfg(loom)]
     pub(crate) fn new(threads: usize) -> Self {
         Sleep::with_spares(threads, threads)
     }
