@@ -349,7 +349,13 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
             if p % 2 == 0 {
                 threads.push(thread::spawn(produce));
             } else {
-                jobs.push(pool.submit(move |_| Ok::<_, ()>(produce())).unwrap());
+                jobs.push(
+                    pool.submit(move |_| {
+                        produce();
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap(),
+                );
             }
         }
         let mut consumer_threads = Vec::new();
@@ -372,7 +378,13 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
             if c % 2 == 0 {
                 consumer_threads.push(thread::spawn(consume));
             } else {
-                consumer_jobs.push(pool.submit(move |_| Ok::<_, ()>(consume())).unwrap());
+                consumer_jobs.push(
+                    pool.submit(move |_| {
+                        consume();
+                        Ok::<_, ()>(())
+                    })
+                    .unwrap(),
+                );
             }
         }
         for t in threads {
