@@ -179,6 +179,15 @@ typedef enum jr_cancel_reason {
 } jr_cancel_reason;
 
 /**
+ * A bounded multi-producer, multi-consumer FIFO channel of `void *` items. A send into
+ * a full channel, or a receive from an empty one, waits; inside a job, the pool starts
+ * a spare worker meanwhile if too few would be left running, so that producer and
+ * consumer jobs on a small pool still meet. Made by `jr_chan_new`, freed by
+ * `jr_chan_free` (items still buffered are destroyed with its `item_free`).
+ */
+typedef struct jr_chan jr_chan;
+
+/**
  * A running job's context, passed to its `jr_job_fn`. Valid only during that call;
  * its functions may be called from the job's thread or any other while the call lasts,
  * except `jr_ctx_run_queued` (the job's thread only).
@@ -958,6 +967,86 @@ enum jr_status jr_sem_available(const struct jr_sem *sem, uint64_t *out);
  * `jr_sem_acquire` in progress, for one).
  */
 enum jr_status jr_sem_free(struct jr_sem *sem);
+
+/**
+ * Makes a channel that buffers up to `capacity` items (at least 1). `item_free`
+ * (nullable) destroys the items the channel still holds when it is freed. The caller
+ * owns `*out` and frees it with `jr_chan_free`.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (`capacity` 0, `out` NULL). Thread-safe.
+ */
+enum jr_status jr_chan_new(size_t capacity, jr_free_fn item_free, struct jr_chan **out);
+
+/**
+ * Sends `item`, waiting for room at most `timeout_ns` nanoseconds (negative: forever;
+ * 0: not at all) and giving up if `token` (nullable) is cancelled. On success the
+ * channel owns the item; on any error it is still the caller's.
+ *
+ * Returns `JR_OK`, `JR_E_CLOSED`, `JR_E_FULL` (`timeout_ns` 0 and no room),
+ * `JR_E_TIMEOUT`, `JR_E_CANCELLED`, `JR_E_INVALID_ARG` (not a channel or token),
+ * `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_chan_send(struct jr_chan *chan,
+                            void *item,
+                            int64_t timeout_ns,
+                            struct jr_token *token);
+
+/**
+ * Sends `item` if there is room now: `jr_chan_send` with no wait.
+ *
+ * Returns `JR_OK`, `JR_E_FULL`, `JR_E_CLOSED`, `JR_E_INVALID_ARG`, `JR_E_FORKED`.
+ * Thread-safe, never blocks.
+ */
+enum jr_status jr_chan_try_send(struct jr_chan *chan, void *item);
+
+/**
+ * Receives an item into `*item`, waiting at most `timeout_ns` nanoseconds (negative:
+ * forever; 0: not at all) and giving up if `token` (nullable) is cancelled. The caller
+ * owns the item it receives. A closed channel gives what it buffers first.
+ *
+ * Returns `JR_OK`, `JR_E_CLOSED` (closed and drained), `JR_E_TIMEOUT` (also for
+ * `timeout_ns` 0 and nothing buffered), `JR_E_CANCELLED`, `JR_E_INVALID_ARG` (not a
+ * channel or token, `item` NULL), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_chan_recv(struct jr_chan *chan,
+                            void **item,
+                            int64_t timeout_ns,
+                            struct jr_token *token);
+
+/**
+ * Receives an item if one is buffered now: `jr_chan_recv` with no wait.
+ *
+ * Returns `JR_OK`, `JR_E_TIMEOUT` (nothing buffered), `JR_E_CLOSED`,
+ * `JR_E_INVALID_ARG`, `JR_E_FORKED`. Thread-safe, never blocks.
+ */
+enum jr_status jr_chan_try_recv(struct jr_chan *chan, void **item);
+
+/**
+ * Closes the channel: sends fail with `JR_E_CLOSED` from now on (waiting ones too);
+ * receivers get what is buffered, then `JR_E_CLOSED`. Closing a closed channel does
+ * nothing.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a channel), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_chan_close(struct jr_chan *chan);
+
+/**
+ * Writes the number of items buffered now to `*out`.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a channel, `out` NULL), `JR_E_FORKED`.
+ * Thread-safe.
+ */
+enum jr_status jr_chan_len(const struct jr_chan *chan, size_t *out);
+
+/**
+ * Frees a channel handle; the items it still buffers are destroyed with its
+ * `item_free`. NULL is a no-op.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a channel), `JR_E_FORKED` (made before
+ * `fork()`: leaked). Not to be called while another thread uses the handle (a send or
+ * receive in progress, for one).
+ */
+enum jr_status jr_chan_free(struct jr_chan *chan);
 
 /**
  * The default group options, with `size` set. Thread-safe, never fails.

@@ -30,6 +30,8 @@ pub mod token;
 
 pub mod sem;
 
+pub mod chan;
+
 pub mod group;
 
 pub mod fork;
@@ -79,6 +81,7 @@ fn kind_name(magic: u64) -> Option<&'static str> {
         entry::<token::TokenHandle>(),
         entry::<sem::SemHandle>(),
         entry::<group::GroupHandle>(),
+        entry::<chan::ChanHandle>(),
     ]
     .into_iter()
     .find(|(m, _)| *m == magic)

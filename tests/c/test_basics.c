@@ -322,6 +322,114 @@ static void pool_remove_thread_hooks_waits_for_calls_in_progress(void) {
     probe_destroy(&h);
 }
 
+/* ----- channels ------------------------------------------------------------------------- */
+
+static atomic_int chan_items_freed;
+
+static void chan_free_item(void *item) {
+    atomic_fetch_add(&chan_items_freed, 1);
+    free(item);
+}
+
+static int *boxed(int value) {
+    int *p = malloc(sizeof *p);
+    REQUIRE(p != NULL);
+    *p = value;
+    return p;
+}
+
+/* FIFO; a try says FULL or nothing (JR_E_TIMEOUT); close lets receivers drain, then
+ * says CLOSED; a failed send leaves the item with the caller; free destroys what is
+ * left with item_free. */
+static void chan_fifo_try_close_and_free(void) {
+    atomic_store(&chan_items_freed, 0);
+    jr_chan *ch = NULL;
+    CHECK_STATUS(jr_chan_new(0, chan_free_item, &ch), JR_E_INVALID_ARG);
+    CHECK_STATUS(jr_chan_new(2, chan_free_item, &ch), JR_OK);
+    void *item = NULL;
+    CHECK_STATUS(jr_chan_try_recv(ch, &item), JR_E_TIMEOUT);
+    CHECK_STATUS(jr_chan_send(ch, boxed(1), -1, NULL), JR_OK);
+    CHECK_STATUS(jr_chan_try_send(ch, boxed(2)), JR_OK);
+    int *third = boxed(3);
+    CHECK_STATUS(jr_chan_try_send(ch, third), JR_E_FULL);
+    CHECK_STATUS(jr_chan_send(ch, third, 1000000, NULL), JR_E_TIMEOUT); /* 1 ms */
+    size_t len = 0;
+    CHECK_STATUS(jr_chan_len(ch, &len), JR_OK);
+    CHECK(len == 2);
+    CHECK_STATUS(jr_chan_recv(ch, &item, -1, NULL), JR_OK);
+    CHECK(*(int *)item == 1);
+    free(item);
+    CHECK_STATUS(jr_chan_send(ch, third, -1, NULL), JR_OK);
+    CHECK_STATUS(jr_chan_close(ch), JR_OK);
+    CHECK_STATUS(jr_chan_close(ch), JR_OK);
+    int *late = boxed(4);
+    CHECK_STATUS(jr_chan_send(ch, late, -1, NULL), JR_E_CLOSED);
+    free(late); /* still ours */
+    CHECK_STATUS(jr_chan_recv(ch, &item, -1, NULL), JR_OK);
+    CHECK(*(int *)item == 2);
+    free(item);
+    CHECK(atomic_load(&chan_items_freed) == 0);
+    CHECK_STATUS(jr_chan_free(ch), JR_OK); /* item 3 is still buffered */
+    CHECK(atomic_load(&chan_items_freed) == 1);
+}
+
+/* A cancelled token ends a receive that waits. */
+static void chan_recv_ends_on_cancel(void) {
+    jr_chan *ch = NULL;
+    CHECK_STATUS(jr_chan_new(1, NULL, &ch), JR_OK);
+    jr_token *tok = NULL;
+    CHECK_STATUS(jr_token_new(NULL, &tok), JR_OK);
+    CHECK_STATUS(jr_token_cancel_sync(tok), JR_OK);
+    void *item = NULL;
+    CHECK_STATUS(jr_chan_recv(ch, &item, -1, tok), JR_E_CANCELLED);
+    CHECK_STATUS(jr_token_free(tok), JR_OK);
+    CHECK_STATUS(jr_chan_free(ch), JR_OK);
+}
+
+typedef struct {
+    jr_chan *ch;
+    int n;
+    long sum;
+} chan_pair;
+
+static int32_t chan_producer(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)result;
+    chan_pair *p = arg;
+    for (int i = 1; i <= p->n; i++) {
+        if (jr_chan_send(p->ch, boxed(i), -1, NULL) != JR_OK) return 1;
+    }
+    return jr_chan_close(p->ch) == JR_OK ? 0 : 1;
+}
+
+static int32_t chan_consumer(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)result;
+    chan_pair *p = arg;
+    void *item = NULL;
+    jr_status st;
+    while ((st = jr_chan_recv(p->ch, &item, -1, NULL)) == JR_OK) {
+        p->sum += *(int *)item;
+        free(item);
+    }
+    return st == JR_E_CLOSED ? 0 : 1;
+}
+
+/* A producer job and a consumer job on a pool of one thread, over a channel of one: the
+ * producer's wait lets a spare worker run the consumer. */
+static void chan_producer_and_consumer_jobs_on_one_thread(void) {
+    jr_pool *p = make_pool(1, 0);
+    chan_pair pair = {.n = 200};
+    CHECK_STATUS(jr_chan_new(1, chan_free_item, &pair.ch), JR_OK);
+    jr_job *producer = submit(p, chan_producer, &pair);
+    jr_job *consumer = submit(p, chan_consumer, &pair);
+    CHECK_STATUS(wait_free(producer), JR_OK);
+    CHECK_STATUS(wait_free(consumer), JR_OK);
+    CHECK(pair.sum == 200L * 201 / 2);
+    CHECK_STATUS(jr_chan_free(pair.ch), JR_OK);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
 /* Park hooks: each worker calls on_thread_park on its own thread, with hook_arg and its
  * index, each time it is about to sleep. */
 typedef struct {
@@ -2051,6 +2159,9 @@ int main(void) {
     RUN(pool_remove_thread_hooks_from_inside_a_hook);
     RUN(pool_park_hook_runs_as_each_worker_goes_to_sleep);
     RUN(pool_add_park_hook_to_a_running_pool_until_removed);
+    RUN(chan_fifo_try_close_and_free);
+    RUN(chan_recv_ends_on_cancel);
+    RUN(chan_producer_and_consumer_jobs_on_one_thread);
     RUN(submit_wait_take_result);
     RUN(job_error_code_and_message);
     RUN(job_panic_becomes_panicked);

@@ -153,6 +153,11 @@ class jr_token(Structure):
     """Opaque ``struct jr_token``."""
 
 
+class jr_chan(Structure):
+    """Opaque ``struct jr_chan``."""
+
+
+ChanP = POINTER(jr_chan)
 CtxP = POINTER(jr_ctx)
 GroupP = POINTER(jr_group)
 JobP = POINTER(jr_job)
@@ -266,6 +271,7 @@ OPAQUE: dict[str, type[Structure]] = {
     "jr_job": jr_job,
     "jr_pool": jr_pool,
     "jr_sem": jr_sem,
+    "jr_chan": jr_chan,
     "jr_token": jr_token,
 }
 
@@ -323,6 +329,14 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_sem_release": (_status, [SemP, c_uint64]),
     "jr_sem_available": (_status, [SemP, POINTER(c_uint64)]),
     "jr_sem_free": (_status, [SemP]),
+    "jr_chan_new": (_status, [c_size_t, FREE_FN, POINTER(ChanP)]),
+    "jr_chan_send": (_status, [ChanP, c_void_p, c_int64, TokenP]),
+    "jr_chan_try_send": (_status, [ChanP, c_void_p]),
+    "jr_chan_recv": (_status, [ChanP, POINTER(c_void_p), c_int64, TokenP]),
+    "jr_chan_try_recv": (_status, [ChanP, POINTER(c_void_p)]),
+    "jr_chan_close": (_status, [ChanP]),
+    "jr_chan_len": (_status, [ChanP, POINTER(c_size_t)]),
+    "jr_chan_free": (_status, [ChanP]),
     "jr_group_options_default": (GroupOptions, []),
     "jr_group_new": (_status, [PoolP, POINTER(GroupOptions), POINTER(GroupP)]),
     "jr_group_close": (_status, [GroupP]),
