@@ -51,6 +51,7 @@ static struct {
     jr_job *running;       /* blocked on `blocker` until the end */
     jr_job *member;        /* a group member's handle, ended */
     jr_job *ticker;        /* a periodic job, running until the end */
+    jr_chan *chan;         /* capacity 1, open, empty */
     blocker blocker;
 } F;
 
@@ -897,6 +898,32 @@ THUNK(t_remove_park_hook_never_added, jr_pool_remove_park_hook(F.pool, noop_hook
 THUNK(t_remove_park_hook_as_start_hook, jr_pool_remove_thread_hooks(F.other_pool, noop_hook, NULL, NULL))
 /* The park hook added by t_add_park_hook: removed once, then no more. */
 THUNK(t_remove_park_hook, jr_pool_remove_park_hook(F.other_pool, noop_hook, NULL))
+static void *chan_out;
+static size_t chan_len_out;
+THUNK(t_chan_new_null_out, jr_chan_new(1, NULL, NULL))
+static jr_status t_chan_new_capacity_0(jr_ctx *c) {
+    (void)c;
+    jr_chan *ch = NULL;
+    jr_status st = jr_chan_new(0, NULL, &ch);
+    if (ch != NULL) jr_chan_free(ch);
+    return st;
+}
+THUNK(t_chan_send_null, jr_chan_send(NULL, NULL, 0, NULL))
+THUNK(t_chan_send_sem_as_chan, jr_chan_send(AS(jr_chan, F.sem), NULL, 0, NULL))
+THUNK(t_chan_send_junk, jr_chan_send(AS(jr_chan, junk_dead), NULL, 0, NULL))
+THUNK(t_chan_send_sem_as_token, jr_chan_send(F.chan, NULL, 0, AS(jr_token, F.sem)))
+THUNK(t_chan_try_send_null, jr_chan_try_send(NULL, NULL))
+THUNK(t_chan_recv_null, jr_chan_recv(NULL, &chan_out, 0, NULL))
+THUNK(t_chan_recv_null_out, jr_chan_recv(F.chan, NULL, 0, NULL))
+THUNK(t_chan_recv_junk, jr_chan_recv(AS(jr_chan, junk_zero), &chan_out, 0, NULL))
+THUNK(t_chan_recv_empty_now, jr_chan_recv(F.chan, &chan_out, 0, NULL))
+THUNK(t_chan_try_recv_null_out, jr_chan_try_recv(F.chan, NULL))
+THUNK(t_chan_close_null, jr_chan_close(NULL))
+THUNK(t_chan_close_pool_as_chan, jr_chan_close(AS(jr_chan, F.pool)))
+THUNK(t_chan_len_null_out, jr_chan_len(F.chan, NULL))
+THUNK(t_chan_len_null, jr_chan_len(NULL, &chan_len_out))
+THUNK(t_chan_free_sem_as_chan, jr_chan_free(AS(jr_chan, F.sem)))
+THUNK(t_chan_free_null, jr_chan_free(NULL))
 THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
 THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
 THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
@@ -1301,6 +1328,24 @@ static const row rows[] = {
     ROW(t_remove_hooks_never_added, BAD),
     ROW(t_remove_hooks_stop_only, JR_OK),
     ROW(t_remove_hooks_stop_only, BAD),
+    ROW(t_chan_new_null_out, BAD),
+    ROW(t_chan_new_capacity_0, BAD),
+    ROW(t_chan_send_null, BAD),
+    ROW(t_chan_send_sem_as_chan, BAD),
+    ROW(t_chan_send_junk, BAD),
+    ROW(t_chan_send_sem_as_token, BAD),
+    ROW(t_chan_try_send_null, BAD),
+    ROW(t_chan_recv_null, BAD),
+    ROW(t_chan_recv_null_out, BAD),
+    ROW(t_chan_recv_junk, BAD),
+    ROW(t_chan_recv_empty_now, JR_E_TIMEOUT),
+    ROW(t_chan_try_recv_null_out, BAD),
+    ROW(t_chan_close_null, BAD),
+    ROW(t_chan_close_pool_as_chan, BAD),
+    ROW(t_chan_len_null_out, BAD),
+    ROW(t_chan_len_null, BAD),
+    ROW(t_chan_free_sem_as_chan, BAD),
+    ROW(t_chan_free_null, JR_OK),
     ROW(t_add_park_hook_null_pool, BAD),
     ROW(t_add_park_hook_sem_as_pool, BAD),
     ROW(t_add_park_hook_junk, BAD),
@@ -1447,6 +1492,7 @@ static void make_fixtures(void) {
     F.other_pool = make_pool(1, 0);
     REQUIRE(jr_token_new(NULL, &F.token) == JR_OK);
     REQUIRE(jr_sem_new(2, &F.sem) == JR_OK);
+    REQUIRE(jr_chan_new(1, NULL, &F.chan) == JR_OK);
     REQUIRE(jr_group_new(F.pool, NULL, &F.group) == JR_OK);
     jr_group_options go = jr_group_options_default();
     go.limit = 1;
@@ -1464,6 +1510,7 @@ static void make_fixtures(void) {
 }
 
 static void free_fixtures(void) {
+    CHECK_STATUS(jr_chan_free(F.chan), JR_OK);
     gate_open(&F.blocker.gate);
     CHECK_STATUS(jr_job_wait(F.running, HANG_MS * MS), JR_OK);
     CHECK_STATUS(jr_job_cancel(F.ticker), JR_OK);
