@@ -17,6 +17,7 @@ by the ``JOBRUNNER_LIBRARY`` environment variable.
 
 from __future__ import annotations
 
+from ._chan import Channel, ChannelClosed, ChannelEmpty, ChannelFull
 from ._errors import Cancelled, JobrunnerError, NativeJobError, PoolShutdown
 from ._group import Group
 from ._jobs import Future, JobContext, current
@@ -28,6 +29,10 @@ from ._sync import CancelToken, Semaphore
 __version__ = "0.1.0"
 
 __all__ = [
+    "Channel",
+    "ChannelClosed",
+    "ChannelEmpty",
+    "ChannelFull",
     "Pool",
     "Future",
     "Group",
