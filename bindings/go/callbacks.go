@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"runtime"
+	"runtime/cgo"
 	"runtime/metrics"
 	"sync/atomic"
 )
@@ -104,3 +105,15 @@ const runnableMetric = "/sched/goroutines/runnable:goroutines"
 
 // parkCalls and parkYields count park's calls and its yields, for the tests.
 var parkCalls, parkYields atomic.Int64
+
+// jrgoChanItemFree deletes the handle of a channel item nobody received (the channel's
+// item_free, as the channel is freed), on any thread.
+//
+//export jrgoChanItemFree
+func jrgoChanItemFree(item C.uintptr_t) {
+	cgo.Handle(item).Delete()
+	chanItemsFreed.Add(1)
+}
+
+// chanItemsFreed counts the items channels freed unreceived, for the tests.
+var chanItemsFreed atomic.Int64

@@ -27,6 +27,7 @@ extern void jrgoFreeArg(uintptr_t id);
 extern void jrgoEndSlot(int32_t slot);
 extern void jrgoJobDone(uintptr_t id, int32_t state);
 extern void jrgoPark(int32_t slot);
+extern void jrgoChanItemFree(uintptr_t item);
 
 // A one-shot Go job's argument is its task's number, submitted with fn_owns_arg: a job
 // that runs ends its Go side itself (jrgoRunJob with once = 1), and arg_free calls back
@@ -177,6 +178,36 @@ jrgo_submitted jrgo_submit_simple(uintptr_t pool, uintptr_t id, uintptr_t token,
 	opts.token = (jr_token *)token;
 	opts.group = (jr_group *)group;
 	return jrgo_submit((jr_pool *)pool, id, opts);
+}
+
+// Channels of Go values: an item is a runtime/cgo.Handle number (an integer, never a Go
+// pointer); the channel's item_free deletes the handle of an item nobody received.
+static void jrgo_chan_item_free(void *item) {
+	jrgo_called = 1;
+	jrgoChanItemFree((uintptr_t)item);
+}
+
+enum jr_status jrgo_chan_new(size_t capacity, jr_chan **out) {
+	return jr_chan_new(capacity, jrgo_chan_item_free, out);
+}
+
+enum jr_status jrgo_chan_send(jr_chan *ch, uintptr_t item, int64_t timeout_ns, jr_token *tok) {
+	return jr_chan_send(ch, (void *)item, timeout_ns, tok);
+}
+
+// What jrgo_chan_recv returns: the status and the item, by value (an out-parameter would
+// move Go memory to the heap on every call).
+typedef struct {
+	enum jr_status status;
+	uintptr_t item;
+} jrgo_received;
+
+jrgo_received jrgo_chan_recv(jr_chan *ch, int64_t timeout_ns, jr_token *tok) {
+	jrgo_received r = {JR_OK, 0};
+	void *item = NULL;
+	r.status = jr_chan_recv(ch, &item, timeout_ns, tok);
+	r.item = (uintptr_t)item;
+	return r;
 }
 
 // Frees n job handles (a batch of freeBatches): one cgo call for them all.
