@@ -585,3 +585,83 @@ impl<T> IntoIterator for Channel<T> {
         IntoIter { channel: self }
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::thread;
+    use loom::sync::atomic::AtomicBool;
+
+    /// A sender and a receiver on a channel of one, two items: both arrive, in order,
+    /// and nobody waits forever (a lost wake-up would leave one parked: loom reports the
+    /// deadlock).
+    #[test]
+    fn two_items_through_a_channel_of_one() {
+        crate::pool::sleep::loom_tests::model(|| {
+            let channel = Channel::new(1);
+            let sender = {
+                let channel = channel.clone();
+                loom::thread::spawn(move || {
+                    channel.send(1).unwrap();
+                    channel.send(2).unwrap();
+                })
+            };
+            assert_eq!(channel.recv(), Ok(1));
+            assert_eq!(channel.recv(), Ok(2));
+            sender.join().unwrap();
+        });
+    }
+
+    /// A close racing a receiver that waits: the receiver ends with `Closed`.
+    #[test]
+    fn close_ends_a_waiting_receive() {
+        crate::pool::sleep::loom_tests::model(|| {
+            let channel = Channel::<u8>::new(1);
+            let receiver = {
+                let channel = channel.clone();
+                loom::thread::spawn(move || channel.recv())
+            };
+            channel.close();
+            assert_eq!(receiver.join().unwrap(), Err(RecvError::Closed));
+        });
+    }
+
+    /// A receiver gives up (as on a timeout) while a send races to wake it, and a second
+    /// receiver waits too. If the wake was spent on the one that gave up, it must pass it
+    /// on: else the patient receiver sleeps on with the item buffered (loom reports the
+    /// deadlock, as nothing else would wake it). The item reaches exactly one of them.
+    #[test]
+    fn a_receiver_giving_up_passes_a_spent_wake_on() {
+        crate::pool::sleep::loom_tests::model(|| {
+            let channel = Channel::<u8>::new(1);
+            let give_up = Arc::new(AtomicBool::new(false));
+            let quitter = {
+                let (channel, give_up) = (channel.clone(), give_up.clone());
+                loom::thread::spawn(move || {
+                    channel.recv_inner(Some(&|waiter: &Arc<Waiter>| {
+                        while !waiter.is_woken() && !give_up.load(Ordering::Acquire) {
+                            thread::park();
+                        }
+                        (!waiter.is_woken()).then_some(GaveUp::Timeout)
+                    }))
+                })
+            };
+            let patient = {
+                let channel = channel.clone();
+                loom::thread::spawn(move || channel.recv())
+            };
+            give_up.store(true, Ordering::Release);
+            quitter.thread().unpark();
+            channel.send(7).unwrap();
+            let quitter_got = quitter.join().unwrap().ok();
+            if quitter_got.is_some() {
+                channel.send(8).unwrap(); // the patient one's item
+            }
+            let patient_got = patient.join().unwrap().unwrap();
+            match quitter_got {
+                Some(item) => assert_eq!((item, patient_got), (7, 8)),
+                None => assert_eq!(patient_got, 7),
+            }
+        });
+    }
+}
