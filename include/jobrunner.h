@@ -343,6 +343,11 @@ typedef struct jr_stats {
      * Workers asleep now, waiting for work.
      */
     uint64_t sleeping;
+    /**
+     * Spare workers running now, in place of workers whose jobs block in a channel
+     * wait (they retire once the blocked jobs are back).
+     */
+    uint64_t spare_threads;
 } jr_stats;
 
 /**

@@ -1,12 +1,19 @@
 //! `Channel`: a bounded multi-producer, multi-consumer FIFO channel whose blocking
 //! operations know the pool.
 //!
-//! A thread outside any pool that waits (to send into a full channel, to receive from an
-//! empty one) parks. A job that waits runs other queued work meanwhile, whatever the
-//! pool's help policy: a pipeline of jobs talking over channels on a small pool would
-//! otherwise deadlock (the producer's worker waiting for room that only a queued consumer
-//! would make). That is why the channel keeps its own waiter lists instead of wrapping
-//! crossbeam-channel, whose waits block the thread.
+//! A thread that waits (to send into a full channel, to receive from an empty one)
+//! parks. When it is a worker running a job, the pool first makes sure that a spare
+//! worker runs in its place if fewer than the configured number would be left running
+//! (`Registry::begin_blocking`, compensation as in Java's ForkJoinPool): a pipeline of
+//! jobs talking over channels on a small pool would otherwise deadlock, the producer's
+//! worker waiting for room that only a queued consumer would make. Running queued jobs
+//! on the waiter's own stack instead is not enough: the producer would run the consumer
+//! on top of itself, and the consumer, once it drained, would wait for items only the
+//! producer buried below it could send.
+//!
+//! The channel keeps its own waiter lists instead of wrapping crossbeam-channel: a wait
+//! must also end on a `CancelToken`, and `wait_any` must watch a channel next to jobs,
+//! groups and tokens, which both need a waiter the channel can wake from outside.
 //!
 //! # Protocol
 //!
@@ -45,9 +52,11 @@ use crate::sync::{lock, Mutex};
 /// A bounded multi-producer, multi-consumer FIFO channel. Clones share the channel: any
 /// of them may send, receive or close.
 ///
-/// A send into a full channel, or a receive from an empty one, waits: a thread outside
-/// any pool parks; a job runs other queued jobs of its pool meanwhile, whatever the help
-/// policy, so that producer and consumer jobs on a pool of one thread still meet.
+/// A send into a full channel, or a receive from an empty one, waits: the thread parks.
+/// A job that waits gives its place to a spare worker while it is blocked, if fewer
+/// than the pool's configured workers would be left running (see
+/// [`Stats::spare_threads`](crate::Stats::spare_threads)), so that producer and consumer
+/// jobs on a pool of one thread still meet.
 /// `close` ends the channel for senders at once (a send on a closed channel fails with
 /// the item, it does not panic); receivers first get what is buffered, then
 /// [`RecvError::Closed`]. Items still buffered when the last clone is dropped are dropped
@@ -62,7 +71,7 @@ use crate::sync::{lock, Mutex};
 ///     let channel = channel.clone();
 ///     pool.submit(move |_| {
 ///         for i in 0..10 {
-///             channel.send(i).unwrap(); // waits for room, running the consumer meanwhile
+///             channel.send(i).unwrap(); // waits for room; a spare worker runs the consumer
 ///         }
 ///         channel.close();
 ///         Ok::<_, ()>(())

@@ -65,8 +65,12 @@ pub struct Stats {
     pub unparks: u64,
     /// Workers asleep now, waiting for work.
     pub sleeping: usize,
-    /// Worker threads.
+    /// Worker threads (the configured number).
     pub threads: usize,
+    /// Spare workers running now: started in place of workers whose jobs block in a
+    /// channel wait, so that at least `threads` workers run (they retire once the
+    /// blocked jobs are back).
+    pub spare_threads: usize,
 }
 
 /// Sums of the handshake counters, read in the order the shutdown argument needs.
@@ -123,6 +127,7 @@ impl Stats {
         unparks: u64,
         sleeping: usize,
         threads: usize,
+        spare_threads: usize,
     ) -> Self {
         let sum = |field: fn(&Counters) -> &AtomicU64| -> u64 {
             stripes
@@ -148,6 +153,7 @@ impl Stats {
             unparks,
             sleeping,
             threads,
+            spare_threads,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `Channel`: FIFO order, try/blocking/timed/cancellable sends and receives, close,
-//! iteration, items dropped with the channel, waits inside jobs that run the work they
-//! wait for (a pipeline on a pool of one thread, under every help policy), and seeded
-//! many-producer many-consumer stress in which every item arrives exactly once.
+//! iteration, items dropped with the channel, waits inside jobs while a spare worker runs
+//! the work they wait for (a pipeline on a pool of one thread, under every help policy;
+//! spares counted in the stats and joined at shutdown), and seeded many-producer
+//! many-consumer stress in which every item arrives exactly once.
 //!
 //! Tests wait for events; a timeout only bounds a wait that must end, or is the feature
 //! under test.
@@ -212,11 +213,11 @@ fn items_left_in_the_channel_are_dropped_with_it() {
 
 /// A producer job and a consumer job on a pool of one thread, over a channel of one:
 /// each wait runs the other job, under every help policy.
-///
-/// FAILS (deadlocks) with waits that help on their own stack: the producer, waiting for
-/// room, runs the consumer on top of itself; the consumer drains, then waits for items
-/// only the producer, buried below it, would send. Needs compensation (a spare worker
-/// while a job blocks) or suspendable stages: the open design question of issue 7.
+/// Three jobs talking over channels of one on a pool of one thread: each blocked job
+/// gives its place to a spare worker, which runs the next. Fails (deadlocks) with waits
+/// that run queued jobs on their own stack instead: the producer, waiting for room, runs
+/// the consumer on top of itself; the consumer drains, then waits for items only the
+/// producer, buried below it, would send.
 #[test]
 fn a_pipeline_of_jobs_on_one_thread_never_deadlocks() {
     for policy in [HelpPolicy::Any, HelpPolicy::Own, HelpPolicy::Block] {
@@ -261,7 +262,8 @@ fn a_pipeline_of_jobs_on_one_thread_never_deadlocks() {
     }
 }
 
-/// A timed wait inside a job also runs other jobs meanwhile, and still times out.
+/// While a job waits with a timeout, a spare worker runs the job queued behind it; the
+/// wait still times out.
 #[test]
 fn a_timed_wait_in_a_job_helps_and_times_out() {
     let pool = Pool::builder().threads(1).build().unwrap();
@@ -311,6 +313,72 @@ fn a_waiting_job_is_woken_by_a_send_and_by_a_cancel() {
         receiver.wait(),
         Ok((Ok(5), Err(RecvError::Cancelled(CancelReason::Cancelled))))
     );
+}
+
+/// A job blocked in a channel wait on a pool of one thread shows as one spare thread in
+/// the stats, and the spare retires once the job is back.
+#[test]
+fn a_blocked_job_runs_a_spare_that_retires_when_it_is_back() {
+    let pool = Pool::builder().threads(1).build().unwrap();
+    assert_eq!(pool.stats().spare_threads, 0);
+    let channel = Channel::new(1);
+    let receiver = {
+        let channel = channel.clone();
+        pool.submit(move |_| Ok::<_, ()>(channel.recv())).unwrap()
+    };
+    wait_until("a spare runs in place of the blocked worker", || {
+        pool.stats().spare_threads == 1
+    });
+    // The spare runs jobs: this one would wait forever behind the blocked worker otherwise.
+    let other = pool.submit(|_| Ok::<_, ()>(7)).unwrap();
+    assert_eq!(other.wait(), Ok(7));
+    channel.send(3).unwrap();
+    assert_eq!(receiver.wait(), Ok(Ok(3)));
+    wait_until("the spare retired", || pool.stats().spare_threads == 0);
+    assert_eq!(pool.stats().threads, 1);
+}
+
+/// Jobs that block and unblock at random while the pool shuts down: every spare thread
+/// started meanwhile has exited when the shutdown returns (none is left behind).
+#[test]
+fn shutdown_joins_every_spare() {
+    let own_threads = |prefix: &str| -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                    .filter(|comm| comm.starts_with(prefix))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    for seed in 0..by_profile(10, 40u64) {
+        let mut rng = XorShift::new(seed + 1);
+        let prefix = format!("spj{seed}");
+        let pool = Pool::builder()
+            .threads(1)
+            .thread_name(&prefix)
+            .build()
+            .unwrap();
+        let channel = Channel::<u64>::new(1);
+        for _ in 0..rng.range(1, 12) {
+            let channel = channel.clone();
+            let wait = Duration::from_micros(rng.range(0, 2_000));
+            let _detached = pool
+                .submit(move |_| Ok::<_, ()>(channel.recv_timeout(wait)))
+                .unwrap();
+        }
+        for i in 0..rng.range(0, 6) {
+            let _ = channel.try_send(i);
+        }
+        let report = pool.shutdown(jobrunner::ShutdownMode::Drain, Some(PATIENCE));
+        assert!(report.is_complete(), "seed {seed}: {report:?}");
+        assert_eq!(
+            own_threads(&format!("{prefix}-")),
+            0,
+            "seed {seed}: a thread is left"
+        );
+    }
 }
 
 /// Producers and consumers, threads and jobs, on channels of random capacities, with

@@ -174,7 +174,8 @@ type Stats struct {
 	Steals               uint64 // jobs taken from another worker's queue
 	Parks                uint64 // times a worker went to sleep
 	Unparks              uint64 // times a sleeping worker was woken
-	Threads              uint64 // worker threads
+	Threads              uint64 // worker threads (the configured number)
+	SpareThreads         uint64 // spare workers running in place of workers blocked in a channel wait
 }
 
 // Stats returns a snapshot of the pool's counters (zero after Close).
@@ -201,5 +202,6 @@ func (p *Pool) Stats() Stats {
 		Parks:                uint64(s.parks),
 		Unparks:              uint64(s.unparks),
 		Threads:              uint64(s.threads),
+		SpareThreads:         uint64(s.spare_threads),
 	}
 }

@@ -448,6 +448,9 @@ pub struct jr_stats {
     pub threads: u64,
     /// Workers asleep now, waiting for work.
     pub sleeping: u64,
+    /// Spare workers running now, in place of workers whose jobs block in a channel
+    /// wait (they retire once the blocked jobs are back).
+    pub spare_threads: u64,
 }
 
 versioned!(jr_stats {
@@ -466,6 +469,7 @@ versioned!(jr_stats {
     unparks,
     threads,
     sleeping,
+    spare_threads,
 });
 
 /// Writes the pool's counters to `*out`, whose `size` the caller set to
@@ -505,6 +509,7 @@ pub extern "C" fn jr_pool_stats(pool: *const jr_pool, out: *mut jr_stats) -> jr_
             unparks: s.unparks,
             threads: s.threads as u64,
             sleeping: s.sleeping as u64,
+            spare_threads: s.spare_threads as u64,
         };
         let ends = <jr_stats as super::Versioned>::field_ends();
         let n = ends

@@ -81,6 +81,13 @@ impl Compensation {
         }
     }
 
+    /// Spare workers counted as running now (started, or about to be).
+    #[cfg(not(loom))]
+    pub(crate) fn spares(&self) -> u64 {
+        let (active, _) = split(self.state.load(Ordering::Relaxed));
+        active.saturating_sub(self.base)
+    }
+
     /// Workers running and not blocked.
     #[cfg(loom)]
     pub(crate) fn running(&self) -> u64 {

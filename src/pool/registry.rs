@@ -306,16 +306,38 @@ impl Registry {
             .weak_self
             .upgrade()
             .expect("a registry in use is alive");
+        // Finished spares (retired) are joined here, not at `terminate`: their handles
+        // would otherwise pile up in a pool whose jobs block again and again.
+        let (done, running): (Vec<_>, Vec<_>) =
+            threads.drain(..).partition(|handle| handle.is_finished());
+        *threads = running;
+        done.into_iter().for_each(|handle| drop(handle.join()));
         let mut builder = std::thread::Builder::new().name(format!("{}-{index}", self.name));
         if let Some(bytes) = self.stack_size {
             builder = builder.stack_size(bytes);
         }
-        match builder.spawn(move || WorkerThread::main(registry, index, deque)) {
+        // The deque goes to the thread through a cell, so that it comes back to the
+        // free slots if the thread cannot start (the closure is dropped with it then).
+        let cell = Arc::new(Mutex::new(Some(deque)));
+        let handoff = Arc::clone(&cell);
+        let spawned = builder.spawn(move || {
+            let deque = lock(&handoff)
+                .take()
+                .expect("a spare's deque is handed over once");
+            WorkerThread::main(registry, index, deque)
+        });
+        match spawned {
             Ok(handle) => {
                 threads.push(handle);
                 true
             }
-            Err(_) => false, // the slot's deque went with the closure: lost, not reused
+            Err(_) => {
+                let deque = lock(&cell)
+                    .take()
+                    .expect("an unstarted spare left its deque");
+                lock(&self.spare_slots).push((index, deque));
+                false // the wait blocks without compensation
+            }
         }
     }
 
@@ -963,6 +985,7 @@ impl Registry {
             self.sleep.unparks(),
             self.sleep.sleeping_now() as usize,
             self.threads(),
+            self.compensation.spares() as usize,
         )
     }
 

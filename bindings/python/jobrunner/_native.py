@@ -222,6 +222,7 @@ class Stats(Structure):
         ("unparks", c_uint64),
         ("threads", c_uint64),
         ("sleeping", c_uint64),
+        ("spare_threads", c_uint64),
     ]
 
 

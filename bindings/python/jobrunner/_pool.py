@@ -124,6 +124,7 @@ class PoolStats:
     unparks: int
     threads: int
     sleeping: int
+    spare_threads: int
 
 
 # --- the pool --------------------------------------------------------------------------------------
