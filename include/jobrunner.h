@@ -230,7 +230,8 @@ typedef struct jr_token jr_token;
 
 /**
  * A worker thread hook: `arg` is `jr_pool_options.hook_arg`, `index` the worker's
- * index (0 to threads - 1). Runs on the worker thread itself.
+ * index (0 to threads - 1; higher for a spare worker, started while a job blocks in a
+ * channel wait). Runs on the worker thread itself.
  */
 typedef void (*jr_thread_hook)(void *arg, size_t index);
 

@@ -58,7 +58,8 @@ impl<'a> Context<'a> {
         Pool::from_registry(self.worker.registry_arc())
     }
 
-    /// The index (`0..threads`) of the worker running the job.
+    /// The index of the worker running the job: `0..threads` for the configured workers,
+    /// higher for a spare (one that runs while a job blocks in a channel wait).
     pub fn worker_index(&self) -> usize {
         self.worker.index()
     }

@@ -91,7 +91,8 @@ versioned!(jr_pool_options {
 });
 
 /// A worker thread hook: `arg` is `jr_pool_options.hook_arg`, `index` the worker's
-/// index (0 to threads - 1). Runs on the worker thread itself.
+/// index (0 to threads - 1; higher for a spare worker, started while a job blocks in a
+/// channel wait). Runs on the worker thread itself.
 pub type jr_thread_hook = Option<unsafe extern "C" fn(arg: *mut c_void, index: usize)>;
 
 /// A hook with its argument, callable from any worker thread.
