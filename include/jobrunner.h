@@ -110,6 +110,10 @@ typedef enum jr_status {
      * child (make new ones there; `jr_pool_global()` gives the child its own pool).
      */
     JR_E_FORKED = 11,
+    /**
+     * Nothing to take now (`jr_chan_try_recv` on an empty channel).
+     */
+    JR_E_EMPTY = 12,
 } jr_status;
 
 /**
@@ -1010,8 +1014,9 @@ enum jr_status jr_chan_try_send(struct jr_chan *chan, void *item);
  * forever; 0: not at all) and giving up if `token` (nullable) is cancelled. The caller
  * owns the item it receives. A closed channel gives what it buffers first.
  *
- * Returns `JR_OK`, `JR_E_CLOSED` (closed and drained), `JR_E_TIMEOUT` (also for
- * `timeout_ns` 0 and nothing buffered), `JR_E_CANCELLED`, `JR_E_INVALID_ARG` (not a
+ * Returns `JR_OK`, `JR_E_CLOSED` (closed and drained), `JR_E_EMPTY` (`timeout_ns` 0
+ * and nothing buffered, as a send of no wait into a full channel is `JR_E_FULL`),
+ * `JR_E_TIMEOUT`, `JR_E_CANCELLED`, `JR_E_INVALID_ARG` (not a
  * channel or token, `item` NULL), `JR_E_FORKED`. Thread-safe.
  */
 enum jr_status jr_chan_recv(struct jr_chan *chan,
@@ -1022,7 +1027,7 @@ enum jr_status jr_chan_recv(struct jr_chan *chan,
 /**
  * Receives an item if one is buffered now: `jr_chan_recv` with no wait.
  *
- * Returns `JR_OK`, `JR_E_TIMEOUT` (nothing buffered), `JR_E_CLOSED`,
+ * Returns `JR_OK`, `JR_E_EMPTY` (nothing buffered), `JR_E_CLOSED`,
  * `JR_E_INVALID_ARG`, `JR_E_FORKED`. Thread-safe, never blocks.
  */
 enum jr_status jr_chan_try_recv(struct jr_chan *chan, void **item);

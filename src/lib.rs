@@ -12,6 +12,8 @@
 //!   otherwise the worker helps under the pool's [`HelpPolicy`].
 //! - [`join`] and [`Context::join`] fork-join with no allocation.
 //! - [`Pool::shutdown`] drains or cancels and reports what it found.
+//! - [`Channel`]s are bounded MPMC queues; a job waiting on one lends its place to a
+//!   spare worker, so jobs talking over channels cannot deadlock a small pool.
 //!
 //! # Examples
 //!

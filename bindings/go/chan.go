@@ -15,13 +15,9 @@ import "C"
 
 import (
 	"context"
-	"errors"
 	"runtime"
 	"runtime/cgo"
 )
-
-// ErrEmpty is TryRecv's error when nothing is buffered.
-var ErrEmpty = errors.New("jobrunner: empty")
 
 // Chan is a bounded multi-producer, multi-consumer FIFO channel of T values: the C
 // library's jr_chan, whose waits know the pool (inside a job, the pool lends a spare
@@ -110,9 +106,6 @@ func (c *Chan[T]) recv(ctx context.Context, timeoutNs int64) (T, error) {
 	defer tok.release()
 	r := C.jrgo_chan_recv(c.ptr, C.int64_t(timeoutNs), tok.ptr())
 	if r.status != C.JR_OK {
-		if r.status == C.JR_E_TIMEOUT && timeoutNs == 0 {
-			return zero, ErrEmpty
-		}
 		return zero, chanError(ctx, r.status)
 	}
 	h := cgo.Handle(r.item)

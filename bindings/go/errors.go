@@ -21,6 +21,9 @@ var (
 	ErrShutdown = errors.New("jobrunner: pool shut down")
 	// ErrFull reports a full bounded queue for a NonBlocking submit (JR_E_FULL).
 	ErrFull = errors.New("jobrunner: queue full")
+	// ErrEmpty reports that nothing was there to take now: a Chan's TryRecv
+	// (JR_E_EMPTY).
+	ErrEmpty = errors.New("jobrunner: empty")
 	// ErrTimeout reports a wait that ended before what it waited for (JR_E_TIMEOUT).
 	ErrTimeout = errors.New("jobrunner: timed out")
 	// ErrCancelled reports a job that ended cancelled, before or while running
@@ -95,6 +98,8 @@ func statusError(st C.enum_jr_status) error {
 		return ErrFull
 	case C.JR_E_TIMEOUT:
 		return ErrTimeout
+	case C.JR_E_EMPTY:
+		return ErrEmpty
 	case C.JR_E_CANCELLED:
 		return ErrCancelled
 	case C.JR_E_CLOSED:

@@ -148,8 +148,9 @@ pub extern "C" fn jr_chan_try_send(chan: *mut jr_chan, item: *mut c_void) -> jr_
 /// forever; 0: not at all) and giving up if `token` (nullable) is cancelled. The caller
 /// owns the item it receives. A closed channel gives what it buffers first.
 ///
-/// Returns `JR_OK`, `JR_E_CLOSED` (closed and drained), `JR_E_TIMEOUT` (also for
-/// `timeout_ns` 0 and nothing buffered), `JR_E_CANCELLED`, `JR_E_INVALID_ARG` (not a
+/// Returns `JR_OK`, `JR_E_CLOSED` (closed and drained), `JR_E_EMPTY` (`timeout_ns` 0
+/// and nothing buffered, as a send of no wait into a full channel is `JR_E_FULL`),
+/// `JR_E_TIMEOUT`, `JR_E_CANCELLED`, `JR_E_INVALID_ARG` (not a
 /// channel or token, `item` NULL), `JR_E_FORKED`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn jr_chan_recv(
@@ -174,7 +175,8 @@ pub extern "C" fn jr_chan_recv(
         };
         let got = received.map_err(|error| match error {
             RecvError::Closed => jr_status::JR_E_CLOSED,
-            RecvError::Empty | RecvError::Timeout => jr_status::JR_E_TIMEOUT,
+            RecvError::Empty => jr_status::JR_E_EMPTY,
+            RecvError::Timeout => jr_status::JR_E_TIMEOUT,
             RecvError::Cancelled(_) => jr_status::JR_E_CANCELLED,
         })?;
         // SAFETY: checked non-null; the caller provides a writable pointer.
@@ -184,7 +186,7 @@ pub extern "C" fn jr_chan_recv(
 
 /// Receives an item if one is buffered now: `jr_chan_recv` with no wait.
 ///
-/// Returns `JR_OK`, `JR_E_TIMEOUT` (nothing buffered), `JR_E_CLOSED`,
+/// Returns `JR_OK`, `JR_E_EMPTY` (nothing buffered), `JR_E_CLOSED`,
 /// `JR_E_INVALID_ARG`, `JR_E_FORKED`. Thread-safe, never blocks.
 #[no_mangle]
 pub extern "C" fn jr_chan_try_recv(chan: *mut jr_chan, item: *mut *mut c_void) -> jr_status {

@@ -43,10 +43,12 @@ pub enum jr_status {
     /// The handle was made in the parent before a `fork()`: it cannot be used in the
     /// child (make new ones there; `jr_pool_global()` gives the child its own pool).
     JR_E_FORKED = 11,
+    /// Nothing to take now (`jr_chan_try_recv` on an empty channel).
+    JR_E_EMPTY = 12,
 }
 
 impl jr_status {
-    const ALL: [jr_status; 12] = [
+    const ALL: [jr_status; 13] = [
         jr_status::JR_OK,
         jr_status::JR_E_INVALID_ARG,
         jr_status::JR_E_NO_MEMORY,
@@ -59,6 +61,7 @@ impl jr_status {
         jr_status::JR_E_CLOSED,
         jr_status::JR_E_INTERNAL,
         jr_status::JR_E_FORKED,
+        jr_status::JR_E_EMPTY,
     ];
 
     /// The status's name and meaning, NUL-terminated.
@@ -78,6 +81,7 @@ impl jr_status {
             jr_status::JR_E_FORKED => {
                 b"JR_E_FORKED: the handle was made before fork() in the parent\0"
             }
+            jr_status::JR_E_EMPTY => b"JR_E_EMPTY: nothing to take now\0",
         }
     }
 

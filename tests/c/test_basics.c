@@ -41,6 +41,7 @@ static void status_strings_name_every_status(void) {
         {JR_E_CLOSED, "JR_E_CLOSED"},
         {JR_E_INTERNAL, "JR_E_INTERNAL"},
         {JR_E_FORKED, "JR_E_FORKED"},
+        {JR_E_EMPTY, "JR_E_EMPTY"},
     };
     CHECK(JR_OK == 0);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
@@ -59,7 +60,7 @@ static void status_strings_name_every_status(void) {
         /* Static: the same pointer every time. */
         CHECK(jr_status_str(all[i].status) == s);
     }
-    static const int bad[] = {-1, 12, 9999, INT_MIN, INT_MAX};
+    static const int bad[] = {-1, 13, 9999, INT_MIN, INT_MAX};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *s = jr_status_str(bad[i]);
         REQUIRE(s != NULL);
@@ -338,7 +339,7 @@ static int *boxed(int value) {
     return p;
 }
 
-/* FIFO; a try says FULL or nothing (JR_E_TIMEOUT); close lets receivers drain, then
+/* FIFO; a try says FULL or EMPTY; close lets receivers drain, then
  * says CLOSED; a failed send leaves the item with the caller; free destroys what is
  * left with item_free. */
 static void chan_fifo_try_close_and_free(void) {
@@ -347,7 +348,8 @@ static void chan_fifo_try_close_and_free(void) {
     CHECK_STATUS(jr_chan_new(0, chan_free_item, &ch), JR_E_INVALID_ARG);
     CHECK_STATUS(jr_chan_new(2, chan_free_item, &ch), JR_OK);
     void *item = NULL;
-    CHECK_STATUS(jr_chan_try_recv(ch, &item), JR_E_TIMEOUT);
+    CHECK_STATUS(jr_chan_try_recv(ch, &item), JR_E_EMPTY);
+    CHECK_STATUS(jr_chan_recv(ch, &item, 0, NULL), JR_E_EMPTY);
     CHECK_STATUS(jr_chan_send(ch, boxed(1), -1, NULL), JR_OK);
     CHECK_STATUS(jr_chan_try_send(ch, boxed(2)), JR_OK);
     int *third = boxed(3);

@@ -101,7 +101,7 @@ static int32_t fail_job(jr_ctx *ctx, void *arg, void **result) {
 THUNK(t_status_str_minus1, want_unknown(jr_status_str(-1), "jr_status_str(-1)"))
 THUNK(t_status_str_9999, want_unknown(jr_status_str(9999), "jr_status_str(9999)"))
 THUNK(t_status_str_int_min, want_unknown(jr_status_str(INT_MIN), "jr_status_str(INT_MIN)"))
-THUNK(t_status_str_past_last, want_unknown(jr_status_str(JR_E_FORKED + 1), "jr_status_str(JR_E_FORKED + 1)"))
+THUNK(t_status_str_past_last, want_unknown(jr_status_str(JR_E_EMPTY + 1), "jr_status_str(JR_E_EMPTY + 1)"))
 static jr_status t_version_not_null(jr_ctx *c) {
     (void)c;
     const char *v = jr_version();
@@ -1338,7 +1338,7 @@ static const row rows[] = {
     ROW(t_chan_recv_null, BAD),
     ROW(t_chan_recv_null_out, BAD),
     ROW(t_chan_recv_junk, BAD),
-    ROW(t_chan_recv_empty_now, JR_E_TIMEOUT),
+    ROW(t_chan_recv_empty_now, JR_E_EMPTY),
     ROW(t_chan_try_recv_null_out, BAD),
     ROW(t_chan_close_null, BAD),
     ROW(t_chan_close_pool_as_chan, BAD),

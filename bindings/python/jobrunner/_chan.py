@@ -46,8 +46,10 @@ class Channel(_Handle):
 
     :meth:`put` waits for room and :meth:`get` for an item, releasing the GIL; inside a
     job the pool lends a spare worker meanwhile, so producer and consumer jobs on a
-    small pool still meet. :meth:`close` ends it for producers; consumers get what is
-    buffered, then :class:`ChannelClosed` (and iteration ends).
+    small pool still meet. :meth:`close_for_sending` ends it for producers; consumers
+    get what is buffered, then :class:`ChannelClosed` (and iteration ends).
+    :meth:`close` frees the handle (a finalizer does it otherwise), as for every handle
+    of the binding; items still buffered then are released.
     """
 
     _free_name = "jr_chan_free"
@@ -101,7 +103,7 @@ class Channel(_Handle):
         """Receive an item if one is buffered now; else raise :class:`ChannelEmpty`."""
         out = c_void_p()
         status = lib.jr_chan_try_recv(self._handle(), byref(out))
-        if status == Status.JR_E_TIMEOUT:
+        if status == Status.JR_E_EMPTY:
             raise ChannelEmpty(status, "jr_chan_try_recv")
         if status != Status.JR_OK:
             self._raise(status, "jr_chan_try_recv")

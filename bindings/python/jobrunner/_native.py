@@ -87,6 +87,7 @@ class Status(enum.IntEnum):
     JR_E_CLOSED = 9
     JR_E_INTERNAL = 10
     JR_E_FORKED = 11
+    JR_E_EMPTY = 12
 
 
 class State(enum.IntEnum):
