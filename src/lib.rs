@@ -64,6 +64,8 @@ mod slab;
 #[cfg(not(loom))]
 mod stats;
 #[cfg(not(loom))]
+mod stream;
+#[cfg(not(loom))]
 mod ticker;
 #[cfg(not(loom))]
 mod timer;
@@ -96,6 +98,8 @@ pub use crate::pool::{
 pub use crate::semaphore::{Permit, Semaphore, SemaphoreError};
 #[cfg(not(loom))]
 pub use crate::stats::Stats;
+#[cfg(not(loom))]
+pub use crate::stream::{Stream, StreamError, StreamSender};
 #[cfg(not(loom))]
 pub use crate::ticker::Ticker;
 

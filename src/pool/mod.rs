@@ -40,6 +40,7 @@ mod handle {
     use crate::job::{Job, JobHandle};
     use crate::semaphore::Semaphore;
     use crate::stats::Stats;
+    use crate::stream::{Stream, StreamSender};
     use crate::sync::atomic::Ordering;
     use crate::ticker::Ticker;
     use crate::unwind;
@@ -334,6 +335,55 @@ mod handle {
         {
             self.registry
                 .submit(SubmitOptions::default().nonblocking(), f)
+        }
+
+        /// Starts a generator: `producer` runs as a job that sends items into a channel
+        /// of `capacity` (at least 1), and the returned [`Stream`] reads them lazily.
+        /// See [`Stream`] for how the producer's end, its failure and the reader's drop
+        /// show on each side.
+        ///
+        /// # Errors
+        ///
+        /// As [`submit`](Self::submit).
+        ///
+        /// # Panics
+        ///
+        /// If `capacity` is 0.
+        pub fn stream<T, E, F>(
+            &self,
+            capacity: usize,
+            producer: F,
+        ) -> Result<Stream<T, E>, SubmitError>
+        where
+            F: FnOnce(&Context<'_>, &StreamSender<'_, T>) -> Result<(), E> + Send + 'static,
+            T: Send + 'static,
+            E: Send + 'static,
+        {
+            self.stream_with(SubmitOptions::default(), capacity, producer)
+        }
+
+        /// [`stream`](Self::stream) with submit options for the producer job (a token,
+        /// a delay, a name, a semaphore...).
+        ///
+        /// # Errors
+        ///
+        /// As [`submit_with`](Self::submit_with).
+        ///
+        /// # Panics
+        ///
+        /// If `capacity` is 0.
+        pub fn stream_with<T, E, F>(
+            &self,
+            options: SubmitOptions,
+            capacity: usize,
+            producer: F,
+        ) -> Result<Stream<T, E>, SubmitError>
+        where
+            F: FnOnce(&Context<'_>, &StreamSender<'_, T>) -> Result<(), E> + Send + 'static,
+            T: Send + 'static,
+            E: Send + 'static,
+        {
+            Stream::start(capacity, producer, |job| self.submit_with(options, job))
         }
 
         /// Submits a job with a token, a delay, a name, a submit timeout.
