@@ -226,6 +226,13 @@ typedef struct jr_pool jr_pool;
 typedef struct jr_sem jr_sem;
 
 /**
+ * A generator: a producer job and the bounded channel it sends on, read lazily with
+ * `jr_stream_next`. Made by `jr_stream_new`, freed by `jr_stream_free` (which stops the
+ * producer and destroys the items still buffered).
+ */
+typedef struct jr_stream jr_stream;
+
+/**
  * A cancellation token: a node of a cancellation tree shared by every language in the
  * process. Made by `jr_token_new` (owned: free it with `jr_token_free`) or borrowed
  * from `jr_ctx_token` (valid during the job's call; never freed).
@@ -442,6 +449,17 @@ typedef int32_t (*jr_job_fn)(struct jr_ctx *ctx, void *arg, void **result);
  * terminal state.
  */
 typedef void (*jr_done_fn)(void *arg, enum jr_state state);
+
+/**
+ * A stream's producer: runs as a job with its context and argument, and sends items on
+ * `out` with `jr_chan_send` (lent for the call: never freed, not used after it
+ * returns). A send fails with `JR_E_CLOSED` once the reader has freed the stream or the
+ * job is asked to stop (`jr_ctx_is_cancelled` is then true); the item is still the
+ * producer's. Returns 0 for success (the stream ends after the items sent), any other
+ * value as its error code (`jr_ctx_fail` for a message): the reader gets the items
+ * sent, then `JR_E_JOB_FAILED`.
+ */
+typedef int32_t (*jr_stream_fn)(struct jr_ctx *ctx, void *arg, struct jr_chan *out);
 
 /**
  * Options for `jr_group_new`. Get the defaults from `jr_group_options_default()`.
@@ -1058,6 +1076,79 @@ enum jr_status jr_chan_len(const struct jr_chan *chan, size_t *out);
  * receive in progress, for one).
  */
 enum jr_status jr_chan_free(struct jr_chan *chan);
+
+/**
+ * Starts `producer(ctx, arg, chan)` as a job on `pool`, sending into a channel of
+ * `capacity` items (at least 1), and makes `*out`, the stream that reads them.
+ * `item_free` (nullable) destroys the items nobody reads: those still buffered when
+ * the stream is freed. `options` (nullable: defaults) are the producer job's, as for
+ * `jr_submit` (token, semaphore, delay, name, queue timeout, `arg_free`,
+ * `fn_owns_arg`); it takes no group and no `result_free`. `arg` is the job's: freed
+ * with `arg_free` once it ends; on any error it is still the caller's.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (`pool` not a pool, `producer` NULL, `capacity`
+ * 0, `out` NULL, a group or `result_free` in `options`, bad options as for
+ * `jr_submit`), the submit errors of `jr_submit`, `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_stream_new(struct jr_pool *pool,
+                             jr_stream_fn producer,
+                             void *arg,
+                             size_t capacity,
+                             jr_free_fn item_free,
+                             const struct jr_submit_options *options,
+                             struct jr_stream **out);
+
+/**
+ * Reads the next item into `*item`, waiting at most `timeout_ns` nanoseconds
+ * (negative: forever; 0: not at all). The caller owns the item it reads. Items come in
+ * the order the producer sent them; after the last one, the producer's outcome.
+ *
+ * Returns `JR_OK`; `JR_E_CLOSED` at the end (the producer succeeded, and every item has
+ * been read; again on every later call); the producer's end once it ended badly, after
+ * its items: `JR_E_JOB_FAILED` (`jr_stream_error_code`, `jr_stream_error_message`),
+ * `JR_E_PANICKED`, `JR_E_CANCELLED` (it was cancelled: `jr_stream_cancel`, its token,
+ * a shutdown), then `JR_E_CLOSED`; `JR_E_TIMEOUT` (nothing within the timeout; the
+ * stream goes on); `JR_E_INVALID_ARG` (not a stream, `item` NULL), `JR_E_FORKED`.
+ * Thread-safe: several threads may read one stream (each item goes to one of them).
+ */
+enum jr_status jr_stream_next(struct jr_stream *stream, void **item, int64_t timeout_ns);
+
+/**
+ * Asks the producer to stop, as its token's cancel would: a producer not started yet
+ * never runs; a running one's sends fail with `JR_E_CLOSED` and it sees
+ * `jr_ctx_is_cancelled`. The reader then gets the items buffered, then
+ * `JR_E_CANCELLED` (unless the producer had already ended). For a reader that wants to
+ * stop without freeing the stream yet (another thread may be in `jr_stream_next`).
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a stream), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_stream_cancel(struct jr_stream *stream);
+
+/**
+ * Writes the code the producer failed with to `*out`, once `jr_stream_next` has
+ * returned `JR_E_JOB_FAILED` (0 before that, and for any other end).
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a stream, `out` NULL), `JR_E_FORKED`.
+ * Thread-safe.
+ */
+enum jr_status jr_stream_error_code(const struct jr_stream *stream, int32_t *out);
+
+/**
+ * The message of the producer's failure (its `jr_ctx_fail` text) or panic, once
+ * `jr_stream_next` has returned `JR_E_JOB_FAILED` or `JR_E_PANICKED`; valid until the
+ * stream is freed. NULL if there is none, or `stream` is not a stream. Thread-safe.
+ */
+const char *jr_stream_error_message(const struct jr_stream *stream);
+
+/**
+ * Frees the stream: stops the producer if it still runs (as `jr_stream_cancel`; the
+ * job goes on until it returns, but its sends fail) and destroys the items still
+ * buffered with `item_free`. NULL is a no-op.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a stream), `JR_E_FORKED` (made before
+ * `fork()`: leaked). Not to be called while another thread uses the handle.
+ */
+enum jr_status jr_stream_free(struct jr_stream *stream);
 
 /**
  * The default group options, with `size` set. Thread-safe, never fails.

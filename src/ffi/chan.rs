@@ -19,7 +19,7 @@ pub struct jr_chan {
 }
 
 /// An item in the channel: destroyed with the channel's `item_free` if nobody takes it.
-struct Item {
+pub(crate) struct Item {
     ptr: *mut c_void,
     free: jr_free_fn,
 }
@@ -30,7 +30,7 @@ unsafe impl Send for Item {}
 
 impl Item {
     /// Gives the pointer to its new owner: the item will not be destroyed.
-    fn take(self) -> *mut c_void {
+    pub(crate) fn take(self) -> *mut c_void {
         let ptr = self.ptr;
         std::mem::forget(self);
         ptr
@@ -49,6 +49,20 @@ impl Drop for Item {
 pub(crate) struct ChanHandle {
     channel: Channel<Item>,
     item_free: jr_free_fn,
+    /// A stream's channel lent to its producer for the call: not freed by
+    /// `jr_chan_free`.
+    borrowed: bool,
+}
+
+impl ChanHandle {
+    /// A handle to `channel` lent for a call (see `borrowed`).
+    pub(crate) fn borrowed(channel: Channel<Item>, item_free: jr_free_fn) -> Self {
+        ChanHandle {
+            channel,
+            item_free,
+            borrowed: true,
+        }
+    }
 }
 
 impl Kind for ChanHandle {
@@ -86,6 +100,7 @@ pub extern "C" fn jr_chan_new(
         let handle = Handle::into_raw(ChanHandle {
             channel: Channel::new(capacity),
             item_free,
+            borrowed: false,
         });
         // SAFETY: checked non-null; the caller provides a writable pointer.
         unsafe { write_out(out, handle) }
@@ -230,7 +245,15 @@ pub extern "C" fn jr_chan_len(chan: *const jr_chan, out: *mut usize) -> jr_statu
 #[no_mangle]
 pub extern "C" fn jr_chan_free(chan: *mut jr_chan) -> jr_status {
     status(|| {
-        // SAFETY: a channel handle or NULL, used by no other thread (the contract).
+        // SAFETY: a channel handle or NULL by the contract above; checked before freeing.
+        if let Ok(handle) = unsafe { Handle::<ChanHandle>::from_ptr(chan) } {
+            if handle.value.borrowed {
+                return Err(invalid(format_args!(
+                    "a borrowed jr_chan handle (a stream producer's) is not freed"
+                )));
+            }
+        }
+        // SAFETY: as above; no other thread uses it (the contract).
         drop(unsafe { Handle::<ChanHandle>::free(chan) }?);
         Ok(())
     })

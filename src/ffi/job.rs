@@ -134,14 +134,26 @@ fn run(
     arg: *mut c_void,
     result_free: jr_free_fn,
 ) -> Result<Owned, CError> {
-    with_ctx(ctx, |ctx_ptr, state| {
+    call_c(ctx, |ctx_ptr| {
         let mut result = std::ptr::null_mut();
         // SAFETY: the caller's function, called as the header's `jr_job_fn` contract says.
         let code = unsafe { func(ctx_ptr, arg, &mut result) };
-        let value = Owned::new(result, result_free);
+        (code, Owned::new(result, result_free))
+    })
+}
+
+/// Calls a C function that takes a context and returns a job's code (`call` returns the
+/// code and what the call made): a success gives what it made; a failure drops it and
+/// gives the code and the `jr_ctx_fail` message; a `jr_ctx_panic` drops it and panics
+/// with the message (no panic hook: the job's outcome carries it).
+pub(crate) fn call_c<V>(
+    ctx: &Context<'_>,
+    call: impl FnOnce(*mut jr_ctx) -> (i32, V),
+) -> Result<V, CError> {
+    with_ctx(ctx, |ctx_ptr, state| {
+        let (code, value) = call(ctx_ptr);
         if let Some(message) = state.panic.lock().unwrap_or_else(|p| p.into_inner()).take() {
             drop(value);
-            // No panic hook (`resume_unwind`): the job's outcome carries the message.
             std::panic::resume_unwind(Box::new(message));
         }
         if code == 0 {
@@ -451,7 +463,9 @@ pub extern "C" fn jr_submit_options_default() -> jr_submit_options {
 /// # Safety
 ///
 /// The handles in `options` are NULL or valid for the call; `name` is NULL or a string.
-unsafe fn submit_options(options: &jr_submit_options) -> Result<SubmitOptions, jr_status> {
+pub(crate) unsafe fn submit_options(
+    options: &jr_submit_options,
+) -> Result<SubmitOptions, jr_status> {
     let mut out = SubmitOptions::new();
     // SAFETY: the caller's contract.
     if let Some(token) = unsafe { TokenHandle::opt_token_of(options.token) }? {

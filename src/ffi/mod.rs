@@ -32,6 +32,8 @@ pub mod sem;
 
 pub mod chan;
 
+pub mod stream;
+
 pub mod group;
 
 pub mod fork;

@@ -432,6 +432,239 @@ static void chan_producer_and_consumer_jobs_on_one_thread(void) {
     CHECK_STATUS(jr_pool_free(p), JR_OK);
 }
 
+/* ----- streams ------------------------------------------------------------------------ */
+
+typedef struct {
+    int n;            /* items to send (-1: until a send fails) */
+    int fail_code;    /* returned after the items (0: success) */
+    atomic_int sent;  /* items the channel took */
+    atomic_int stop_status;  /* the failed send's status (0 if none) */
+    atomic_int saw_cancel;   /* jr_ctx_is_cancelled after the failed send */
+    atomic_int free_borrowed; /* what jr_chan_free said of the lent channel */
+    counter done;     /* counted when the producer returns */
+} producer_log;
+
+static atomic_int stream_args_freed;
+
+static void stream_free_arg(void *arg) {
+    (void)arg;
+    atomic_fetch_add(&stream_args_freed, 1);
+}
+
+/* Sends 1..n (or until a send fails, which makes it fail with code 1: after a cancel,
+ * the job then ends cancelled), then returns fail_code. */
+static int32_t stream_producer(jr_ctx *ctx, void *arg, jr_chan *out) {
+    producer_log *log = arg;
+    int32_t code = log->fail_code;
+    atomic_store(&log->free_borrowed, (int)jr_chan_free(out));
+    for (int i = 1; log->n < 0 || i <= log->n; i++) {
+        int *item = boxed(i);
+        jr_status st = jr_chan_send(out, item, -1, NULL);
+        if (st != JR_OK) {
+            free(item); /* a failed send leaves the item with us */
+            atomic_store(&log->stop_status, (int)st);
+            atomic_store(&log->saw_cancel, jr_ctx_is_cancelled(ctx) ? 1 : 0);
+            code = 1;
+            break;
+        }
+        atomic_fetch_add(&log->sent, 1);
+    }
+    if (code == 42) jr_ctx_fail(ctx, "bad line 4");
+    counter_add(&log->done, 1);
+    return code;
+}
+
+static producer_log *new_producer_log(int n, int fail_code) {
+    producer_log *log = calloc(1, sizeof *log);
+    REQUIRE(log != NULL);
+    log->n = n;
+    log->fail_code = fail_code;
+    counter_init(&log->done);
+    return log;
+}
+
+static void free_producer_log(producer_log *log) {
+    counter_destroy(&log->done);
+    free(log);
+}
+
+static jr_stream *start_stream(jr_pool *p, producer_log *log, size_t capacity) {
+    jr_submit_options o = jr_submit_options_default();
+    o.arg_free = stream_free_arg;
+    jr_stream *s = NULL;
+    REQUIRE_OK(jr_stream_new(p, stream_producer, log, capacity, chan_free_item, &o, &s));
+    return s;
+}
+
+/* Items in order, then JR_E_CLOSED (again and again); the producer's argument is freed
+ * once; the lent channel cannot be freed by the producer; bad arguments are refused. */
+static void stream_items_in_order_then_closed(void) {
+    jr_pool *p = make_pool(2, 0);
+    atomic_store(&stream_args_freed, 0);
+    producer_log *log = new_producer_log(100, 0);
+    jr_stream *s = NULL;
+    CHECK_STATUS(jr_stream_new(p, stream_producer, log, 0, NULL, NULL, &s), JR_E_INVALID_ARG);
+    CHECK_STATUS(jr_stream_new(p, NULL, log, 4, NULL, NULL, &s), JR_E_INVALID_ARG);
+    jr_submit_options bad = jr_submit_options_default();
+    bad.result_free = chan_free_item;
+    CHECK_STATUS(jr_stream_new(p, stream_producer, log, 4, NULL, &bad, &s), JR_E_INVALID_ARG);
+    s = start_stream(p, log, 4);
+    void *item = NULL;
+    long sum = 0;
+    int expect = 1;
+    jr_status st;
+    while ((st = jr_stream_next(s, &item, -1)) == JR_OK) {
+        CHECK(*(int *)item == expect);
+        expect++;
+        sum += *(int *)item;
+        free(item);
+    }
+    CHECK_STATUS(st, JR_E_CLOSED);
+    CHECK(sum == 100L * 101 / 2);
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_E_CLOSED);
+    CHECK_STATUS(jr_stream_next(s, &item, 0), JR_E_CLOSED);
+    int32_t code = -1;
+    CHECK_STATUS(jr_stream_error_code(s, &code), JR_OK);
+    CHECK(code == 0);
+    CHECK(jr_stream_error_message(s) == NULL);
+    CHECK(atomic_load(&log->free_borrowed) == JR_E_INVALID_ARG);
+    CHECK_STATUS(jr_stream_free(s), JR_OK);
+    CHECK(atomic_load(&stream_args_freed) == 1);
+    free_producer_log(log);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
+/* A producer that fails after 3 items: the reader gets the 3, then JR_E_JOB_FAILED with
+ * the code and the message, then JR_E_CLOSED. */
+static void stream_failure_comes_after_the_items(void) {
+    jr_pool *p = make_pool(2, 0);
+    producer_log *log = new_producer_log(3, 42);
+    jr_stream *s = start_stream(p, log, 8);
+    void *item = NULL;
+    for (int i = 1; i <= 3; i++) {
+        CHECK_STATUS(jr_stream_next(s, &item, -1), JR_OK);
+        CHECK(*(int *)item == i);
+        free(item);
+    }
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_E_JOB_FAILED);
+    int32_t code = 0;
+    CHECK_STATUS(jr_stream_error_code(s, &code), JR_OK);
+    CHECK(code == 42);
+    CHECK_STR(jr_stream_error_message(s), "bad line 4");
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_E_CLOSED);
+    CHECK_STATUS(jr_stream_free(s), JR_OK);
+    free_producer_log(log);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
+/* Freeing a stream mid-run: the producer's blocked send fails JR_E_CLOSED while its
+ * context says cancelled; every item made is freed exactly once (read and freed by us,
+ * destroyed with the stream, or freed by the producer after its failed send). */
+static void stream_free_mid_run_stops_the_producer(void) {
+    jr_pool *p = make_pool(2, 0);
+    atomic_store(&chan_items_freed, 0);
+    producer_log *log = new_producer_log(-1, 0);
+    jr_stream *s = start_stream(p, log, 4);
+    void *item = NULL;
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_OK);
+    free(item);
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_OK); /* the producer goes on */
+    free(item);
+    CHECK_STATUS(jr_stream_free(s), JR_OK);
+    REQUIRE(counter_wait(&log->done, 1, HANG_MS));
+    CHECK(atomic_load(&log->stop_status) == JR_E_CLOSED);
+    CHECK(atomic_load(&log->saw_cancel) == 1);
+    /* Sent: 2 read by us, the rest destroyed with the stream. */
+    CHECK(atomic_load(&chan_items_freed) == atomic_load(&log->sent) - 2);
+    free_producer_log(log);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
+/* jr_stream_cancel while the producer waits for room: the reader gets what is buffered,
+ * then JR_E_CANCELLED. */
+static void stream_cancel_ends_after_the_buffered_items(void) {
+    jr_pool *p = make_pool(2, 0);
+    producer_log *log = new_producer_log(-1, 0);
+    jr_stream *s = start_stream(p, log, 2);
+    void *item = NULL;
+    int read = 0;
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_OK);
+    free(item);
+    read++;
+    CHECK_STATUS(jr_stream_cancel(s), JR_OK);
+    REQUIRE(counter_wait(&log->done, 1, HANG_MS));
+    CHECK(atomic_load(&log->stop_status) == JR_E_CLOSED);
+    CHECK(atomic_load(&log->saw_cancel) == 1);
+    jr_status st;
+    while ((st = jr_stream_next(s, &item, -1)) == JR_OK) {
+        free(item);
+        read++;
+    }
+    CHECK_STATUS(st, JR_E_CANCELLED);
+    CHECK(read == atomic_load(&log->sent));
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_E_CLOSED);
+    CHECK_STATUS(jr_stream_free(s), JR_OK);
+    free_producer_log(log);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
+/* A timed read of a stream whose producer has not run yet times out; the stream goes
+ * on. */
+static void stream_timed_read_times_out(void) {
+    void *item = NULL;
+    producer_log *log;
+    jr_stream *s;
+    jr_pool *one = make_pool(1, 0);
+    blocker b;
+    blocker_init(&b, false);
+    jr_job *busy = start_blocker(one, &b);
+    log = new_producer_log(1, 0);
+    s = start_stream(one, log, 1); /* queued behind the blocker */
+    CHECK_STATUS(jr_stream_next(s, &item, 2 * MS), JR_E_TIMEOUT);
+    gate_open(&b.gate);
+    CHECK_STATUS(wait_free(busy), JR_OK);
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_OK);
+    free(item);
+    CHECK_STATUS(jr_stream_next(s, &item, -1), JR_E_CLOSED);
+    CHECK_STATUS(jr_stream_free(s), JR_OK);
+    free_producer_log(log);
+    blocker_destroy(&b);
+    CHECK_STATUS(jr_pool_free(one), JR_OK);
+}
+
+typedef struct {
+    jr_pool *pool;
+    long sum;
+} stream_reader_arg;
+
+static int32_t stream_reader_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)result;
+    stream_reader_arg *r = arg;
+    producer_log *log = new_producer_log(50, 0);
+    jr_stream *s = NULL;
+    if (jr_stream_new(jr_ctx_pool(ctx), stream_producer, log, 1, chan_free_item, NULL, &s) != JR_OK) return 1;
+    void *item = NULL;
+    jr_status st;
+    while ((st = jr_stream_next(s, &item, -1)) == JR_OK) {
+        r->sum += *(int *)item;
+        free(item);
+    }
+    jr_stream_free(s);
+    free_producer_log(log);
+    return st == JR_E_CLOSED ? 0 : 1;
+}
+
+/* The reader is a job of a one-thread pool and its producer is queued behind it: the
+ * reader's wait lends its place to a spare worker. */
+static void stream_reader_job_on_one_thread(void) {
+    jr_pool *p = make_pool(1, 0);
+    stream_reader_arg r = {.pool = p};
+    jr_job *reader = submit(p, stream_reader_job, &r);
+    CHECK_STATUS(wait_free(reader), JR_OK);
+    CHECK(r.sum == 50L * 51 / 2);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
 /* Park hooks: each worker calls on_thread_park on its own thread, with hook_arg and its
  * index, each time it is about to sleep. */
 typedef struct {
@@ -2164,6 +2397,12 @@ int main(void) {
     RUN(chan_fifo_try_close_and_free);
     RUN(chan_recv_ends_on_cancel);
     RUN(chan_producer_and_consumer_jobs_on_one_thread);
+    RUN(stream_items_in_order_then_closed);
+    RUN(stream_failure_comes_after_the_items);
+    RUN(stream_free_mid_run_stops_the_producer);
+    RUN(stream_cancel_ends_after_the_buffered_items);
+    RUN(stream_timed_read_times_out);
+    RUN(stream_reader_job_on_one_thread);
     RUN(submit_wait_take_result);
     RUN(job_error_code_and_message);
     RUN(job_panic_becomes_panicked);

@@ -52,6 +52,7 @@ static struct {
     jr_job *member;        /* a group member's handle, ended */
     jr_job *ticker;        /* a periodic job, running until the end */
     jr_chan *chan;         /* capacity 1, open, empty */
+    jr_stream *stream;     /* its producer sent nothing and succeeded; read to the end */
     blocker blocker;
 } F;
 
@@ -924,6 +925,48 @@ THUNK(t_chan_len_null_out, jr_chan_len(F.chan, NULL))
 THUNK(t_chan_len_null, jr_chan_len(NULL, &chan_len_out))
 THUNK(t_chan_free_sem_as_chan, jr_chan_free(AS(jr_chan, F.sem)))
 THUNK(t_chan_free_null, jr_chan_free(NULL))
+
+static int32_t empty_producer(jr_ctx *ctx, void *arg, jr_chan *out) {
+    (void)ctx;
+    (void)arg;
+    (void)out;
+    return 0;
+}
+static void *stream_item;
+static int32_t stream_code;
+static jr_stream *stream_out;
+THUNK(t_stream_new_null_pool, jr_stream_new(NULL, empty_producer, NULL, 1, NULL, NULL, &stream_out))
+THUNK(t_stream_new_sem_as_pool, jr_stream_new(AS(jr_pool, F.sem), empty_producer, NULL, 1, NULL, NULL, &stream_out))
+THUNK(t_stream_new_null_producer, jr_stream_new(F.pool, NULL, NULL, 1, NULL, NULL, &stream_out))
+THUNK(t_stream_new_capacity_0, jr_stream_new(F.pool, empty_producer, NULL, 0, NULL, NULL, &stream_out))
+THUNK(t_stream_new_null_out, jr_stream_new(F.pool, empty_producer, NULL, 1, NULL, NULL, NULL))
+static jr_status t_stream_new_group(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.group = F.group;
+    return jr_stream_new(F.pool, empty_producer, NULL, 1, NULL, &o, &stream_out);
+}
+static jr_status t_stream_new_bad_options_size(jr_ctx *c) {
+    (void)c;
+    jr_submit_options o = jr_submit_options_default();
+    o.size = 0;
+    return jr_stream_new(F.pool, empty_producer, NULL, 1, NULL, &o, &stream_out);
+}
+THUNK(t_stream_next_null, jr_stream_next(NULL, &stream_item, 0))
+THUNK(t_stream_next_chan_as_stream, jr_stream_next(AS(jr_stream, F.chan), &stream_item, 0))
+THUNK(t_stream_next_junk, jr_stream_next(AS(jr_stream, junk_dead), &stream_item, 0))
+THUNK(t_stream_next_null_item, jr_stream_next(F.stream, NULL, 0))
+THUNK(t_stream_next_ended, jr_stream_next(F.stream, &stream_item, -1))
+THUNK(t_stream_cancel_null, jr_stream_cancel(NULL))
+THUNK(t_stream_cancel_pool_as_stream, jr_stream_cancel(AS(jr_stream, F.pool)))
+THUNK(t_stream_cancel_ended, jr_stream_cancel(F.stream))
+THUNK(t_stream_error_code_null, jr_stream_error_code(NULL, &stream_code))
+THUNK(t_stream_error_code_null_out, jr_stream_error_code(F.stream, NULL))
+THUNK(t_stream_error_code_ended, jr_stream_error_code(F.stream, &stream_code))
+THUNK(t_stream_error_message_null, want_null(jr_stream_error_message(NULL), "jr_stream_error_message(NULL)"))
+THUNK(t_stream_error_message_junk, want_null(jr_stream_error_message(AS(jr_stream, junk_zero)), "jr_stream_error_message(junk)"))
+THUNK(t_stream_free_sem_as_stream, jr_stream_free(AS(jr_stream, F.sem)))
+THUNK(t_stream_free_null, jr_stream_free(NULL))
 THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
 THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
 THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
@@ -1346,6 +1389,28 @@ static const row rows[] = {
     ROW(t_chan_len_null, BAD),
     ROW(t_chan_free_sem_as_chan, BAD),
     ROW(t_chan_free_null, JR_OK),
+    ROW(t_stream_new_null_pool, BAD),
+    ROW(t_stream_new_sem_as_pool, BAD),
+    ROW(t_stream_new_null_producer, BAD),
+    ROW(t_stream_new_capacity_0, BAD),
+    ROW(t_stream_new_null_out, BAD),
+    ROW(t_stream_new_group, BAD),
+    ROW(t_stream_new_bad_options_size, BAD),
+    ROW(t_stream_next_null, BAD),
+    ROW(t_stream_next_chan_as_stream, BAD),
+    ROW(t_stream_next_junk, BAD),
+    ROW(t_stream_next_null_item, BAD),
+    ROW(t_stream_next_ended, JR_E_CLOSED),
+    ROW(t_stream_cancel_null, BAD),
+    ROW(t_stream_cancel_pool_as_stream, BAD),
+    ROW(t_stream_cancel_ended, JR_OK),
+    ROW(t_stream_error_code_null, BAD),
+    ROW(t_stream_error_code_null_out, BAD),
+    ROW(t_stream_error_code_ended, JR_OK),
+    ROW(t_stream_error_message_null, JR_OK),
+    ROW(t_stream_error_message_junk, JR_OK),
+    ROW(t_stream_free_sem_as_stream, BAD),
+    ROW(t_stream_free_null, JR_OK),
     ROW(t_add_park_hook_null_pool, BAD),
     ROW(t_add_park_hook_sem_as_pool, BAD),
     ROW(t_add_park_hook_junk, BAD),
@@ -1493,6 +1558,9 @@ static void make_fixtures(void) {
     REQUIRE(jr_token_new(NULL, &F.token) == JR_OK);
     REQUIRE(jr_sem_new(2, &F.sem) == JR_OK);
     REQUIRE(jr_chan_new(1, NULL, &F.chan) == JR_OK);
+    REQUIRE(jr_stream_new(F.pool, empty_producer, NULL, 1, NULL, NULL, &F.stream) == JR_OK);
+    void *none = NULL;
+    REQUIRE(jr_stream_next(F.stream, &none, HANG_MS * MS) == JR_E_CLOSED);
     REQUIRE(jr_group_new(F.pool, NULL, &F.group) == JR_OK);
     jr_group_options go = jr_group_options_default();
     go.limit = 1;
@@ -1511,6 +1579,7 @@ static void make_fixtures(void) {
 
 static void free_fixtures(void) {
     CHECK_STATUS(jr_chan_free(F.chan), JR_OK);
+    CHECK_STATUS(jr_stream_free(F.stream), JR_OK);
     gate_open(&F.blocker.gate);
     CHECK_STATUS(jr_job_wait(F.running, HANG_MS * MS), JR_OK);
     CHECK_STATUS(jr_job_cancel(F.ticker), JR_OK);

@@ -158,7 +158,12 @@ class jr_chan(Structure):
     """Opaque ``struct jr_chan``."""
 
 
+class jr_stream(Structure):
+    """Opaque ``struct jr_stream``."""
+
+
 ChanP = POINTER(jr_chan)
+StreamP = POINTER(jr_stream)
 CtxP = POINTER(jr_ctx)
 GroupP = POINTER(jr_group)
 JobP = POINTER(jr_job)
@@ -178,6 +183,8 @@ FREE_FN = CFUNCTYPE(None, c_void_p)
 JOB_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
 #: ``jr_done_fn``: ``void (*)(void *arg, jr_state state)``.
 DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
+#: ``jr_stream_fn``: ``int32_t (*)(struct jr_ctx *ctx, void *arg, struct jr_chan *out)``.
+STREAM_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
 
 #: Every callback typedef of the header, by its C name.
 CALLBACKS: dict[str, Any] = {
@@ -185,6 +192,7 @@ CALLBACKS: dict[str, Any] = {
     "jr_free_fn": FREE_FN,
     "jr_job_fn": JOB_FN,
     "jr_done_fn": DONE_FN,
+    "jr_stream_fn": STREAM_FN,
 }
 
 # --- option and stats structs -----------------------------------------------------------
@@ -274,6 +282,7 @@ OPAQUE: dict[str, type[Structure]] = {
     "jr_pool": jr_pool,
     "jr_sem": jr_sem,
     "jr_chan": jr_chan,
+    "jr_stream": jr_stream,
     "jr_token": jr_token,
 }
 
@@ -339,6 +348,15 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_chan_close": (_status, [ChanP]),
     "jr_chan_len": (_status, [ChanP, POINTER(c_size_t)]),
     "jr_chan_free": (_status, [ChanP]),
+    "jr_stream_new": (
+        _status,
+        [PoolP, STREAM_FN, c_void_p, c_size_t, FREE_FN, POINTER(SubmitOptions), POINTER(StreamP)],
+    ),
+    "jr_stream_next": (_status, [StreamP, POINTER(c_void_p), c_int64]),
+    "jr_stream_cancel": (_status, [StreamP]),
+    "jr_stream_error_code": (_status, [StreamP, POINTER(c_int32)]),
+    "jr_stream_error_message": (c_char_p, [StreamP]),
+    "jr_stream_free": (_status, [StreamP]),
     "jr_group_options_default": (GroupOptions, []),
     "jr_group_new": (_status, [PoolP, POINTER(GroupOptions), POINTER(GroupP)]),
     "jr_group_close": (_status, [GroupP]),
