@@ -100,6 +100,22 @@ struct State<T> {
     senders: VecDeque<Arc<Waiter>>,
     /// Receivers waiting for an item, first come first.
     receivers: VecDeque<Arc<Waiter>>,
+    /// `wait_any` callers watching for an item (or the close): woken by every send and
+    /// by the close, and left registered (they take themselves off).
+    recv_watchers: Vec<Arc<Waker>>,
+    /// `wait_any` callers watching for room (or the close): woken by every receive and
+    /// by the close.
+    send_watchers: Vec<Arc<Waker>>,
+}
+
+impl<T> State<T> {
+    /// The watchers of `side` to wake, cloned out (outside the lock: none, usually).
+    fn watchers(&self, side: Side) -> Vec<Arc<Waker>> {
+        match side {
+            Side::Send => self.send_watchers.clone(),
+            Side::Recv => self.recv_watchers.clone(),
+        }
+    }
 }
 
 /// A thread (or a job) waiting on a channel.
@@ -202,7 +218,7 @@ enum GaveUp {
 
 /// Which list a waiter is on.
 #[derive(Clone, Copy)]
-enum Side {
+pub(crate) enum Side {
     Send,
     Recv,
 }
@@ -246,6 +262,8 @@ impl<T> Channel<T> {
                     closed: false,
                     senders: VecDeque::new(),
                     receivers: VecDeque::new(),
+                    recv_watchers: Vec::new(),
+                    send_watchers: Vec::new(),
                 }),
             }),
         }
@@ -275,21 +293,25 @@ impl<T> Channel<T> {
     /// items, receivers get what is buffered and then [`RecvError::Closed`]. Returns
     /// false if it was closed already.
     pub fn close(&self) -> bool {
-        let (senders, receivers) = {
+        let (senders, receivers, watchers) = {
             let mut state = lock(&self.inner.state);
             if state.closed {
                 return false;
             }
             state.closed = true;
+            let mut watchers = state.watchers(Side::Send);
+            watchers.extend(state.watchers(Side::Recv));
             (
                 std::mem::take(&mut state.senders),
                 std::mem::take(&mut state.receivers),
+                watchers,
             )
         };
         senders
             .iter()
             .chain(&receivers)
             .for_each(|waiter| waiter.wake());
+        watchers.iter().for_each(|waker| waker.wake());
         true
     }
 
@@ -348,10 +370,12 @@ impl<T> Channel<T> {
                 if state.items.len() < self.inner.capacity {
                     state.items.push_back(item);
                     let receiver = state.receivers.pop_front();
+                    let watchers = state.watchers(Side::Recv);
                     drop(state);
                     if let Some(receiver) = receiver {
                         receiver.wake();
                     }
+                    watchers.iter().for_each(|waker| waker.wake());
                     return Ok(());
                 }
                 if wait.is_none() {
@@ -380,10 +404,12 @@ impl<T> Channel<T> {
                 let mut state = lock(&self.inner.state);
                 if let Some(item) = state.items.pop_front() {
                     let sender = state.senders.pop_front();
+                    let watchers = state.watchers(Side::Send);
                     drop(state);
                     if let Some(sender) = sender {
                         sender.wake();
                     }
+                    watchers.iter().for_each(|waker| waker.wake());
                     return Ok(item);
                 }
                 if state.closed {
@@ -489,6 +515,63 @@ impl<T> Channel<T> {
     ) -> Result<T, RecvError> {
         let at = timeout.map(deadline_after);
         self.recv_inner(Some(&|waiter| block(waiter, at, Some(token))))
+    }
+}
+
+/// A channel as `wait_any` watches it, whatever its item type.
+#[cfg(not(loom))]
+pub(crate) trait Watch: Send + Sync {
+    /// Whether an operation of `side` would not wait now: an item (a receive) or room (a
+    /// send) is there, or the channel is closed (it would fail at once).
+    fn is_ready(&self, side: Side) -> bool;
+    /// Wakes `waker` at every change that can make `side` ready, until `unwatch`.
+    fn watch(&self, side: Side, waker: &Arc<Waker>);
+    fn unwatch(&self, side: Side, waker: &Arc<Waker>);
+}
+
+#[cfg(not(loom))]
+impl<T: Send> Watch for Inner<T> {
+    fn is_ready(&self, side: Side) -> bool {
+        let state = lock(&self.state);
+        state.closed
+            || match side {
+                Side::Send => state.items.len() < self.capacity,
+                Side::Recv => !state.items.is_empty(),
+            }
+    }
+
+    fn watch(&self, side: Side, waker: &Arc<Waker>) {
+        let mut state = lock(&self.state);
+        match side {
+            Side::Send => state.send_watchers.push(Arc::clone(waker)),
+            Side::Recv => state.recv_watchers.push(Arc::clone(waker)),
+        }
+    }
+
+    fn unwatch(&self, side: Side, waker: &Arc<Waker>) {
+        let mut state = lock(&self.state);
+        let list = match side {
+            Side::Send => &mut state.send_watchers,
+            Side::Recv => &mut state.recv_watchers,
+        };
+        if let Some(at) = list.iter().position(|w| Arc::ptr_eq(w, waker)) {
+            list.swap_remove(at);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T: Send> Channel<T> {
+    /// Watchers registered now (receive side, send side), for tests.
+    #[cfg(test)]
+    pub(crate) fn watcher_counts(&self) -> (usize, usize) {
+        let state = lock(&self.inner.state);
+        (state.recv_watchers.len(), state.send_watchers.len())
+    }
+
+    /// The channel as `wait_any` watches it.
+    pub(crate) fn watcher(&self) -> &dyn Watch {
+        &*self.inner
     }
 }
 

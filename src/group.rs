@@ -190,6 +190,43 @@ pub struct Group<T, E> {
     shared: Arc<Shared<T, E>>,
 }
 
+/// A group as `wait_any` watches it, whatever its types: ready when `next` would not
+/// wait (a job has ended and is kept for it, or the group is closed and drained).
+pub(crate) trait Watch: Send + Sync {
+    fn is_ready(&self) -> bool;
+    /// Wakes `waker` at every job end and at the close, until `unwatch`.
+    fn watch(&self, waker: &Arc<Waker>);
+    fn unwatch(&self, waker: &Arc<Waker>);
+}
+
+impl<T: Send, E: Send> Watch for Shared<T, E> {
+    fn is_ready(&self) -> bool {
+        let state = lock(&self.state);
+        !state.finished.is_empty() || self.count.load(Ordering::SeqCst) == CLOSED
+    }
+
+    fn watch(&self, waker: &Arc<Waker>) {
+        lock(&self.state).waiters.push(Arc::clone(waker));
+    }
+
+    fn unwatch(&self, waker: &Arc<Waker>) {
+        lock(&self.state).waiters.retain(|w| !Arc::ptr_eq(w, waker));
+    }
+}
+
+impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
+    /// Threads and `wait_any` calls registered now to be woken by a job's end, for tests.
+    #[cfg(test)]
+    pub(crate) fn next_waiter_count(&self) -> usize {
+        lock(&self.shared.state).waiters.len()
+    }
+
+    /// The group as `wait_any` watches it.
+    pub(crate) fn watcher(&self) -> &dyn Watch {
+        &*self.shared
+    }
+}
+
 impl<T, E> Drop for Group<T, E> {
     fn drop(&mut self) {
         // Its jobs go on; nobody is left to take their results (`Shared::detached`).

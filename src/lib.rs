@@ -14,6 +14,8 @@
 //! - [`Pool::shutdown`] drains or cancels and reports what it found.
 //! - [`Channel`]s are bounded MPMC queues; a job waiting on one lends its place to a
 //!   spare worker, so jobs talking over channels cannot deadlock a small pool.
+//! - [`Pool::stream`] runs a generator read lazily as a [`Stream`]; [`wait_any`] is
+//!   Go's `select` over jobs, groups, channels, streams and tokens.
 //!
 //! # Examples
 //!
@@ -59,6 +61,8 @@ mod parking;
 mod pool;
 #[cfg(not(loom))]
 mod process;
+#[cfg(not(loom))]
+mod select;
 mod semaphore;
 mod slab;
 #[cfg(not(loom))]
@@ -94,6 +98,8 @@ pub use crate::pool::{
     global, try_global, HelpPolicy, PanicPolicy, Pool, PoolBuilder, ShutdownMode, ShutdownReport,
     SubmitOptions, ThreadHooksKey,
 };
+#[cfg(not(loom))]
+pub use crate::select::{wait_any, Waitable};
 #[cfg(not(loom))]
 pub use crate::semaphore::{Permit, Semaphore, SemaphoreError};
 #[cfg(not(loom))]

@@ -30,8 +30,9 @@ impl Callbacks {
 
 /// What a bucket's lock guards.
 pub(crate) struct Waiters {
-    /// End callbacks registered for the bucket's addresses.
-    callbacks: Vec<(usize, Callback)>,
+    /// End callbacks registered for the bucket's addresses, each with its tag (0: none;
+    /// a tagged one can be taken back, see [`Waiters::remove`]).
+    callbacks: Vec<(usize, usize, Callback)>,
     /// Threads blocked on the condvar: a wake with none skips the condvar (whose
     /// `notify_all` is a system call even when nobody waits), so that a job with only
     /// an end callback ends without one.
@@ -41,7 +42,32 @@ pub(crate) struct Waiters {
 impl Waiters {
     /// Registers `callback` for `key`.
     pub(crate) fn push(&mut self, key: usize, callback: Callback) {
-        self.callbacks.push((key, callback));
+        self.callbacks.push((key, 0, callback));
+    }
+
+    /// Registers `callback` for `key` with a nonzero `tag` that [`Waiters::remove`]
+    /// finds it by (a `wait_any` watching a job, which takes its callback back when it
+    /// returns).
+    #[cfg(not(loom))]
+    pub(crate) fn push_tagged(&mut self, key: usize, tag: usize, callback: Callback) {
+        debug_assert_ne!(tag, 0);
+        self.callbacks.push((key, tag, callback));
+    }
+
+    /// End callbacks registered now for `key`, for tests.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn count(&self, key: usize) -> usize {
+        self.callbacks.iter().filter(|&&(k, _, _)| k == key).count()
+    }
+
+    /// Takes back the callback of `key` registered with `tag`, if it is still there.
+    #[cfg(not(loom))]
+    pub(crate) fn remove(&mut self, key: usize, tag: usize) -> Option<Callback> {
+        let at = self
+            .callbacks
+            .iter()
+            .position(|&(k, t, _)| k == key && t == tag)?;
+        Some(self.callbacks.swap_remove(at).2)
     }
 }
 
@@ -113,7 +139,7 @@ impl Bucket {
         let mut i = 0;
         while i < guard.callbacks.len() {
             if guard.callbacks[i].0 == key {
-                taken.push(guard.callbacks.swap_remove(i).1);
+                taken.push(guard.callbacks.swap_remove(i).2);
             } else {
                 i += 1;
             }

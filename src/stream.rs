@@ -204,6 +204,11 @@ impl<T: Send + 'static, E: Send + 'static> Stream<T, E> {
     /// Stops the producer and drops what is buffered: as dropping the stream.
     pub fn close(self) {}
 
+    /// The stream's channel as `wait_any` watches it.
+    pub(crate) fn watcher(&self) -> &dyn crate::channel::Watch {
+        self.channel.watcher()
+    }
+
     /// A read that may run on several threads at once (the C API's): the next item,
     /// `Ok(None)` at the end, or the producer's failure (to one reader, once).
     pub(crate) fn read(&self, timeout: Option<Duration>) -> Result<Option<T>, StreamError<E>> {

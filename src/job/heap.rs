@@ -981,6 +981,27 @@ impl JobHandle {
         is_terminal(self.job.header().lifecycle.phase())
     }
 
+    /// Runs `wake` once the job has ended, unless taken back first with the same nonzero
+    /// `tag` ([`JobHandle::unwatch_end`]); false (`wake` dropped, not run) if the job has
+    /// ended already. For `wait_any`, which watches a job for one wait only.
+    pub(crate) fn watch_end(&self, tag: usize, wake: impl FnOnce() + Send + 'static) -> bool {
+        self.job
+            .header()
+            .lifecycle
+            .on_end_tagged(tag, Box::new(wake))
+    }
+
+    /// End callbacks registered in the parking table now, for tests.
+    #[cfg(test)]
+    pub(crate) fn end_callbacks(&self) -> usize {
+        self.job.header().lifecycle.end_callbacks()
+    }
+
+    /// Takes back the callback `watch_end` registered with `tag`, if it has not run.
+    pub(crate) fn unwatch_end(&self, tag: usize) {
+        self.job.header().lifecycle.remove_end_callback(tag);
+    }
+
     /// Runs `callback` once the job has ended: at once if it has, otherwise on the thread
     /// that ends it (keep it short).
     pub fn on_end(&self, callback: impl FnOnce(JobState) + Send + 'static) {

@@ -311,6 +311,35 @@ impl Lifecycle {
     }
 }
 
+impl Lifecycle {
+    /// Registers `callback` to run once the job has ended, under a nonzero `tag` that
+    /// [`Lifecycle::remove_end_callback`] takes it back by; false (and `callback`
+    /// dropped, not run) if the job has ended already.
+    #[cfg(not(loom))]
+    pub(crate) fn on_end_tagged(&self, tag: usize, callback: Callback) -> bool {
+        let mut guard = parking::bucket(self.key()).lock();
+        if self.announce_waiter() {
+            guard.push_tagged(self.key(), tag, callback);
+            return true;
+        }
+        false
+    }
+
+    /// End callbacks registered in the parking table now, for tests.
+    #[cfg(test)]
+    pub(crate) fn end_callbacks(&self) -> usize {
+        parking::bucket(self.key()).lock().count(self.key())
+    }
+
+    /// Takes back (and drops, unrun) the callback registered with `tag`, if the job's end
+    /// has not taken it yet.
+    #[cfg(not(loom))]
+    pub(crate) fn remove_end_callback(&self, tag: usize) {
+        let removed = parking::bucket(self.key()).lock().remove(self.key(), tag);
+        drop(removed); // after the bucket's lock
+    }
+}
+
 /// What [`Lifecycle::set_flag`] did.
 enum FlagSet {
     Set,
