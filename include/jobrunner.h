@@ -51,6 +51,11 @@
 #define JR_SHUTDOWN_CANCEL 2
 
 /**
+ * The most items one call takes.
+ */
+#define JR_WAIT_MAX 65536
+
+/**
  * What a call did. Every fallible function returns one; `JR_OK` is 0, every error is
  * positive, and the values are stable across versions (new ones are only added).
  */
@@ -181,6 +186,40 @@ typedef enum jr_cancel_reason {
      */
     JR_REASON_SIBLING_FAILED = 4,
 } jr_cancel_reason;
+
+/**
+ * What a `jr_waitable` waits for.
+ */
+typedef enum jr_wait_kind {
+    /**
+     * `handle` is a `jr_job *`: ready once the job has ended (not a periodic job's).
+     */
+    JR_WAIT_JOB = 0,
+    /**
+     * `handle` is a `jr_group *`: ready when `jr_group_next` would not wait (a job has
+     * ended, or the group is closed and drained).
+     */
+    JR_WAIT_GROUP = 1,
+    /**
+     * `handle` is a `jr_chan *`: ready when a receive would not wait (an item is
+     * buffered, or the channel is closed).
+     */
+    JR_WAIT_CHAN_RECV = 2,
+    /**
+     * `handle` is a `jr_chan *`: ready when a send would not wait (there is room, or
+     * the channel is closed).
+     */
+    JR_WAIT_CHAN_SEND = 3,
+    /**
+     * `handle` is a `jr_token *`: ready once the token is cancelled.
+     */
+    JR_WAIT_TOKEN = 4,
+    /**
+     * `handle` is a `jr_stream *`: ready when `jr_stream_next` would not wait for the
+     * producer (an item is buffered, or the producer's side is closed).
+     */
+    JR_WAIT_STREAM = 5,
+} jr_wait_kind;
 
 /**
  * A bounded multi-producer, multi-consumer FIFO channel of `void *` items. A send into
@@ -460,6 +499,21 @@ typedef void (*jr_done_fn)(void *arg, enum jr_state state);
  * sent, then `JR_E_JOB_FAILED`.
  */
 typedef int32_t (*jr_stream_fn)(struct jr_ctx *ctx, void *arg, struct jr_chan *out);
+
+/**
+ * One thing `jr_wait_any` waits for: a kind (a `jr_wait_kind`, as an integer so that a
+ * bad value is refused, not undefined) and the handle it names, borrowed for the call.
+ */
+typedef struct jr_waitable {
+    /**
+     * A `jr_wait_kind`.
+     */
+    uint32_t kind;
+    /**
+     * The handle of that kind.
+     */
+    const void *handle;
+} jr_waitable;
 
 /**
  * Options for `jr_group_new`. Get the defaults from `jr_group_options_default()`.
@@ -1149,6 +1203,26 @@ const char *jr_stream_error_message(const struct jr_stream *stream);
  * `fork()`: leaked). Not to be called while another thread uses the handle.
  */
 enum jr_status jr_stream_free(struct jr_stream *stream);
+
+/**
+ * Waits until one of the `n` waitables of `items` is ready, or `timeout_ns` nanoseconds
+ * pass (negative: no limit; 0: only look), and writes the index of a ready one (the
+ * first in order) to `*ready`. Level-triggered, as `poll(2)`: "ready" says the
+ * operation would not wait now; when several threads consume the same thing another may
+ * act first, so follow with the non-blocking operation (`jr_chan_try_recv`,
+ * `jr_group_next` with timeout 0, ...) and call again if it finds nothing. Inside a job,
+ * a spare worker runs in the waiting worker's place (as for a channel wait). The
+ * handles are borrowed for the call: none may be freed meanwhile.
+ *
+ * Returns `JR_OK`, `JR_E_TIMEOUT` (nothing ready in time), `JR_E_INVALID_ARG` (`items`
+ * NULL with `n` above 0, `n` above `JR_WAIT_MAX`, `ready` NULL, a kind out of range, a
+ * handle not of its kind, a periodic job's handle, `n` 0 with no timeout: nothing could
+ * ever be ready), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_wait_any(const struct jr_waitable *items,
+                           size_t n,
+                           int64_t timeout_ns,
+                           size_t *ready);
 
 /**
  * The default group options, with `size` set. Thread-safe, never fails.

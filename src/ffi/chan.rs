@@ -55,6 +55,11 @@ pub(crate) struct ChanHandle {
 }
 
 impl ChanHandle {
+    /// The channel.
+    pub(crate) fn channel(&self) -> &Channel<Item> {
+        &self.channel
+    }
+
     /// A handle to `channel` lent for a call (see `borrowed`).
     pub(crate) fn borrowed(channel: Channel<Item>, item_free: jr_free_fn) -> Self {
         ChanHandle {
@@ -76,7 +81,7 @@ impl Kind for ChanHandle {
 /// # Safety
 ///
 /// As [`Handle::from_ptr`].
-unsafe fn chan_of<'a>(ptr: *const jr_chan) -> Result<&'a ChanHandle, jr_status> {
+pub(crate) unsafe fn chan_of<'a>(ptr: *const jr_chan) -> Result<&'a ChanHandle, jr_status> {
     // SAFETY: the caller's contract.
     Ok(&unsafe { Handle::<ChanHandle>::from_ptr(ptr) }?.value)
 }

@@ -275,6 +275,18 @@ impl JobHandleC {
         }
     }
 
+    /// The job for `jr_wait_any`: `Ok(Some(handle))`, or `Ok(None)` for a handle that has
+    /// ended already (a group's first error); an error for a periodic job's handle.
+    pub(crate) fn for_wait(&self) -> Result<Option<JobHandle>, jr_status> {
+        match &self.end {
+            End::Job { handle, .. } | End::Member(handle) => Ok(Some(handle.clone())),
+            End::Settled => Ok(None),
+            End::Ticker(_) => Err(invalid(format_args!(
+                "a periodic job's handle cannot be waited on with jr_wait_any (use jr_job_wait)"
+            ))),
+        }
+    }
+
     fn is_ended(&self) -> bool {
         match &self.end {
             End::Job { handle, .. } | End::Member(handle) => handle.is_finished(),
@@ -335,7 +347,7 @@ impl JobHandleC {
     /// # Safety
     ///
     /// As [`Handle::from_ptr`].
-    unsafe fn of<'a>(ptr: *const jr_job) -> Result<&'a JobHandleC, jr_status> {
+    pub(crate) unsafe fn of<'a>(ptr: *const jr_job) -> Result<&'a JobHandleC, jr_status> {
         // SAFETY: the caller's contract.
         Ok(&unsafe { Handle::<JobHandleC>::from_ptr(ptr) }?.value)
     }

@@ -34,6 +34,8 @@ pub mod chan;
 
 pub mod stream;
 
+pub mod select;
+
 pub mod group;
 
 pub mod fork;

@@ -32,7 +32,7 @@ pub struct jr_stream {
 }
 
 pub(crate) struct StreamHandle {
-    stream: Stream<Item, CError>,
+    pub(crate) stream: Stream<Item, CError>,
     /// How the producer ended badly, once a read found out: the code and message.
     failure: Mutex<Option<(i32, Option<CString>)>>,
 }
@@ -48,7 +48,7 @@ impl Kind for StreamHandle {
 /// # Safety
 ///
 /// As [`Handle::from_ptr`].
-unsafe fn stream_of<'a>(ptr: *const jr_stream) -> Result<&'a StreamHandle, jr_status> {
+pub(crate) unsafe fn stream_of<'a>(ptr: *const jr_stream) -> Result<&'a StreamHandle, jr_status> {
     // SAFETY: the caller's contract.
     Ok(&unsafe { Handle::<StreamHandle>::from_ptr(ptr) }?.value)
 }

@@ -665,6 +665,137 @@ static void stream_reader_job_on_one_thread(void) {
     CHECK_STATUS(jr_pool_free(p), JR_OK);
 }
 
+/* ----- wait_any ---------------------------------------------------------------------- */
+
+static int32_t send_one_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)result;
+    return jr_chan_send(arg, boxed(7), -1, NULL) == JR_OK ? 0 : 1;
+}
+
+/* Each kind is ready when its operation would not wait, and the index is the first
+ * ready one; nothing ready times out; bad lists are refused. */
+static void wait_any_each_kind_and_timeout(void) {
+    jr_pool *p = make_pool(2, 0);
+    jr_job *done = submit(p, nop_job, NULL);
+    CHECK_STATUS(jr_job_wait(done, -1), JR_OK);
+    jr_group *g = NULL;
+    CHECK_STATUS(jr_group_new(p, NULL, &g), JR_OK);
+    jr_submit_options o = jr_submit_options_default();
+    o.group = g;
+    CHECK_STATUS(jr_submit(p, nop_job, NULL, &o, NULL), JR_OK);
+    jr_chan *quiet = NULL, *full = NULL;
+    CHECK_STATUS(jr_chan_new(1, chan_free_item, &quiet), JR_OK);
+    CHECK_STATUS(jr_chan_new(1, chan_free_item, &full), JR_OK);
+    CHECK_STATUS(jr_chan_send(full, boxed(1), -1, NULL), JR_OK);
+    jr_token *never = NULL, *cancelled = NULL;
+    CHECK_STATUS(jr_token_new(NULL, &never), JR_OK);
+    CHECK_STATUS(jr_token_new(NULL, &cancelled), JR_OK);
+    CHECK_STATUS(jr_token_cancel_sync(cancelled), JR_OK);
+    producer_log *log = new_producer_log(1, 0);
+    jr_stream *s = start_stream(p, log, 1);
+
+    size_t ready = 99;
+    jr_waitable one[1];
+    one[0] = (jr_waitable){JR_WAIT_JOB, done};
+    CHECK_STATUS(jr_wait_any(one, 1, -1, &ready), JR_OK);
+    CHECK(ready == 0);
+    one[0] = (jr_waitable){JR_WAIT_GROUP, g};
+    CHECK_STATUS(jr_wait_any(one, 1, HANG_MS * MS, &ready), JR_OK);
+    one[0] = (jr_waitable){JR_WAIT_CHAN_RECV, full};
+    CHECK_STATUS(jr_wait_any(one, 1, 0, &ready), JR_OK);
+    one[0] = (jr_waitable){JR_WAIT_CHAN_SEND, full};
+    CHECK_STATUS(jr_wait_any(one, 1, 1 * MS, &ready), JR_E_TIMEOUT);
+    one[0] = (jr_waitable){JR_WAIT_CHAN_SEND, quiet};
+    CHECK_STATUS(jr_wait_any(one, 1, 0, &ready), JR_OK);
+    one[0] = (jr_waitable){JR_WAIT_TOKEN, cancelled};
+    CHECK_STATUS(jr_wait_any(one, 1, 0, &ready), JR_OK);
+    one[0] = (jr_waitable){JR_WAIT_STREAM, s};
+    CHECK_STATUS(jr_wait_any(one, 1, HANG_MS * MS, &ready), JR_OK);
+
+    jr_waitable list[4] = {
+        {JR_WAIT_CHAN_RECV, quiet},
+        {JR_WAIT_TOKEN, never},
+        {JR_WAIT_CHAN_RECV, full},
+        {JR_WAIT_JOB, done},
+    };
+    CHECK_STATUS(jr_wait_any(list, 4, -1, &ready), JR_OK);
+    CHECK(ready == 2);
+    CHECK_STATUS(jr_wait_any(list, 2, 2 * MS, &ready), JR_E_TIMEOUT);
+    CHECK_STATUS(jr_wait_any(NULL, 0, 1 * MS, &ready), JR_E_TIMEOUT);
+    CHECK_STATUS(jr_wait_any(NULL, 0, -1, &ready), JR_E_INVALID_ARG);
+    jr_waitable bad = {99, done};
+    CHECK_STATUS(jr_wait_any(&bad, 1, 0, &ready), JR_E_INVALID_ARG);
+    bad = (jr_waitable){JR_WAIT_GROUP, done};
+    CHECK_STATUS(jr_wait_any(&bad, 1, 0, &ready), JR_E_INVALID_ARG);
+
+    void *item = NULL;
+    while (jr_stream_next(s, &item, -1) == JR_OK) free(item);
+    CHECK_STATUS(jr_stream_free(s), JR_OK);
+    free_producer_log(log);
+    CHECK_STATUS(jr_group_wait(g, -1), JR_OK);
+    CHECK_STATUS(jr_group_free(g), JR_OK);
+    CHECK_STATUS(jr_token_free(never), JR_OK);
+    CHECK_STATUS(jr_token_free(cancelled), JR_OK);
+    CHECK_STATUS(jr_chan_free(quiet), JR_OK);
+    CHECK_STATUS(jr_chan_free(full), JR_OK);
+    CHECK_STATUS(jr_job_free(done), JR_OK);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
+typedef struct {
+    jr_chan *ch;
+    jr_token *stop;
+    size_t ready;
+} waiter_arg;
+
+static int32_t cancel_token_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)result;
+    return jr_token_cancel_sync(arg) == JR_OK ? 0 : 1;
+}
+
+static int32_t wait_any_job(jr_ctx *ctx, void *arg, void **result) {
+    (void)result;
+    waiter_arg *w = arg;
+    jr_job *sender = NULL;
+    if (jr_submit(jr_ctx_pool(ctx), send_one_job, w->ch, NULL, &sender) != JR_OK) return 1;
+    jr_waitable items[2] = {{JR_WAIT_TOKEN, w->stop}, {JR_WAIT_CHAN_RECV, w->ch}};
+    jr_status st = jr_wait_any(items, 2, HANG_MS * MS, &w->ready);
+    jr_job_wait(sender, -1);
+    jr_job_free(sender);
+    return st == JR_OK ? 0 : 1;
+}
+
+/* A job of a one-thread pool waits for an item that a job queued behind it sends: the
+ * wait lends its place to a spare worker. And a thread outside the pool is woken by a
+ * token's cancel. */
+static void wait_any_wakes_inside_a_job_and_outside(void) {
+    jr_pool *p = make_pool(1, 0);
+    waiter_arg w = {.ready = 99};
+    CHECK_STATUS(jr_chan_new(1, chan_free_item, &w.ch), JR_OK);
+    CHECK_STATUS(jr_token_new(NULL, &w.stop), JR_OK);
+    CHECK_STATUS(wait_free(submit(p, wait_any_job, &w)), JR_OK);
+    CHECK(w.ready == 1);
+    void *item = NULL;
+    CHECK_STATUS(jr_chan_try_recv(w.ch, &item), JR_OK);
+    CHECK(*(int *)item == 7);
+    free(item);
+
+    jr_job *canceller = NULL;
+    jr_submit_options o = jr_submit_options_default();
+    o.delay_ns = 5 * MS;
+    CHECK_STATUS(jr_submit(p, cancel_token_job, w.stop, &o, &canceller), JR_OK);
+    jr_waitable items[2] = {{JR_WAIT_CHAN_RECV, w.ch}, {JR_WAIT_TOKEN, w.stop}};
+    size_t ready = 99;
+    CHECK_STATUS(jr_wait_any(items, 2, HANG_MS * MS, &ready), JR_OK);
+    CHECK(ready == 1);
+    CHECK_STATUS(wait_free(canceller), JR_OK);
+    CHECK_STATUS(jr_token_free(w.stop), JR_OK);
+    CHECK_STATUS(jr_chan_free(w.ch), JR_OK);
+    CHECK_STATUS(jr_pool_free(p), JR_OK);
+}
+
 /* Park hooks: each worker calls on_thread_park on its own thread, with hook_arg and its
  * index, each time it is about to sleep. */
 typedef struct {
@@ -2403,6 +2534,8 @@ int main(void) {
     RUN(stream_cancel_ends_after_the_buffered_items);
     RUN(stream_timed_read_times_out);
     RUN(stream_reader_job_on_one_thread);
+    RUN(wait_any_each_kind_and_timeout);
+    RUN(wait_any_wakes_inside_a_job_and_outside);
     RUN(submit_wait_take_result);
     RUN(job_error_code_and_message);
     RUN(job_panic_becomes_panicked);

@@ -967,6 +967,36 @@ THUNK(t_stream_error_message_null, want_null(jr_stream_error_message(NULL), "jr_
 THUNK(t_stream_error_message_junk, want_null(jr_stream_error_message(AS(jr_stream, junk_zero)), "jr_stream_error_message(junk)"))
 THUNK(t_stream_free_sem_as_stream, jr_stream_free(AS(jr_stream, F.sem)))
 THUNK(t_stream_free_null, jr_stream_free(NULL))
+
+static size_t wait_ready;
+static jr_waitable wait_one[1];
+static jr_status wait_with(uint32_t kind, const void *handle, int64_t timeout_ns) {
+    wait_one[0] = (jr_waitable){kind, handle};
+    return jr_wait_any(wait_one, 1, timeout_ns, &wait_ready);
+}
+THUNK(t_wait_any_null_items, jr_wait_any(NULL, 1, 0, &wait_ready))
+THUNK(t_wait_any_null_ready, wait_with(JR_WAIT_TOKEN, F.token, 0) == JR_E_TIMEOUT
+                                 ? jr_wait_any(wait_one, 1, 0, NULL) : JR_E_INTERNAL)
+THUNK(t_wait_any_too_many, jr_wait_any(wait_one, JR_WAIT_MAX + 1, 0, &wait_ready))
+THUNK(t_wait_any_nothing_forever, jr_wait_any(NULL, 0, -1, &wait_ready))
+THUNK(t_wait_any_nothing_briefly, jr_wait_any(NULL, 0, 1000, &wait_ready))
+THUNK(t_wait_any_bad_kind, wait_with(6, F.token, 0))
+THUNK(t_wait_any_huge_kind, wait_with(UINT32_MAX, F.token, 0))
+THUNK(t_wait_any_null_handle, wait_with(JR_WAIT_JOB, NULL, 0))
+THUNK(t_wait_any_sem_as_job, wait_with(JR_WAIT_JOB, F.sem, 0))
+THUNK(t_wait_any_job_as_group, wait_with(JR_WAIT_GROUP, F.done, 0))
+THUNK(t_wait_any_token_as_chan, wait_with(JR_WAIT_CHAN_RECV, F.token, 0))
+THUNK(t_wait_any_group_as_chan, wait_with(JR_WAIT_CHAN_SEND, F.group, 0))
+THUNK(t_wait_any_chan_as_token, wait_with(JR_WAIT_TOKEN, F.chan, 0))
+THUNK(t_wait_any_chan_as_stream, wait_with(JR_WAIT_STREAM, F.chan, 0))
+THUNK(t_wait_any_junk, wait_with(JR_WAIT_JOB, junk_dead, 0))
+THUNK(t_wait_any_ticker, wait_with(JR_WAIT_JOB, F.ticker, 0))
+THUNK(t_wait_any_running_job_now, wait_with(JR_WAIT_JOB, F.running, 0))
+THUNK(t_wait_any_ended_job, wait_with(JR_WAIT_JOB, F.done, -1))
+THUNK(t_wait_any_live_token_briefly, wait_with(JR_WAIT_TOKEN, F.token, 1000))
+THUNK(t_wait_any_empty_chan_now, wait_with(JR_WAIT_CHAN_RECV, F.chan, 0))
+THUNK(t_wait_any_room_in_chan, wait_with(JR_WAIT_CHAN_SEND, F.chan, -1))
+THUNK(t_wait_any_ended_stream, wait_with(JR_WAIT_STREAM, F.stream, -1))
 THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
 THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
 THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
@@ -1411,6 +1441,28 @@ static const row rows[] = {
     ROW(t_stream_error_message_junk, JR_OK),
     ROW(t_stream_free_sem_as_stream, BAD),
     ROW(t_stream_free_null, JR_OK),
+    ROW(t_wait_any_null_items, BAD),
+    ROW(t_wait_any_null_ready, BAD),
+    ROW(t_wait_any_too_many, BAD),
+    ROW(t_wait_any_nothing_forever, BAD),
+    ROW(t_wait_any_nothing_briefly, JR_E_TIMEOUT),
+    ROW(t_wait_any_bad_kind, BAD),
+    ROW(t_wait_any_huge_kind, BAD),
+    ROW(t_wait_any_null_handle, BAD),
+    ROW(t_wait_any_sem_as_job, BAD),
+    ROW(t_wait_any_job_as_group, BAD),
+    ROW(t_wait_any_token_as_chan, BAD),
+    ROW(t_wait_any_group_as_chan, BAD),
+    ROW(t_wait_any_chan_as_token, BAD),
+    ROW(t_wait_any_chan_as_stream, BAD),
+    ROW(t_wait_any_junk, BAD),
+    ROW(t_wait_any_ticker, BAD),
+    ROW(t_wait_any_running_job_now, JR_E_TIMEOUT),
+    ROW(t_wait_any_ended_job, JR_OK),
+    ROW(t_wait_any_live_token_briefly, JR_E_TIMEOUT),
+    ROW(t_wait_any_empty_chan_now, JR_E_TIMEOUT),
+    ROW(t_wait_any_room_in_chan, JR_OK),
+    ROW(t_wait_any_ended_stream, JR_OK),
     ROW(t_add_park_hook_null_pool, BAD),
     ROW(t_add_park_hook_sem_as_pool, BAD),
     ROW(t_add_park_hook_junk, BAD),

@@ -64,6 +64,8 @@ BUNDLED_NAME = "libjobrunner.so"
 
 #: ``JR_MAX_THREADS``: the most worker threads a pool may have.
 JR_MAX_THREADS = 4096
+#: ``JR_WAIT_MAX``: the most items one ``jr_wait_any`` takes.
+JR_WAIT_MAX = 65536
 #: ``JR_SHUTDOWN_DRAIN``: run everything already accepted.
 JR_SHUTDOWN_DRAIN = 1
 #: ``JR_SHUTDOWN_CANCEL``: end queued jobs cancelled, tell running ones.
@@ -113,16 +115,29 @@ class CancelReason(enum.IntEnum):
     JR_REASON_SIBLING_FAILED = 4
 
 
+class WaitKind(enum.IntEnum):
+    """``jr_wait_kind``: what a ``jr_waitable`` waits for."""
+
+    JR_WAIT_JOB = 0
+    JR_WAIT_GROUP = 1
+    JR_WAIT_CHAN_RECV = 2
+    JR_WAIT_CHAN_SEND = 3
+    JR_WAIT_TOKEN = 4
+    JR_WAIT_STREAM = 5
+
+
 #: Every enum of the header, by its C name (checked against the header by the tests).
 ENUMS: dict[str, type[enum.IntEnum]] = {
     "jr_status": Status,
     "jr_state": State,
     "jr_cancel_reason": CancelReason,
+    "jr_wait_kind": WaitKind,
 }
 
 #: Every integer ``#define`` of the header except the version macros.
 DEFINES: dict[str, int] = {
     "JR_MAX_THREADS": JR_MAX_THREADS,
+    "JR_WAIT_MAX": JR_WAIT_MAX,
     "JR_SHUTDOWN_DRAIN": JR_SHUTDOWN_DRAIN,
     "JR_SHUTDOWN_CANCEL": JR_SHUTDOWN_CANCEL,
 }
@@ -266,12 +281,22 @@ class GroupOptions(Structure):
     ]
 
 
+class Waitable(Structure):
+    """``jr_waitable``: a ``jr_wait_kind`` and the handle it names."""
+
+    _fields_ = [
+        ("kind", c_uint32),
+        ("handle", c_void_p),
+    ]
+
+
 #: Every struct of the header with fields, by its C name.
 STRUCTS: dict[str, type[Structure]] = {
     "jr_pool_options": PoolOptions,
     "jr_stats": Stats,
     "jr_submit_options": SubmitOptions,
     "jr_group_options": GroupOptions,
+    "jr_waitable": Waitable,
 }
 
 #: Every opaque handle struct of the header, by its C name.
@@ -357,6 +382,7 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_stream_error_code": (_status, [StreamP, POINTER(c_int32)]),
     "jr_stream_error_message": (c_char_p, [StreamP]),
     "jr_stream_free": (_status, [StreamP]),
+    "jr_wait_any": (_status, [POINTER(Waitable), c_size_t, c_int64, POINTER(c_size_t)]),
     "jr_group_options_default": (GroupOptions, []),
     "jr_group_new": (_status, [PoolP, POINTER(GroupOptions), POINTER(GroupP)]),
     "jr_group_close": (_status, [GroupP]),
