@@ -102,8 +102,8 @@ struct State<T> {
     receivers: VecDeque<Arc<Waiter>>,
 }
 
-/// A thread (or a job) waiting on a channel.
-struct Waiter {
+/// A thread (or a job, or a pipeline's source) waiting on a channel.
+pub(crate) struct Waiter {
     /// Set by whoever took the waiter off its list to wake it.
     woken: AtomicBool,
     waker: Waker,
@@ -489,6 +489,51 @@ impl<T> Channel<T> {
     ) -> Result<T, RecvError> {
         let at = timeout.map(deadline_after);
         self.recv_inner(Some(&|waiter| block(waiter, at, Some(token))))
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Channel<T> {
+    /// For a receiver that is not a thread (a pipeline's source): receives an item if
+    /// one is buffered; otherwise, if the channel is open, makes sure `call` will be
+    /// called once an item comes or the channel closes (a waiter at the back of the
+    /// receivers, unless `waiting` still holds one that was not woken) and returns
+    /// [`RecvError::Empty`]. Whoever registered must take the waiter off with
+    /// [`Channel::forget_notify`] when it no longer wants items, so that a wake spent on
+    /// it is passed on.
+    pub(crate) fn recv_or_notify(
+        &self,
+        waiting: &mut Option<Arc<Waiter>>,
+        call: &Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<T, RecvError> {
+        let mut state = lock(&self.inner.state);
+        if let Some(item) = state.items.pop_front() {
+            let sender = state.senders.pop_front();
+            drop(state);
+            if let Some(sender) = sender {
+                sender.wake();
+            }
+            return Ok(item);
+        }
+        if state.closed {
+            return Err(RecvError::Closed);
+        }
+        // A waiter not yet woken is still on the list (or being woken: its call comes).
+        if waiting.as_ref().is_none_or(|w| w.is_woken()) {
+            let waiter = Arc::new(Waiter {
+                woken: AtomicBool::new(false),
+                waker: Waker::Call(Arc::clone(call)),
+            });
+            state.receivers.push_back(Arc::clone(&waiter));
+            *waiting = Some(waiter);
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// Takes a waiter of [`Channel::recv_or_notify`] off the list (passing on a wake
+    /// spent on it, as a receiver that gives up does).
+    pub(crate) fn forget_notify(&self, waiter: &Arc<Waiter>) {
+        self.give_up(waiter, Side::Recv);
     }
 }
 
