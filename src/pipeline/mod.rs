@@ -432,8 +432,10 @@ where
 
     /// Cancels the pipeline, destroys every item in it, and waits until none of its
     /// stage functions runs any more and every item is destroyed. Must not be called from
-    /// one of the pipeline's own stage functions (it would wait for itself).
-    pub fn stop(self) {
+    /// one of the pipeline's own stage functions (it would wait for itself). The pipeline
+    /// stays usable and failed (`next` reports [`JobError::Cancelled`] unless it failed
+    /// before).
+    pub fn stop(&self) {
         self.engine.stop();
     }
 }
