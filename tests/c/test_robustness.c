@@ -52,6 +52,8 @@ static struct {
     jr_job *member;        /* a group member's handle, ended */
     jr_job *ticker;        /* a periodic job, running until the end */
     jr_chan *chan;         /* capacity 1, open, empty */
+    jr_pipeline *pipe;     /* on `pool`, not started: stages may be added */
+    jr_pipeline *started;  /* on `pool`, one stage, input closed, drained */
     blocker blocker;
 } F;
 
@@ -924,6 +926,82 @@ THUNK(t_chan_len_null_out, jr_chan_len(F.chan, NULL))
 THUNK(t_chan_len_null, jr_chan_len(NULL, &chan_len_out))
 THUNK(t_chan_free_sem_as_chan, jr_chan_free(AS(jr_chan, F.sem)))
 THUNK(t_chan_free_null, jr_chan_free(NULL))
+static int32_t pass_stage(jr_ctx *ctx, void *arg, void *in, void **out) {
+    (void)ctx;
+    (void)arg;
+    (void)in;
+    (void)out;
+    return JR_STAGE_EMIT;
+}
+static void *pipe_out;
+static int32_t pipe_code_out;
+static jr_pipeline *pipe_new_out;
+THUNK(t_pipe_options_init_null, jr_pipeline_options_init(NULL, sizeof(jr_pipeline_options)))
+static jr_status t_pipe_options_init_size_0(jr_ctx *c) {
+    (void)c;
+    jr_pipeline_options o;
+    return jr_pipeline_options_init(&o, 0);
+}
+THUNK(t_pipe_new_null_pool, jr_pipeline_new(NULL, NULL, &pipe_new_out))
+THUNK(t_pipe_new_chan_as_pool, jr_pipeline_new(AS(jr_pool, F.chan), NULL, &pipe_new_out))
+THUNK(t_pipe_new_null_out, jr_pipeline_new(F.pool, NULL, NULL))
+static jr_status t_pipe_new_size_0(jr_ctx *c) {
+    (void)c;
+    jr_pipeline_options o;
+    memset(&o, 0, sizeof o);
+    return jr_pipeline_new(F.pool, &o, &pipe_new_out);
+}
+static jr_status t_pipe_new_sem_as_token(jr_ctx *c) {
+    (void)c;
+    jr_pipeline_options o = {.size = sizeof o, .token = AS(jr_token, F.sem)};
+    return jr_pipeline_new(F.pool, &o, &pipe_new_out);
+}
+static jr_status t_pipe_new_bigger_nonzero(jr_ctx *c) {
+    (void)c;
+    struct {
+        jr_pipeline_options o;
+        uint64_t extra;
+    } big = {.o = {.size = sizeof big}, .extra = 1};
+    return jr_pipeline_new(F.pool, &big.o, &pipe_new_out);
+}
+static jr_status t_pipe_new_older_size(jr_ctx *c) {
+    (void)c;
+    jr_pipeline_options o = {.size = offsetof(jr_pipeline_options, token), .max_in_flight = 3};
+    jr_pipeline *p = NULL;
+    jr_status st = jr_pipeline_new(F.pool, &o, &p);
+    if (st == JR_OK) st = jr_pipeline_free(p);
+    return st;
+}
+THUNK(t_pipe_add_stage_null, jr_pipeline_add_stage(NULL, pass_stage, NULL, 1, 0))
+THUNK(t_pipe_add_stage_chan_as_pipe, jr_pipeline_add_stage(AS(jr_pipeline, F.chan), pass_stage, NULL, 1, 0))
+THUNK(t_pipe_add_stage_junk, jr_pipeline_add_stage(AS(jr_pipeline, junk_dead), pass_stage, NULL, 1, 0))
+THUNK(t_pipe_add_stage_no_fn, jr_pipeline_add_stage(F.pipe, NULL, NULL, 1, 0))
+THUNK(t_pipe_add_stage_concurrency_0, jr_pipeline_add_stage(F.pipe, pass_stage, NULL, 0, 0))
+THUNK(t_pipe_add_stage_ordered_2, jr_pipeline_add_stage(F.pipe, pass_stage, NULL, 1, 2))
+THUNK(t_pipe_add_stage_ordered_minus1, jr_pipeline_add_stage(F.pipe, pass_stage, NULL, 1, -1))
+THUNK(t_pipe_add_stage_ok, jr_pipeline_add_stage(F.pipe, pass_stage, NULL, 1, 1))
+THUNK(t_pipe_add_stage_started, jr_pipeline_add_stage(F.started, pass_stage, NULL, 1, 0))
+THUNK(t_pipe_push_null, jr_pipeline_push(NULL, NULL, 0))
+THUNK(t_pipe_push_sem_as_pipe, jr_pipeline_push(AS(jr_pipeline, F.sem), NULL, 0))
+THUNK(t_pipe_push_closed, jr_pipeline_push(F.started, NULL, 0))
+THUNK(t_pipe_close_input_null, jr_pipeline_close_input(NULL))
+THUNK(t_pipe_close_input_pool_as_pipe, jr_pipeline_close_input(AS(jr_pipeline, F.pool)))
+THUNK(t_pipe_close_input_twice, jr_pipeline_close_input(F.started))
+THUNK(t_pipe_next_null, jr_pipeline_next(NULL, &pipe_out, 0))
+THUNK(t_pipe_next_null_out, jr_pipeline_next(F.started, NULL, 0))
+THUNK(t_pipe_next_junk, jr_pipeline_next(AS(jr_pipeline, junk_zero), &pipe_out, 0))
+THUNK(t_pipe_next_drained, jr_pipeline_next(F.started, &pipe_out, 0))
+THUNK(t_pipe_cancel_null, jr_pipeline_cancel(NULL))
+THUNK(t_pipe_cancel_token_as_pipe, jr_pipeline_cancel(AS(jr_pipeline, F.token)))
+THUNK(t_pipe_error_code_null, jr_pipeline_error_code(NULL, &pipe_code_out))
+THUNK(t_pipe_error_code_null_out, jr_pipeline_error_code(F.started, NULL))
+THUNK(t_pipe_error_code_none, jr_pipeline_error_code(F.started, &pipe_code_out))
+THUNK(t_pipe_error_message_null, want_null(jr_pipeline_error_message(NULL), "jr_pipeline_error_message(NULL)"))
+THUNK(t_pipe_error_message_group_as_pipe, want_null(jr_pipeline_error_message(AS(jr_pipeline, F.group)), "jr_pipeline_error_message(group)"))
+THUNK(t_pipe_error_message_none, want_null(jr_pipeline_error_message(F.started), "jr_pipeline_error_message(no failure)"))
+THUNK(t_pipe_free_null, jr_pipeline_free(NULL))
+THUNK(t_pipe_free_chan_as_pipe, jr_pipeline_free(AS(jr_pipeline, F.chan)))
+THUNK(t_pipe_free_junk, jr_pipeline_free(AS(jr_pipeline, junk_dead)))
 THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
 THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
 THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
@@ -1346,6 +1424,45 @@ static const row rows[] = {
     ROW(t_chan_len_null, BAD),
     ROW(t_chan_free_sem_as_chan, BAD),
     ROW(t_chan_free_null, JR_OK),
+    ROW(t_pipe_options_init_null, BAD),
+    ROW(t_pipe_options_init_size_0, BAD),
+    ROW(t_pipe_new_null_pool, BAD),
+    ROW(t_pipe_new_chan_as_pool, BAD),
+    ROW(t_pipe_new_null_out, BAD),
+    ROW(t_pipe_new_size_0, BAD),
+    ROW(t_pipe_new_sem_as_token, BAD),
+    ROW(t_pipe_new_bigger_nonzero, BAD),
+    ROW(t_pipe_new_older_size, JR_OK),
+    ROW(t_pipe_add_stage_null, BAD),
+    ROW(t_pipe_add_stage_chan_as_pipe, BAD),
+    ROW(t_pipe_add_stage_junk, BAD),
+    ROW(t_pipe_add_stage_no_fn, BAD),
+    ROW(t_pipe_add_stage_concurrency_0, BAD),
+    ROW(t_pipe_add_stage_ordered_2, BAD),
+    ROW(t_pipe_add_stage_ordered_minus1, BAD),
+    ROW(t_pipe_add_stage_ok, JR_OK),
+    ROW(t_pipe_add_stage_started, BAD),
+    ROW(t_pipe_push_null, BAD),
+    ROW(t_pipe_push_sem_as_pipe, BAD),
+    ROW(t_pipe_push_closed, JR_E_CLOSED),
+    ROW(t_pipe_close_input_null, BAD),
+    ROW(t_pipe_close_input_pool_as_pipe, BAD),
+    ROW(t_pipe_close_input_twice, JR_OK),
+    ROW(t_pipe_next_null, BAD),
+    ROW(t_pipe_next_null_out, BAD),
+    ROW(t_pipe_next_junk, BAD),
+    ROW(t_pipe_next_drained, JR_E_CLOSED),
+    ROW(t_pipe_cancel_null, BAD),
+    ROW(t_pipe_cancel_token_as_pipe, BAD),
+    ROW(t_pipe_error_code_null, BAD),
+    ROW(t_pipe_error_code_null_out, BAD),
+    ROW(t_pipe_error_code_none, JR_OK),
+    ROW(t_pipe_error_message_null, JR_OK),
+    ROW(t_pipe_error_message_group_as_pipe, JR_OK),
+    ROW(t_pipe_error_message_none, JR_OK),
+    ROW(t_pipe_free_null, JR_OK),
+    ROW(t_pipe_free_chan_as_pipe, BAD),
+    ROW(t_pipe_free_junk, BAD),
     ROW(t_add_park_hook_null_pool, BAD),
     ROW(t_add_park_hook_sem_as_pool, BAD),
     ROW(t_add_park_hook_junk, BAD),
@@ -1493,6 +1610,10 @@ static void make_fixtures(void) {
     REQUIRE(jr_token_new(NULL, &F.token) == JR_OK);
     REQUIRE(jr_sem_new(2, &F.sem) == JR_OK);
     REQUIRE(jr_chan_new(1, NULL, &F.chan) == JR_OK);
+    REQUIRE(jr_pipeline_new(F.pool, NULL, &F.pipe) == JR_OK);
+    REQUIRE(jr_pipeline_new(F.pool, NULL, &F.started) == JR_OK);
+    REQUIRE(jr_pipeline_add_stage(F.started, pass_stage, NULL, 1, 0) == JR_OK);
+    REQUIRE(jr_pipeline_close_input(F.started) == JR_OK);
     REQUIRE(jr_group_new(F.pool, NULL, &F.group) == JR_OK);
     jr_group_options go = jr_group_options_default();
     go.limit = 1;
@@ -1511,6 +1632,8 @@ static void make_fixtures(void) {
 
 static void free_fixtures(void) {
     CHECK_STATUS(jr_chan_free(F.chan), JR_OK);
+    CHECK_STATUS(jr_pipeline_free(F.pipe), JR_OK);
+    CHECK_STATUS(jr_pipeline_free(F.started), JR_OK);
     gate_open(&F.blocker.gate);
     CHECK_STATUS(jr_job_wait(F.running, HANG_MS * MS), JR_OK);
     CHECK_STATUS(jr_job_cancel(F.ticker), JR_OK);

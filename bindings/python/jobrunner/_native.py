@@ -68,6 +68,11 @@ JR_MAX_THREADS = 4096
 JR_SHUTDOWN_DRAIN = 1
 #: ``JR_SHUTDOWN_CANCEL``: end queued jobs cancelled, tell running ones.
 JR_SHUTDOWN_CANCEL = 2
+#: ``JR_STAGE_EMIT``: a pipeline stage passes ``*out`` on.
+JR_STAGE_EMIT = 0
+#: ``JR_STAGE_DROP``: a pipeline stage drops its item (the most negative ``int32_t``; the
+#: header writes it as an expression, so it is not in :data:`DEFINES`).
+JR_STAGE_DROP = -(2**31)
 
 # --- enums -----------------------------------------------------------------------------
 
@@ -124,6 +129,7 @@ DEFINES: dict[str, int] = {
     "JR_MAX_THREADS": JR_MAX_THREADS,
     "JR_SHUTDOWN_DRAIN": JR_SHUTDOWN_DRAIN,
     "JR_SHUTDOWN_CANCEL": JR_SHUTDOWN_CANCEL,
+    "JR_STAGE_EMIT": JR_STAGE_EMIT,
 }
 
 # --- opaque handle types: each its own POINTER type, so a wrong handle is an error ------
@@ -157,9 +163,14 @@ class jr_chan(Structure):
     """Opaque ``struct jr_chan``."""
 
 
+class jr_pipeline(Structure):
+    """Opaque ``struct jr_pipeline``."""
+
+
 ChanP = POINTER(jr_chan)
 CtxP = POINTER(jr_ctx)
 GroupP = POINTER(jr_group)
+PipelineP = POINTER(jr_pipeline)
 JobP = POINTER(jr_job)
 PoolP = POINTER(jr_pool)
 SemP = POINTER(jr_sem)
@@ -177,6 +188,9 @@ FREE_FN = CFUNCTYPE(None, c_void_p)
 JOB_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
 #: ``jr_done_fn``: ``void (*)(void *arg, jr_state state)``.
 DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
+#: ``jr_stage_fn``: ``int32_t (*)(struct jr_ctx *ctx, void *stage_arg, void *item,
+#: void **out)``.
+STAGE_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p, c_void_p)
 
 #: Every callback typedef of the header, by its C name.
 CALLBACKS: dict[str, Any] = {
@@ -184,6 +198,7 @@ CALLBACKS: dict[str, Any] = {
     "jr_free_fn": FREE_FN,
     "jr_job_fn": JOB_FN,
     "jr_done_fn": DONE_FN,
+    "jr_stage_fn": STAGE_FN,
 }
 
 # --- option and stats structs -----------------------------------------------------------
@@ -257,12 +272,24 @@ class GroupOptions(Structure):
     ]
 
 
+class PipelineOptions(Structure):
+    """``jr_pipeline_options``: zero means default; ``jr_pipeline_options_init`` sets ``size``."""
+
+    _fields_ = [
+        ("size", c_size_t),
+        ("max_in_flight", c_size_t),
+        ("token", TokenP),
+        ("item_free", FREE_FN),
+    ]
+
+
 #: Every struct of the header with fields, by its C name.
 STRUCTS: dict[str, type[Structure]] = {
     "jr_pool_options": PoolOptions,
     "jr_stats": Stats,
     "jr_submit_options": SubmitOptions,
     "jr_group_options": GroupOptions,
+    "jr_pipeline_options": PipelineOptions,
 }
 
 #: Every opaque handle struct of the header, by its C name.
@@ -273,6 +300,7 @@ OPAQUE: dict[str, type[Structure]] = {
     "jr_pool": jr_pool,
     "jr_sem": jr_sem,
     "jr_chan": jr_chan,
+    "jr_pipeline": jr_pipeline,
     "jr_token": jr_token,
 }
 
@@ -346,6 +374,16 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_group_first_error": (_status, [GroupP, POINTER(JobP)]),
     "jr_group_next": (_status, [GroupP, c_int64, POINTER(JobP)]),
     "jr_group_free": (_status, [GroupP]),
+    "jr_pipeline_options_init": (_status, [POINTER(PipelineOptions), c_size_t]),
+    "jr_pipeline_new": (_status, [PoolP, POINTER(PipelineOptions), POINTER(PipelineP)]),
+    "jr_pipeline_add_stage": (_status, [PipelineP, STAGE_FN, c_void_p, c_size_t, c_int32]),
+    "jr_pipeline_push": (_status, [PipelineP, c_void_p, c_int64]),
+    "jr_pipeline_close_input": (_status, [PipelineP]),
+    "jr_pipeline_next": (_status, [PipelineP, POINTER(c_void_p), c_int64]),
+    "jr_pipeline_cancel": (_status, [PipelineP]),
+    "jr_pipeline_error_code": (_status, [PipelineP, POINTER(c_int32)]),
+    "jr_pipeline_error_message": (c_char_p, [PipelineP]),
+    "jr_pipeline_free": (_status, [PipelineP]),
 }
 
 #: Functions that never block: also declared on :data:`fast` (GIL kept during the call).
