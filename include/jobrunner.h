@@ -56,6 +56,17 @@
 #define JR_WAIT_MAX 65536
 
 /**
+ * A stage's return value: pass `*out` on to the next stage (or the output).
+ */
+#define JR_STAGE_EMIT 0
+
+/**
+ * A stage's return value: drop the item (a filter). The most negative `int32_t`, so that
+ * no failure code (`-1`, errno values, ...) is taken for it by accident.
+ */
+#define JR_STAGE_DROP (-2147483647 - 1)
+
+/**
  * What a call did. Every fallible function returns one; `JR_OK` is 0, every error is
  * positive, and the values are stable across versions (new ones are only added).
  */
@@ -219,6 +230,12 @@ typedef enum jr_wait_kind {
      * producer (an item is buffered, or the producer's side is closed).
      */
     JR_WAIT_STREAM = 5,
+    /**
+     * `handle` is a `jr_pipeline *`: ready when `jr_pipeline_next` would not wait (an
+     * item has come out, the pipeline failed, or it drained after `close_input`). A
+     * pipeline still being built starts (no more stages), as with `jr_pipeline_next`.
+     */
+    JR_WAIT_PIPELINE = 6,
 } jr_wait_kind;
 
 /**
@@ -250,6 +267,17 @@ typedef struct jr_group jr_group;
  * on: a handle is not the job).
  */
 typedef struct jr_job jr_job;
+
+/**
+ * A pipeline: `void *` items pushed in (`jr_pipeline_push`), passed through stages
+ * (`jr_pipeline_add_stage`), each with its own concurrency and ordered or not, and
+ * taken out with `jr_pipeline_next`. Stages run as short jobs on the pool: an idle
+ * pipeline holds no worker. Functions: `jr_pipeline_options_init`, `jr_pipeline_new`,
+ * `jr_pipeline_add_stage`, `jr_pipeline_push`, `jr_pipeline_close_input`,
+ * `jr_pipeline_next`, `jr_pipeline_cancel`, `jr_pipeline_error_code`,
+ * `jr_pipeline_error_message`, `jr_pipeline_free`.
+ */
+typedef struct jr_pipeline jr_pipeline;
 
 /**
  * A pool of worker threads. Made by `jr_pool_new` (owned: free it with `jr_pool_free`),
@@ -546,6 +574,58 @@ typedef struct jr_group_options {
      */
     int32_t wait_only;
 } jr_group_options;
+
+/**
+ * Options for `jr_pipeline_new`. Every field's zero is its default: zero-initialise the
+ * struct and set `size`, or call `jr_pipeline_options_init` (which writes no more than the
+ * caller's `sizeof`, unlike a by-value `*_default()` return from a newer library).
+ */
+typedef struct jr_pipeline_options {
+    /**
+     * `sizeof(jr_pipeline_options)` as the caller was compiled.
+     */
+    size_t size;
+    /**
+     * At most this many items are in the pipeline at once (pushed and not yet given
+     * by `jr_pipeline_next` or dropped by a stage): a push waits while it is full.
+     * 0 (default): 64.
+     */
+    size_t max_in_flight;
+    /**
+     * The pipeline's token is a child of this one (NULL: a root): cancelling it cancels
+     * the pipeline. Borrowed for the call.
+     */
+    struct jr_token *token;
+    /**
+     * Destroys an item the pipeline owns and does not give out: dropped by a stage,
+     * replaced by a stage's output, or still inside at a failure or at
+     * `jr_pipeline_free`. Called exactly once per such item, on any thread, never for
+     * NULL. NULL: items are not freed.
+     */
+    jr_free_fn item_free;
+} jr_pipeline_options;
+
+/**
+ * A pipeline stage: runs on a worker, as its own short job, once per item.
+ *
+ * `ctx` is the job's context (`jr_ctx_is_cancelled`, `jr_ctx_fail` for a failure's
+ * message); `stage_arg` is what `jr_pipeline_add_stage` was given; `item` is the input;
+ * `*out` starts equal to `item`.
+ *
+ * Return `JR_STAGE_EMIT` to pass `*out` on (`item` itself if `*out` was left alone),
+ * `JR_STAGE_DROP` to drop the item, or any other value as the stage's failure code:
+ * the pipeline's first failure cancels its token and is reported by `jr_pipeline_next`
+ * (`JR_E_JOB_FAILED`, or `JR_E_CANCELLED` for a failure once the pipeline was
+ * cancelled).
+ *
+ * Ownership: the pipeline owns `item` and whatever the stage leaves in `*out`; the stage
+ * only borrows them and must free neither. After the call the pipeline destroys, with
+ * the pipeline's `item_free`, each of the two that does not go on: on `JR_STAGE_EMIT`
+ * with `*out != item`, `item` (so an output must not point into its input); on
+ * `JR_STAGE_DROP` or a failure, `item`, and `*out` too if the stage set it to another
+ * non-NULL pointer.
+ */
+typedef int32_t (*jr_stage_fn)(struct jr_ctx *ctx, void *stage_arg, void *item, void **out);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1302,6 +1382,120 @@ enum jr_status jr_group_next(struct jr_group *group, int64_t timeout_ns, struct 
  * `fork()`: leaked). Not to be called while another thread uses the handle.
  */
 enum jr_status jr_group_free(struct jr_group *group);
+
+/**
+ * Writes the default options into `*options`, whose size (as the caller was compiled)
+ * is `size`: `size` is stored in its `size` field, the fields this library knows that
+ * fit in `size` get their defaults, and any bytes past them are zeroed. It never writes
+ * past `size` bytes, whatever the versions of the header and the library.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (`options` NULL, `size` below a word).
+ * Thread-safe.
+ */
+enum jr_status jr_pipeline_options_init(struct jr_pipeline_options *options, size_t size);
+
+/**
+ * Makes a pipeline on `pool` with `options` (NULL: defaults), with no stage yet: add
+ * them with `jr_pipeline_add_stage` before the first push. The caller owns `*out` and
+ * frees it with `jr_pipeline_free`.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pool, `out` NULL, bad options: a `size`
+ * below a word, nonzero bytes past the known fields, a token that is not one),
+ * `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_pipeline_new(struct jr_pool *pool,
+                               const struct jr_pipeline_options *options,
+                               struct jr_pipeline **out);
+
+/**
+ * Adds a stage after the ones added so far: `stage_fn(ctx, stage_arg, item, &out)` runs
+ * once per item (see `jr_stage_fn`), at most `concurrency` (at least 1) at once. With
+ * `ordered` nonzero the stage passes its outputs on in input order (the order of the
+ * pushes), however many run at once; with 0, as they come. `stage_arg` is borrowed: it
+ * must stay valid until `jr_pipeline_free` returns (no stage runs after that).
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pipeline, `stage_fn` NULL, `concurrency`
+ * 0, `ordered` not 0 or 1, or the pipeline has started: stages are added before the
+ * first `jr_pipeline_push`, `jr_pipeline_next` or `jr_pipeline_close_input`),
+ * `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_pipeline_add_stage(struct jr_pipeline *pipeline,
+                                     jr_stage_fn stage_fn,
+                                     void *stage_arg,
+                                     size_t concurrency,
+                                     int32_t ordered);
+
+/**
+ * Pushes `item` into the pipeline, waiting for room at most `timeout_ns` nanoseconds
+ * (negative: forever; 0: not at all). On `JR_OK` the pipeline owns the item (it comes
+ * out of `jr_pipeline_next`, or is destroyed with `item_free`); on any other status it
+ * is still the caller's. The first push starts the pipeline (no more stages).
+ *
+ * Returns `JR_OK`, `JR_E_FULL` (`timeout_ns` 0 and no room), `JR_E_TIMEOUT`,
+ * `JR_E_CLOSED` (after `jr_pipeline_close_input`), `JR_E_CANCELLED` (the pipeline
+ * failed or was cancelled: `jr_pipeline_next` says how), `JR_E_INVALID_ARG` (not a
+ * pipeline), `JR_E_FORKED`. Thread-safe; inside a job, a spare worker takes the
+ * waiting one's place if too few would be left running.
+ */
+enum jr_status jr_pipeline_push(struct jr_pipeline *pipeline, void *item, int64_t timeout_ns);
+
+/**
+ * Says no more items will be pushed: `jr_pipeline_next` gives `JR_E_CLOSED` once every
+ * item inside has come out. Closing twice does nothing.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pipeline), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_pipeline_close_input(struct jr_pipeline *pipeline);
+
+/**
+ * Takes the next item out into `*item`, waiting at most `timeout_ns` nanoseconds
+ * (negative: forever; 0: not at all). The caller owns the item it gets.
+ *
+ * Returns `JR_OK`; `JR_E_CLOSED` at the end (the input closed and every item out);
+ * `JR_E_TIMEOUT` (also for `timeout_ns` 0 and nothing ready); after the pipeline's first
+ * failure, from then on, that failure's status: `JR_E_JOB_FAILED` (a stage's code and
+ * message in `jr_pipeline_error_code` and `jr_pipeline_error_message`),
+ * `JR_E_PANICKED`, `JR_E_CANCELLED` (its token, or `jr_pipeline_cancel`);
+ * `JR_E_INVALID_ARG` (not a pipeline, `item` NULL), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_pipeline_next(struct jr_pipeline *pipeline, void **item, int64_t timeout_ns);
+
+/**
+ * Cancels the pipeline: its token is cancelled, its items destroyed, and
+ * `jr_pipeline_next` reports `JR_E_CANCELLED` (unless it failed before).
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pipeline), `JR_E_FORKED`. Thread-safe.
+ */
+enum jr_status jr_pipeline_cancel(struct jr_pipeline *pipeline);
+
+/**
+ * Writes the failure code of the pipeline's failing stage to `*out` (0 if
+ * `jr_pipeline_next` has reported no stage failure).
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pipeline, `out` NULL), `JR_E_FORKED`.
+ * Thread-safe.
+ */
+enum jr_status jr_pipeline_error_code(const struct jr_pipeline *pipeline, int32_t *out);
+
+/**
+ * The message of the pipeline's failure, once `jr_pipeline_next` has reported it: the
+ * text a stage gave `jr_ctx_fail` or `jr_ctx_panic`. Valid until `jr_pipeline_free`.
+ * NULL if there is none, or `pipeline` is not a pipeline. Thread-safe.
+ */
+const char *jr_pipeline_error_message(const struct jr_pipeline *pipeline);
+
+/**
+ * Frees a pipeline, at any point of its life: a pipeline still running is cancelled,
+ * every item still inside is destroyed with `item_free` (exactly once), and this waits
+ * for the stage functions running now to return, so that no stage function and no
+ * `item_free` of this pipeline runs after it returns. NULL is a no-op. Not to be called
+ * from one of the pipeline's own stage functions (it would wait for itself), nor while
+ * another thread uses the handle.
+ *
+ * Returns `JR_OK`, `JR_E_INVALID_ARG` (not a pipeline), `JR_E_FORKED` (made before
+ * `fork()`: leaked).
+ */
+enum jr_status jr_pipeline_free(struct jr_pipeline *pipeline);
 
 #ifdef __cplusplus
 }  // extern "C"

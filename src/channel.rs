@@ -118,8 +118,8 @@ impl<T> State<T> {
     }
 }
 
-/// A thread (or a job) waiting on a channel.
-struct Waiter {
+/// A thread (or a job, or a pipeline's source) waiting on a channel.
+pub(crate) struct Waiter {
     /// Set by whoever took the waiter off its list to wake it.
     woken: AtomicBool,
     waker: Waker,
@@ -572,6 +572,53 @@ impl<T: Send> Channel<T> {
     /// The channel as `wait_any` watches it.
     pub(crate) fn watcher(&self) -> &dyn Watch {
         &*self.inner
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Channel<T> {
+    /// For a receiver that is not a thread (a pipeline's source): receives an item if
+    /// one is buffered; otherwise, if the channel is open, makes sure `call` will be
+    /// called once an item comes or the channel closes (a waiter at the back of the
+    /// receivers, unless `waiting` still holds one that was not woken) and returns
+    /// [`RecvError::Empty`]. Whoever registered must take the waiter off with
+    /// [`Channel::forget_notify`] when it no longer wants items, so that a wake spent on
+    /// it is passed on.
+    pub(crate) fn recv_or_notify(
+        &self,
+        waiting: &mut Option<Arc<Waiter>>,
+        call: &Arc<dyn Fn() + Send + Sync>,
+    ) -> Result<T, RecvError> {
+        let mut state = lock(&self.inner.state);
+        if let Some(item) = state.items.pop_front() {
+            let sender = state.senders.pop_front();
+            let watchers = state.watchers(Side::Send);
+            drop(state);
+            if let Some(sender) = sender {
+                sender.wake();
+            }
+            watchers.iter().for_each(|waker| waker.wake());
+            return Ok(item);
+        }
+        if state.closed {
+            return Err(RecvError::Closed);
+        }
+        // A waiter not yet woken is still on the list (or being woken: its call comes).
+        if waiting.as_ref().is_none_or(|w| w.is_woken()) {
+            let waiter = Arc::new(Waiter {
+                woken: AtomicBool::new(false),
+                waker: Waker::Call(Arc::clone(call)),
+            });
+            state.receivers.push_back(Arc::clone(&waiter));
+            *waiting = Some(waiter);
+        }
+        Err(RecvError::Empty)
+    }
+
+    /// Takes a waiter of [`Channel::recv_or_notify`] off the list (passing on a wake
+    /// spent on it, as a receiver that gives up does).
+    pub(crate) fn forget_notify(&self, waiter: &Arc<Waiter>) {
+        self.give_up(waiter, Side::Recv);
     }
 }
 

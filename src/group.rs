@@ -13,6 +13,7 @@ use crate::few::Few;
 use crate::job::{Job, JobHandle, JobState};
 use crate::pool::worker::WorkerThread;
 use crate::pool::{Pool, SubmitOptions};
+use crate::select::Watch;
 use crate::semaphore::{block_on, Semaphore, Waker};
 use crate::slab::Slab;
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -191,14 +192,8 @@ pub struct Group<T, E> {
 }
 
 /// A group as `wait_any` watches it, whatever its types: ready when `next` would not
-/// wait (a job has ended and is kept for it, or the group is closed and drained).
-pub(crate) trait Watch: Send + Sync {
-    fn is_ready(&self) -> bool;
-    /// Wakes `waker` at every job end and at the close, until `unwatch`.
-    fn watch(&self, waker: &Arc<Waker>);
-    fn unwatch(&self, waker: &Arc<Waker>);
-}
-
+/// wait (a job has ended and is kept for it, or the group is closed and drained); woken
+/// at every job end and at the close.
 impl<T: Send, E: Send> Watch for Shared<T, E> {
     fn is_ready(&self) -> bool {
         let state = lock(&self.state);

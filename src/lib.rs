@@ -11,6 +11,8 @@
 //! - Waiting inside a job never blocks its worker: a job not yet started is run inline,
 //!   otherwise the worker helps under the pool's [`HelpPolicy`].
 //! - [`join`] and [`Context::join`] fork-join with no allocation.
+//! - [`Pipeline`]s chain stages with their own concurrency, ordered or not, under a
+//!   bound on the items in flight; their stages run as short jobs on the pool.
 //! - [`Pool::shutdown`] drains or cancels and reports what it found.
 //! - [`Channel`]s are bounded MPMC queues; a job waiting on one lends its place to a
 //!   spare worker, so jobs talking over channels cannot deadlock a small pool.
@@ -58,6 +60,8 @@ mod job;
 #[cfg(not(loom))]
 mod join;
 mod parking;
+#[cfg(not(loom))]
+mod pipeline;
 mod pool;
 #[cfg(not(loom))]
 mod process;
@@ -93,6 +97,8 @@ pub use crate::group::{Group, GroupOptions, Iter as GroupIter};
 pub use crate::job::{Job, JobHandle, JobState};
 #[cfg(not(loom))]
 pub use crate::join::join;
+#[cfg(not(loom))]
+pub use crate::pipeline::{NextError, Pipeline, PipelineBuilder, PushError, DEFAULT_MAX_IN_FLIGHT};
 #[cfg(not(loom))]
 pub use crate::pool::{
     global, try_global, HelpPolicy, PanicPolicy, Pool, PoolBuilder, ShutdownMode, ShutdownReport,

@@ -1,5 +1,5 @@
 //! `wait_any`: Go's `select` over what the pool makes (jobs, groups, channels, streams,
-//! tokens), with a timeout.
+//! pipelines, tokens), with a timeout.
 //!
 //! Level-triggered: it returns the index of a waitable that is ready, and the caller then
 //! does the operation that would not have waited (a `try_recv`, a `next`...). Another
@@ -9,7 +9,8 @@
 //! # Protocol
 //!
 //! One `Waker` for the call is registered with every waitable: a removable end callback
-//! on a job (the parking table's tagged callbacks), the `next` waiters of a group, the
+//! on a job (the parking table's tagged callbacks), the `next` waiters of a group or a
+//! pipeline, the
 //! watcher lists of a channel, a callback of a token. Every change that can make a
 //! waitable ready wakes the registered wakers after it is made, and the caller checks
 //! every waitable after registering and again after each wake, so that no change is
@@ -22,11 +23,22 @@ use std::time::{Duration, Instant};
 
 use crate::cancel::{CallbackKey, CancelToken};
 use crate::channel::{Channel, Side, Watch as ChannelWatch};
-use crate::group::{Group, Watch as GroupWatch};
+use crate::group::Group;
 use crate::job::{Job, JobHandle};
+use crate::pipeline::Pipeline;
 use crate::pool::worker::WorkerThread;
 use crate::semaphore::{block_on, Waker};
 use crate::stream::Stream;
+
+/// Something with a consumer side `wait_any` watches (a group's `next`, a pipeline's
+/// output), whatever its types.
+pub(crate) trait Watch: Send + Sync {
+    /// Whether the consumer's operation would not wait now.
+    fn is_ready(&self) -> bool;
+    /// Wakes `waker` at every change that can make it ready, until `unwatch`.
+    fn watch(&self, waker: &Arc<Waker>);
+    fn unwatch(&self, waker: &Arc<Waker>);
+}
 
 /// Something [`wait_any`] can wait for. Made by its constructors, which borrow what they
 /// watch.
@@ -36,7 +48,8 @@ pub struct Waitable<'a> {
 
 enum Kind<'a> {
     Job(JobHandle),
-    Group(&'a dyn GroupWatch),
+    Group(&'a dyn Watch),
+    Pipeline(&'a dyn Watch),
     Channel(&'a dyn ChannelWatch, Side),
     Token(&'a CancelToken),
 }
@@ -46,6 +59,7 @@ impl fmt::Debug for Waitable<'_> {
         let (kind, ready) = match &self.kind {
             Kind::Job(_) => ("job ended", self.is_ready()),
             Kind::Group(_) => ("group has a job to give", self.is_ready()),
+            Kind::Pipeline(_) => ("pipeline has an output", self.is_ready()),
             Kind::Channel(_, Side::Recv) => ("channel has an item", self.is_ready()),
             Kind::Channel(_, Side::Send) => ("channel has room", self.is_ready()),
             Kind::Token(_) => ("token cancelled", self.is_ready()),
@@ -77,6 +91,15 @@ impl<'a> Waitable<'a> {
     pub fn group<T: Send + 'static, E: Send + 'static>(group: &'a Group<T, E>) -> Self {
         Waitable {
             kind: Kind::Group(group.watcher()),
+        }
+    }
+
+    /// Ready when the pipeline's `next` would not wait: an item has come out, the
+    /// pipeline has failed (`next` reports it), or it has drained after its input was
+    /// closed.
+    pub fn pipeline<In, Out, E: Send + 'static>(pipeline: &'a Pipeline<In, Out, E>) -> Self {
+        Waitable {
+            kind: Kind::Pipeline(pipeline.watcher()),
         }
     }
 
@@ -113,7 +136,7 @@ impl<'a> Waitable<'a> {
     pub fn is_ready(&self) -> bool {
         match &self.kind {
             Kind::Job(job) => job.is_finished(),
-            Kind::Group(group) => group.is_ready(),
+            Kind::Group(watched) | Kind::Pipeline(watched) => watched.is_ready(),
             Kind::Channel(channel, side) => channel.is_ready(*side),
             Kind::Token(token) => token.is_cancelled(),
         }
@@ -128,8 +151,8 @@ impl<'a> Waitable<'a> {
                 let _ = job.watch_end(tag_of(waker), move || target.wake());
                 Watching::Job
             }
-            Kind::Group(group) => {
-                group.watch(waker);
+            Kind::Group(watched) | Kind::Pipeline(watched) => {
+                watched.watch(waker);
                 Watching::Other
             }
             Kind::Channel(channel, side) => {
@@ -147,7 +170,7 @@ impl<'a> Waitable<'a> {
     fn unwatch(&self, waker: &Arc<Waker>, watching: Watching) {
         match (&self.kind, watching) {
             (Kind::Job(job), _) => job.unwatch_end(tag_of(waker)),
-            (Kind::Group(group), _) => group.unwatch(waker),
+            (Kind::Group(watched) | Kind::Pipeline(watched), _) => watched.unwatch(waker),
             (Kind::Channel(channel, side), _) => channel.unwatch(*side, waker),
             (Kind::Token(token), Watching::Token(key)) => {
                 token.remove_callback(key);

@@ -64,6 +64,10 @@ pub(crate) enum Waker {
     /// A worker waiting inside a job: it waits in the pool's sleep protocol.
     #[cfg(not(loom))]
     Worker(Arc<Registry>, usize),
+    /// Not a thread: a callback that starts work (a pipeline's channel source). Never
+    /// waited on; waking calls it.
+    #[cfg(not(loom))]
+    Call(Arc<dyn Fn() + Send + Sync>),
 }
 
 impl Waker {
@@ -92,6 +96,8 @@ impl Waker {
             Waker::Thread(thread) => thread.unpark(),
             #[cfg(not(loom))]
             Waker::Worker(registry, index) => registry.sleep().wake_latch(*index),
+            #[cfg(not(loom))]
+            Waker::Call(call) => call(),
         }
     }
 }
@@ -598,7 +604,7 @@ fn wait_for_grant(
                 }
             }
         }
-        Waker::Thread(_) => {
+        Waker::Thread(_) | Waker::Call(_) => {
             block_on(&waiter.waker, || granted() || cancelled(), at);
         }
     }
@@ -622,6 +628,7 @@ pub(crate) fn block_on(waker: &Waker, ready: impl Fn() -> bool, at: Option<Insta
             worker.wait_until(&ready);
             true
         }
+        Waker::Call(_) => unreachable!("a callback waker is never waited on"),
         Waker::Thread(_) => loop {
             if ready() {
                 return true;

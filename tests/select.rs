@@ -1,5 +1,5 @@
 //! `wait_any`: the index of a ready waitable of every kind (job, group, channel receive
-//! and send, stream, token), the first in order when several are; a timeout; a waiter
+//! and send, stream, pipeline, token), the first in order when several are; a timeout; a waiter
 //! woken by each kind of change made by another thread; a wait inside a job on a pool of
 //! one thread; consumers racing on one channel (level-triggered: each item taken once);
 //! and registrations taken back, so that a long loop leaves nothing behind.
@@ -207,6 +207,29 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         wait_any(
                             &[Waitable::recv(&quiet), Waitable::token(&token)],
+                            Some(PATIENCE),
+                        )
+                        .unwrap_or(99)
+                    }),
+                )
+            }),
+        ),
+        (
+            "an item comes out of a pipeline",
+            Box::new(|pool: &Pool| {
+                let pipeline = jobrunner::Pipeline::builder(pool)
+                    .stage(1, true, |_: &jobrunner::Context<'_>, x: u8| {
+                        Ok::<_, ()>(Some(x + 1))
+                    })
+                    .build();
+                let pusher = Arc::new(pipeline);
+                let watched = Arc::clone(&pusher);
+                let quiet = Channel::<u8>::new(1);
+                (
+                    Box::new(move || pusher.push(1).unwrap()),
+                    Box::new(move || {
+                        wait_any(
+                            &[Waitable::recv(&quiet), Waitable::pipeline(&watched)],
                             Some(PATIENCE),
                         )
                         .unwrap_or(99)

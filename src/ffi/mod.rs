@@ -38,6 +38,8 @@ pub mod select;
 
 pub mod group;
 
+pub mod pipeline;
+
 pub mod fork;
 mod signal;
 
@@ -86,6 +88,7 @@ fn kind_name(magic: u64) -> Option<&'static str> {
         entry::<sem::SemHandle>(),
         entry::<group::GroupHandle>(),
         entry::<chan::ChanHandle>(),
+        entry::<pipeline::PipelineHandle>(),
     ]
     .into_iter()
     .find(|(m, _)| *m == magic)

@@ -1,12 +1,14 @@
-//! `jr_wait_any`: Go's `select` over jobs, groups, channels, streams and tokens.
+//! `jr_wait_any`: Go's `select` over jobs, groups, channels, streams, pipelines and tokens.
 
 use std::ffi::c_void;
+use std::sync::Arc;
 
 use once_cell::sync::Lazy;
 
 use super::chan::{chan_of, ChanHandle};
 use super::group::{jr_group, GroupHandle};
 use super::job::{jr_job, JobHandleC};
+use super::pipeline::{CPipeline, PipelineHandle};
 use super::status::invalid;
 use super::stream::{stream_of, StreamHandle};
 use super::token::{jr_token, TokenHandle};
@@ -33,6 +35,10 @@ pub enum jr_wait_kind {
     /// `handle` is a `jr_stream *`: ready when `jr_stream_next` would not wait for the
     /// producer (an item is buffered, or the producer's side is closed).
     JR_WAIT_STREAM = 5,
+    /// `handle` is a `jr_pipeline *`: ready when `jr_pipeline_next` would not wait (an
+    /// item has come out, the pipeline failed, or it drained after `close_input`). A
+    /// pipeline still being built starts (no more stages), as with `jr_pipeline_next`.
+    JR_WAIT_PIPELINE = 6,
 }
 
 /// One thing `jr_wait_any` waits for: a kind (a `jr_wait_kind`, as an integer so that a
@@ -57,6 +63,7 @@ enum Source<'a> {
     Chan(&'a ChanHandle, bool),
     Token(CancelToken),
     Stream(&'a StreamHandle),
+    Pipeline(Arc<CPipeline>),
 }
 
 /// Always cancelled: what a handle that has ended already waits for.
@@ -120,6 +127,7 @@ pub extern "C" fn jr_wait_any(
                 Source::Chan(chan, true) => Waitable::send(chan.channel()),
                 Source::Token(token) => Waitable::token(token),
                 Source::Stream(stream) => Waitable::stream(&stream.stream),
+                Source::Pipeline(pipeline) => Waitable::pipeline(pipeline),
             })
             .collect();
         match wait_any(&waitables, timeout) {
@@ -156,9 +164,11 @@ unsafe fn source_of<'a>(item: &jr_waitable) -> Result<Source<'a>, jr_status> {
         4 => Source::Token(unsafe { TokenHandle::token_of(ptr.cast::<jr_token>()) }?),
         // SAFETY: as above.
         5 => Source::Stream(unsafe { stream_of(ptr.cast()) }?),
+        // SAFETY: as above.
+        6 => Source::Pipeline(unsafe { PipelineHandle::of(ptr.cast()) }?.running()?),
         other => {
             return Err(invalid(format_args!(
-                "kind {other} is not a jr_wait_kind (0 to 5)"
+                "kind {other} is not a jr_wait_kind (0 to 6)"
             )))
         }
     })

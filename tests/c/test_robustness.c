@@ -53,6 +53,8 @@ static struct {
     jr_job *ticker;        /* a periodic job, running until the end */
     jr_chan *chan;         /* capacity 1, open, empty */
     jr_stream *stream;     /* its producer sent nothing and succeeded; read to the end */
+    jr_pipeline *pipe;     /* on `pool`, not started: stages may be added */
+    jr_pipeline *started;  /* on `pool`, one stage, input closed, drained */
     blocker blocker;
 } F;
 
@@ -980,7 +982,9 @@ THUNK(t_wait_any_null_ready, wait_with(JR_WAIT_TOKEN, F.token, 0) == JR_E_TIMEOU
 THUNK(t_wait_any_too_many, jr_wait_any(wait_one, JR_WAIT_MAX + 1, 0, &wait_ready))
 THUNK(t_wait_any_nothing_forever, jr_wait_any(NULL, 0, -1, &wait_ready))
 THUNK(t_wait_any_nothing_briefly, jr_wait_any(NULL, 0, 1000, &wait_ready))
-THUNK(t_wait_any_bad_kind, wait_with(6, F.token, 0))
+THUNK(t_wait_any_bad_kind, wait_with(7, F.token, 0))
+THUNK(t_wait_any_chan_as_pipeline, wait_with(JR_WAIT_PIPELINE, F.chan, 0))
+THUNK(t_wait_any_drained_pipeline, wait_with(JR_WAIT_PIPELINE, F.started, -1))
 THUNK(t_wait_any_huge_kind, wait_with(UINT32_MAX, F.token, 0))
 THUNK(t_wait_any_null_handle, wait_with(JR_WAIT_JOB, NULL, 0))
 THUNK(t_wait_any_sem_as_job, wait_with(JR_WAIT_JOB, F.sem, 0))
@@ -997,6 +1001,82 @@ THUNK(t_wait_any_live_token_briefly, wait_with(JR_WAIT_TOKEN, F.token, 1000))
 THUNK(t_wait_any_empty_chan_now, wait_with(JR_WAIT_CHAN_RECV, F.chan, 0))
 THUNK(t_wait_any_room_in_chan, wait_with(JR_WAIT_CHAN_SEND, F.chan, -1))
 THUNK(t_wait_any_ended_stream, wait_with(JR_WAIT_STREAM, F.stream, -1))
+static int32_t pass_stage(jr_ctx *ctx, void *arg, void *in, void **out) {
+    (void)ctx;
+    (void)arg;
+    (void)in;
+    (void)out;
+    return JR_STAGE_EMIT;
+}
+static void *pipe_out;
+static int32_t pipe_code_out;
+static jr_pipeline *pipe_new_out;
+THUNK(t_pipe_options_init_null, jr_pipeline_options_init(NULL, sizeof(jr_pipeline_options)))
+static jr_status t_pipe_options_init_size_0(jr_ctx *c) {
+    (void)c;
+    jr_pipeline_options o;
+    return jr_pipeline_options_init(&o, 0);
+}
+THUNK(t_pipe_new_null_pool, jr_pipeline_new(NULL, NULL, &pipe_new_out))
+THUNK(t_pipe_new_chan_as_pool, jr_pipeline_new(AS(jr_pool, F.chan), NULL, &pipe_new_out))
+THUNK(t_pipe_new_null_out, jr_pipeline_new(F.pool, NULL, NULL))
+static jr_status t_pipe_new_size_0(jr_ctx *c) {
+    (void)c;
+    jr_pipeline_options o;
+    memset(&o, 0, sizeof o);
+    return jr_pipeline_new(F.pool, &o, &pipe_new_out);
+}
+static jr_status t_pipe_new_sem_as_token(jr_ctx *c) {
+    (void)c;
+    jr_pipeline_options o = {.size = sizeof o, .token = AS(jr_token, F.sem)};
+    return jr_pipeline_new(F.pool, &o, &pipe_new_out);
+}
+static jr_status t_pipe_new_bigger_nonzero(jr_ctx *c) {
+    (void)c;
+    struct {
+        jr_pipeline_options o;
+        uint64_t extra;
+    } big = {.o = {.size = sizeof big}, .extra = 1};
+    return jr_pipeline_new(F.pool, &big.o, &pipe_new_out);
+}
+static jr_status t_pipe_new_older_size(jr_ctx *c) {
+    (void)c;
+    jr_pipeline_options o = {.size = offsetof(jr_pipeline_options, token), .max_in_flight = 3};
+    jr_pipeline *p = NULL;
+    jr_status st = jr_pipeline_new(F.pool, &o, &p);
+    if (st == JR_OK) st = jr_pipeline_free(p);
+    return st;
+}
+THUNK(t_pipe_add_stage_null, jr_pipeline_add_stage(NULL, pass_stage, NULL, 1, 0))
+THUNK(t_pipe_add_stage_chan_as_pipe, jr_pipeline_add_stage(AS(jr_pipeline, F.chan), pass_stage, NULL, 1, 0))
+THUNK(t_pipe_add_stage_junk, jr_pipeline_add_stage(AS(jr_pipeline, junk_dead), pass_stage, NULL, 1, 0))
+THUNK(t_pipe_add_stage_no_fn, jr_pipeline_add_stage(F.pipe, NULL, NULL, 1, 0))
+THUNK(t_pipe_add_stage_concurrency_0, jr_pipeline_add_stage(F.pipe, pass_stage, NULL, 0, 0))
+THUNK(t_pipe_add_stage_ordered_2, jr_pipeline_add_stage(F.pipe, pass_stage, NULL, 1, 2))
+THUNK(t_pipe_add_stage_ordered_minus1, jr_pipeline_add_stage(F.pipe, pass_stage, NULL, 1, -1))
+THUNK(t_pipe_add_stage_ok, jr_pipeline_add_stage(F.pipe, pass_stage, NULL, 1, 1))
+THUNK(t_pipe_add_stage_started, jr_pipeline_add_stage(F.started, pass_stage, NULL, 1, 0))
+THUNK(t_pipe_push_null, jr_pipeline_push(NULL, NULL, 0))
+THUNK(t_pipe_push_sem_as_pipe, jr_pipeline_push(AS(jr_pipeline, F.sem), NULL, 0))
+THUNK(t_pipe_push_closed, jr_pipeline_push(F.started, NULL, 0))
+THUNK(t_pipe_close_input_null, jr_pipeline_close_input(NULL))
+THUNK(t_pipe_close_input_pool_as_pipe, jr_pipeline_close_input(AS(jr_pipeline, F.pool)))
+THUNK(t_pipe_close_input_twice, jr_pipeline_close_input(F.started))
+THUNK(t_pipe_next_null, jr_pipeline_next(NULL, &pipe_out, 0))
+THUNK(t_pipe_next_null_out, jr_pipeline_next(F.started, NULL, 0))
+THUNK(t_pipe_next_junk, jr_pipeline_next(AS(jr_pipeline, junk_zero), &pipe_out, 0))
+THUNK(t_pipe_next_drained, jr_pipeline_next(F.started, &pipe_out, 0))
+THUNK(t_pipe_cancel_null, jr_pipeline_cancel(NULL))
+THUNK(t_pipe_cancel_token_as_pipe, jr_pipeline_cancel(AS(jr_pipeline, F.token)))
+THUNK(t_pipe_error_code_null, jr_pipeline_error_code(NULL, &pipe_code_out))
+THUNK(t_pipe_error_code_null_out, jr_pipeline_error_code(F.started, NULL))
+THUNK(t_pipe_error_code_none, jr_pipeline_error_code(F.started, &pipe_code_out))
+THUNK(t_pipe_error_message_null, want_null(jr_pipeline_error_message(NULL), "jr_pipeline_error_message(NULL)"))
+THUNK(t_pipe_error_message_group_as_pipe, want_null(jr_pipeline_error_message(AS(jr_pipeline, F.group)), "jr_pipeline_error_message(group)"))
+THUNK(t_pipe_error_message_none, want_null(jr_pipeline_error_message(F.started), "jr_pipeline_error_message(no failure)"))
+THUNK(t_pipe_free_null, jr_pipeline_free(NULL))
+THUNK(t_pipe_free_chan_as_pipe, jr_pipeline_free(AS(jr_pipeline, F.chan)))
+THUNK(t_pipe_free_junk, jr_pipeline_free(AS(jr_pipeline, junk_dead)))
 THUNK(t_job_on_done_null, jr_job_on_done(NULL, count_done, NULL))
 THUNK(t_job_on_done_sem_as_job, jr_job_on_done(AS(jr_job, F.sem), count_done, NULL))
 THUNK(t_job_on_done_no_fn, jr_job_on_done(F.done, NULL, NULL))
@@ -1447,6 +1527,8 @@ static const row rows[] = {
     ROW(t_wait_any_nothing_forever, BAD),
     ROW(t_wait_any_nothing_briefly, JR_E_TIMEOUT),
     ROW(t_wait_any_bad_kind, BAD),
+    ROW(t_wait_any_chan_as_pipeline, BAD),
+    ROW(t_wait_any_drained_pipeline, JR_OK),
     ROW(t_wait_any_huge_kind, BAD),
     ROW(t_wait_any_null_handle, BAD),
     ROW(t_wait_any_sem_as_job, BAD),
@@ -1463,6 +1545,45 @@ static const row rows[] = {
     ROW(t_wait_any_empty_chan_now, JR_E_TIMEOUT),
     ROW(t_wait_any_room_in_chan, JR_OK),
     ROW(t_wait_any_ended_stream, JR_OK),
+    ROW(t_pipe_options_init_null, BAD),
+    ROW(t_pipe_options_init_size_0, BAD),
+    ROW(t_pipe_new_null_pool, BAD),
+    ROW(t_pipe_new_chan_as_pool, BAD),
+    ROW(t_pipe_new_null_out, BAD),
+    ROW(t_pipe_new_size_0, BAD),
+    ROW(t_pipe_new_sem_as_token, BAD),
+    ROW(t_pipe_new_bigger_nonzero, BAD),
+    ROW(t_pipe_new_older_size, JR_OK),
+    ROW(t_pipe_add_stage_null, BAD),
+    ROW(t_pipe_add_stage_chan_as_pipe, BAD),
+    ROW(t_pipe_add_stage_junk, BAD),
+    ROW(t_pipe_add_stage_no_fn, BAD),
+    ROW(t_pipe_add_stage_concurrency_0, BAD),
+    ROW(t_pipe_add_stage_ordered_2, BAD),
+    ROW(t_pipe_add_stage_ordered_minus1, BAD),
+    ROW(t_pipe_add_stage_ok, JR_OK),
+    ROW(t_pipe_add_stage_started, BAD),
+    ROW(t_pipe_push_null, BAD),
+    ROW(t_pipe_push_sem_as_pipe, BAD),
+    ROW(t_pipe_push_closed, JR_E_CLOSED),
+    ROW(t_pipe_close_input_null, BAD),
+    ROW(t_pipe_close_input_pool_as_pipe, BAD),
+    ROW(t_pipe_close_input_twice, JR_OK),
+    ROW(t_pipe_next_null, BAD),
+    ROW(t_pipe_next_null_out, BAD),
+    ROW(t_pipe_next_junk, BAD),
+    ROW(t_pipe_next_drained, JR_E_CLOSED),
+    ROW(t_pipe_cancel_null, BAD),
+    ROW(t_pipe_cancel_token_as_pipe, BAD),
+    ROW(t_pipe_error_code_null, BAD),
+    ROW(t_pipe_error_code_null_out, BAD),
+    ROW(t_pipe_error_code_none, JR_OK),
+    ROW(t_pipe_error_message_null, JR_OK),
+    ROW(t_pipe_error_message_group_as_pipe, JR_OK),
+    ROW(t_pipe_error_message_none, JR_OK),
+    ROW(t_pipe_free_null, JR_OK),
+    ROW(t_pipe_free_chan_as_pipe, BAD),
+    ROW(t_pipe_free_junk, BAD),
     ROW(t_add_park_hook_null_pool, BAD),
     ROW(t_add_park_hook_sem_as_pool, BAD),
     ROW(t_add_park_hook_junk, BAD),
@@ -1613,6 +1734,10 @@ static void make_fixtures(void) {
     REQUIRE(jr_stream_new(F.pool, empty_producer, NULL, 1, NULL, NULL, &F.stream) == JR_OK);
     void *none = NULL;
     REQUIRE(jr_stream_next(F.stream, &none, HANG_MS * MS) == JR_E_CLOSED);
+    REQUIRE(jr_pipeline_new(F.pool, NULL, &F.pipe) == JR_OK);
+    REQUIRE(jr_pipeline_new(F.pool, NULL, &F.started) == JR_OK);
+    REQUIRE(jr_pipeline_add_stage(F.started, pass_stage, NULL, 1, 0) == JR_OK);
+    REQUIRE(jr_pipeline_close_input(F.started) == JR_OK);
     REQUIRE(jr_group_new(F.pool, NULL, &F.group) == JR_OK);
     jr_group_options go = jr_group_options_default();
     go.limit = 1;
@@ -1632,6 +1757,8 @@ static void make_fixtures(void) {
 static void free_fixtures(void) {
     CHECK_STATUS(jr_chan_free(F.chan), JR_OK);
     CHECK_STATUS(jr_stream_free(F.stream), JR_OK);
+    CHECK_STATUS(jr_pipeline_free(F.pipe), JR_OK);
+    CHECK_STATUS(jr_pipeline_free(F.started), JR_OK);
     gate_open(&F.blocker.gate);
     CHECK_STATUS(jr_job_wait(F.running, HANG_MS * MS), JR_OK);
     CHECK_STATUS(jr_job_cancel(F.ticker), JR_OK);

@@ -70,6 +70,11 @@ JR_WAIT_MAX = 65536
 JR_SHUTDOWN_DRAIN = 1
 #: ``JR_SHUTDOWN_CANCEL``: end queued jobs cancelled, tell running ones.
 JR_SHUTDOWN_CANCEL = 2
+#: ``JR_STAGE_EMIT``: a pipeline stage passes ``*out`` on.
+JR_STAGE_EMIT = 0
+#: ``JR_STAGE_DROP``: a pipeline stage drops its item (the most negative ``int32_t``; the
+#: header writes it as an expression, so it is not in :data:`DEFINES`).
+JR_STAGE_DROP = -(2**31)
 
 # --- enums -----------------------------------------------------------------------------
 
@@ -124,6 +129,7 @@ class WaitKind(enum.IntEnum):
     JR_WAIT_CHAN_SEND = 3
     JR_WAIT_TOKEN = 4
     JR_WAIT_STREAM = 5
+    JR_WAIT_PIPELINE = 6
 
 
 #: Every enum of the header, by its C name (checked against the header by the tests).
@@ -140,6 +146,7 @@ DEFINES: dict[str, int] = {
     "JR_WAIT_MAX": JR_WAIT_MAX,
     "JR_SHUTDOWN_DRAIN": JR_SHUTDOWN_DRAIN,
     "JR_SHUTDOWN_CANCEL": JR_SHUTDOWN_CANCEL,
+    "JR_STAGE_EMIT": JR_STAGE_EMIT,
 }
 
 # --- opaque handle types: each its own POINTER type, so a wrong handle is an error ------
@@ -177,10 +184,15 @@ class jr_stream(Structure):
     """Opaque ``struct jr_stream``."""
 
 
+class jr_pipeline(Structure):
+    """Opaque ``struct jr_pipeline``."""
+
+
 ChanP = POINTER(jr_chan)
 StreamP = POINTER(jr_stream)
 CtxP = POINTER(jr_ctx)
 GroupP = POINTER(jr_group)
+PipelineP = POINTER(jr_pipeline)
 JobP = POINTER(jr_job)
 PoolP = POINTER(jr_pool)
 SemP = POINTER(jr_sem)
@@ -200,6 +212,9 @@ JOB_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
 DONE_FN = CFUNCTYPE(None, c_void_p, c_int)
 #: ``jr_stream_fn``: ``int32_t (*)(struct jr_ctx *ctx, void *arg, struct jr_chan *out)``.
 STREAM_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p)
+#: ``jr_stage_fn``: ``int32_t (*)(struct jr_ctx *ctx, void *stage_arg, void *item,
+#: void **out)``.
+STAGE_FN = CFUNCTYPE(c_int32, c_void_p, c_void_p, c_void_p, c_void_p)
 
 #: Every callback typedef of the header, by its C name.
 CALLBACKS: dict[str, Any] = {
@@ -208,6 +223,7 @@ CALLBACKS: dict[str, Any] = {
     "jr_job_fn": JOB_FN,
     "jr_done_fn": DONE_FN,
     "jr_stream_fn": STREAM_FN,
+    "jr_stage_fn": STAGE_FN,
 }
 
 # --- option and stats structs -----------------------------------------------------------
@@ -290,6 +306,17 @@ class Waitable(Structure):
     ]
 
 
+class PipelineOptions(Structure):
+    """``jr_pipeline_options``: zero means default; ``jr_pipeline_options_init`` sets ``size``."""
+
+    _fields_ = [
+        ("size", c_size_t),
+        ("max_in_flight", c_size_t),
+        ("token", TokenP),
+        ("item_free", FREE_FN),
+    ]
+
+
 #: Every struct of the header with fields, by its C name.
 STRUCTS: dict[str, type[Structure]] = {
     "jr_pool_options": PoolOptions,
@@ -297,6 +324,7 @@ STRUCTS: dict[str, type[Structure]] = {
     "jr_submit_options": SubmitOptions,
     "jr_group_options": GroupOptions,
     "jr_waitable": Waitable,
+    "jr_pipeline_options": PipelineOptions,
 }
 
 #: Every opaque handle struct of the header, by its C name.
@@ -308,6 +336,7 @@ OPAQUE: dict[str, type[Structure]] = {
     "jr_sem": jr_sem,
     "jr_chan": jr_chan,
     "jr_stream": jr_stream,
+    "jr_pipeline": jr_pipeline,
     "jr_token": jr_token,
 }
 
@@ -391,6 +420,16 @@ FUNCTIONS: dict[str, tuple[Any, list[Any]]] = {
     "jr_group_first_error": (_status, [GroupP, POINTER(JobP)]),
     "jr_group_next": (_status, [GroupP, c_int64, POINTER(JobP)]),
     "jr_group_free": (_status, [GroupP]),
+    "jr_pipeline_options_init": (_status, [POINTER(PipelineOptions), c_size_t]),
+    "jr_pipeline_new": (_status, [PoolP, POINTER(PipelineOptions), POINTER(PipelineP)]),
+    "jr_pipeline_add_stage": (_status, [PipelineP, STAGE_FN, c_void_p, c_size_t, c_int32]),
+    "jr_pipeline_push": (_status, [PipelineP, c_void_p, c_int64]),
+    "jr_pipeline_close_input": (_status, [PipelineP]),
+    "jr_pipeline_next": (_status, [PipelineP, POINTER(c_void_p), c_int64]),
+    "jr_pipeline_cancel": (_status, [PipelineP]),
+    "jr_pipeline_error_code": (_status, [PipelineP, POINTER(c_int32)]),
+    "jr_pipeline_error_message": (c_char_p, [PipelineP]),
+    "jr_pipeline_free": (_status, [PipelineP]),
 }
 
 #: Functions that never block: also declared on :data:`fast` (GIL kept during the call).
