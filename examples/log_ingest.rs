@@ -36,7 +36,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use jobrunner::{
-    wait_any, CancelToken, Context, JobState, NextError, Pipeline, Pool, StreamSender,
+    wait_any, CancelToken, Context, JobHandle, JobState, NextError, Pipeline, Pool, StreamSender,
     SubmitOptions, Waitable,
 };
 
@@ -173,7 +173,7 @@ enum Why {
 /// The batcher: reads the pipeline until its end or the stop token, flushing by size and
 /// by time. `on_flush` sees each batch's records and why it was flushed.
 fn batch(
-    pipeline: &Pipeline<Line, Record, String>,
+    pipeline: &Ingest,
     stop: &CancelToken,
     mut on_flush: impl FnMut(&[Record], Why),
 ) -> Result<(), Box<dyn Error>> {
@@ -222,7 +222,11 @@ fn batch(
     }
 }
 
-/// The pipeline of both runs, over a generator started with `options`.
+/// The pipeline of both runs: lines in, records out.
+type Ingest = Pipeline<Line, Record, String>;
+
+/// The pipeline of both runs, over a generator started with `options`; and the
+/// generator's job.
 fn start(
     pool: &Pool,
     census: &Arc<Census>,
@@ -230,7 +234,7 @@ fn start(
     stop: &CancelToken,
     end: Option<u64>,
     pause: Option<u64>,
-) -> Result<(Pipeline<Line, Record, String>, jobrunner::JobHandle), Box<dyn Error>> {
+) -> Result<(Ingest, JobHandle), Box<dyn Error>> {
     let lines = {
         let census = Arc::clone(census);
         pool.stream_with(options, 64, move |_, tx| generate(tx, &census, end, pause))?
