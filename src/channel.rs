@@ -519,7 +519,6 @@ impl<T> Channel<T> {
 }
 
 /// A channel as `wait_any` watches it, whatever its item type.
-#[cfg(not(loom))]
 pub(crate) trait Watch: Send + Sync {
     /// Whether an operation of `side` would not wait now: an item (a receive) or room (a
     /// send) is there, or the channel is closed (it would fail at once).
@@ -529,7 +528,6 @@ pub(crate) trait Watch: Send + Sync {
     fn unwatch(&self, side: Side, waker: &Arc<Waker>);
 }
 
-#[cfg(not(loom))]
 impl<T: Send> Watch for Inner<T> {
     fn is_ready(&self, side: Side) -> bool {
         let state = lock(&self.state);
@@ -560,7 +558,6 @@ impl<T: Send> Watch for Inner<T> {
     }
 }
 
-#[cfg(not(loom))]
 impl<T: Send> Channel<T> {
     /// Watchers registered now (receive side, send side), for tests.
     #[cfg(test)]
@@ -802,5 +799,35 @@ mod loom_tests {
                 None => assert_eq!(patient_got, 7),
             }
         });
+    }
+
+    /// `wait_any`'s protocol on a channel: a watcher registers, looks, and parks while
+    /// nothing is there; a send (and, in the other run, a close) racing it must wake it
+    /// (else loom reports the deadlock), and the watcher takes its registration back.
+    #[test]
+    fn a_watcher_is_woken_by_a_send_or_a_close() {
+        for close in [false, true] {
+            crate::pool::sleep::loom_tests::model(move || {
+                let channel = Channel::<u8>::new(1);
+                let watcher = {
+                    let channel = channel.clone();
+                    loom::thread::spawn(move || {
+                        let waker = Arc::new(Waker::current(false));
+                        channel.watcher().watch(Side::Recv, &waker);
+                        while !channel.watcher().is_ready(Side::Recv) {
+                            thread::park();
+                        }
+                        channel.watcher().unwatch(Side::Recv, &waker);
+                        channel.watcher_counts()
+                    })
+                };
+                if close {
+                    channel.close();
+                } else {
+                    channel.send(1).unwrap();
+                }
+                assert_eq!(watcher.join().unwrap(), (0, 0));
+            });
+        }
     }
 }

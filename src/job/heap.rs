@@ -992,7 +992,7 @@ impl JobHandle {
     }
 
     /// End callbacks registered in the parking table now, for tests.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn end_callbacks(&self) -> usize {
         self.job.header().lifecycle.end_callbacks()
     }

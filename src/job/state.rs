@@ -326,7 +326,7 @@ impl Lifecycle {
     }
 
     /// End callbacks registered in the parking table now, for tests.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn end_callbacks(&self) -> usize {
         parking::bucket(self.key()).lock().count(self.key())
     }
