@@ -9,6 +9,7 @@ import "C"
 
 import (
 	"runtime"
+	"runtime/cgo"
 	"runtime/metrics"
 	"sync/atomic"
 )
@@ -135,5 +136,17 @@ func jrgoRunStream(jctx *C.jr_ctx, id C.uintptr_t, out *C.jr_chan) C.int32_t {
 	sb.setOut(nil)
 	t.finish(code == 0)
 	sb.producerEnded()
+	return C.int32_t(code)
+}
+
+// jrgoRunStage runs a pipeline stage's Go function on a worker (jr_stage_fn): stage is
+// the stage's runtime/cgo.Handle, item the input's (lent). It writes the output's new
+// handle to *out on JR_STAGE_EMIT (never the input's: the pipeline then deletes the
+// input with its item_free), and leaves it 0 otherwise.
+//
+//export jrgoRunStage
+func jrgoRunStage(jctx *C.jr_ctx, stage C.uintptr_t, item C.uintptr_t, out *C.uintptr_t) C.int32_t {
+	code, o := cgo.Handle(stage).Value().(stageRunner).run(jctx, item)
+	*out = o
 	return C.int32_t(code)
 }

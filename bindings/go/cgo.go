@@ -30,6 +30,7 @@ extern void jrgoJobDone(uintptr_t id, int32_t state);
 extern void jrgoPark(int32_t slot);
 extern void jrgoChanItemFree(uintptr_t item);
 extern int32_t jrgoRunStream(jr_ctx *ctx, uintptr_t id, jr_chan *out);
+extern int32_t jrgoRunStage(jr_ctx *ctx, uintptr_t stage, uintptr_t item, uintptr_t *out);
 
 // A one-shot Go job's argument is its task's number, submitted with fn_owns_arg: a job
 // that runs ends its Go side itself (jrgoRunJob with once = 1), and arg_free calls back
@@ -269,7 +270,56 @@ jrgo_drained jrgo_stream_drain(jr_stream *s, uintptr_t *buf, size_t cap,
 	return r;
 }
 
-// The failure a stream reported, read in the same cgo call: its code and a
+// Pipelines of Go values (pipeline.go): stage_arg is the stage's runtime/cgo.Handle
+// number; items are cgo.Handle numbers, deleted by jrgo_chan_item_free when the
+// pipeline destroys them. The Go stage leaves *out alone (0) or gives a new item.
+static int32_t jrgo_stage_run(jr_ctx *ctx, void *stage_arg, void *item, void **out) {
+	jrgo_called = 1;
+	jrgo_depth++;
+	uintptr_t o = 0;
+	int32_t code = jrgoRunStage(ctx, (uintptr_t)stage_arg, (uintptr_t)item, &o);
+	if (o != 0) *out = (void *)o;
+	jrgo_depth--;
+	return code;
+}
+
+enum jr_status jrgo_pipeline_new(uintptr_t pool, size_t max_in_flight, uintptr_t token,
+                            jr_pipeline **out) {
+	jr_pipeline_options opts;
+	enum jr_status st = jr_pipeline_options_init(&opts, sizeof opts);
+	if (st != JR_OK) return st;
+	opts.max_in_flight = max_in_flight;
+	opts.token = (jr_token *)token;
+	opts.item_free = jrgo_chan_item_free;
+	return jr_pipeline_new((jr_pool *)pool, &opts, out);
+}
+
+enum jr_status jrgo_pipeline_add_stage(jr_pipeline *p, uintptr_t stage, size_t concurrency,
+                                  int32_t ordered) {
+	return jr_pipeline_add_stage(p, jrgo_stage_run, (void *)stage, concurrency, ordered);
+}
+
+enum jr_status jrgo_pipeline_push(jr_pipeline *p, uintptr_t item, int64_t timeout_ns) {
+	return jr_pipeline_push(p, (void *)item, timeout_ns);
+}
+
+// jrgo_stream_drain for a pipeline's output.
+jrgo_drained jrgo_pipeline_drain(jr_pipeline *p, uintptr_t *buf, size_t cap,
+                                 int64_t first_timeout_ns) {
+	jrgo_drained r = {JR_OK, 0};
+	while (r.n < cap) {
+		void *item = NULL;
+		enum jr_status st = jr_pipeline_next(p, &item, r.n == 0 ? first_timeout_ns : 0);
+		if (st != JR_OK) {
+			r.status = st;
+			break;
+		}
+		buf[r.n++] = (uintptr_t)item;
+	}
+	return r;
+}
+
+// The failure a pipeline or stream reported, read in the same cgo call: its code and a
 // copy of its message (malloc'd, for the caller to free; NULL if none).
 typedef struct {
 	int32_t code;
@@ -282,6 +332,13 @@ static char *jrgo_strdup(const char *s) {
 	char *c = malloc(n);
 	if (c != NULL) memcpy(c, s, n);
 	return c;
+}
+
+jrgo_failure jrgo_pipeline_failure(jr_pipeline *p) {
+	jrgo_failure f = {0, NULL};
+	jr_pipeline_error_code(p, &f.code);
+	f.message = jrgo_strdup(jr_pipeline_error_message(p));
+	return f;
 }
 
 jrgo_failure jrgo_stream_failure(jr_stream *s) {
