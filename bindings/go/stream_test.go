@@ -226,3 +226,38 @@ func TestStreamBadArgs(t *testing.T) {
 		t.Fatalf("closed pool: %v", err)
 	}
 }
+
+// Streams made with one ctx share its C token (as Submit jobs do): closing one stops
+// only its own producer.
+func TestStreamCloseStopsOnlyItsOwnProducer(t *testing.T) {
+	ctx := testCtx(t)
+	p := newTestPool(t, WithThreads(2))
+	endless := func(ctx context.Context, send func(int) error) error {
+		for i := 0; ; i++ {
+			if err := send(i); err != nil {
+				return err
+			}
+		}
+	}
+	a, err := NewStream(p, ctx, 1, endless)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewStream(p, ctx, 1, endless)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-a.C()
+	a.Close()
+	collect(t, ctx, a)
+	for i := 0; i < 100; i++ {
+		if v := <-b.C(); v != i {
+			t.Fatalf("b's value %d = %d after a's Close", i, v)
+		}
+	}
+	if err := b.Err(); err != nil {
+		t.Fatalf("b ended: %v", err)
+	}
+	b.Close()
+	collect(t, ctx, b)
+}
