@@ -190,11 +190,12 @@ type stage[In, Out any] struct {
 	fn func(ctx context.Context, v In) (Out, bool, error)
 }
 
-// run runs the stage's function on one item (lent: the pipeline deletes it when the
-// output replaces it, or it is dropped).
+// run runs the stage's function on one item (lent: the pipeline deletes it if it is
+// dropped or the stage fails).
 func (s *stage[In, Out]) run(jctx *C.jr_ctx, item C.uintptr_t) (int32, C.uintptr_t) {
+	box := peekItem[*pipeItem](item)
 	c := &jobContext{parent: s.p.ctx, jctx: jctx}
-	v, keep, err, p := s.call(c, peekItem[In](item))
+	v, keep, err, p := s.call(c, box.get().(In))
 	c.end()
 	switch {
 	case p != nil:
@@ -217,8 +218,32 @@ func (s *stage[In, Out]) run(jctx *C.jr_ctx, item C.uintptr_t) (int32, C.uintptr
 	case !keep:
 		return C.JR_STAGE_DROP, 0
 	default:
-		return C.JR_STAGE_EMIT, newItem(v)
+		box.set(v) // the item goes on with its handle: *out is left alone
+		return C.JR_STAGE_EMIT, 0
 	}
+}
+
+// pipeItem is what a pipeline item's handle holds: a stage puts its output in place of
+// its input, so that an item keeps one handle from its push to its output. (A new
+// handle per stage output cost a handle made and deleted per stage, and an item_free
+// call into Go from C for the input each output replaced.) The mutex orders a stage's
+// write before the next stage's read for Go (the race detector does not see C's
+// synchronisation); it is never contended.
+type pipeItem struct {
+	mu sync.Mutex
+	v  any
+}
+
+func (b *pipeItem) get() any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.v
+}
+
+func (b *pipeItem) set(v any) {
+	b.mu.Lock()
+	b.v = v
+	b.mu.Unlock()
 }
 
 // call runs fn, recovering a panic.
@@ -285,7 +310,7 @@ func (in *Pipeline[In]) push(ctx context.Context, v In, timeoutNs int64) error {
 	if timeoutNs < 0 && ctx.Done() != nil {
 		timeoutNs = pushSlice
 	}
-	h := newItem(v)
+	h := newItem(&pipeItem{v: v})
 	for {
 		st := C.jrgo_pipeline_push(p.ptr, h, C.int64_t(timeoutNs))
 		if st == C.JR_OK {
@@ -389,7 +414,7 @@ func (o *Output[T]) TryNext() (T, error) {
 	r := C.jrgo_pipeline_drain(p.ptr, &item, 1, 0)
 	if r.n == 1 {
 		p.ref.done(p.free)
-		return takeItem[T](item), nil
+		return takeItem[*pipeItem](item).get().(T), nil
 	}
 	err := ErrEmpty
 	if r.status != C.JR_E_TIMEOUT {
@@ -503,7 +528,7 @@ func (o *Output[T]) pump() {
 		p.ref.done(p.free)
 		for i := 0; i < int(r.n); i++ {
 			select {
-			case o.c <- takeItem[T](o.buf[i]):
+			case o.c <- takeItem[*pipeItem](o.buf[i]).get().(T):
 			case <-p.freed:
 				for _, h := range o.buf[i+1 : r.n] {
 					dropItem(h)
