@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // collect reads a stream to its end.
@@ -260,4 +261,32 @@ func TestStreamCloseStopsOnlyItsOwnProducer(t *testing.T) {
 	}
 	b.Close()
 	collect(t, ctx, b)
+}
+
+// Submit's options apply to the producer job: a semaphore's permits are held while it
+// runs, and returned when it ends.
+func TestStreamWithOptions(t *testing.T) {
+	ctx := testCtx(t)
+	p := newTestPool(t, WithThreads(2))
+	sem := NewSemaphore(1)
+	defer sem.Close()
+	s, err := NewStream(p, ctx, 1, func(ctx context.Context, send func(int) error) error {
+		if n := sem.Available(); n != 0 {
+			return errors.New("the producer runs without its permit")
+		}
+		return send(1)
+	}, WithSemaphore(sem, 1), WithDelay(time.Millisecond), WithName("producer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, ctx, s); len(got) != 1 {
+		t.Fatalf("values = %v", got)
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewStream(p, ctx, 1, func(ctx context.Context, send func(int) error) error { return nil },
+		WithDelay(-time.Second)); !errors.Is(err, ErrInvalidArg) {
+		t.Fatalf("a negative delay: %v", err)
+	}
 }
