@@ -58,7 +58,11 @@ func jrgoEndSlot(slot C.int32_t) {
 //
 //export jrgoFreeArg
 func jrgoFreeArg(id C.uintptr_t) {
-	tasks.take(uintptr(id)).finish(false)
+	t := tasks.take(uintptr(id))
+	t.finish(false)
+	if sb, ok := t.body.(streamBody); ok { // a stream's producer that never ran
+		sb.producerEnded()
+	}
 }
 
 // jrgoJobDone notes that a job with a handle has ended in state: C calls it exactly
@@ -106,14 +110,43 @@ const runnableMetric = "/sched/goroutines/runnable:goroutines"
 // parkCalls and parkYields count park's calls and its yields, for the tests.
 var parkCalls, parkYields atomic.Int64
 
-// jrgoChanItemFree deletes the handle of a channel item nobody received (the channel's
-// item_free, as the channel is freed), on any thread.
+// jrgoChanItemFree deletes the handle of an item C destroys (the item_free of a
+// channel, a stream or a pipeline): one nobody received, or a pipeline's item that was
+// dropped, replaced, or inside at a failure or the free. On any thread.
 //
 //export jrgoChanItemFree
 func jrgoChanItemFree(item C.uintptr_t) {
-	cgo.Handle(item).Delete()
+	dropItem(item)
 	chanItemsFreed.Add(1)
 }
 
-// chanItemsFreed counts the items channels freed unreceived, for the tests.
+// chanItemsFreed counts the items C destroyed unreceived, for the tests.
 var chanItemsFreed atomic.Int64
+
+// jrgoRunStream runs a stream's Go producer on a worker (jr_stream_fn): id is its
+// task's number, out the channel it sends on, lent for the call. It ends the task's Go
+// side, as jrgoRunJob does for a one-shot job.
+//
+//export jrgoRunStream
+func jrgoRunStream(jctx *C.jr_ctx, id C.uintptr_t, out *C.jr_chan) C.int32_t {
+	t := tasks.take(uintptr(id))
+	sb := t.body.(streamBody)
+	sb.setOut(out)
+	code := t.run(jctx)
+	sb.setOut(nil)
+	t.finish(code == 0)
+	sb.producerEnded()
+	return C.int32_t(code)
+}
+
+// jrgoRunStage runs a pipeline stage's Go function on a worker (jr_stage_fn): stage is
+// the stage's runtime/cgo.Handle, item the input's (lent). It writes the output's new
+// handle to *out on JR_STAGE_EMIT (never the input's: the pipeline then deletes the
+// input with its item_free), and leaves it 0 otherwise.
+//
+//export jrgoRunStage
+func jrgoRunStage(jctx *C.jr_ctx, stage C.uintptr_t, item C.uintptr_t, out *C.uintptr_t) C.int32_t {
+	code, o := cgo.Handle(stage).Value().(stageRunner).run(jctx, item)
+	*out = o
+	return C.int32_t(code)
+}

@@ -18,6 +18,7 @@ package jobrunner
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include "jobrunner.h"
 #include "jrgo.h"
 
@@ -28,6 +29,8 @@ extern void jrgoEndSlot(int32_t slot);
 extern void jrgoJobDone(uintptr_t id, int32_t state);
 extern void jrgoPark(int32_t slot);
 extern void jrgoChanItemFree(uintptr_t item);
+extern int32_t jrgoRunStream(jr_ctx *ctx, uintptr_t id, jr_chan *out);
+extern int32_t jrgoRunStage(jr_ctx *ctx, uintptr_t stage, uintptr_t item, uintptr_t *out);
 
 // A one-shot Go job's argument is its task's number, submitted with fn_owns_arg: a job
 // that runs ends its Go side itself (jrgoRunJob with once = 1), and arg_free calls back
@@ -208,6 +211,141 @@ jrgo_received jrgo_chan_recv(jr_chan *ch, int64_t timeout_ns, jr_token *tok) {
 	r.status = jr_chan_recv(ch, &item, timeout_ns, tok);
 	r.item = (uintptr_t)item;
 	return r;
+}
+
+// What a drain returns: how many items it read into the buffer, and the status that
+// stopped it (JR_OK: the buffer is full; JR_E_TIMEOUT: nothing more ready now; else the
+// end the stream or pipeline reported).
+typedef struct {
+	enum jr_status status;
+	size_t n;
+} jrgo_drained;
+
+// Streams of Go values (stream.go): the producer is a Go task (its number the job's
+// argument, owned by the function as for a one-shot job: arg_free ends the Go side of a
+// producer that never ran); the items are runtime/cgo.Handle numbers, the ones nobody
+// reads deleted by jrgo_chan_item_free.
+static int32_t jrgo_stream_run(jr_ctx *ctx, void *arg, jr_chan *out) {
+	jrgo_called = 1;
+	jrgo_depth++;
+	int32_t code = jrgoRunStream(ctx, (uintptr_t)arg, out);
+	jrgo_depth--;
+	return code;
+}
+
+enum jr_status jrgo_stream_new(uintptr_t pool, uintptr_t id, size_t capacity, uintptr_t token,
+                          jr_stream **out) {
+	jr_submit_options opts = jrgo_default_options;
+	opts.token = (jr_token *)token;
+	opts.arg_free = jrgo_free_arg;
+	opts.fn_owns_arg = 1;
+	return jr_stream_new((jr_pool *)pool, jrgo_stream_run, (void *)id, capacity,
+	                     jrgo_chan_item_free, &opts, out);
+}
+
+// jrgo_stream_new with options (a semaphore, a delay, a name, ...), by value as for
+// jrgo_submit.
+enum jr_status jrgo_stream_new_opts(jr_pool *pool, uintptr_t id, size_t capacity,
+                               jr_submit_options opts, jr_stream **out) {
+	opts.arg_free = jrgo_free_arg;
+	opts.fn_owns_arg = 1;
+	return jr_stream_new(pool, jrgo_stream_run, (void *)id, capacity, jrgo_chan_item_free,
+	                     &opts, out);
+}
+
+// Reads up to cap items into buf: the first waiting at most first_timeout_ns, the
+// others not at all. One cgo call per batch instead of one per item.
+jrgo_drained jrgo_stream_drain(jr_stream *s, uintptr_t *buf, size_t cap,
+                               int64_t first_timeout_ns) {
+	jrgo_drained r = {JR_OK, 0};
+	while (r.n < cap) {
+		void *item = NULL;
+		enum jr_status st = jr_stream_next(s, &item, r.n == 0 ? first_timeout_ns : 0);
+		if (st != JR_OK) {
+			r.status = st;
+			break;
+		}
+		buf[r.n++] = (uintptr_t)item;
+	}
+	return r;
+}
+
+// Pipelines of Go values (pipeline.go): stage_arg is the stage's runtime/cgo.Handle
+// number; items are cgo.Handle numbers, deleted by jrgo_chan_item_free when the
+// pipeline destroys them. The Go stage leaves *out alone (0) or gives a new item.
+static int32_t jrgo_stage_run(jr_ctx *ctx, void *stage_arg, void *item, void **out) {
+	jrgo_called = 1;
+	jrgo_depth++;
+	uintptr_t o = 0;
+	int32_t code = jrgoRunStage(ctx, (uintptr_t)stage_arg, (uintptr_t)item, &o);
+	if (o != 0) *out = (void *)o;
+	jrgo_depth--;
+	return code;
+}
+
+enum jr_status jrgo_pipeline_new(uintptr_t pool, size_t max_in_flight, uintptr_t token,
+                            jr_pipeline **out) {
+	jr_pipeline_options opts;
+	enum jr_status st = jr_pipeline_options_init(&opts, sizeof opts);
+	if (st != JR_OK) return st;
+	opts.max_in_flight = max_in_flight;
+	opts.token = (jr_token *)token;
+	opts.item_free = jrgo_chan_item_free;
+	return jr_pipeline_new((jr_pool *)pool, &opts, out);
+}
+
+enum jr_status jrgo_pipeline_add_stage(jr_pipeline *p, uintptr_t stage, size_t concurrency,
+                                  int32_t ordered) {
+	return jr_pipeline_add_stage(p, jrgo_stage_run, (void *)stage, concurrency, ordered);
+}
+
+enum jr_status jrgo_pipeline_push(jr_pipeline *p, uintptr_t item, int64_t timeout_ns) {
+	return jr_pipeline_push(p, (void *)item, timeout_ns);
+}
+
+// jrgo_stream_drain for a pipeline's output.
+jrgo_drained jrgo_pipeline_drain(jr_pipeline *p, uintptr_t *buf, size_t cap,
+                                 int64_t first_timeout_ns) {
+	jrgo_drained r = {JR_OK, 0};
+	while (r.n < cap) {
+		void *item = NULL;
+		enum jr_status st = jr_pipeline_next(p, &item, r.n == 0 ? first_timeout_ns : 0);
+		if (st != JR_OK) {
+			r.status = st;
+			break;
+		}
+		buf[r.n++] = (uintptr_t)item;
+	}
+	return r;
+}
+
+// The failure a pipeline or stream reported, read in the same cgo call: its code and a
+// copy of its message (malloc'd, for the caller to free; NULL if none).
+typedef struct {
+	int32_t code;
+	char *message;
+} jrgo_failure;
+
+static char *jrgo_strdup(const char *s) {
+	if (s == NULL) return NULL;
+	size_t n = strlen(s) + 1;
+	char *c = malloc(n);
+	if (c != NULL) memcpy(c, s, n);
+	return c;
+}
+
+jrgo_failure jrgo_pipeline_failure(jr_pipeline *p) {
+	jrgo_failure f = {0, NULL};
+	jr_pipeline_error_code(p, &f.code);
+	f.message = jrgo_strdup(jr_pipeline_error_message(p));
+	return f;
+}
+
+jrgo_failure jrgo_stream_failure(jr_stream *s) {
+	jrgo_failure f = {0, NULL};
+	jr_stream_error_code(s, &f.code);
+	f.message = jrgo_strdup(jr_stream_error_message(s));
+	return f;
 }
 
 // Frees n job handles (a batch of freeBatches): one cgo call for them all.

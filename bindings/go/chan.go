@@ -16,7 +16,6 @@ import "C"
 import (
 	"context"
 	"runtime"
-	"runtime/cgo"
 )
 
 // Chan is a bounded multi-producer, multi-consumer FIFO channel of T values: the C
@@ -70,10 +69,10 @@ func (c *Chan[T]) send(ctx context.Context, v T, timeoutNs int64) error {
 		return err
 	}
 	defer tok.release()
-	h := cgo.NewHandle(v)
-	st := C.jrgo_chan_send(c.ptr, C.uintptr_t(h), C.int64_t(timeoutNs), tok.ptr())
+	h := newItem(v)
+	st := C.jrgo_chan_send(c.ptr, h, C.int64_t(timeoutNs), tok.ptr())
 	if st != C.JR_OK {
-		h.Delete() // not sent: still ours
+		dropItem(h) // not sent: still ours
 	}
 	return chanError(ctx, st)
 }
@@ -108,10 +107,7 @@ func (c *Chan[T]) recv(ctx context.Context, timeoutNs int64) (T, error) {
 	if r.status != C.JR_OK {
 		return zero, chanError(ctx, r.status)
 	}
-	h := cgo.Handle(r.item)
-	v := h.Value().(T)
-	h.Delete()
-	return v, nil
+	return takeItem[T](r.item), nil
 }
 
 // chanError maps a channel call's status to its error.

@@ -40,6 +40,18 @@
 // groups; a Semaphore is the C library's, so a limit holds across languages; and
 // SubmitNative runs a C function on the pool without entering Go.
 //
+// # Channels, streams, pipelines and select
+//
+// Chan is the C library's channel, for values C, Rust or Python code must see too.
+// NewStream runs a producer function as a job and reads what it sends as a Go channel
+// (Stream.C) plus an error (Stream.Err). NewPipeline and Stage build a typed pipeline
+// whose stages run as short jobs, each with its own concurrency, ordered or not, with
+// at most max_in_flight items inside; its output is a channel (Output.Out) or pulled
+// (Output.Next). Every such value crosses C as a runtime/cgo.Handle, deleted exactly
+// once (HeldValues counts the live ones). Go's select waits on Job.Done, Group.Done,
+// Chan.RecvReady and SendReady, Stream.C, Output.Out and ctx.Done; WaitAny is the C
+// library's jr_wait_any, for waiting as C code does, in one blocking call.
+//
 // # How Go crosses into C
 //
 // A Go job's C argument is its number in a table of Go tasks (never a Go pointer),

@@ -202,3 +202,23 @@ func (g *Group) Close() error {
 	runtime.SetFinalizer(g, nil)
 	return nil
 }
+
+// Done returns a channel closed once every job submitted to the group before the call
+// has ended (Wait would not block for them), for a select. The group keeps no ended
+// job (errgroup's Wait is its only reader), so there is no "one job ended" to select
+// on: select on a Submit job's Done for that, or send results on a channel. Each call
+// costs a goroutine blocked in C (jr_group_wait, one thread) until the jobs end; the
+// group's handle is kept until then (Close is deferred).
+func (g *Group) Done() <-chan struct{} {
+	c := make(chan struct{})
+	if !g.ref.use() {
+		close(c)
+		return c
+	}
+	go func() {
+		C.jr_group_wait(g.ptr, -1)
+		g.ref.done(g.free)
+		close(c)
+	}()
+	return c
+}
