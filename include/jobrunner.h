@@ -56,7 +56,9 @@
 #define JR_WAIT_MAX 65536
 
 /**
- * A stage's return value: pass `*out` on to the next stage (or the output).
+ * A stage's return value: pass `*out` on to the next stage (or the output). Being 0, it
+ * cannot be a failure code (nor can `JR_STAGE_DROP`): a binding that maps its errors to
+ * codes must avoid both.
  */
 #define JR_STAGE_EMIT 0
 
@@ -208,7 +210,8 @@ typedef enum jr_wait_kind {
     JR_WAIT_JOB = 0,
     /**
      * `handle` is a `jr_group *`: ready when `jr_group_next` would not wait (a job has
-     * ended, or the group is closed and drained).
+     * ended, or the group is closed and drained). A `wait_only` group keeps no ended job:
+     * it is ready only once closed and drained (when `jr_group_wait` would not wait).
      */
     JR_WAIT_GROUP = 1,
     /**

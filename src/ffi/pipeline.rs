@@ -19,7 +19,9 @@ use crate::{
     DEFAULT_MAX_IN_FLIGHT,
 };
 
-/// A stage's return value: pass `*out` on to the next stage (or the output).
+/// A stage's return value: pass `*out` on to the next stage (or the output). Being 0, it
+/// cannot be a failure code (nor can `JR_STAGE_DROP`): a binding that maps its errors to
+/// codes must avoid both.
 pub const JR_STAGE_EMIT: i32 = 0;
 
 /// A stage's return value: drop the item (a filter). The most negative `int32_t`, so that

@@ -22,7 +22,8 @@ pub enum jr_wait_kind {
     /// `handle` is a `jr_job *`: ready once the job has ended (not a periodic job's).
     JR_WAIT_JOB = 0,
     /// `handle` is a `jr_group *`: ready when `jr_group_next` would not wait (a job has
-    /// ended, or the group is closed and drained).
+    /// ended, or the group is closed and drained). A `wait_only` group keeps no ended job:
+    /// it is ready only once closed and drained (when `jr_group_wait` would not wait).
     JR_WAIT_GROUP = 1,
     /// `handle` is a `jr_chan *`: ready when a receive would not wait (an item is
     /// buffered, or the channel is closed).
