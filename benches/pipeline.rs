@@ -517,7 +517,7 @@ fn bench_channel(items: u64, one_items: u64, warm_up: usize, runs: usize) {
             let (median, min, max) = summary(&system.measured);
             let per = |ns: f64| ns / *n as f64;
             println!(
-                "| {case} | {} | {:.1} | {:.1} | {:.1} | {} | {:.2}x |",
+                "| {case} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
                 system.name,
                 per(median),
                 per(min),
