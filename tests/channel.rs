@@ -338,8 +338,10 @@ fn a_blocked_job_runs_a_spare_that_retires_when_it_is_back() {
     assert_eq!(pool.stats().threads, 1);
 }
 
-/// Jobs that block and unblock at random while the pool shuts down: every spare thread
-/// started meanwhile has exited when the shutdown returns (none is left behind).
+/// Jobs that block and unblock at random while the pool shuts down: every worker thread
+/// started meanwhile, spares included, has run its stop hook (its last act before it
+/// exits) when the shutdown returns, and none of the pool's threads is left once they
+/// have been reaped.
 #[test]
 fn shutdown_joins_every_spare() {
     let own_threads = |prefix: &str| -> usize {
@@ -355,11 +357,22 @@ fn shutdown_joins_every_spare() {
     for seed in 0..by_profile(10, 40u64) {
         let mut rng = XorShift::new(seed + 1);
         let prefix = format!("spj{seed}");
-        let pool = Pool::builder()
-            .threads(1)
-            .thread_name(&prefix)
-            .build()
-            .unwrap();
+        let started = Arc::new(AtomicUsize::new(0));
+        let stopped = Arc::new(AtomicUsize::new(0));
+        let pool = {
+            let (started, stopped) = (Arc::clone(&started), Arc::clone(&stopped));
+            Pool::builder()
+                .threads(1)
+                .thread_name(&prefix)
+                .on_thread_start(move |_| {
+                    started.fetch_add(1, Ordering::SeqCst);
+                })
+                .on_thread_stop(move |_| {
+                    stopped.fetch_add(1, Ordering::SeqCst);
+                })
+                .build()
+                .unwrap()
+        };
         let channel = Channel::<u64>::new(1);
         for _ in 0..rng.range(1, 12) {
             let channel = channel.clone();
@@ -374,10 +387,14 @@ fn shutdown_joins_every_spare() {
         let report = pool.shutdown(jobrunner::ShutdownMode::Drain, Some(PATIENCE));
         assert!(report.is_complete(), "seed {seed}: {report:?}");
         assert_eq!(
-            own_threads(&format!("{prefix}-")),
-            0,
-            "seed {seed}: a thread is left"
+            started.load(Ordering::SeqCst),
+            stopped.load(Ordering::SeqCst),
+            "seed {seed}: a worker still runs after the shutdown returned"
         );
+        // A joined thread can linger in /proc for a moment until the kernel reaps it.
+        wait_until(&format!("seed {seed}: the pool's threads are gone"), || {
+            own_threads(&format!("{prefix}-")) == 0
+        });
     }
 }
 
