@@ -681,52 +681,77 @@ struct Task<E: Send + 'static> {
     item: Option<Item>,
 }
 
+/// How many (item, stage) steps one task runs before it leaves the rest to new jobs.
+const STEPS_PER_TASK: usize = 64;
+
 impl<E: Send + 'static> Task<E> {
+    /// Runs its step, then, while the pipeline goes on, one more step that the last one
+    /// made ready (the same item in the next stage, or the next waiting item of this
+    /// stage) in place of a new job: an item tends to flow through every stage on one
+    /// thread, as a token through oneTBB's filters, and a job, its allocation and its
+    /// submit are saved per step. At most `STEPS_PER_TASK` steps, then the ready ones
+    /// are submitted as jobs, as always.
     fn run(mut self, ctx: &Context<'_>) {
         let engine = Arc::clone(&self.engine);
-        let item = self.item.take().expect("a task runs once");
+        let mut item = self.item.take().expect("a task runs once");
+        let (mut stage, mut seq) = (self.stage, self.seq);
         if lock(&engine.state).phase == Phase::Failed {
             drop(item);
             return;
         }
-        let spec = &engine.stages[self.stage];
-        let result = match unwind::halt_unwinding(|| (spec.func)(ctx, item)) {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(error)) => Err(match ctx.cancel_reason() {
-                Some(reason) => JobError::Cancelled(reason),
-                None => JobError::Failed(error),
-            }),
-            Err(payload) => {
-                let message = unwind::panic_message(&*payload);
-                drop(payload);
-                ctx.pool().panic_policy().handle(&message, ctx.name());
-                Err(JobError::Panicked(message))
-            }
-        };
-        let mut after = After::new();
-        {
-            let mut state = lock(&engine.state);
-            let (stage, seq) = (self.stage, self.seq);
-            state.lanes[stage].running -= 1;
-            match result {
-                // Failed meanwhile: what the stage made is destroyed, outside the lock.
-                Ok(Some(output)) if state.phase == Phase::Failed => after.garbage.push(output),
-                Ok(None) if state.phase == Phase::Failed => {}
-                Err(error) => engine.fail_locked(&mut state, &mut after, error),
-                Ok(output) => {
-                    // The next waiting item of this stage takes the freed place.
-                    let lane = &mut state.lanes[stage];
-                    if let Some((next_seq, next)) = lane.ready.pop_first() {
-                        lane.running += 1;
-                        state.tasks += 1;
-                        after.start.push((stage, next_seq, next));
-                    }
-                    engine.route(&mut state, &mut after, stage, seq, output);
+        for step in 1.. {
+            let spec = &engine.stages[stage];
+            let result = match unwind::halt_unwinding(|| (spec.func)(ctx, item)) {
+                Ok(Ok(output)) => Ok(output),
+                Ok(Err(error)) => Err(match ctx.cancel_reason() {
+                    Some(reason) => JobError::Cancelled(reason),
+                    None => JobError::Failed(error),
+                }),
+                Err(payload) => {
+                    let message = unwind::panic_message(&*payload);
+                    drop(payload);
+                    ctx.pool().panic_policy().handle(&message, ctx.name());
+                    Err(JobError::Panicked(message))
                 }
+            };
+            let mut after = After::new();
+            let next = {
+                let mut state = lock(&engine.state);
+                state.lanes[stage].running -= 1;
+                match result {
+                    // Failed meanwhile: what the stage made is destroyed, outside the lock.
+                    Ok(Some(output)) if state.phase == Phase::Failed => {
+                        after.garbage.push(output);
+                    }
+                    Ok(None) if state.phase == Phase::Failed => {}
+                    Err(error) => engine.fail_locked(&mut state, &mut after, error),
+                    Ok(output) => {
+                        // The next waiting item of this stage takes the freed place.
+                        let lane = &mut state.lanes[stage];
+                        if let Some((next_seq, next)) = lane.ready.pop_first() {
+                            lane.running += 1;
+                            state.tasks += 1;
+                            after.start.push((stage, next_seq, next));
+                        }
+                        engine.route(&mut state, &mut after, stage, seq, output);
+                    }
+                }
+                // The step pushed last (the deepest stage) runs here, as this task.
+                if step < STEPS_PER_TASK && state.phase != Phase::Failed {
+                    after.start.pop().inspect(|_| state.tasks -= 1)
+                } else {
+                    None
+                }
+            };
+            engine.finish(after);
+            match next {
+                Some((next_stage, next_seq, next_item)) => {
+                    (stage, seq, item) = (next_stage, next_seq, next_item);
+                }
+                None => return,
             }
         }
-        engine.finish(after);
-        // `self` drops here with no item: only its count goes.
+        // `self` drops with no item: only its count goes.
     }
 }
 
@@ -891,6 +916,19 @@ impl<E: Send + 'static> Drop for Feeder<E> {
 /// place meanwhile if it was one of the last running (`Registry::begin_blocking`), as a
 /// channel wait does: the stage tasks it waits for may be queued behind it.
 fn block(waker: &Waker, ready: impl Fn() -> bool, at: Option<Instant>) -> bool {
+    // A reader keeping up with the stages (or a pusher with the reader) usually waits
+    // for microseconds: spin and yield a little before paying for a park and an unpark
+    // (and, on a worker, for a spare thread), as the channel does.
+    let backoff = crossbeam_utils::Backoff::new();
+    while !backoff.is_completed() {
+        if ready() {
+            return true;
+        }
+        if at.is_some_and(|at| Instant::now() >= at) {
+            break;
+        }
+        backoff.snooze();
+    }
     let worker = WorkerThread::current();
     if let Some(worker) = worker {
         worker.publish_deque();
