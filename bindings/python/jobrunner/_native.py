@@ -555,6 +555,8 @@ ADDRESS_FUNCTIONS: dict[str, str] = {
     "job_wait_addr": "jr_job_wait",  # on `lib`: it blocks
     "ctx_is_cancelled_raw": "jr_ctx_is_cancelled",
     "ctx_run_queued_raw": "jr_ctx_run_queued",  # GIL kept: see below
+    "chan_send_addr": "jr_chan_send",  # on `lib`: it blocks (a stream's producer)
+    "pipeline_push_addr": "jr_pipeline_push",  # on `lib`: it blocks (a pipeline's feeder)
 }
 
 
@@ -592,6 +594,13 @@ ctx_is_cancelled_raw = _address_version("jr_ctx_is_cancelled")
 #: (GIL kept, though it runs jobs): only ever called with the plain jobs' trampoline as
 #: ``fn``, whose jobs would take the GIL anyway; keeping it is the point (see _jobs.py).
 ctx_run_queued_raw = _address_version("jr_ctx_run_queued")
+#: ``jr_chan_send(chan, item, timeout_ns, token)`` with pointers as addresses, on
+#: :data:`lib` (GIL released while it waits for room): a stream producer's send of each
+#: item, on the lent channel its ``jr_stream_fn`` receives as an address.
+chan_send_addr = _address_version("jr_chan_send", lib)
+#: ``jr_pipeline_push(pipeline, item, timeout_ns)`` with pointers as addresses, on
+#: :data:`lib` (GIL released while it waits for room): a pipeline feeder's push.
+pipeline_push_addr = _address_version("jr_pipeline_push", lib)
 
 
 def address(ptr: Any) -> int:
