@@ -159,13 +159,19 @@ def test_a_token_option_cancels_the_producer(pool: jobrunner.Pool) -> None:
     def gen():
         yield 0
         token.wait(TIMEOUT)
-        yield 1  # the send fails: the token is cancelled
+        i = 1
+        while True:  # until a send fails: the job's token is cancelled
+            yield i
+            i += 1
 
-    with pool.options(token=token, name="producer").stream(gen) as s:
+    with pool.options(token=token, name="producer").stream(gen, capacity=1) as s:
         assert next(s) == 0
         token.cancel()
+        # The producer may still send an item or two (it saw the token before the
+        # cancel reached its channel); then its sends fail and the reader is told.
         with pytest.raises(jobrunner.Cancelled):
-            next(s)
+            for _ in range(1000):
+                next(s)
         concurrent.futures.wait([s.producer], TIMEOUT)
         assert s.producer.cancelled()
 
