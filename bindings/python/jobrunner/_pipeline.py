@@ -30,7 +30,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from ctypes import byref, c_int32, c_void_p, py_object
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,7 @@ from ._native import (
 )
 from ._options import _Options
 from ._shared import _Shared
-from ._stream import Stream, _AsyncReader, _DecRef, _exception_message, _IncRef, _Running
+from ._stream import Stream, _AsyncReader, _DecRef, _exception_message, _IncRef, _Running, _take_from
 from ._sync import CancelToken
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["DROP", "Pipeline"]
 
 _OK = Status.JR_OK
+_FULL = Status.JR_E_FULL
+_TIMEOUT = Status.JR_E_TIMEOUT
 
 
 class _Drop:
@@ -115,7 +117,7 @@ _keys = itertools.count(1)
 _codes = itertools.count(1)
 _CODE_SPAN = 2**31 - 1
 _ptr_at = c_void_p.from_address
-_as_object = py_object
+_object_at = py_object.from_address
 
 
 def _run_stage(ctx: int | None, key: int | None, item: int | None, out: int | None) -> int:
@@ -123,7 +125,9 @@ def _run_stage(ctx: int | None, key: int | None, item: int | None, out: int | No
     stage = _stages.get(key)  # type: ignore[arg-type]
     if stage is None or _jobs._exiting or _jobs._is_finalizing():
         return 1  # a failure: the pipeline is being torn down with the interpreter
-    obj = ctypes.cast(item, _as_object).value  # borrowed: the pipeline keeps its reference
+    # *out starts equal to item: read the object through it (cheaper than a cast). A
+    # new reference for `obj`; the pipeline keeps its own.
+    obj = _object_at(out).value  # type: ignore[arg-type]
     run = _Running(ctx)
     prev = _local.job
     _local.job = run
@@ -149,25 +153,36 @@ def _run_stage(ctx: int | None, key: int | None, item: int | None, out: int | No
 _STAGE = STAGE_FN(_run_stage)
 
 
-def _feed(shared: _Shared, state: _PipeState, source: Any, token: CancelToken) -> None:
+def _push(addr: int, item_addr: int, fast: bool) -> int:
+    """Push an item (an address) into a pipeline: first with no wait and the GIL kept
+    (``fast``: see _native.pipeline_push_fast), then, if it is full, waiting with the GIL
+    released."""
+    status = _native.pipeline_push_fast(addr, item_addr, 0) if fast else _FULL
+    if status == _FULL:
+        status = _native.pipeline_push_addr(addr, item_addr, -1)
+    return status
+
+
+def _feed(shared: _Shared, state: _PipeState, source: Any, token: CancelToken, fast: bool) -> None:
     """The feeder job: push every item of ``source``, then close the input. It holds a
     borrow of the handle, taken at its submit and given back when its future ends."""
     ptr = shared._ptr
     addr = _native.address(ptr)
-    push = _native.pipeline_push_addr
     stopped = False
     try:
-        if isinstance(source, Channel):
-            items: Iterable[Any] = _channel_items(source, token)
-        else:
-            items = source
-        for item in items:
-            _IncRef(item)
-            if push(addr, id(item), -1) != _OK:
-                # The pipeline failed, was cancelled or closed: the item is still ours.
-                _DecRef(item)
-                stopped = True
+        if isinstance(source, Stream):
+            stopped = not _feed_stream(addr, source, fast)
+            if stopped:
                 return
+        else:
+            items = _channel_items(source, token) if isinstance(source, Channel) else source
+            for item in items:
+                _IncRef(item)
+                if _push(addr, id(item), fast) != _OK:
+                    # The pipeline failed, was cancelled or closed: the item is still ours.
+                    _DecRef(item)
+                    stopped = True
+                    return
         lib.jr_pipeline_close_input(ptr)
     except BaseException as exc:  # noqa: BLE001 - the source's failure fails the pipeline
         stopped = True
@@ -177,6 +192,30 @@ def _feed(shared: _Shared, state: _PipeState, source: Any, token: CancelToken) -
     finally:
         if stopped and isinstance(source, Stream):
             source.close()  # the pipeline took the stream: stop its producer
+
+
+def _feed_stream(addr: int, stream: Stream, fast: bool) -> bool:
+    """Move every item of a stream into the pipeline: the reference the stream gives
+    goes to the pipeline as it is (no Python object is touched). False if the pipeline
+    stopped first. The stream's end (its producer's exception, Cancelled) is raised."""
+    out = c_void_p()
+    out_addr = ctypes.addressof(out)
+    stream_next = _native.stream_next_addr
+    shared = stream._shared
+    while True:
+        shared.acquire()  # ValueError once the stream is closed
+        try:
+            status = stream_next(shared.addr, out_addr, -1)
+        finally:
+            shared.release()
+        if status == Status.JR_E_CLOSED:
+            return True
+        if status != _OK:
+            stream._raise_end(status, None)  # the producer's failure, as a reader sees it
+        item = out.value
+        if _push(addr, item, fast) != _OK:
+            _take(item)  # still ours: drop the reference
+            return False
 
 
 def _channel_items(ch: Channel, token: CancelToken) -> Iterator[Any]:
@@ -235,6 +274,9 @@ class Pipeline(_AsyncReader):
         self._started = False
         self._start_lock = threading.Lock()
         self._feeder: Any = None
+        #: Whether pushes and reads may first try with the GIL kept: not on a pool with a
+        #: queue bound (a push or read that submits stage jobs could wait for room).
+        self._fast = not pool._bounded
         self.max_in_flight = max_in_flight
 
     # -- building --
@@ -281,7 +323,10 @@ class Pipeline(_AsyncReader):
             ptr = self._shared.acquire()  # the feeder's borrow
             try:
                 fut = self._pool._submit(
-                    _feed, (self._shared, self._state, source, self._token), {}, _Options(token=self._token)
+                    _feed,
+                    (self._shared, self._state, source, self._token, self._fast),
+                    {},
+                    _Options(token=self._token),
                 )
             except BaseException:
                 self._shared.release()
@@ -336,9 +381,12 @@ class Pipeline(_AsyncReader):
         code = c_int32()
         message = None
         try:
-            if timeout == 0:
-                status = lib.jr_pipeline_next(ptr, byref(out), 0)
+            # First with no wait and the GIL kept (see _native.pipeline_next_fast).
+            if self._fast:
+                status = _native.pipeline_next_fast(self._shared.addr, ctypes.addressof(out), 0)
             else:
+                status = lib.jr_pipeline_next(ptr, byref(out), 0)
+            if status == _TIMEOUT and timeout != 0:
                 status = wait_sliced(lambda ns: lib.jr_pipeline_next(ptr, byref(out), ns), timeout)
             if status in (Status.JR_E_JOB_FAILED, Status.JR_E_PANICKED):
                 lib.jr_pipeline_error_code(ptr, byref(code))
@@ -347,7 +395,7 @@ class Pipeline(_AsyncReader):
         finally:
             self._shared.release()
         if status == _OK:
-            return _take(out.value)
+            return _take_from(out)
         if status == Status.JR_E_TIMEOUT:
             raise TimeoutError("jr_pipeline_next")
         if status == Status.JR_E_CLOSED:

@@ -163,6 +163,7 @@ class Pool(concurrent.futures.Executor):
         opts.threads = threads or 0
         opts.queue_capacity = queue_capacity or 0
         self._name = name.encode() if name else None
+        self._bounded = queue_capacity is not None
         opts.thread_name = self._name
         opts.on_thread_start = _THREAD_START
         opts.on_thread_stop = _THREAD_STOP
@@ -212,6 +213,7 @@ class Pool(concurrent.futures.Executor):
                 )
                 self = cls.__new__(cls)
                 self._name = None
+                self._bounded = True  # its queue bound is the process's: unknown here
                 self._setup(ptr, borrowed=True)
                 cls._default = self
             return cls._default

@@ -10,6 +10,7 @@ pipeline is ready), and whoever ends the last borrow frees the handle.
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import threading
 from collections.abc import Callable
@@ -25,10 +26,13 @@ class _Shared:
     blocks for long), called at close while borrowers are inside.
     """
 
-    __slots__ = ("_ptr", "_users", "_closed", "_lock", "_freed", "_free_fn", "_stop_fn", "_what")
+    __slots__ = ("_ptr", "addr", "_users", "_closed", "_lock", "_freed", "_free_fn", "_stop_fn", "_what")
 
     def __init__(self, ptr: Any, free: Callable[[Any], Any], stop: Callable[[Any], Any], what: str) -> None:
         self._ptr = ptr
+        #: The handle's address, for the calls declared with addresses (valid while
+        #: borrowed).
+        self.addr: int = ctypes.cast(ptr, ctypes.c_void_p).value or 0
         self._users = 0
         self._closed = False
         self._lock = threading.Lock()

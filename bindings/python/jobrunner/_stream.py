@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _jobs, _native
-from ._chan import ChannelClosed, ChannelEmpty, _drop_item, _take
+from ._chan import ChannelClosed, ChannelEmpty, _drop_item
 from ._errors import Cancelled, JobrunnerError, PoolShutdown, check, wait_sliced
 from ._jobs import Future, _local
 from ._native import FREE_FN, STREAM_FN, CtxP, StreamP, SubmitOptions, Status, Waitable, WaitKind, lib
@@ -40,6 +40,8 @@ __all__ = ["Stream"]
 
 
 _OK = Status.JR_OK
+_FULL = Status.JR_E_FULL
+_TIMEOUT = Status.JR_E_TIMEOUT
 _IncRef = ctypes.pythonapi.Py_IncRef
 _DecRef = ctypes.pythonapi.Py_DecRef
 _IncRef.argtypes = _DecRef.argtypes = [py_object]
@@ -49,6 +51,14 @@ _IncRef.restype = _DecRef.restype = None
 #: goes back to the event loop (which then waits again): bounds how long a thread stays
 #: busy for an async reader that was cancelled, or a loop that is shutting down.
 _ASYNC_SLICE = 0.25
+
+
+def _take_from(cell: c_void_p) -> Any:
+    """The object whose address ``cell`` holds, taking over the reference it stands for
+    (``_chan._take`` without a cast)."""
+    obj = py_object.from_buffer(cell).value
+    _DecRef(obj)
+    return obj
 
 
 class _Running:
@@ -106,11 +116,15 @@ def _produce(ctx: int | None, key: int | None, chan: int | None) -> int:
     prev = _local.job
     _local.job = run
     send = _native.chan_send_addr
+    try_send = _native.chan_try_send_fast
     try:
         it = iter(state.fn(*state.args, **state.kwargs))
         for item in it:
             _IncRef(item)
-            if send(chan, id(item), -1, None) != _OK:
+            status = _FULL  # EXPERIMENT
+            if status == _FULL:
+                status = send(chan, id(item), -1, None)  # GIL released while it waits
+            if status != _OK:
                 # The reader closed the stream, or the job was asked to stop: the item
                 # is still ours, and the generator stops at its yield.
                 _DecRef(item)
@@ -281,9 +295,9 @@ class Stream(_AsyncReader):
         out = c_void_p()
         message = None
         try:
-            if timeout == 0:
-                status = lib.jr_stream_next(ptr, byref(out), 0)
-            else:
+            # GIL released even with no wait (see _native.stream_next_addr).
+            status = _native.stream_next_addr(self._shared.addr, ctypes.addressof(out), 0)
+            if status == _TIMEOUT and timeout != 0:
                 status = wait_sliced(lambda ns: lib.jr_stream_next(ptr, byref(out), ns), timeout)
             if status in (Status.JR_E_PANICKED, Status.JR_E_JOB_FAILED):
                 raw = lib.jr_stream_error_message(ptr)
@@ -291,9 +305,13 @@ class Stream(_AsyncReader):
         finally:
             self._shared.release()
         if status == _OK:
-            return _take(out.value)
+            return _take_from(out)
         if status == Status.JR_E_TIMEOUT:
             raise TimeoutError("jr_stream_next")
+        self._raise_end(status, message)
+
+    def _raise_end(self, status: int, message: str | None) -> None:
+        """Raise what a read that returned ``status`` (not an item) stands for."""
         if status == Status.JR_E_CLOSED:
             self._ended = True
             raise ChannelClosed(status, "jr_stream_next")
