@@ -560,6 +560,7 @@ ADDRESS_FUNCTIONS: dict[str, str] = {
     # On `fast` (GIL kept), only ever called with no wait: the first try of each item.
     "chan_try_send_fast": "jr_chan_try_send",
     "stream_next_addr": "jr_stream_next",  # on `lib`: it may wait (see below)
+    "stream_next_fast": "jr_stream_next",  # only when an item is known to be buffered
     "pipeline_push_fast": "jr_pipeline_push",
     "pipeline_next_fast": "jr_pipeline_next",
 }
@@ -616,6 +617,10 @@ pipeline_push_addr = _address_version("jr_pipeline_push", lib)
 chan_try_send_fast = _address_version("jr_chan_try_send")
 #: ``jr_stream_next(stream, item, timeout_ns)`` with pointers as addresses, on :data:`lib`.
 stream_next_addr = _address_version("jr_stream_next", lib)
+#: ``jr_stream_next(stream, item, 0)`` with pointers as addresses, GIL kept: only when the
+#: binding knows an item is buffered for this reader (``_stream._Producer`` counts), so
+#: that the call takes it and returns.
+stream_next_fast = _address_version("jr_stream_next")
 #: ``jr_pipeline_push(pipeline, item, 0)`` with pointers as addresses (GIL kept; timeout 0
 #: only, and only on a pool without a queue bound: a push or a read may submit stage jobs).
 pipeline_push_fast = _address_version("jr_pipeline_push")

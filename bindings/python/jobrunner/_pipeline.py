@@ -199,13 +199,12 @@ def _feed_stream(addr: int, stream: Stream, fast: bool) -> bool:
     goes to the pipeline as it is (no Python object is touched). False if the pipeline
     stopped first. The stream's end (its producer's exception, Cancelled) is raised."""
     out = c_void_p()
-    out_addr = ctypes.addressof(out)
-    stream_next = _native.stream_next_addr
     shared = stream._shared
+    state = stream._state
     while True:
         shared.acquire()  # ValueError once the stream is closed
         try:
-            status = stream_next(shared.addr, out_addr, -1)
+            status = state.read(shared.addr, out, None)
         finally:
             shared.release()
         if status == Status.JR_E_CLOSED:

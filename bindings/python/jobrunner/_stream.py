@@ -85,7 +85,7 @@ def _exception_message(exc: BaseException) -> bytes:
 class _Producer:
     """A stream's producer: what to call, how it ended, and the future it completes."""
 
-    __slots__ = ("fn", "args", "kwargs", "future", "outcome", "error")
+    __slots__ = ("fn", "args", "kwargs", "future", "outcome", "error", "sent", "taken", "waiting")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.fn = fn
@@ -97,6 +97,33 @@ class _Producer:
         self.outcome: str | None = None
         #: The exception the generator raised (the reader raises it after the items).
         self.error: BaseException | None = None
+        # Items sent and taken, and readers inside a waiting read (GIL-released): each
+        # changed under the GIL after the C call. With the GIL held, ``sent - taken -
+        # waiting > 0`` proves an item is buffered that no other reader can take first,
+        # so a read of no wait may keep the GIL (``_native.stream_next_fast``): it takes
+        # that item. (Without that proof it may not: see ``_native.stream_next_addr``.)
+        self.sent = 0
+        self.taken = 0
+        self.waiting = 0
+
+    def read(self, addr: int, out: c_void_p, timeout: float | None) -> int:
+        """One ``jr_stream_next`` into ``out``: with the GIL kept if an item is known to
+        be buffered, else released (in slices in the main thread)."""
+        if self.sent - self.taken - self.waiting > 0:
+            status = _native.stream_next_fast(addr, ctypes.addressof(out), 0)
+        else:
+            self.waiting += 1
+            try:
+                if timeout == 0:
+                    status = _native.stream_next_addr(addr, ctypes.addressof(out), 0)
+                else:
+                    out_addr = ctypes.addressof(out)
+                    status = wait_sliced(lambda ns: _native.stream_next_addr(addr, out_addr, ns), timeout)
+            finally:
+                self.waiting -= 1
+        if status == _OK:
+            self.taken += 1
+        return status
 
 
 #: Producers of streams not yet ended, by the key passed to C as the job's ``arg``.
@@ -124,7 +151,9 @@ def _produce(ctx: int | None, key: int | None, chan: int | None) -> int:
             status = _FULL  # EXPERIMENT
             if status == _FULL:
                 status = send(chan, id(item), -1, None)  # GIL released while it waits
-            if status != _OK:
+            if status == _OK:
+                state.sent += 1
+            else:
                 # The reader closed the stream, or the job was asked to stop: the item
                 # is still ours, and the generator stops at its yield.
                 _DecRef(item)
@@ -295,10 +324,7 @@ class Stream(_AsyncReader):
         out = c_void_p()
         message = None
         try:
-            # GIL released even with no wait (see _native.stream_next_addr).
-            status = _native.stream_next_addr(self._shared.addr, ctypes.addressof(out), 0)
-            if status == _TIMEOUT and timeout != 0:
-                status = wait_sliced(lambda ns: lib.jr_stream_next(ptr, byref(out), ns), timeout)
+            status = self._state.read(self._shared.addr, out, timeout)
             if status in (Status.JR_E_PANICKED, Status.JR_E_JOB_FAILED):
                 raw = lib.jr_stream_error_message(ptr)
                 message = raw.decode("utf-8", "replace") if raw else None
