@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _jobs, _native
-from ._chan import Channel, ChannelClosed, ChannelEmpty, _drop_item, _take
+from ._chan import Channel, ChannelClosed, ChannelEmpty, _drop_item, _from_ptr, _take
 from ._errors import Cancelled, JobrunnerError, PoolShutdown, check, wait_sliced
 from ._jobs import _local
 from ._native import (
@@ -117,7 +117,6 @@ _keys = itertools.count(1)
 _codes = itertools.count(1)
 _CODE_SPAN = 2**31 - 1
 _ptr_at = c_void_p.from_address
-_object_at = py_object.from_address
 
 
 def _run_stage(ctx: int | None, key: int | None, item: int | None, out: int | None) -> int:
@@ -125,9 +124,7 @@ def _run_stage(ctx: int | None, key: int | None, item: int | None, out: int | No
     stage = _stages.get(key)  # type: ignore[arg-type]
     if stage is None or _jobs._exiting or _jobs._is_finalizing():
         return 1  # a failure: the pipeline is being torn down with the interpreter
-    # *out starts equal to item: read the object through it (cheaper than a cast). A
-    # new reference for `obj`; the pipeline keeps its own.
-    obj = _object_at(out).value  # type: ignore[arg-type]
+    obj = _from_ptr(item)  # a new reference for `obj`; the pipeline keeps its own
     run = _Running(ctx)
     prev = _local.job
     _local.job = run

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _jobs, _native
-from ._chan import ChannelClosed, ChannelEmpty, _drop_item
+from ._chan import ChannelClosed, ChannelEmpty, _decref, _drop_item, _incref, _take
 from ._errors import Cancelled, JobrunnerError, PoolShutdown, check, wait_sliced
 from ._jobs import Future, _local
 from ._native import FREE_FN, STREAM_FN, CtxP, StreamP, SubmitOptions, Status, Waitable, WaitKind, lib
@@ -42,10 +42,8 @@ __all__ = ["Stream"]
 _OK = Status.JR_OK
 _FULL = Status.JR_E_FULL
 _TIMEOUT = Status.JR_E_TIMEOUT
-_IncRef = ctypes.pythonapi.Py_IncRef
-_DecRef = ctypes.pythonapi.Py_DecRef
-_IncRef.argtypes = _DecRef.argtypes = [py_object]
-_IncRef.restype = _DecRef.restype = None
+_IncRef = _incref
+_DecRef = _decref
 
 #: How long one readiness wait of ``async for`` lasts in the executor thread before it
 #: goes back to the event loop (which then waits again): bounds how long a thread stays
@@ -54,11 +52,8 @@ _ASYNC_SLICE = 0.25
 
 
 def _take_from(cell: c_void_p) -> Any:
-    """The object whose address ``cell`` holds, taking over the reference it stands for
-    (``_chan._take`` without a cast)."""
-    obj = py_object.from_buffer(cell).value
-    _DecRef(obj)
-    return obj
+    """The object whose address ``cell`` holds, taking over the reference it stands for."""
+    return _take(cell.value)
 
 
 class _Running:
