@@ -164,9 +164,11 @@ def full_run(pool: jobrunner.Pool) -> int:
         seqs.extend(r.seq for r in batch)
         print(f"  flush {len(flushes)}: {len(batch)} records ({why})")
 
+    start = time.monotonic()
     stream, pipeline = build(pool, LINES, True, stop)
     with pipeline:
         ended = batch_records(pipeline, stop, flush)
+    elapsed = time.monotonic() - start
     concurrent.futures.wait([stream.producer])
     if not ended or stream.producer.exception() is not None:
         return fail("the run did not end normally")
@@ -177,9 +179,17 @@ def full_run(pool: jobrunner.Pool) -> int:
     kinds = [why for why, _ in flushes]
     if any(not 1 <= n <= BATCH for _, n in flushes):
         return fail(f"a batch out of 1..{BATCH}: {flushes}")
-    if "size" not in kinds or "timer" not in kinds or kinds.count("end") != 1 or kinds[-1] != "end":
+    if "size" not in kinds:
+        # Every record passes through two Python stage calls, each a C job that takes
+        # the GIL: on a busy machine the pipeline may not deliver 1,000 records in 100 ms.
+        most = max(n for why, n in flushes if why == "timer")
+        return fail(f"no size flush: at most {most} records came out within 100 ms "
+                    f"(the pipeline ran {LINES} lines in {elapsed:.2f} s; a size flush "
+                    f"needs about 19 µs per line)")
+    if "timer" not in kinds or kinds.count("end") != 1 or kinds[-1] != "end":
         return fail(f"flushes {kinds}: want a size, a timer and one end flush")
     print("flushes: by size, by the 100 ms timer, and one at the end")
+    print(f"  (full run: {elapsed:.2f} s, with the 0.3 s pause)")
     return 0
 
 
@@ -219,10 +229,8 @@ def main() -> int:
     print(f"log_ingest: {LINES} lines; parse ({PARSERS} at once) and filter ({FILTERS} at once), "
           f"both ordered; batches of {BATCH} records or every 100 ms")
     with jobrunner.Pool(threads=2, name="ingest") as pool:
-        start = time.monotonic()
         if full_run(pool):
             return 1
-        print(f"  (full run: {time.monotonic() - start:.2f} s)")
         if interrupted_run(pool, wait_for_operator):
             return 1
     # Everything made was released exactly once: nothing holds a line or a record now.
