@@ -145,6 +145,17 @@ def test_cancel_lets_the_reader_drain_then_raises_cancelled(pool: jobrunner.Pool
     s.close()
 
 
+def test_cancel_then_drain_many_times(pool: jobrunner.Pool) -> None:
+    """A reader that drains a cancelled stream meets the producer's end while the
+    producer still has to return (and needs the GIL to): it once deadlocked when the
+    read of no wait kept the GIL (``jr_stream_next`` waits for the producer then)."""
+    for _ in range(100):
+        s, _made, _seen = _blocked_producer(pool, capacity=2)
+        s.cancel()
+        assert list(_read_until_cancelled(s)) is not None
+        s.close()
+
+
 def _read_until_cancelled(s: jobrunner.Stream):
     while True:
         try:
