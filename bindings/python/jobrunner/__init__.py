@@ -23,13 +23,22 @@ from ._group import Group
 from ._jobs import Future, JobContext, current
 from ._native import LIBRARY_PATH, LIBRARY_VERSION, CancelReason, State, Status
 from ._options import Submitter
+from ._pipeline import DROP, Pipeline
 from ._pool import Pool, PoolStats
+from ._select import SendSide, can_send, wait_any
+from ._stream import Stream
 from ._sync import CancelToken, Semaphore
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Channel",
+    "Stream",
+    "Pipeline",
+    "DROP",
+    "wait_any",
+    "can_send",
+    "SendSide",
     "ChannelClosed",
     "ChannelEmpty",
     "ChannelFull",

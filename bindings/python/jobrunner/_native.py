@@ -555,6 +555,14 @@ ADDRESS_FUNCTIONS: dict[str, str] = {
     "job_wait_addr": "jr_job_wait",  # on `lib`: it blocks
     "ctx_is_cancelled_raw": "jr_ctx_is_cancelled",
     "ctx_run_queued_raw": "jr_ctx_run_queued",  # GIL kept: see below
+    "chan_send_addr": "jr_chan_send",  # on `lib`: it blocks (a stream's producer)
+    "pipeline_push_addr": "jr_pipeline_push",  # on `lib`: it blocks (a pipeline's feeder)
+    # On `fast` (GIL kept), only ever called with no wait: the first try of each item.
+    "chan_try_send_fast": "jr_chan_try_send",
+    "stream_next_addr": "jr_stream_next",  # on `lib`: it may wait (see below)
+    "stream_next_fast": "jr_stream_next",  # only when an item is known to be buffered
+    "pipeline_push_fast": "jr_pipeline_push",
+    "pipeline_next_fast": "jr_pipeline_next",
 }
 
 
@@ -592,6 +600,32 @@ ctx_is_cancelled_raw = _address_version("jr_ctx_is_cancelled")
 #: (GIL kept, though it runs jobs): only ever called with the plain jobs' trampoline as
 #: ``fn``, whose jobs would take the GIL anyway; keeping it is the point (see _jobs.py).
 ctx_run_queued_raw = _address_version("jr_ctx_run_queued")
+#: ``jr_chan_send(chan, item, timeout_ns, token)`` with pointers as addresses, on
+#: :data:`lib` (GIL released while it waits for room): a stream producer's send of each
+#: item, on the lent channel its ``jr_stream_fn`` receives as an address.
+chan_send_addr = _address_version("jr_chan_send", lib)
+#: ``jr_pipeline_push(pipeline, item, timeout_ns)`` with pointers as addresses, on
+#: :data:`lib` (GIL released while it waits for room): a pipeline feeder's push.
+pipeline_push_addr = _address_version("jr_pipeline_push", lib)
+# A stream's producer and a pipeline's feeder and reader try each send, push and read
+# first with no wait and the GIL kept (on `fast`), and release the GIL only to wait: a
+# producer and a reader that both keep up then hand the GIL over at the interpreter's
+# switch interval, not at every item. Not `jr_stream_next`: even with timeout 0 it waits
+# for the producer job to return once the producer's side is closed and drained (see
+# the README's Limits), and that producer needs the GIL to return.
+#: ``jr_chan_try_send(chan, item)`` with pointers as addresses (GIL kept; never waits).
+chan_try_send_fast = _address_version("jr_chan_try_send")
+#: ``jr_stream_next(stream, item, timeout_ns)`` with pointers as addresses, on :data:`lib`.
+stream_next_addr = _address_version("jr_stream_next", lib)
+#: ``jr_stream_next(stream, item, 0)`` with pointers as addresses, GIL kept: only when the
+#: binding knows an item is buffered for this reader (``_stream._Producer`` counts), so
+#: that the call takes it and returns.
+stream_next_fast = _address_version("jr_stream_next")
+#: ``jr_pipeline_push(pipeline, item, 0)`` with pointers as addresses (GIL kept; timeout 0
+#: only, and only on a pool without a queue bound: a push or a read may submit stage jobs).
+pipeline_push_fast = _address_version("jr_pipeline_push")
+#: ``jr_pipeline_next(pipeline, item, 0)`` with pointers as addresses (GIL kept; as above).
+pipeline_next_fast = _address_version("jr_pipeline_next")
 
 
 def address(ptr: Any) -> int:

@@ -14,6 +14,7 @@ from ._sync import CancelToken, Semaphore
 if TYPE_CHECKING:
     from ._group import Group
     from ._pool import Pool
+    from ._stream import Stream
 
 __all__ = ["Submitter"]
 
@@ -101,3 +102,11 @@ class Submitter:
         """Like :meth:`Pool.submit_every`, with the options (``delay`` is the first run's)."""
         self._options.check_open()
         return self._pool._submit(fn, args, kwargs, self._options, period=period)
+
+    def stream(
+        self, fn: Callable[..., Any], /, *args: Any, capacity: int = 16, **kwargs: Any
+    ) -> Stream:
+        """Like :meth:`Pool.stream`, with the options (the producer job's; no group)."""
+        from ._stream import Stream
+
+        return Stream(self._pool, fn, args, kwargs, capacity, self._options)

@@ -62,6 +62,8 @@ from ._native import (
     submit_addr,
 )
 from ._options import Submitter, _Options
+from ._pipeline import Pipeline
+from ._stream import Stream
 from ._sync import CancelToken, Semaphore
 
 __all__ = ["Pool", "PoolStats"]
@@ -161,6 +163,7 @@ class Pool(concurrent.futures.Executor):
         opts.threads = threads or 0
         opts.queue_capacity = queue_capacity or 0
         self._name = name.encode() if name else None
+        self._bounded = queue_capacity is not None
         opts.thread_name = self._name
         opts.on_thread_start = _THREAD_START
         opts.on_thread_stop = _THREAD_STOP
@@ -210,6 +213,7 @@ class Pool(concurrent.futures.Executor):
                 )
                 self = cls.__new__(cls)
                 self._name = None
+                self._bounded = True  # its queue bound is the process's: unknown here
                 self._setup(ptr, borrowed=True)
                 cls._default = self
             return cls._default
@@ -446,6 +450,30 @@ class Pool(concurrent.futures.Executor):
                     fut.cancel()
 
         return results()
+
+    def stream(
+        self, fn: Callable[..., Any], /, *args: Any, capacity: int = 16, **kwargs: Any
+    ) -> Stream:
+        """Run the generator function ``fn(*args, **kwargs)`` as a producer job and return
+        the :class:`Stream` of the values it yields (an iterator and an async iterator),
+        at most ``capacity`` of them sent ahead of the reader. Submit options (token,
+        semaphore, delay, name; not a group) through :meth:`options`:
+        ``pool.options(token=t).stream(fn, ...)``."""
+        return Stream(self, fn, args, kwargs, capacity, self._plain)
+
+    def pipeline(
+        self,
+        source: Any = None,
+        max_in_flight: int = 64,
+        token: CancelToken | None = None,
+    ) -> Pipeline:
+        """A :class:`Pipeline` on this pool. ``source``: an iterable, a
+        :class:`Channel` (read until closed) or a :class:`Stream`, pushed by a feeder
+        job that then closes the input; or None, to :meth:`Pipeline.push` and
+        :meth:`Pipeline.close_input` yourself. At most ``max_in_flight`` items are
+        inside at once; ``token`` cancels the pipeline (and its feeder) when cancelled.
+        Add stages with ``.stage(fn, concurrency=4, ordered=True)``."""
+        return Pipeline(self, source, max_in_flight, token)
 
     def group(
         self, limit: int | None = None, fail_fast: bool = False, token: CancelToken | None = None

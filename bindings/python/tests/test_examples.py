@@ -37,6 +37,15 @@ EXPECT = {
         "cleanup_daemon: the periodic job stopped with the pool",
     ],
     "asyncio_interop": ["asyncio_interop: ok"],
+    "log_ingest": [
+        "log_ingest: 20000 lines; parse (4 at once) and filter (2 at once), both ordered; "
+        "batches of 1000 records or every 100 ms",
+        "kept 3800 of 20000 lines, in order, the same as a sequential filter",
+        "flushes: by size, by the 100 ms timer, and one at the end",
+        "interrupted run: SIGINT after 3 flushes; stopped cleanly, the generator cancelled, "
+        "nothing leaked",
+        "log_ingest: ok",
+    ],
 }
 
 
