@@ -229,8 +229,8 @@ typedef enum jr_wait_kind {
      */
     JR_WAIT_TOKEN = 4,
     /**
-     * `handle` is a `jr_stream *`: ready when `jr_stream_next` would not wait for the
-     * producer (an item is buffered, or the producer's side is closed).
+     * `handle` is a `jr_stream *`: ready when `jr_stream_next` would not wait (an item
+     * is buffered, or the producer has ended).
      */
     JR_WAIT_STREAM = 5,
     /**
@@ -1237,7 +1237,8 @@ enum jr_status jr_stream_new(struct jr_pool *pool,
 
 /**
  * Reads the next item into `*item`, waiting at most `timeout_ns` nanoseconds
- * (negative: forever; 0: not at all). The caller owns the item it reads. Items come in
+ * (negative: forever; 0: not at all). The timeout bounds the whole read, including the
+ * wait for a producer asked to stop to return. The caller owns the item it reads. Items come in
  * the order the producer sent them; after the last one, the producer's outcome.
  *
  * Returns `JR_OK`; `JR_E_CLOSED` at the end (the producer succeeded, and every item has

@@ -50,6 +50,7 @@ enum Kind<'a> {
     Job(JobHandle),
     Group(&'a dyn Watch),
     Pipeline(&'a dyn Watch),
+    Stream(&'a dyn Watch),
     Channel(&'a dyn ChannelWatch, Side),
     Token(&'a CancelToken),
 }
@@ -60,6 +61,7 @@ impl fmt::Debug for Waitable<'_> {
             Kind::Job(_) => ("job ended", self.is_ready()),
             Kind::Group(_) => ("group has a job to give", self.is_ready()),
             Kind::Pipeline(_) => ("pipeline has an output", self.is_ready()),
+            Kind::Stream(_) => ("stream has an item or has ended", self.is_ready()),
             Kind::Channel(_, Side::Recv) => ("channel has an item", self.is_ready()),
             Kind::Channel(_, Side::Send) => ("channel has room", self.is_ready()),
             Kind::Token(_) => ("token cancelled", self.is_ready()),
@@ -117,11 +119,11 @@ impl<'a> Waitable<'a> {
         }
     }
 
-    /// Ready when the stream's `next` would not wait for the producer: an item is
-    /// buffered, or the producer's side is closed (the end, or its failure, is next).
+    /// Ready when the stream's `next` would not wait: an item is buffered, or the
+    /// producer has ended (its end, or its failure, is next).
     pub fn stream<T: Send + 'static, E: Send + 'static>(stream: &'a Stream<T, E>) -> Self {
         Waitable {
-            kind: Kind::Channel(stream.watcher(), Side::Recv),
+            kind: Kind::Stream(stream),
         }
     }
 
@@ -136,7 +138,9 @@ impl<'a> Waitable<'a> {
     pub fn is_ready(&self) -> bool {
         match &self.kind {
             Kind::Job(job) => job.is_finished(),
-            Kind::Group(watched) | Kind::Pipeline(watched) => watched.is_ready(),
+            Kind::Group(watched) | Kind::Pipeline(watched) | Kind::Stream(watched) => {
+                watched.is_ready()
+            }
             Kind::Channel(channel, side) => channel.is_ready(*side),
             Kind::Token(token) => token.is_cancelled(),
         }
@@ -151,7 +155,7 @@ impl<'a> Waitable<'a> {
                 let _ = job.watch_end(tag_of(waker), move || target.wake());
                 Watching::Job
             }
-            Kind::Group(watched) | Kind::Pipeline(watched) => {
+            Kind::Group(watched) | Kind::Pipeline(watched) | Kind::Stream(watched) => {
                 watched.watch(waker);
                 Watching::Other
             }
@@ -170,7 +174,9 @@ impl<'a> Waitable<'a> {
     fn unwatch(&self, waker: &Arc<Waker>, watching: Watching) {
         match (&self.kind, watching) {
             (Kind::Job(job), _) => job.unwatch_end(tag_of(waker)),
-            (Kind::Group(watched) | Kind::Pipeline(watched), _) => watched.unwatch(waker),
+            (Kind::Group(watched) | Kind::Pipeline(watched) | Kind::Stream(watched), _) => {
+                watched.unwatch(waker);
+            }
             (Kind::Channel(channel, side), _) => channel.unwatch(*side, waker),
             (Kind::Token(token), Watching::Token(key)) => {
                 token.remove_callback(key);

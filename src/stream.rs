@@ -14,9 +14,11 @@
 //! already sees `ctx.is_cancelled()`.
 
 use std::fmt;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use crate::channel::Side;
+use crate::semaphore::Waker;
 use crate::sync::lock;
 use crate::{Channel, Context, Job, JobError, JobHandle, RecvError, SendError};
 
@@ -204,14 +206,13 @@ impl<T: Send + 'static, E: Send + 'static> Stream<T, E> {
     /// Stops the producer and drops what is buffered: as dropping the stream.
     pub fn close(self) {}
 
-    /// The stream's channel as `wait_any` watches it.
-    pub(crate) fn watcher(&self) -> &dyn crate::channel::Watch {
-        self.channel.watcher()
-    }
-
     /// A read that may run on several threads at once (the C API's): the next item,
-    /// `Ok(None)` at the end, or the producer's failure (to one reader, once).
+    /// `Ok(None)` at the end, or the producer's failure (to one reader, once). A timeout
+    /// bounds the whole read: the wait for an item, and the wait for the producer's job
+    /// to end once its side is closed (it closes when the job is asked to stop, which may
+    /// be a while before its function returns).
     pub(crate) fn read(&self, timeout: Option<Duration>) -> Result<Option<T>, StreamError<E>> {
+        let at = timeout.map(|timeout| Instant::now().checked_add(timeout));
         let received = match timeout {
             None => self.channel.recv(),
             Some(timeout) => self.channel.recv_timeout(timeout),
@@ -219,8 +220,16 @@ impl<T: Send + 'static, E: Send + 'static> Stream<T, E> {
         match received {
             Ok(item) => Ok(Some(item)),
             Err(RecvError::Closed) => {
-                // Closed and drained: the producer's closure is gone, and its job ends
-                // right after it.
+                // Closed and drained: the producer's function has returned or is asked to
+                // stop; its job's end reports how it went.
+                if let Some(at) = at {
+                    let left = at.map_or(Duration::MAX, |at| {
+                        at.saturating_duration_since(Instant::now())
+                    });
+                    if !self.handle.wait_timeout(left) {
+                        return Err(StreamError::Timeout);
+                    }
+                }
                 let job = lock(&self.job).take();
                 match job.map(Job::wait) {
                     Some(Err(error)) => Err(StreamError::Producer(error)),
@@ -230,6 +239,29 @@ impl<T: Send + 'static, E: Send + 'static> Stream<T, E> {
             Err(RecvError::Timeout | RecvError::Empty) => Err(StreamError::Timeout),
             Err(RecvError::Cancelled(_)) => unreachable!("the stream's reads take no token"),
         }
+    }
+}
+
+/// A stream as `wait_any` watches it: ready when `next` would not wait, that is when an
+/// item is buffered, or the producer's side is closed and its job has ended. Woken by
+/// the channel's sends and close, and by the job's end.
+impl<T: Send, E> crate::select::Watch for Stream<T, E> {
+    fn is_ready(&self) -> bool {
+        !self.channel.is_empty() || (self.channel.is_closed() && self.handle.is_finished())
+    }
+
+    fn watch(&self, waker: &Arc<Waker>) {
+        self.channel.watcher().watch(Side::Recv, waker);
+        let target = Arc::clone(waker);
+        // Ended already: nothing to register (the caller's look sees it).
+        let _ = self
+            .handle
+            .watch_end(Arc::as_ptr(waker) as usize, move || target.wake());
+    }
+
+    fn unwatch(&self, waker: &Arc<Waker>) {
+        self.channel.watcher().unwatch(Side::Recv, waker);
+        self.handle.unwatch_end(Arc::as_ptr(waker) as usize);
     }
 }
 

@@ -244,6 +244,55 @@ fn cancelling_the_token_of_a_blocked_producer_ends_its_send() {
     );
 }
 
+/// A producer asked to stop that takes its time to return: its side is closed at once,
+/// but a timed read (and `wait_any`) still waits for its job to end, within the timeout,
+/// instead of past it.
+#[test]
+fn a_timed_read_is_bounded_while_a_stopped_producer_returns() {
+    let pool = pool(2);
+    let (tx_go, rx_go) = mpsc::channel::<()>();
+    let rx_go = Mutex::new(rx_go);
+    let (tx_sent, rx_sent) = mpsc::channel::<()>();
+    let tx_sent = Mutex::new(tx_sent);
+    let mut stream = pool
+        .stream(4, move |_, tx| {
+            tx.send(1).map_err(drop)?;
+            tx_sent.lock().unwrap().send(()).unwrap();
+            // Asked to stop, it still finishes something first.
+            let _ = rx_go.lock().unwrap().recv_timeout(PATIENCE);
+            Err::<(), ()>(())
+        })
+        .unwrap();
+    recv_n(&rx_sent, 1, "the item is sent");
+    stream.producer().cancel();
+    assert_eq!(stream.next_timeout(PATIENCE), Ok(Some(1)));
+    let start = std::time::Instant::now();
+    assert_eq!(
+        stream.next_timeout(Duration::from_millis(20)),
+        Err(StreamError::Timeout)
+    );
+    assert!(start.elapsed() < PATIENCE);
+    assert_eq!(
+        jobrunner::wait_any(
+            &[jobrunner::Waitable::stream(&stream)],
+            Some(Duration::from_millis(5))
+        ),
+        None,
+        "not ready while the producer has not returned"
+    );
+    drop(tx_go);
+    assert_eq!(
+        jobrunner::wait_any(&[jobrunner::Waitable::stream(&stream)], Some(PATIENCE)),
+        Some(0)
+    );
+    assert_eq!(
+        stream.next_timeout(Duration::ZERO),
+        Err(StreamError::Producer(JobError::Cancelled(
+            CancelReason::Cancelled
+        )))
+    );
+}
+
 #[test]
 fn a_timed_read_times_out_then_gets_the_item() {
     let pool = pool(2);

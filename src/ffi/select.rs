@@ -33,8 +33,8 @@ pub enum jr_wait_kind {
     JR_WAIT_CHAN_SEND = 3,
     /// `handle` is a `jr_token *`: ready once the token is cancelled.
     JR_WAIT_TOKEN = 4,
-    /// `handle` is a `jr_stream *`: ready when `jr_stream_next` would not wait for the
-    /// producer (an item is buffered, or the producer's side is closed).
+    /// `handle` is a `jr_stream *`: ready when `jr_stream_next` would not wait (an item
+    /// is buffered, or the producer has ended).
     JR_WAIT_STREAM = 5,
     /// `handle` is a `jr_pipeline *`: ready when `jr_pipeline_next` would not wait (an
     /// item has come out, the pipeline failed, or it drained after `close_input`). A

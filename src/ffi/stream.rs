@@ -120,7 +120,8 @@ pub extern "C" fn jr_stream_new(
 }
 
 /// Reads the next item into `*item`, waiting at most `timeout_ns` nanoseconds
-/// (negative: forever; 0: not at all). The caller owns the item it reads. Items come in
+/// (negative: forever; 0: not at all). The timeout bounds the whole read, including the
+/// wait for a producer asked to stop to return. The caller owns the item it reads. Items come in
 /// the order the producer sent them; after the last one, the producer's outcome.
 ///
 /// Returns `JR_OK`; `JR_E_CLOSED` at the end (the producer succeeded, and every item has
