@@ -781,3 +781,52 @@ fn random_pipelines_match_the_sequential_model() {
         }
     }
 }
+
+/// On a pool whose bounded queue is full, a push and a read of no wait from outside the
+/// pool do not wait for queue room: stage steps continue accepted work and take none.
+#[test]
+fn a_push_of_no_wait_never_waits_for_a_full_pool_queue() {
+    let pool = Pool::builder()
+        .threads(1)
+        .queue_capacity(1)
+        .build()
+        .unwrap();
+    let (release, held) = mpsc::channel::<()>();
+    let held = Mutex::new(held);
+    let (started_tx, started) = mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let blocker = pool
+        .submit(move |_| {
+            started_tx.lock().unwrap().send(()).unwrap();
+            held.lock().unwrap().recv_timeout(PATIENCE).map_err(drop)
+        })
+        .unwrap();
+    started.recv_timeout(PATIENCE).unwrap();
+    let queued = pool.submit(|_| Ok::<_, ()>(())).unwrap(); // the queue's one place
+    let pipeline = Arc::new(
+        Pipeline::builder(&pool)
+            .stage(1, true, |_: &Context<'_>, x: u32| Ok::<_, ()>(Some(x * 2)))
+            .build(),
+    );
+    let (done_tx, done) = mpsc::channel();
+    {
+        let pipeline = Arc::clone(&pipeline);
+        thread::spawn(move || {
+            let pushed = pipeline.try_push(21).map_err(|e| format!("{e:?}"));
+            let read = pipeline
+                .next_timeout(Duration::ZERO)
+                .err()
+                .map(|e| format!("{e:?}"));
+            done_tx.send((pushed, read)).unwrap();
+        });
+    }
+    let (pushed, read) = done
+        .recv_timeout(PATIENCE)
+        .expect("a push and a read of no wait returned while the queue was full");
+    assert_eq!(pushed, Ok(()));
+    assert_eq!(read.as_deref(), Some("Timeout"));
+    release.send(()).unwrap();
+    blocker.wait().unwrap();
+    queued.wait().unwrap();
+    assert_eq!(pipeline.next_timeout(PATIENCE).ok(), Some(42));
+}

@@ -605,7 +605,10 @@ impl<E: Send + 'static> Engine<E> {
         // A task that cannot be submitted (the pool shuts down) is dropped with the
         // closure: its `Drop` fails the pipeline and destroys the item.
         let _ = self.pool.submit_with(
-            SubmitOptions::new().token(&self.token),
+            SubmitOptions {
+                unbounded: true,
+                ..SubmitOptions::new().token(&self.token)
+            },
             move |ctx: &Context<'_>| {
                 task.run(ctx);
                 Ok::<(), std::convert::Infallible>(())
@@ -619,7 +622,10 @@ impl<E: Send + 'static> Engine<E> {
             ran: false,
         };
         let _ = self.pool.submit_with(
-            SubmitOptions::new().token(&self.token),
+            SubmitOptions {
+                unbounded: true,
+                ..SubmitOptions::new().token(&self.token)
+            },
             move |_: &Context<'_>| {
                 feeder.run();
                 Ok::<(), std::convert::Infallible>(())

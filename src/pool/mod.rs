@@ -168,6 +168,9 @@ mod handle {
         pub(crate) fail_fast: bool,
         /// The job's kind for [`Context::run_queued`](crate::Context::run_queued) (0: none).
         pub(crate) kind: u16,
+        /// The job continues work already accepted (a pipeline's stage step): it takes no
+        /// room in a bounded queue, so that a push or read of no wait never waits for it.
+        pub(crate) unbounded: bool,
     }
 
     impl fmt::Debug for SubmitOptions {

@@ -530,7 +530,7 @@ impl Registry {
             }
         }
         let worker = WorkerThread::current().filter(|w| std::ptr::eq(w.registry(), self));
-        let bounded = self.capacity.is_some() && worker.is_none();
+        let bounded = self.capacity.is_some() && worker.is_none() && !options.unbounded;
         if bounded {
             self.acquire_room(&options)?;
         }
