@@ -9,7 +9,8 @@
 //! - a **batcher** (the main thread) flushes a batch at 1,000 records, or 100 ms after the
 //!   first record of the pending batch, whichever comes first, and the rest at the end. It
 //!   waits with `wait_any` over the pipeline's output and a stop token, with a timeout of
-//!   the time left on the pending batch's 100 ms, then reads without waiting.
+//!   the time left on the pending batch's 100 ms, then reads without waiting;
+//! - a **writer** job takes each flushed batch from a `Channel` of 2 (the sink).
 //!
 //! It checks that the 18,200 records kept are, in order, those a sequential filter keeps;
 //! that there were flushes by size, by the timer, and one at the end; and that every line
@@ -36,8 +37,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use jobrunner::{
-    wait_any, CancelToken, Context, JobHandle, JobState, NextError, Pipeline, Pool, StreamSender,
-    SubmitOptions, Waitable,
+    wait_any, CancelToken, Channel, Context, JobHandle, JobState, NextError, Pipeline, Pool,
+    StreamSender, SubmitOptions, Waitable,
 };
 
 /// Lines of run 1.
@@ -171,18 +172,17 @@ enum Why {
 }
 
 /// The batcher: reads the pipeline until its end or the stop token, flushing by size and
-/// by time. `on_flush` sees each batch's records and why it was flushed.
+/// by time. `on_flush` gets each batch's records and why it was flushed.
 fn batch(
     pipeline: &Ingest,
     stop: &CancelToken,
-    mut on_flush: impl FnMut(&[Record], Why),
+    mut on_flush: impl FnMut(Vec<Record>, Why),
 ) -> Result<(), Box<dyn Error>> {
     let mut pending: Vec<Record> = Vec::with_capacity(BATCH);
     let mut due: Option<Instant> = None; // when the pending batch's 100 ms are up
     let mut flush = |pending: &mut Vec<Record>, due: &mut Option<Instant>, why| {
         if !pending.is_empty() {
-            on_flush(pending, why);
-            pending.clear();
+            on_flush(std::mem::replace(pending, Vec::with_capacity(BATCH)), why);
         }
         *due = None;
     };
@@ -260,13 +260,27 @@ fn full_run(pool: &Pool) -> Result<(), Box<dyn Error>> {
         Some(LINES),
         Some(PAUSE_AFTER),
     )?;
-    let mut seqs = Vec::new();
+    // The sink: a writer job takes each flushed batch over a channel and "writes" it
+    // (notes its records' sequence numbers). A job blocked on the channel lends its
+    // worker's place to a spare, so it does not take one of the pool's two workers.
+    let sink = Channel::<Vec<Record>>::new(2);
+    let writer = {
+        let sink = sink.clone();
+        pool.submit(move |_| {
+            let seqs: Vec<u64> = sink.iter().flatten().map(|record| record.seq).collect();
+            Ok::<_, String>(seqs)
+        })?
+    };
     let mut flushes = Vec::new();
     batch(&pipeline, &stop, |records, why| {
-        seqs.extend(records.iter().map(|r| r.seq));
         flushes.push((records.len(), why));
         println!("flush: {} records ({why:?})", records.len());
+        if sink.send(records).is_err() {
+            eprintln!("log_ingest: the writer is gone");
+        }
     })?;
+    sink.close();
+    let seqs = writer.wait()?;
     if generator.wait() != JobState::Succeeded {
         return Err("the generator did not succeed".into());
     }

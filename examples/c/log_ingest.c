@@ -11,7 +11,8 @@
  * main thread is the batcher: it flushes a batch at 1,000 records, or 100 ms after the
  * first record of the pending batch, or at the end, waiting with jr_wait_any over the
  * pipeline's output and a stop token with the time left as its timeout, then reading
- * with jr_pipeline_next(..., 0). It checks the records against a sequential filter, the
+ * with jr_pipeline_next(..., 0), and sends each flushed batch to a writer job over a
+ * jr_chan of 2 (the sink). It checks the records against a sequential filter, the
  * flushes, and that every item malloc'd was freed exactly once.
  *
  * Run 2 is the same over an endless generator, stopped by Ctrl-C: a SIGINT handler calls
@@ -179,14 +180,50 @@ static void start(run *r, long end, long pause_after) {
 enum why { SIZE, TIMER, END, STOP };
 static const char *why_name[] = {"size", "timer", "end", "stop"};
 
+/* A flushed batch on its way to the writer (the sink channel's item). */
 typedef struct {
-    item *records[BATCH];
     size_t n;
-    int64_t due; /* when the pending batch's 100 ms are up (0: no batch) */
-    /* What run 1 checks. */
+    item *records[BATCH];
+} batch_msg;
+
+static void free_batch(void *p) {
+    batch_msg *m = p;
+    for (size_t i = 0; i < m->n; i++) free_item(m->records[i]);
+    free(m);
+}
+
+/* The writer: takes each batch from the sink until it is closed, notes its records'
+ * sequence numbers and frees them. */
+typedef struct {
+    jr_chan *sink;
     uint64_t *seqs;
     size_t kept;
     size_t cap;
+} writer;
+
+static int32_t write_batches(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    (void)result;
+    writer *w = arg;
+    void *p = NULL;
+    jr_status st;
+    while ((st = jr_chan_recv(w->sink, &p, -1, NULL)) == JR_OK) {
+        batch_msg *m = p;
+        for (size_t i = 0; i < m->n; i++) {
+            if (w->kept < w->cap) w->seqs[w->kept] = m->records[i]->seq;
+            w->kept++;
+        }
+        free_batch(m);
+    }
+    return st == JR_E_CLOSED ? 0 : 1;
+}
+
+typedef struct {
+    item *records[BATCH];
+    size_t n;
+    int64_t due;   /* when the pending batch's 100 ms are up (0: no batch) */
+    jr_chan *sink; /* where flushed batches go (NULL: freed at once) */
+    size_t kept;
     int flushes[4];
     int total_flushes;
     bool bad_size;
@@ -203,10 +240,15 @@ static void flush(batcher *b, enum why why) {
     if (b->n > 0) {
         printf("flush: %zu records (%s)\n", b->n, why_name[why]);
         if (b->n > BATCH) b->bad_size = true;
-        for (size_t i = 0; i < b->n; i++) {
-            if (b->seqs != NULL && b->kept < b->cap) b->seqs[b->kept] = b->records[i]->seq;
-            b->kept++;
-            free_item(b->records[i]); /* the batch is written; its records are ours */
+        b->kept += b->n;
+        batch_msg *m = malloc(sizeof *m);
+        ENSURE(m != NULL, "out of memory");
+        m->n = b->n;
+        memcpy(m->records, b->records, b->n * sizeof m->records[0]);
+        if (b->sink == NULL) {
+            free_batch(m);
+        } else {
+            CHECK(jr_chan_send(b->sink, m, -1, NULL)); /* the writer's now */
         }
         b->n = 0;
         b->flushes[why]++;
@@ -291,22 +333,33 @@ int main(int argc, char **argv) {
     CHECK(jr_token_new(NULL, &r.stop));
     batcher *b = calloc(1, sizeof *b);
     ENSURE(b != NULL, "out of memory");
-    b->cap = LINES;
-    b->seqs = calloc(LINES, sizeof *b->seqs);
-    ENSURE(b->seqs != NULL, "out of memory");
+    /* The sink: a writer job takes each flushed batch from a channel of 2 (blocked on
+     * it, it lends its worker's place to a spare). */
+    writer w = {.cap = LINES};
+    w.seqs = calloc(LINES, sizeof *w.seqs);
+    ENSURE(w.seqs != NULL, "out of memory");
+    CHECK(jr_chan_new(2, free_batch, &w.sink));
+    jr_job *writer_job = NULL;
+    CHECK(jr_submit(pool, write_batches, &w, NULL, &writer_job));
+    b->sink = w.sink;
     start(&r, LINES, PAUSE_AFTER);
     ENSURE(batch(&r, b), "run 1 stopped");
+    CHECK(jr_chan_close(w.sink));
+    CHECK(jr_job_wait(writer_job, PATIENCE_NS));
+    CHECK(jr_job_free(writer_job));
+    CHECK(jr_chan_free(w.sink));
     ENSURE(finish(&r) == JR_E_CLOSED, "the generator did not succeed");
     size_t expected = 0;
     for (uint64_t i = 0; i < LINES; i++) {
         enum level level = i % 50 == 0 ? ERROR : i % 10 == 0 ? WARN : INFO;
         if (!keep(level, (unsigned)((i * 37) % 500))) continue;
-        ENSURE(expected < b->kept && b->seqs[expected] == i, "record %zu is not line %llu",
+        ENSURE(expected < w.kept && w.seqs[expected] == i, "record %zu is not line %llu",
                expected, (unsigned long long)i);
         expected++;
     }
-    ENSURE(expected == b->kept, "kept %zu records, expected %zu", b->kept, expected);
-    printf("kept %zu of %d lines, in order, the same as a sequential filter\n", b->kept, LINES);
+    ENSURE(expected == w.kept && w.kept == b->kept, "kept %zu records (%zu flushed), expected %zu",
+           w.kept, b->kept, expected);
+    printf("kept %zu of %d lines, in order, the same as a sequential filter\n", w.kept, LINES);
     ENSURE(!b->bad_size && b->flushes[SIZE] > 0 && b->flushes[TIMER] > 0 && b->flushes[END] == 1 &&
                b->flushes[STOP] == 0,
            "flushes: %d by size, %d by timer, %d at the end, %d at a stop", b->flushes[SIZE],
@@ -315,7 +368,7 @@ int main(int argc, char **argv) {
     ENSURE(atomic_load(&made) == LINES && atomic_load(&freed) == LINES,
            "%ld lines made, %ld freed", atomic_load(&made), atomic_load(&freed));
     CHECK(jr_token_free(r.stop));
-    free(b->seqs);
+    free(w.seqs);
     free(b);
 
     /* Run 2: endless, until SIGINT. */

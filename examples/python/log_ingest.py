@@ -6,7 +6,8 @@ job pushes the lines) through ``parse`` (4 at once, ordered) and ``filter`` (2 a
 ordered, returning ``jobrunner.DROP`` for the lines it drops) with at most 256 items
 inside; the main thread batches the records, flushing 1,000 at a time ("size"), 100 ms
 after a batch's first record ("timer"), and at the end ("end"). It waits with
-``jobrunner.wait_any([pipeline, stop], timeout=...)`` and then reads without waiting.
+``jobrunner.wait_any([pipeline, stop], timeout=...)`` and then reads without waiting; a
+writer job takes each flushed batch from a ``jobrunner.Channel(2)`` (the sink).
 
 Run 2: the same over an endless generator; a SIGINT handler cancels the stop token (the
 parent of the generator's and the pipeline's tokens). The batcher sends itself SIGINT
@@ -157,18 +158,28 @@ def fail(message: str) -> int:
 def full_run(pool: jobrunner.Pool) -> int:
     stop = jobrunner.CancelToken()
     flushes: list[tuple[str, int]] = []
-    seqs: list[int] = []
+    # The sink: a writer job takes each flushed batch from a channel of 2 (blocked on it,
+    # it lends its worker's place to a spare) and "writes" it: notes the sequence numbers.
+    sink = jobrunner.Channel(2)
+
+    def write() -> list[int]:
+        return [record.seq for batch in sink for record in batch]
+
+    writer = pool.submit(write)
 
     def flush(batch: list[Record], why: str) -> None:
         flushes.append((why, len(batch)))
-        seqs.extend(r.seq for r in batch)
         print(f"  flush {len(flushes)}: {len(batch)} records ({why})")
+        sink.put(list(batch))
 
     start = time.monotonic()
     stream, pipeline = build(pool, LINES, True, stop)
     with pipeline:
         ended = batch_records(pipeline, stop, flush)
     elapsed = time.monotonic() - start
+    sink.close_for_sending()
+    seqs = writer.result(timeout=10)
+    sink.close()
     concurrent.futures.wait([stream.producer])
     if not ended or stream.producer.exception() is not None:
         return fail("the run did not end normally")

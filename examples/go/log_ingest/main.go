@@ -3,7 +3,8 @@
 // once, and filter, 2 at once, at most 256 items inside) turns them into records and
 // keeps the interesting ones, and a batcher (main) flushes them in batches of 1,000
 // records or every 100 ms, waiting with jobrunner.WaitAny over the pipeline's output
-// and the stop token (the signal context), with a timeout, then reading with TryNext.
+// and the stop token (the signal context), with a timeout, then reading with TryNext,
+// and hands each flushed batch to a writer job over a jobrunner.Chan of 2 (the sink).
 // The same scenario as examples/log_ingest.rs, examples/c/log_ingest.c and
 // examples/python/log_ingest.py.
 //
@@ -243,17 +244,43 @@ func fullRun(pool *jobrunner.Pool) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	var got []record
+	// The sink: a writer job takes each flushed batch from a jobrunner channel of 2
+	// (blocked on it, the job lends its worker's place to a spare) and "writes" it.
+	sink := jobrunner.NewChan[[]record](2)
+	defer sink.Free()
+	writer, err := jobrunner.Submit(pool, stop, func(ctx context.Context) ([]record, error) {
+		var written []record
+		for {
+			batch, err := sink.Recv(ctx)
+			if errors.Is(err, jobrunner.ErrClosed) {
+				return written, nil
+			} else if err != nil {
+				return nil, err
+			}
+			written = append(written, batch...)
+		}
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
 	b := &batcher{flushes: map[string]int{}, onFlush: func(batch []record, why string) {
 		if len(batch) < 1 || len(batch) > batchSize {
 			log.Fatalf("a batch of %d records", len(batch))
 		}
 		fmt.Printf("flush (%s): %d records, seq %d..%d\n", why, len(batch), batch[0].seq, batch[len(batch)-1].seq)
-		got = append(got, batch...)
+		if err := sink.Send(stop, append([]record(nil), batch...)); err != nil {
+			log.Fatalf("the writer is gone: %v", err)
+		}
 	}}
 	if err := b.run(stop, in); err != nil {
 		log.Fatalf("the pipeline ended with %v", err)
 	}
+	sink.Close()
+	got, err := writer.Wait(stop)
+	if err != nil {
+		log.Fatalf("the writer ended with %v", err)
+	}
+	writer.Close()
 	<-in.fed
 	in.pipe.Close()
 	if err := in.gen.Err(); err != nil {
