@@ -316,7 +316,7 @@ fn a_waiting_job_is_woken_by_a_send_and_by_a_cancel() {
 }
 
 /// A job blocked in a channel wait on a pool of one thread shows as one spare thread in
-/// the stats, and the spare retires once the job is back.
+/// the stats, and the spare, asleep by then, retires once the job is back.
 #[test]
 fn a_blocked_job_runs_a_spare_that_retires_when_it_is_back() {
     let pool = Pool::builder().threads(1).build().unwrap();
@@ -332,6 +332,9 @@ fn a_blocked_job_runs_a_spare_that_retires_when_it_is_back() {
     // The spare runs jobs: this one would wait forever behind the blocked worker otherwise.
     let other = pool.submit(|_| Ok::<_, ()>(7)).unwrap();
     assert_eq!(other.wait(), Ok(7));
+    // The spare goes to sleep while the worker is still blocked (it cannot retire yet):
+    // the worker's return must wake it to retire.
+    wait_until("the idle spare sleeps", || pool.stats().sleeping == 1);
     channel.send(3).unwrap();
     assert_eq!(receiver.wait(), Ok(Ok(3)));
     wait_until("the spare retired", || pool.stats().spare_threads == 0);

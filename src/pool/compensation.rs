@@ -81,6 +81,12 @@ impl Compensation {
         }
     }
 
+    /// Whether more than `base` workers run unblocked: a spare may retire.
+    pub(crate) fn surplus(&self) -> bool {
+        let (active, blocked) = split(self.state.load(Ordering::SeqCst));
+        active - blocked > self.base
+    }
+
     /// Spare workers counted as running now (started, or about to be).
     #[cfg(not(loom))]
     pub(crate) fn spares(&self) -> u64 {

@@ -277,6 +277,17 @@ impl Registry {
     /// moment.
     pub(crate) fn end_blocking(&self) {
         self.compensation.end();
+        // A spare that went to sleep while this worker was blocked could not retire
+        // then: wake the sleeping spares to retire now. (A spare about to sleep checks
+        // the surplus after it registers as a sleeper: see `WorkerThread::run`.)
+        if self.compensation.surplus() {
+            self.sleep.wake_from(self.base);
+        }
+    }
+
+    /// Whether an idle spare could retire now (more than `threads` workers run).
+    pub(crate) fn spare_surplus(&self) -> bool {
+        self.compensation.surplus()
     }
 
     /// Whether an idle spare should retire now: counted out if so.

@@ -154,8 +154,11 @@ impl WorkerThread {
                     return;
                 }
                 searching = self.before_sleep(searching);
+                let spare = registry.is_spare(self.index);
                 let parked = sleep.sleep(self.index, searching, || {
-                    registry.has_visible_work() || registry.is_terminated()
+                    registry.has_visible_work()
+                        || registry.is_terminated()
+                        || (spare && registry.spare_surplus())
                 });
                 if parked {
                     bump_own(&self.counters().parks);

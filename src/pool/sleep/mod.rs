@@ -226,6 +226,23 @@ impl Sleep {
         }
     }
 
+    /// Wakes every sleeping worker of index `first` or above (the spares, which retire).
+    pub(crate) fn wake_from(&self, first: usize) {
+        fence(Ordering::SeqCst);
+        let mut sleepers = lock(&self.sleepers);
+        let mut i = 0;
+        while i < sleepers.len() {
+            if sleepers[i] >= first {
+                let index = sleepers.swap_remove(i);
+                self.counters
+                    .fetch_add(ONE_SEARCHING.wrapping_sub(ONE_SLEEPING), Ordering::SeqCst);
+                self.notify(index);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// Wakes every sleeping worker (shutdown).
     pub(crate) fn wake_all(&self) {
         fence(Ordering::SeqCst);
