@@ -154,8 +154,8 @@ def test_waking_a_thread_in_wait_any_by_closing_a_stream(pool: jobrunner.Pool) -
     result: list[object] = []
     t = threading.Thread(target=lambda: result.append(jobrunner.wait_any([s], timeout=TIMEOUT)))
     t.start()
-    s.cancel()  # the producer is told to stop: the stream ends, ready
+    s.cancel()  # the producer is told to stop ...
+    go.set()  # ... and returns: the stream has ended, ready (not before: next would wait)
     t.join(TIMEOUT)
-    go.set()
     assert result == [0]
     s.close()
