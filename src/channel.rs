@@ -43,11 +43,11 @@ use std::time::{Duration, Instant};
 
 #[cfg(not(loom))]
 use crate::cancel::{CancelReason, CancelToken};
-#[cfg(not(loom))]
-use crate::pool::worker::WorkerThread;
 use crate::semaphore::Waker;
 use crate::sync::atomic::{AtomicBool, Ordering};
-use crate::sync::{lock, Mutex};
+use crate::sync::{lock, Mutex, MutexGuard};
+#[cfg(not(loom))]
+use crate::timer::deadline_after;
 
 /// A bounded multi-producer, multi-consumer FIFO channel. Clones share the channel: any
 /// of them may send, receive or close.
@@ -106,6 +106,22 @@ struct State<T> {
     /// `wait_any` callers watching for room (or the close): woken by every receive and
     /// by the close.
     send_watchers: Vec<Arc<Waker>>,
+}
+
+/// After an item went in (`side` Recv: receivers may go on) or out (`side` Send: senders
+/// may): takes the first waiter of that side and its `wait_any` watchers, releases the
+/// lock, and wakes them.
+fn wake_after<T>(mut state: MutexGuard<'_, State<T>>, side: Side) {
+    let waiter = match side {
+        Side::Send => state.senders.pop_front(),
+        Side::Recv => state.receivers.pop_front(),
+    };
+    let watchers = state.watchers(side);
+    drop(state);
+    if let Some(waiter) = waiter {
+        waiter.wake();
+    }
+    watchers.iter().for_each(|waker| waker.wake());
 }
 
 impl<T> State<T> {
@@ -369,13 +385,7 @@ impl<T> Channel<T> {
                 }
                 if state.items.len() < self.inner.capacity {
                     state.items.push_back(item);
-                    let receiver = state.receivers.pop_front();
-                    let watchers = state.watchers(Side::Recv);
-                    drop(state);
-                    if let Some(receiver) = receiver {
-                        receiver.wake();
-                    }
-                    watchers.iter().for_each(|waker| waker.wake());
+                    wake_after(state, Side::Recv);
                     return Ok(());
                 }
                 if wait.is_none() {
@@ -403,13 +413,7 @@ impl<T> Channel<T> {
             let waiter = {
                 let mut state = lock(&self.inner.state);
                 if let Some(item) = state.items.pop_front() {
-                    let sender = state.senders.pop_front();
-                    let watchers = state.watchers(Side::Send);
-                    drop(state);
-                    if let Some(sender) = sender {
-                        sender.wake();
-                    }
-                    watchers.iter().for_each(|waker| waker.wake());
+                    wake_after(state, Side::Send);
                     return Ok(item);
                 }
                 if state.closed {
@@ -588,13 +592,7 @@ impl<T> Channel<T> {
     ) -> Result<T, RecvError> {
         let mut state = lock(&self.inner.state);
         if let Some(item) = state.items.pop_front() {
-            let sender = state.senders.pop_front();
-            let watchers = state.watchers(Side::Send);
-            drop(state);
-            if let Some(sender) = sender {
-                sender.wake();
-            }
-            watchers.iter().for_each(|waker| waker.wake());
+            wake_after(state, Side::Send);
             return Ok(item);
         }
         if state.closed {
@@ -619,14 +617,6 @@ impl<T> Channel<T> {
     }
 }
 
-/// `timeout` from now, saturated (an `Instant` cannot hold absurd timeouts).
-#[cfg(not(loom))]
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
 impl Waiter {
     /// A waiter for the calling thread: as a worker of its pool if it is one.
     fn current() -> Self {
@@ -637,38 +627,17 @@ impl Waiter {
     }
 }
 
-/// Waits until `waiter` is woken (returns `None`), `token` is cancelled or `at` passes:
-/// parks the thread. A worker first makes sure a spare takes its place meanwhile if it
-/// was one of the last running (`Registry::begin_blocking`): the job it would wait for
-/// may be queued behind it.
+/// Waits until `waiter` is woken (returns `None`), `token` is cancelled or `at` passes,
+/// as `block_compensated` waits (a spin, then a park, a spare worker taking a worker's
+/// place).
 #[cfg(not(loom))]
 fn block(waiter: &Arc<Waiter>, at: Option<Instant>, token: Option<&CancelToken>) -> Option<GaveUp> {
     let cancelled = || token.is_some_and(CancelToken::is_cancelled);
-    // A hand-off between two running threads (a consumer keeping up with its producer)
-    // usually comes within microseconds: spin and yield a little first, as
-    // crossbeam-channel does, before paying for a park and an unpark (and, on a worker,
-    // for a spare thread). At capacity 1 this took a send+recv from 16 µs to (see the
-    // commit).
-    let backoff = crossbeam_utils::Backoff::new();
-    while !backoff.is_completed() {
-        if waiter.is_woken() || cancelled() || at.is_some_and(|at| Instant::now() >= at) {
-            break;
-        }
-        backoff.snooze();
-    }
     let callback = token.map(|t| {
         let target = Arc::clone(waiter);
         (t, t.on_cancel(move |_| target.waker.wake()))
     });
-    let worker = WorkerThread::current();
-    if let Some(worker) = worker {
-        worker.publish_deque();
-        worker.registry().begin_blocking();
-    }
-    crate::semaphore::block_on(&waiter.waker, || waiter.is_woken() || cancelled(), at);
-    if let Some(worker) = worker {
-        worker.registry().end_blocking();
-    }
+    crate::semaphore::block_compensated(&waiter.waker, || waiter.is_woken() || cancelled(), at);
     if let Some((t, key)) = callback {
         t.remove_callback(key);
     }

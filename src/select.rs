@@ -19,16 +19,16 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cancel::{CallbackKey, CancelToken};
 use crate::channel::{Channel, Side, Watch as ChannelWatch};
 use crate::group::Group;
 use crate::job::{Job, JobHandle};
 use crate::pipeline::Pipeline;
-use crate::pool::worker::WorkerThread;
-use crate::semaphore::{block_on, Waker};
+use crate::semaphore::{block_compensated, block_on, Waker};
 use crate::stream::Stream;
+use crate::timer::deadline_after;
 
 /// Something with a consumer side `wait_any` watches (a group's `next`, a pipeline's
 /// output), whatever its types.
@@ -194,7 +194,7 @@ enum Watching {
 }
 
 /// The tag of a call's registrations: its waker's address (unique while it lives).
-fn tag_of(waker: &Arc<Waker>) -> usize {
+pub(crate) fn tag_of(waker: &Arc<Waker>) -> usize {
     Arc::as_ptr(waker) as usize
 }
 
@@ -256,15 +256,7 @@ pub fn wait_any(items: &[Waitable<'_>], timeout: Option<Duration>) -> Option<usi
             unwatch(watching);
             return Some(index);
         }
-        let worker = WorkerThread::current();
-        if let Some(worker) = worker {
-            worker.publish_deque();
-            worker.registry().begin_blocking();
-        }
-        let ready = block_on(&waker, || first_ready().is_some(), at);
-        if let Some(worker) = worker {
-            worker.registry().end_blocking();
-        }
+        let ready = block_compensated(&waker, || first_ready().is_some(), at);
         unwatch(watching);
         if let Some(index) = first_ready() {
             return Some(index);
@@ -274,13 +266,6 @@ pub fn wait_any(items: &[Waitable<'_>], timeout: Option<Duration>) -> Option<usi
         }
         // Ready when checked, taken by another thread since: wait again.
     }
-}
-
-/// `timeout` from now, saturated (an `Instant` cannot hold absurd timeouts).
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 #[cfg(test)]

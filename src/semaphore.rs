@@ -647,6 +647,40 @@ pub(crate) fn block_on(waker: &Waker, ready: impl Fn() -> bool, at: Option<Insta
     }
 }
 
+/// Waits as a channel, a pipeline or `wait_any` does, until `ready()` or `at` passes;
+/// returns whether `ready()`. A hand-off between running threads usually comes within
+/// microseconds, so it spins and yields a little first (as crossbeam-channel does) before
+/// paying for a park and an unpark; then it parks on `waker` (a thread waker), a worker
+/// first making sure a spare runs in its place if too few would be left running
+/// (`Registry::begin_blocking`): the job it waits for may be queued behind it.
+#[cfg(not(loom))]
+pub(crate) fn block_compensated(
+    waker: &Waker,
+    ready: impl Fn() -> bool,
+    at: Option<Instant>,
+) -> bool {
+    let backoff = crossbeam_utils::Backoff::new();
+    while !backoff.is_completed() {
+        if ready() {
+            return true;
+        }
+        if at.is_some_and(|at| Instant::now() >= at) {
+            return false;
+        }
+        backoff.snooze();
+    }
+    let worker = WorkerThread::current();
+    if let Some(worker) = worker {
+        worker.publish_deque();
+        worker.registry().begin_blocking();
+    }
+    let done = block_on(waker, ready, at);
+    if let Some(worker) = worker {
+        worker.registry().end_blocking();
+    }
+    done
+}
+
 #[cfg(loom)]
 fn wait_for_grant(
     _semaphore: &Semaphore,

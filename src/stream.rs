@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::channel::Side;
 use crate::semaphore::Waker;
 use crate::sync::lock;
+use crate::timer::deadline_after;
 use crate::{Channel, Context, Job, JobError, JobHandle, RecvError, SendError};
 
 /// The sending side a stream's producer gets. A send waits for room while the reader
@@ -212,7 +213,7 @@ impl<T: Send + 'static, E: Send + 'static> Stream<T, E> {
     /// to end once its side is closed (it closes when the job is asked to stop, which may
     /// be a while before its function returns).
     pub(crate) fn read(&self, timeout: Option<Duration>) -> Result<Option<T>, StreamError<E>> {
-        let at = timeout.map(|timeout| Instant::now().checked_add(timeout));
+        let at = timeout.map(deadline_after);
         let received = match timeout {
             None => self.channel.recv(),
             Some(timeout) => self.channel.recv_timeout(timeout),
@@ -222,13 +223,9 @@ impl<T: Send + 'static, E: Send + 'static> Stream<T, E> {
             Err(RecvError::Closed) => {
                 // Closed and drained: the producer's function has returned or is asked to
                 // stop; its job's end reports how it went.
-                if let Some(at) = at {
-                    let left = at.map_or(Duration::MAX, |at| {
-                        at.saturating_duration_since(Instant::now())
-                    });
-                    if !self.handle.wait_timeout(left) {
-                        return Err(StreamError::Timeout);
-                    }
+                let left = at.map(|at| at.saturating_duration_since(Instant::now()));
+                if left.is_some_and(|left| !self.handle.wait_timeout(left)) {
+                    return Err(StreamError::Timeout);
                 }
                 let job = lock(&self.job).take();
                 match job.map(Job::wait) {
@@ -256,12 +253,12 @@ impl<T: Send, E> crate::select::Watch for Stream<T, E> {
         // Ended already: nothing to register (the caller's look sees it).
         let _ = self
             .handle
-            .watch_end(Arc::as_ptr(waker) as usize, move || target.wake());
+            .watch_end(crate::select::tag_of(waker), move || target.wake());
     }
 
     fn unwatch(&self, waker: &Arc<Waker>) {
         self.channel.watcher().unwatch(Side::Recv, waker);
-        self.handle.unwatch_end(Arc::as_ptr(waker) as usize);
+        self.handle.unwatch_end(crate::select::tag_of(waker));
     }
 }
 

@@ -8,6 +8,14 @@ use std::time::Instant;
 
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
 
+/// `timeout` from now, saturated: an `Instant` cannot hold absurd timeouts
+/// (`Duration::MAX`), which become a century. Every timed wait computes its deadline so.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Identifies a scheduled entry: its due time (nanoseconds after a process epoch), then
 /// the order it was scheduled in. Two words rather than an `Instant` and a word: the timer
 /// holds one per pending entry, so its size is most of what a pending delayed job costs

@@ -12,6 +12,7 @@ use crate::job::{JobPtr, RefCounted};
 use crate::slab::Slab;
 use crate::sync::atomic::{AtomicU8, Ordering};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
+use crate::timer::deadline_after;
 use crate::timer::{Timer, TimerKey};
 
 /// Why a token (and the jobs under it) was cancelled.
@@ -367,13 +368,6 @@ impl CancelToken {
     pub(crate) fn registrations(&self) -> usize {
         lock(&self.inner.registrations).entries.len() + self.inner.jobs.len()
     }
-}
-
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    // Saturate absurd timeouts (an `Instant` cannot hold them) to a century.
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 impl Inner {

@@ -806,10 +806,7 @@ impl<T: Send + 'static, E: Send + 'static> Job<T, E> {
     ///
     /// `Err(self)` on timeout; the inner result as for [`Job::wait`].
     pub fn wait_timeout(self, timeout: Duration) -> Result<Result<T, JobError<E>>, Self> {
-        let deadline = Instant::now()
-            .checked_add(timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
-        self.wait_deadline(deadline)
+        self.wait_deadline(crate::timer::deadline_after(timeout))
     }
 
     /// Waits until `deadline` at most (see [`Job::wait_timeout`]).

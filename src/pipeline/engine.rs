@@ -44,9 +44,8 @@ use crate::cancel::{CancelReason, CancelToken};
 use crate::context::Context;
 use crate::error::JobError;
 use crate::few::Few;
-use crate::pool::worker::WorkerThread;
 use crate::pool::{Pool, SubmitOptions};
-use crate::semaphore::{block_on, Waker};
+use crate::semaphore::{block_compensated, Waker};
 use crate::sync::{lock, Mutex};
 use crate::unwind;
 
@@ -340,7 +339,7 @@ impl<E: Send + 'static> Engine<E> {
                 let state = lock(&self.state);
                 state.phase != Phase::Open || state.in_flight < self.max_in_flight
             };
-            block(&waker, ready, at);
+            block_compensated(&waker, ready, at);
             self.forget_waiter(&waker, WaitFor::Room);
         }
     }
@@ -397,7 +396,7 @@ impl<E: Send + 'static> Engine<E> {
                 waker
             };
             let ready = || Self::output_ready(&lock(&self.state));
-            block(&waker, ready, at);
+            block_compensated(&waker, ready, at);
             self.forget_waiter(&waker, WaitFor::Output);
         }
     }
@@ -439,7 +438,7 @@ impl<E: Send + 'static> Engine<E> {
                 state.idle_waiters.push(Arc::clone(&waker));
                 waker
             };
-            block(&waker, || lock(&self.state).tasks == 0, None);
+            block_compensated(&waker, || lock(&self.state).tasks == 0, None);
             self.forget_waiter(&waker, WaitFor::Idle);
         }
     }
@@ -916,33 +915,4 @@ impl<E: Send + 'static> Drop for Feeder<E> {
         }
         self.engine.task_gone();
     }
-}
-
-/// Waits until `ready()` or `at` passes. A worker first makes sure a spare takes its
-/// place meanwhile if it was one of the last running (`Registry::begin_blocking`), as a
-/// channel wait does: the stage tasks it waits for may be queued behind it.
-fn block(waker: &Waker, ready: impl Fn() -> bool, at: Option<Instant>) -> bool {
-    // A reader keeping up with the stages (or a pusher with the reader) usually waits
-    // for microseconds: spin and yield a little before paying for a park and an unpark
-    // (and, on a worker, for a spare thread), as the channel does.
-    let backoff = crossbeam_utils::Backoff::new();
-    while !backoff.is_completed() {
-        if ready() {
-            return true;
-        }
-        if at.is_some_and(|at| Instant::now() >= at) {
-            break;
-        }
-        backoff.snooze();
-    }
-    let worker = WorkerThread::current();
-    if let Some(worker) = worker {
-        worker.publish_deque();
-        worker.registry().begin_blocking();
-    }
-    let done = block_on(waker, ready, at);
-    if let Some(worker) = worker {
-        worker.registry().end_blocking();
-    }
-    done
 }

@@ -15,6 +15,7 @@ use crate::channel::{Channel, RecvError, Waiter};
 use crate::context::Context;
 use crate::error::JobError;
 use crate::pool::Pool;
+use crate::timer::deadline_after;
 
 use self::engine::{Ended, Engine, Item, Kick, Pulled, Refused, SourceFn, StageSpec};
 
@@ -472,11 +473,4 @@ where
             Err(NextError::Closed | NextError::Timeout) => None,
         }
     }
-}
-
-/// `timeout` from now, saturated.
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
