@@ -21,7 +21,7 @@ use jobrunner::{
 #[allow(dead_code)]
 mod common;
 
-use common::{by_profile, wait_until, DropCounter, XorShift, NOT_YET, PATIENCE};
+use common::{by_profile, wait_until, DropCounter, XorShift, PATIENCE};
 
 fn pool(threads: usize) -> Pool {
     Pool::builder().threads(threads).build().unwrap()
@@ -179,7 +179,11 @@ fn a_source_is_never_read_ahead_of_max_in_flight() {
     wait_until("max items were taken", || {
         taken.load(Ordering::SeqCst) == max
     });
-    thread::sleep(NOT_YET);
+    // Once no job of the pool runs or waits, nothing can read the source any more.
+    wait_until("the pool is idle", || {
+        let stats = pool.stats();
+        stats.running == 0 && stats.queued == 0
+    });
     assert_eq!(
         taken.load(Ordering::SeqCst),
         max,

@@ -217,18 +217,20 @@ static void a_failing_stage_is_reported_and_items_are_freed_once(void) {
     books_balance();
 }
 
-static atomic_int running_stages, started_stages, ran_after_free;
+static atomic_int running_stages, ran_after_free;
 static atomic_int freed_flag;
+static counter started_stages;
 
-/* Holds its item until the pipeline is cancelled. */
+/* Holds its item until the pipeline is cancelled (its job's token), then works a little
+ * longer: the free must wait for it. */
 static int32_t hold_until_cancelled(jr_ctx *ctx, void *arg, void *in, void **out) {
     (void)arg;
     (void)in;
     (void)out;
     if (atomic_load(&freed_flag)) atomic_fetch_add(&ran_after_free, 1);
     atomic_fetch_add(&running_stages, 1);
-    atomic_fetch_add(&started_stages, 1);
-    while (!jr_ctx_is_cancelled(ctx)) sleep_ms(1);
+    counter_add(&started_stages, 1);
+    jr_token_wait(jr_ctx_token(ctx), HANG_MS * MS);
     sleep_ms(5); /* still running a while after the cancel */
     atomic_fetch_sub(&running_stages, 1);
     return JR_STAGE_EMIT;
@@ -236,6 +238,7 @@ static int32_t hold_until_cancelled(jr_ctx *ctx, void *arg, void *in, void **out
 
 static void freed_mid_run_waits_and_frees_everything(void) {
     books_open();
+    counter_init(&started_stages);
     jr_pool *pool = make_pool(3, 0);
     jr_pipeline *p = make_pipeline(pool, 16);
     CHECK_OK(jr_pipeline_add_stage(p, double_it, NULL, 1, 1));
@@ -243,17 +246,17 @@ static void freed_mid_run_waits_and_frees_everything(void) {
     for (int i = 0; i < 12; i++) {
         CHECK_OK(jr_pipeline_push(p, item_new(i), 0));
     }
-    long deadline = HANG_MS;
-    while (atomic_load(&started_stages) < 2 && deadline-- > 0) sleep_ms(1);
-    CHECK_EQ(atomic_load(&started_stages), 2);
+    CHECK(counter_wait(&started_stages, 2, HANG_MS));
+    CHECK_EQ(counter_get(&started_stages), 2);
     CHECK_OK(jr_pipeline_free(p));
     atomic_store(&freed_flag, 1);
     /* No wait: free returned after the stages and every destructor. */
     CHECK_EQ(atomic_load(&running_stages), 0);
     CHECK_EQ(counter_get(&freed), 12);
-    sleep_ms(20);
-    CHECK_EQ(atomic_load(&ran_after_free), 0);
+    /* Once the pool is freed every job it ever had has ended: none ran a stage late. */
     CHECK_OK(jr_pool_free(pool));
+    CHECK_EQ(atomic_load(&ran_after_free), 0);
+    counter_destroy(&started_stages);
     books_balance();
 
     /* Freed before it ever started, with stages: nothing to do. */
