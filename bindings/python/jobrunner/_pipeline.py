@@ -31,12 +31,11 @@ import ctypes
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from ctypes import byref, c_int32, c_void_p, py_object
-from types import TracebackType
+from ctypes import byref, c_int32, c_void_p
 from typing import TYPE_CHECKING, Any
 
 from . import _jobs, _native
-from ._chan import Channel, ChannelClosed, ChannelEmpty, _drop_item, _from_ptr, _take
+from ._chan import Channel, ChannelClosed, _decref, _drop_item, _from_ptr, _incref, _take
 from ._errors import Cancelled, JobrunnerError, PoolShutdown, check, wait_sliced
 from ._jobs import _local
 from ._native import (
@@ -52,7 +51,7 @@ from ._native import (
 )
 from ._options import _Options
 from ._shared import _Shared
-from ._stream import Stream, _AsyncReader, _DecRef, _exception_message, _IncRef, _Running, _take_from
+from ._stream import Stream, _error_message, _exception_message, _Reader, _Running, _take_from
 from ._sync import CancelToken
 
 if TYPE_CHECKING:
@@ -141,7 +140,7 @@ def _run_stage(ctx: int | None, key: int | None, item: int | None, out: int | No
     if result is DROP:
         return JR_STAGE_DROP
     if result is not obj:
-        _IncRef(result)  # the pipeline's reference to the output
+        _incref(result)  # the pipeline's reference to the output
         _ptr_at(out).value = id(result)  # type: ignore[arg-type]
     return JR_STAGE_EMIT
 
@@ -174,10 +173,10 @@ def _feed(shared: _Shared, state: _PipeState, source: Any, token: CancelToken, f
         else:
             items = _channel_items(source, token) if isinstance(source, Channel) else source
             for item in items:
-                _IncRef(item)
+                _incref(item)
                 if _push(addr, id(item), fast) != _OK:
                     # The pipeline failed, was cancelled or closed: the item is still ours.
-                    _DecRef(item)
+                    _decref(item)
                     stopped = True
                     return
         lib.jr_pipeline_close_input(ptr)
@@ -222,7 +221,7 @@ def _channel_items(ch: Channel, token: CancelToken) -> Iterator[Any]:
             return
 
 
-class Pipeline(_AsyncReader):
+class Pipeline(_Reader):
     """Items through stages of Python functions, each with its own concurrency, ordered
     or not, under a bound on the items inside: ``pool.pipeline(source)``.
 
@@ -231,6 +230,8 @@ class Pipeline(_AsyncReader):
     :meth:`close_input`. Iterate it (``for``, ``async for``) for the outputs. See
     :meth:`Pool.pipeline <jobrunner.Pool.pipeline>` and the package README.
     """
+
+    _next_name = "jr_pipeline_next"
 
     def __init__(
         self,
@@ -316,7 +317,7 @@ class Pipeline(_AsyncReader):
             source, self._source = self._source, None
             if source is None:
                 return self
-            ptr = self._shared.acquire()  # the feeder's borrow
+            self._shared.acquire()  # the feeder's borrow
             try:
                 fut = self._pool._submit(
                     _feed,
@@ -329,7 +330,6 @@ class Pipeline(_AsyncReader):
                 raise
             fut.add_done_callback(lambda _f, shared=self._shared: shared.release())
             self._feeder = fut
-            del ptr
         return self
 
     # -- feeding --
@@ -343,14 +343,14 @@ class Pipeline(_AsyncReader):
         cancelled: reading it says how)."""
         self.start()
         ptr = self._shared.acquire()
-        _IncRef(item)
+        _incref(item)
         try:
             status = wait_sliced(lambda ns: lib.jr_pipeline_push(ptr, id(item), ns), timeout)
         finally:
             self._shared.release()
         if status == _OK:
             return
-        _DecRef(item)  # still ours
+        _decref(item)  # still ours
         if status in (Status.JR_E_TIMEOUT, Status.JR_E_FULL):
             raise TimeoutError("jr_pipeline_push")
         if status == Status.JR_E_CLOSED:
@@ -386,8 +386,7 @@ class Pipeline(_AsyncReader):
                 status = wait_sliced(lambda ns: lib.jr_pipeline_next(ptr, byref(out), ns), timeout)
             if status in (Status.JR_E_JOB_FAILED, Status.JR_E_PANICKED):
                 lib.jr_pipeline_error_code(ptr, byref(code))
-                raw = lib.jr_pipeline_error_message(ptr)
-                message = raw.decode("utf-8", "replace") if raw else None
+                message = _error_message(lib.jr_pipeline_error_message(ptr))
         finally:
             self._shared.release()
         if status == _OK:
@@ -417,23 +416,6 @@ class Pipeline(_AsyncReader):
         exception the source raised, or :class:`jobrunner.Cancelled`."""
         return self._read(timeout)
 
-    def get_nowait(self) -> Any:
-        """The next output if there is one now; else raise
-        :class:`jobrunner.ChannelEmpty` (the end and failures as :meth:`get`)."""
-        try:
-            return self._read(0)
-        except TimeoutError:
-            raise ChannelEmpty(Status.JR_E_EMPTY, "jr_pipeline_next") from None
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return self._read(None)
-        except ChannelClosed:
-            raise StopIteration from None
-
     def _waitable(self) -> tuple[int, _Shared]:
         self.start()
         return WaitKind.JR_WAIT_PIPELINE, self._shared
@@ -456,31 +438,10 @@ class Pipeline(_AsyncReader):
             self._source_stream.close()
         self._shared.close(wait=True)
 
-    @property
-    def closed(self) -> bool:
-        return self._shared.closed
-
-    def __enter__(self) -> Pipeline:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        shared = getattr(self, "_shared", None)
-        if shared is None or shared.closed:
-            return
-        try:
-            if not _jobs._is_finalizing():
-                self._token.cancel()
-            shared.close(wait=False)
-        except Exception:  # pragma: no cover - interpreter teardown
-            pass
+    def _close_nowait(self, shared: _Shared) -> None:
+        if not _jobs._is_finalizing():
+            self._token.cancel()  # a feeder waiting on a channel source stops too
+        shared.close(wait=False)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("started" if self._started else "building")

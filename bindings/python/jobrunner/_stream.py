@@ -17,12 +17,10 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import itertools
-import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures._base import RUNNING
-from ctypes import byref, c_void_p, py_object
-from types import TracebackType
+from ctypes import byref, c_void_p
 from typing import TYPE_CHECKING, Any
 
 from . import _jobs, _native
@@ -31,6 +29,7 @@ from ._errors import Cancelled, JobrunnerError, PoolShutdown, check, wait_sliced
 from ._jobs import Future, _local
 from ._native import FREE_FN, STREAM_FN, CtxP, StreamP, SubmitOptions, Status, Waitable, WaitKind, lib
 from ._shared import _Shared
+from ._sync import _ClosesOnExit
 
 if TYPE_CHECKING:
     from ._options import _Options
@@ -42,8 +41,6 @@ __all__ = ["Stream"]
 _OK = Status.JR_OK
 _FULL = Status.JR_E_FULL
 _TIMEOUT = Status.JR_E_TIMEOUT
-_IncRef = _incref
-_DecRef = _decref
 
 #: How long one readiness wait of ``async for`` lasts in the executor thread before it
 #: goes back to the event loop (which then waits again): bounds how long a thread stays
@@ -142,8 +139,8 @@ def _produce(ctx: int | None, key: int | None, chan: int | None) -> int:
     try:
         it = iter(state.fn(*state.args, **state.kwargs))
         for item in it:
-            _IncRef(item)
-            status = _FULL  # EXPERIMENT
+            _incref(item)
+            status = try_send(chan, id(item))  # GIL kept: no wait
             if status == _FULL:
                 status = send(chan, id(item), -1, None)  # GIL released while it waits
             if status == _OK:
@@ -151,7 +148,7 @@ def _produce(ctx: int | None, key: int | None, chan: int | None) -> int:
             else:
                 # The reader closed the stream, or the job was asked to stop: the item
                 # is still ours, and the generator stops at its yield.
-                _DecRef(item)
+                _decref(item)
                 close = getattr(it, "close", None)
                 if close is not None:
                     close()
@@ -197,25 +194,60 @@ _PRODUCE = STREAM_FN(_produce)
 _PRODUCER_ENDED = FREE_FN(_producer_ended)
 
 
-def _stream_free(ptr: Any) -> None:
-    lib.jr_stream_free(ptr)
+def _error_message(raw: bytes | None) -> str | None:
+    """A C error message (``jr_*_error_message``), decoded."""
+    return raw.decode("utf-8", "replace") if raw else None
 
 
-def _stream_cancel(ptr: Any) -> None:
-    lib.jr_stream_cancel(ptr)
-
-
-class _AsyncReader:
-    """``async for`` over a reader with ``get_nowait`` and a readiness waitable
-    (streams and pipelines)."""
+class _Reader(_ClosesOnExit):
+    """What streams and pipelines share: a handle in a :class:`_Shared`, a ``_read``
+    (raising ChannelClosed at the end, TimeoutError), iteration (``for``, ``async
+    for``), ``get_nowait``, ``closed``, a context manager and a ``__del__`` that closes
+    without waiting."""
 
     _shared: _Shared
+    #: The C call a read makes, for the messages of ChannelEmpty.
+    _next_name = ""
 
-    def get_nowait(self) -> Any:  # pragma: no cover - overridden
+    def _read(self, timeout: float | None) -> Any:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def _waitable(self) -> tuple[int, _Shared]:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _close_nowait(self, shared: _Shared) -> None:
+        """What ``__del__`` does with an open handle: close it without waiting."""
+        shared.close(wait=False)
+
+    def get_nowait(self) -> Any:
+        """The next item if one is there now; else raise :class:`jobrunner.ChannelEmpty`
+        (the end and errors as :meth:`get`)."""
+        try:
+            return self._read(0)
+        except TimeoutError:
+            raise ChannelEmpty(Status.JR_E_EMPTY, self._next_name) from None
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self._read(None)
+        except ChannelClosed:
+            raise StopIteration from None
+
+    @property
+    def closed(self) -> bool:
+        return self._shared.closed
+
+    def __del__(self) -> None:
+        shared = getattr(self, "_shared", None)
+        if shared is None or shared.closed:
+            return
+        try:
+            self._close_nowait(shared)
+        except Exception:  # pragma: no cover - interpreter teardown
+            pass
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self  # type: ignore[return-value]
@@ -248,7 +280,7 @@ class _AsyncReader:
             shared.release()
 
 
-class Stream(_AsyncReader):
+class Stream(_Reader):
     """A generator run as a producer job on the pool: ``pool.stream(gen_fn, *args)``.
 
     Iterate it (``for``, ``async for``) to read the values the generator yields, in
@@ -261,6 +293,8 @@ class Stream(_AsyncReader):
     (then :class:`jobrunner.Cancelled`). :attr:`producer` is a future that completes when
     the producer job has ended: ``None``, the generator's exception, or cancelled.
     """
+
+    _next_name = "jr_stream_next"
 
     def __init__(
         self,
@@ -300,7 +334,7 @@ class Stream(_AsyncReader):
         if status != _OK:
             _producers.pop(key, None)  # arg_free is not called on an error
             check(status, "jr_stream_new")
-        self._shared = _Shared(out, _stream_free, _stream_cancel, "stream")
+        self._shared = _Shared(out, lib.jr_stream_free, lib.jr_stream_cancel, "stream")
         self._state = state
         self._options = options  # what the options point to lives as long as the stream
         self._ended = False
@@ -321,8 +355,7 @@ class Stream(_AsyncReader):
         try:
             status = self._state.read(self._shared.addr, out, timeout)
             if status in (Status.JR_E_PANICKED, Status.JR_E_JOB_FAILED):
-                raw = lib.jr_stream_error_message(ptr)
-                message = raw.decode("utf-8", "replace") if raw else None
+                message = _error_message(lib.jr_stream_error_message(ptr))
         finally:
             self._shared.release()
         if status == _OK:
@@ -354,23 +387,6 @@ class Stream(_AsyncReader):
         (the producer was cancelled), ``ValueError`` once closed."""
         return self._read(timeout)
 
-    def get_nowait(self) -> Any:
-        """The next item if one is there now; else raise :class:`jobrunner.ChannelEmpty`
-        (the end and errors as :meth:`get`)."""
-        try:
-            return self._read(0)
-        except TimeoutError:
-            raise ChannelEmpty(Status.JR_E_EMPTY, "jr_stream_next") from None
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return self._read(None)
-        except ChannelClosed:
-            raise StopIteration from None
-
     # -- stopping --
 
     def cancel(self) -> None:
@@ -383,31 +399,8 @@ class Stream(_AsyncReader):
         in progress on another thread ends first; the handle is freed by the last one."""
         self._shared.close(wait=True)
 
-    @property
-    def closed(self) -> bool:
-        return self._shared.closed
-
     def _waitable(self) -> tuple[int, _Shared]:
         return WaitKind.JR_WAIT_STREAM, self._shared
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        shared = getattr(self, "_shared", None)
-        if shared is not None:
-            try:
-                shared.close(wait=False)
-            except Exception:  # pragma: no cover - interpreter teardown
-                pass
 
     def __repr__(self) -> str:
         return f"<jobrunner.Stream capacity={self.capacity}{' closed' if self.closed else ''}>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ctypes import byref, c_int, c_uint64
 from types import TracebackType
+from typing import TypeVar
 
 from . import _native
 from ._errors import check, to_ns, wait_sliced
@@ -11,8 +12,28 @@ from ._native import CancelReason, SemP, Status, TokenP, lib
 
 __all__ = ["CancelToken", "Semaphore"]
 
+_T = TypeVar("_T")
 
-class _Handle:
+
+class _ClosesOnExit:
+    """A context manager that returns itself and calls ``self.close()`` on exit."""
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self: _T) -> _T:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Handle(_ClosesOnExit):
     """Owner of one C handle: idempotent :meth:`close`, context manager, a ``__del__``
     that is safe at interpreter exit, and use-after-close raising ``ValueError``."""
 
@@ -106,17 +127,6 @@ class CancelToken(_Handle):
     def child(self, timeout: float | None = None) -> CancelToken:
         """A new token cancelled when this one is."""
         return CancelToken(self, timeout)
-
-    def __enter__(self) -> CancelToken:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         if not self._ptr:
