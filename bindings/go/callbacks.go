@@ -112,7 +112,7 @@ var parkCalls, parkYields atomic.Int64
 
 // jrgoChanItemFree deletes the handle of an item C destroys (the item_free of a
 // channel, a stream or a pipeline): one nobody received, or a pipeline's item that was
-// dropped, replaced, or inside at a failure or the free. On any thread.
+// dropped, or inside at a failure or the free. On any thread.
 //
 //export jrgoChanItemFree
 func jrgoChanItemFree(item C.uintptr_t) {
@@ -140,13 +140,11 @@ func jrgoRunStream(jctx *C.jr_ctx, id C.uintptr_t, out *C.jr_chan) C.int32_t {
 }
 
 // jrgoRunStage runs a pipeline stage's Go function on a worker (jr_stage_fn): stage is
-// the stage's runtime/cgo.Handle, item the input's (lent). It writes the output's new
-// handle to *out on JR_STAGE_EMIT (never the input's: the pipeline then deletes the
-// input with its item_free), and leaves it 0 otherwise.
+// the stage's runtime/cgo.Handle, item the input's (lent). On JR_STAGE_EMIT the output
+// is in the item's box (pipeItem), so the item goes on with its handle and *out is
+// left alone.
 //
 //export jrgoRunStage
-func jrgoRunStage(jctx *C.jr_ctx, stage C.uintptr_t, item C.uintptr_t, out *C.uintptr_t) C.int32_t {
-	code, o := cgo.Handle(stage).Value().(stageRunner).run(jctx, item)
-	*out = o
-	return C.int32_t(code)
+func jrgoRunStage(jctx *C.jr_ctx, stage C.uintptr_t, item C.uintptr_t) C.int32_t {
+	return C.int32_t(cgo.Handle(stage).Value().(stageRunner).run(jctx, item))
 }

@@ -30,7 +30,7 @@ extern void jrgoJobDone(uintptr_t id, int32_t state);
 extern void jrgoPark(int32_t slot);
 extern void jrgoChanItemFree(uintptr_t item);
 extern int32_t jrgoRunStream(jr_ctx *ctx, uintptr_t id, jr_chan *out);
-extern int32_t jrgoRunStage(jr_ctx *ctx, uintptr_t stage, uintptr_t item, uintptr_t *out);
+extern int32_t jrgoRunStage(jr_ctx *ctx, uintptr_t stage, uintptr_t item);
 
 // A one-shot Go job's argument is its task's number, submitted with fn_owns_arg: a job
 // that runs ends its Go side itself (jrgoRunJob with once = 1), and arg_free calls back
@@ -272,13 +272,13 @@ jrgo_drained jrgo_stream_drain(jr_stream *s, uintptr_t *buf, size_t cap,
 
 // Pipelines of Go values (pipeline.go): stage_arg is the stage's runtime/cgo.Handle
 // number; items are cgo.Handle numbers, deleted by jrgo_chan_item_free when the
-// pipeline destroys them. The Go stage leaves *out alone (0) or gives a new item.
+// pipeline destroys them. A Go stage writes its output into the item (a box) and
+// leaves *out alone.
 static int32_t jrgo_stage_run(jr_ctx *ctx, void *stage_arg, void *item, void **out) {
 	jrgo_called = 1;
 	jrgo_depth++;
-	uintptr_t o = 0;
-	int32_t code = jrgoRunStage(ctx, (uintptr_t)stage_arg, (uintptr_t)item, &o);
-	if (o != 0) *out = (void *)o;
+	(void)out; // the output is in the item's box: the item goes on as it is
+	int32_t code = jrgoRunStage(ctx, (uintptr_t)stage_arg, (uintptr_t)item);
 	jrgo_depth--;
 	return code;
 }

@@ -57,24 +57,14 @@ func (c *Chan[T]) TrySend(v T) error {
 }
 
 func (c *Chan[T]) send(ctx context.Context, v T, timeoutNs int64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if !c.ref.use() {
-		return ErrClosed
-	}
-	defer c.ref.done(c.free)
-	tok, err := newCtxToken(ctx)
-	if err != nil {
-		return err
-	}
-	defer tok.release()
-	h := newItem(v)
-	st := C.jrgo_chan_send(c.ptr, h, C.int64_t(timeoutNs), tok.ptr())
-	if st != C.JR_OK {
-		dropItem(h) // not sent: still ours
-	}
-	return chanError(ctx, st)
+	return ctxWait(ctx, &c.ref, c.free, func(tok *C.jr_token) C.enum_jr_status {
+		h := newItem(v)
+		st := C.jrgo_chan_send(c.ptr, h, C.int64_t(timeoutNs), tok)
+		if st != C.JR_OK {
+			dropItem(h) // not sent: still ours
+		}
+		return st
+	})
 }
 
 // Recv receives a value, waiting until one comes or ctx is done. It returns
@@ -90,41 +80,17 @@ func (c *Chan[T]) TryRecv() (T, error) {
 }
 
 func (c *Chan[T]) recv(ctx context.Context, timeoutNs int64) (T, error) {
-	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
-	}
-	if !c.ref.use() {
-		return zero, ErrClosed
-	}
-	defer c.ref.done(c.free)
-	tok, err := newCtxToken(ctx)
+	var item C.uintptr_t
+	err := ctxWait(ctx, &c.ref, c.free, func(tok *C.jr_token) C.enum_jr_status {
+		r := C.jrgo_chan_recv(c.ptr, C.int64_t(timeoutNs), tok)
+		item = r.item
+		return r.status
+	})
 	if err != nil {
+		var zero T
 		return zero, err
 	}
-	defer tok.release()
-	r := C.jrgo_chan_recv(c.ptr, C.int64_t(timeoutNs), tok.ptr())
-	if r.status != C.JR_OK {
-		return zero, chanError(ctx, r.status)
-	}
-	return takeItem[T](r.item), nil
-}
-
-// chanError maps a channel call's status to its error.
-func chanError(ctx context.Context, st C.enum_jr_status) error {
-	switch st {
-	case C.JR_OK:
-		return nil
-	case C.JR_E_CLOSED:
-		return ErrClosed
-	case C.JR_E_CANCELLED:
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return context.DeadlineExceeded // the C timer saw the deadline first
-	default:
-		return statusError(st)
-	}
+	return takeItem[T](item), nil
 }
 
 // Close closes the channel for senders: sends fail with ErrClosed from now on

@@ -4,6 +4,7 @@ package jobrunner
 import "C"
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -128,4 +129,43 @@ func cancelledError(cause, returned error) error {
 	default:
 		return fmt.Errorf("%w: %w (the job returned: %w)", ErrCancelled, cause, returned)
 	}
+}
+
+// ctxWait makes one blocking C call on a handle under ctx's token (NULL if ctx can
+// never be done), holding a use of the handle (ref, free) for it: ctx.Err() if ctx is
+// done before, ErrClosed if the handle is freed, else the call's status as waitError
+// maps it. The shape of Chan's sends and receives and Semaphore.Acquire.
+func ctxWait(ctx context.Context, ref *handleRef, free func(),
+	call func(tok *C.jr_token) C.enum_jr_status) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !ref.use() {
+		return ErrClosed
+	}
+	defer ref.done(free)
+	tok, err := newCtxToken(ctx)
+	if err != nil {
+		return err
+	}
+	defer tok.release()
+	return waitError(ctx, call(tok.ptr()))
+}
+
+// waitError maps the status of a C wait that ctx's token could cancel: JR_E_CANCELLED
+// is ctx's error, any other status is statusError's.
+func waitError(ctx context.Context, st C.enum_jr_status) error {
+	if st == C.JR_E_CANCELLED {
+		return ctxDoneError(ctx)
+	}
+	return statusError(st)
+}
+
+// ctxDoneError is the error of a wait ended by ctx's token: ctx.Err(), or
+// context.DeadlineExceeded if the C timer saw the deadline before Go did.
+func ctxDoneError(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
 }

@@ -182,7 +182,7 @@ func Stage[In, Out any](from Source[In], concurrency int, ordered bool,
 
 // stageRunner is what jrgoRunStage needs of a stage.
 type stageRunner interface {
-	run(jctx *C.jr_ctx, item C.uintptr_t) (code int32, out C.uintptr_t)
+	run(jctx *C.jr_ctx, item C.uintptr_t) (code int32)
 }
 
 type stage[In, Out any] struct {
@@ -192,7 +192,7 @@ type stage[In, Out any] struct {
 
 // run runs the stage's function on one item (lent: the pipeline deletes it if it is
 // dropped or the stage fails).
-func (s *stage[In, Out]) run(jctx *C.jr_ctx, item C.uintptr_t) (int32, C.uintptr_t) {
+func (s *stage[In, Out]) run(jctx *C.jr_ctx, item C.uintptr_t) int32 {
 	box := peekItem[*pipeItem](item)
 	c := &jobContext{parent: s.p.ctx, jctx: jctx}
 	v, keep, err, p := s.call(c, box.get().(In))
@@ -203,7 +203,7 @@ func (s *stage[In, Out]) run(jctx *C.jr_ctx, item C.uintptr_t) (int32, C.uintptr
 		C.jr_ctx_panic(jctx, cmsg)
 		C.free(unsafe.Pointer(cmsg))
 		s.p.recordFail(p)
-		return 1, 0
+		return 1
 	case err != nil:
 		code := int32(1)
 		var je *JobError
@@ -214,12 +214,12 @@ func (s *stage[In, Out]) run(jctx *C.jr_ctx, item C.uintptr_t) (int32, C.uintptr
 		C.jr_ctx_fail(jctx, cmsg)
 		C.free(unsafe.Pointer(cmsg))
 		s.p.recordFail(err)
-		return code, 0
+		return code
 	case !keep:
-		return C.JR_STAGE_DROP, 0
+		return C.JR_STAGE_DROP
 	default:
-		box.set(v) // the item goes on with its handle: *out is left alone
-		return C.JR_STAGE_EMIT, 0
+		box.set(v) // the item goes on with its handle
+		return C.JR_STAGE_EMIT
 	}
 }
 

@@ -128,10 +128,7 @@ func WaitAny(ctx context.Context, timeout time.Duration, ws ...Waitable) (int, e
 	case st != C.JR_OK:
 		return -1, statusError(st)
 	case int(ready) == len(ws): // the ctx's token
-		if err := ctx.Err(); err != nil {
-			return -1, err
-		}
-		return -1, context.DeadlineExceeded // the C timer saw the deadline first
+		return -1, ctxDoneError(ctx)
 	default:
 		return int(ready), nil
 	}

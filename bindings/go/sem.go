@@ -39,31 +39,9 @@ func (s *Semaphore) Acquire(ctx context.Context, n int64) error {
 	if n < 1 {
 		return ErrInvalidArg
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if !s.ref.use() {
-		return ErrClosed
-	}
-	defer s.ref.done(s.free)
-	tok, err := newCtxToken(ctx)
-	if err != nil {
-		return err
-	}
-	defer tok.release()
-	st := C.jr_sem_acquire(s.ptr, C.uint64_t(n), -1, tok.ptr())
-	runtime.KeepAlive(s)
-	switch st {
-	case C.JR_OK:
-		return nil
-	case C.JR_E_CANCELLED:
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return context.DeadlineExceeded // the C timer saw the deadline first
-	default:
-		return statusError(st)
-	}
+	return ctxWait(ctx, &s.ref, s.free, func(tok *C.jr_token) C.enum_jr_status {
+		return C.jr_sem_acquire(s.ptr, C.uint64_t(n), -1, tok)
+	})
 }
 
 // TryAcquire takes n permits if they are free now (and nobody queues before), without

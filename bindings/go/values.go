@@ -10,8 +10,8 @@ import (
 
 // Go values that C holds (the items of a Chan, a Stream or a Pipeline) travel as
 // runtime/cgo.Handle numbers: C never sees a Go pointer. Every handle made here is
-// deleted exactly once: by whoever takes the value out (a receive, a read, a stage
-// that replaces its input), or by the C object's item_free (jrgoChanItemFree) for
+// deleted exactly once: by whoever takes the value out (a receive, a read, a
+// pipeline's output; a stage writes into the item's box and keeps its handle), or by the C object's item_free (jrgoChanItemFree) for
 // the items it destroys (buffered when it is freed, dropped by a stage, inside a
 // pipeline that failed or was cancelled). heldValues counts the live ones.
 
