@@ -212,7 +212,7 @@ help:
 	@echo 'make test-rust      unit, integration and doc tests (release), rustdoc -D warnings'
 	@echo 'make test-loom      the loom models of the sleep protocol, the job state machine and the token registrations'
 	@echo 'make test-c         the C tests (tests/c/): $(C_TEST_STEPS)'
-	@echo 'make test-python    the Python binding's pytest suite (bindings/python/tests, in target/py-venv)'
+	@echo 'make test-python    the pytest suite of the Python binding (bindings/python/tests, in target/py-venv)'
 	@echo 'make test-go        the Go binding: gofmt, go vet, go test -race, GC stress, shared build, examples'
 	@echo 'make test-examples  run every example (Rust and C) and check its output'
 	@echo 'make test-install   install into a temporary PREFIX, build a program with pkg-config'
