@@ -21,8 +21,10 @@
 //! sequential result. Not a criterion bench: each run is long (about a second), and the
 //! point is the side-by-side median. See `benches/README.md`.
 //!
-//! `cargo bench --bench pipeline` runs the full sizes; without `--bench` (as under
-//! `cargo test --benches`) a quick smoke run. Environment overrides: `PIPELINE_ITEMS`,
+//! It follows the `make bench` protocol (`bench/PROTOCOL.md`): one JSON line per measured
+//! run on stdout, the tables on stderr. `cargo bench --bench pipeline` runs the full
+//! sizes (`BENCH_QUICK=1`: small ones); without `--bench` (as under `cargo test
+//! --benches`) a smoke run of 10,000 items. Environment overrides: `PIPELINE_ITEMS`,
 //! `PIPELINE_RUNS`, `PIPELINE_WARM_UP`, `PIPELINE_CONCURRENCY`, `PIPELINE_MAX_IN_FLIGHT`,
 //! `PIPELINE_CAPACITY`, `CHANNEL_ITEMS`, `CHANNEL_ONE_ITEMS`, `PIPELINE_ONLY`
 //! (`pipeline` or `channel`), `PIPELINE_SYSTEMS` (`jobrunner` or `crossbeam`: one side
@@ -35,8 +37,11 @@ use std::sync::Mutex;
 use std::thread::Scope;
 use std::time::{Duration, Instant};
 
+use common::{Config, Sample};
 use crossbeam_channel::Receiver;
 use jobrunner::{Channel, Context, Pipeline, Pool};
+
+mod common;
 
 /// Worker threads of the jobrunner pool (the machine has 2 cores).
 const THREADS: usize = 2;
@@ -371,6 +376,26 @@ fn summary(durations: &[Duration]) -> (f64, f64, f64) {
     (median, ns[0], ns[ns.len() - 1])
 }
 
+/// The protocol's JSON lines (`bench/PROTOCOL.md`) for the measured runs of one system:
+/// `name` is `jobrunner` or `crossbeam`; the figure is ns per item.
+/// `peer` names crossbeam's side in the table.
+fn emit(workload: &str, name: &str, peer: &str, measured: &[Duration], items: u64) {
+    let ours = name == "jobrunner";
+    let system = if ours { "jobrunner (Rust)" } else { peer };
+    for took in measured {
+        Sample {
+            workload,
+            system,
+            ours,
+            unit: "ns/item",
+            value: took.as_nanos() as f64 / items as f64,
+            lower_is_better: true,
+            detail: None,
+        }
+        .emit();
+    }
+}
+
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -423,14 +448,24 @@ fn bench_pipeline(setup: Setup, warm_up: usize, runs: usize) {
     let before = pool.stats();
     take_turns(&mut systems, warm_up, runs);
     let after = pool.stats();
+    for system in &systems {
+        let (name, mode) = system.name.split_once(' ').expect("system mode");
+        emit(
+            &format!("pipeline, {mode}"),
+            name,
+            "crossbeam-channel + threads",
+            &system.measured,
+            setup.items,
+        );
+    }
     let jobrunner_systems = systems.iter().filter(|s| s.name.starts_with("jobrunner"));
     let jobrunner_runs = (jobrunner_systems.count() * (warm_up + runs)).max(1) as u64 * setup.items;
 
-    println!(
+    eprintln!(
         "\n### pipeline: {} items, 3 stages (hash, filter dropping ~25%, hash)\n",
         setup.items
     );
-    println!(
+    eprintln!(
         "jobrunner: `Pipeline::run(0..n)` on a pool of {THREADS} threads, concurrency {c} per stage, \
          `max_in_flight` {m}. crossbeam: a source thread, {c} std threads per stage, \
          `crossbeam_channel::bounded({cap})` between stages ({t} threads and the consumer). \
@@ -444,13 +479,13 @@ fn bench_pipeline(setup: Setup, warm_up: usize, runs: usize) {
         seq = sequential_time.as_secs_f64() * 1e3,
         seq_rate = setup.items as f64 / sequential_time.as_secs_f64() / 1e6,
     );
-    println!("| mode | system | M items/s (median) | min | max | ns/item (median) | runs | ratio to crossbeam |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    eprintln!("| mode | system | M items/s (median) | min | max | ns/item (median) | runs | ratio to crossbeam |");
+    eprintln!("|---|---|---:|---:|---:|---:|---:|---:|");
     for system in &systems {
         let (median, min, max) = summary(&system.measured);
         let rate = |ns: f64| setup.items as f64 / ns * 1e3; // M items/s
         let (name, mode) = system.name.split_once(' ').expect("system mode");
-        println!(
+        eprintln!(
             "| {mode} | {name} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} |",
             rate(median),
             rate(max),
@@ -460,7 +495,7 @@ fn bench_pipeline(setup: Setup, warm_up: usize, runs: usize) {
             ratio(&systems, &format!("crossbeam {mode}"), |peer| peer / median),
         );
     }
-    println!(
+    eprintln!(
         "\njobrunner pool, per item entering: {:.2} jobs submitted, {:.3} worker parks, {:.3} unparks, {:.3} steals.",
         (after.submitted - before.submitted) as f64 / jobrunner_runs as f64,
         (after.parks - before.parks) as f64 / jobrunner_runs as f64,
@@ -497,26 +532,35 @@ fn bench_channel(items: u64, one_items: u64, warm_up: usize, runs: usize) {
             ],
         ),
     ];
-    for (_, _, systems) in &mut cases {
+    for (case, n, systems) in &mut cases {
         systems.retain(|system| chosen(system.name));
         take_turns(systems, warm_up, runs);
+        for system in systems.iter() {
+            emit(
+                &format!("channel, {case}"),
+                system.name,
+                "crossbeam-channel",
+                &system.measured,
+                *n,
+            );
+        }
     }
 
-    println!("\n### channel: send + recv, ns per item (u64 items)\n");
-    println!(
+    eprintln!("\n### channel: send + recv, ns per item (u64 items)\n");
+    eprintln!(
         "`jobrunner::Channel::new(cap)` against `crossbeam_channel::bounded(cap)`. 2 threads: one \
          producer, one consumer (std threads, not pool workers); capacity 1024: {items} items per \
          run, capacity 1: {one_items}. 1 thread: send then recv on an empty channel of 1024, \
          {same_items} times (never waits). {runs} measured runs per system after {warm_up} \
          warm-up, taking turns. Lower is better; ratio = jobrunner / crossbeam.\n"
     );
-    println!("| case | system | ns/item (median) | min | max | runs | ratio to crossbeam |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    eprintln!("| case | system | ns/item (median) | min | max | runs | ratio to crossbeam |");
+    eprintln!("|---|---|---:|---:|---:|---:|---:|");
     for (case, n, systems) in &cases {
         for system in systems {
             let (median, min, max) = summary(&system.measured);
             let per = |ns: f64| ns / *n as f64;
-            println!(
+            eprintln!(
                 "| {case} | {} | {:.1} | {:.1} | {:.1} | {} | {} |",
                 system.name,
                 per(median),
@@ -532,31 +576,50 @@ fn bench_channel(items: u64, one_items: u64, warm_up: usize, runs: usize) {
 fn main() {
     let started = Instant::now();
     let load_before = load_average();
+    let config = Config::from_env();
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not: a smoke run.
     let bench_mode = std::env::args().any(|arg| arg == "--bench");
-    let full = |bench: u64, smoke: u64| if bench_mode { bench } else { smoke };
-    let warm_up = env_or("PIPELINE_WARM_UP", full(2, 1)) as usize;
-    let runs = env_or("PIPELINE_RUNS", full(7, 1)) as usize;
+    let full = |bench: u64, quick: u64, smoke: u64| match (bench_mode, config.quick) {
+        (false, _) => smoke,
+        (true, true) => quick,
+        (true, false) => bench,
+    };
+    let warm_up = env_or("PIPELINE_WARM_UP", 1) as usize;
+    let runs = env_or(
+        "PIPELINE_RUNS",
+        if bench_mode { config.runs as u64 } else { 1 },
+    ) as usize;
     let setup = Setup {
-        items: env_or("PIPELINE_ITEMS", full(1_000_000, 10_000)),
+        items: env_or("PIPELINE_ITEMS", full(1_000_000, 50_000, 10_000)),
         concurrency: env_or("PIPELINE_CONCURRENCY", 2) as usize,
         max_in_flight: env_or("PIPELINE_MAX_IN_FLIGHT", 256) as usize,
         capacity: env_or("PIPELINE_CAPACITY", 64) as usize,
     };
     let only = std::env::var("PIPELINE_ONLY").unwrap_or_default();
+    let only = if only.is_empty() {
+        match (config.wants("pipeline"), config.wants("channel")) {
+            (true, false) => "pipeline".to_owned(),
+            (false, true) => "channel".to_owned(),
+            (false, false) => return,
+            (true, true) => only,
+        }
+    } else {
+        only
+    };
 
-    println!("\n## jobrunner vs crossbeam-channel + std threads (medians over the measured runs)");
+    eprintln!("\n## jobrunner vs crossbeam-channel + std threads (medians over the measured runs)");
     if only != "channel" {
         bench_pipeline(setup, warm_up, runs);
     }
     if only != "pipeline" {
         bench_channel(
-            env_or("CHANNEL_ITEMS", full(2_000_000, 10_000)),
-            env_or("CHANNEL_ONE_ITEMS", full(200_000, 1_000)),
+            env_or("CHANNEL_ITEMS", full(2_000_000, 100_000, 10_000)),
+            env_or("CHANNEL_ONE_ITEMS", full(200_000, 10_000, 1_000)),
             warm_up,
             runs,
         );
     }
-    println!(
+    eprintln!(
         "\n(pipeline bench total: {:.1} s; load average before: {load_before}, after: {})",
         started.elapsed().as_secs_f64(),
         load_average()
