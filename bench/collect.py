@@ -24,7 +24,9 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 KEYS = {"workload", "system", "unit", "value", "ours", "lower_is_better"}
@@ -108,7 +110,10 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def chart(rows: list[dict], path: Path) -> bool:
+def chart(rows: list[dict], path: Path, title: str) -> bool:
+    """Small multiples: one panel per workload, one horizontal bar per system, its ratio
+    to the best peer (log scale: 1 is the best peer, left of it is better). jobrunner's
+    bars are the dark ones."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -117,25 +122,66 @@ def chart(rows: list[dict], path: Path) -> bool:
         print("bench: matplotlib is not installed: no chart (make bench installs it in "
               "target/py-venv)", file=sys.stderr)
         return False
-    workloads = sorted({r["workload"] for r in rows})
-    systems = sorted({r["system"] for r in rows})
-    width = 0.8 / max(len(systems), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(workloads)), 4))
-    for i, system in enumerate(systems):
-        xs, ys = [], []
-        for j, workload in enumerate(workloads):
-            for r in rows:
-                if r["workload"] == workload and r["system"] == system:
-                    xs.append(j + i * width)
-                    ys.append(r["ratio"])
-        ax.bar(xs, ys, width, label=system)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))], workloads)
-    ax.set_ylabel("ratio to the best system (1 = best, higher is worse)")
-    ax.axhline(1.0, color="black", linewidth=0.5)
-    ax.legend(fontsize="small")
+    workloads = list(dict.fromkeys(r["workload"] for r in rows if r["ratio"] is not None))
+    if not workloads:
+        return False
+    cols = 3
+    nrows = (len(workloads) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(15, 1.0 + 1.9 * nrows), squeeze=False)
+    ratios = [r["ratio"] for r in rows if r["ratio"]]
+    lo, hi = min(ratios + [1.0]) / 1.4, max(ratios + [1.0]) * 1.4
+    for ax, workload in zip(axes.flat, workloads):
+        group = [r for r in rows if r["workload"] == workload and r["ratio"] is not None]
+        names = [r["system"] for r in group]
+        values = [r["ratio"] for r in group]
+        colours = ["#1f4e79" if r["ours"] else "#a6bddb" for r in group]
+        ax.barh(range(len(group)), values, color=colours)
+        ax.set_yticks(range(len(group)), names, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ticks = [t for t in (0.1, 0.25, 0.5, 1, 2, 4, 10, 25, 50, 100) if lo <= t <= hi]
+        ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+        ax.minorticks_off()
+        ax.axvline(1.0, color="black", linewidth=0.6)
+        unit = group[0]["unit"]
+        ax.set_title(f"{workload} ({unit})", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        for i, r in enumerate(group):
+            ax.text(r["ratio"], i, f" {r['ratio']:.2f}x", va="center", fontsize=6)
+    for ax in list(axes.flat)[len(workloads):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return True
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpus": os.cpu_count()}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        info["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], text=True,
+                                        capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return info
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def main() -> int:
@@ -145,21 +191,38 @@ def main() -> int:
     parser.add_argument("--out", default="bench")
     parser.add_argument("commands", nargs="+")
     args = parser.parse_args()
+    info = machine()
+    info["load average before"] = load_average()
+    started = time.monotonic()
     samples: list[dict] = []
     for round_ in range(args.runs):
         for cmd in args.commands:
-            print(f"bench: round {round_ + 1}/{args.runs}: {cmd}", file=sys.stderr, flush=True)
+            print(f"\nbench: round {round_ + 1}/{args.runs}: {cmd}", file=sys.stderr,
+                  flush=True)
             for s in run_once(cmd, args.quick):
                 s["round"] = round_
                 samples.append(s)
+    info["load average after"] = load_average()
+    info["minutes"] = round((time.monotonic() - started) / 60, 1)
+    info["rounds"] = args.runs
+    info["quick"] = args.quick
     rows = summarise(samples)
     out = Path(args.out)
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    header = (f"Measured {info['date']} on {info.get('cpu', 'unknown CPU')} "
+              f"({info['cpus']} CPUs), commit {info.get('commit', '?')}, "
+              f"{args.runs} rounds{' (QUICK sizes)' if args.quick else ''} in "
+              f"{info['minutes']} min; load average {info['load average before']} before, "
+              f"{info['load average after']} after. Median over the rounds; ratio = "
+              f"median / the best peer's median (above 1: slower than the best peer).\n\n")
     table = markdown(rows)
-    (out / "results.md").write_text(table)
-    (out / "results.json").write_text(json.dumps({"samples": samples, "rows": rows}, indent=1))
-    chart(rows, out / "results.png")
-    print(table)
+    (out / "results.md").write_text(header + table)
+    (out / "results.json").write_text(json.dumps(
+        {"machine": info, "samples": samples, "rows": rows}, indent=1) + "\n")
+    chart(rows, out / "results.png",
+          f"jobrunner vs peers, ratio to the best peer (log scale; dark: jobrunner), "
+          f"{info['date']}, {info['cpus']} CPUs")
+    print(header + table)
     return 0
 
 
