@@ -57,7 +57,7 @@ func benchFanOut(cfg config, pool *jobrunner.Pool, iters uint64) {
 			if !measured {
 				return
 			}
-			detail := fmt.Sprintf("%s jobs of %d spins (~20 µs)", thousands(n), iters)
+			detail := fmt.Sprintf("%s jobs of %s spins (~20 µs)", thousands(n), thousands(int(iters)))
 			if cfg.wants(fanOutWorkload) {
 				sample{Workload: fanOutWorkload, System: system, Ours: ours, Unit: "ms",
 					Value: ms(elapsed), LowerIsBetter: true, Detail: detail}.emit()
@@ -134,7 +134,7 @@ func benchNative(cfg config, pool *jobrunner.Pool, iters uint64) {
 			if measured {
 				sample{Workload: nativeWorkload, System: system, Ours: ours, Unit: "ms",
 					Value: ms(elapsed), LowerIsBetter: true,
-					Detail: fmt.Sprintf("%s C jobs of %d spins (~20 µs)", thousands(n), iters)}.emit()
+					Detail: fmt.Sprintf("%s C jobs of %s spins (~20 µs)", thousands(n), thousands(int(iters)))}.emit()
 			}
 		}
 	}
