@@ -37,16 +37,24 @@ probe_dir=$(mktemp -d)
 trap 'rm -rf "$probe_dir"' EXIT
 printf '#include <oneapi/tbb/task_group.h>\nint main() { tbb::task_group g; g.run([] {}); g.wait(); }\n' \
     >"$probe_dir/probe.cpp"
-if command -v "$CXX" >/dev/null 2>&1 &&
-    "$CXX" -std=c++17 $tbb_cflags "$probe_dir/probe.cpp" -o "$probe_dir/probe" $tbb_libs \
+if ! command -v "$CXX" >/dev/null 2>&1; then
+    missing="no C++ compiler ($CXX). To include it: apt-get install g++ libtbb-dev"
+elif ! "$CXX" -std=c++17 $tbb_cflags "$probe_dir/probe.cpp" -o "$probe_dir/probe" $tbb_libs \
         >/dev/null 2>&1; then
+    missing="oneTBB is not installed. To include it: apt-get install libtbb-dev"
+else
+    missing=
+fi
+if [ -z "$missing" ]; then
     echo "bench/c: building bench-c with its oneTBB task_group peer" >&2
     set -x
     "$CC" $cflags -DBENCH_HAVE_TBB -c "$src/bench.c" -o "$out/bench.o"
     "$CXX" $cxxflags $tbb_cflags -c "$src/tbb_peer.cpp" -o "$out/tbb_peer.o"
     "$CXX" -pthread "$out/bench.o" "$out/tbb_peer.o" -o "$out/bench-c" $static_link $tbb_libs
+    { set +x; } 2>/dev/null
 else
-    echo "SKIPPED: oneTBB (libtbb-dev) or a C++ compiler ($CXX) is missing: bench-c is built without its oneTBB task_group peer. To include it: apt-get install libtbb-dev" >&2
+    echo "SKIPPED: bench-c is built without its oneTBB task_group peer: $missing" >&2
     set -x
     "$CC" $cflags "$src/bench.c" -o "$out/bench-c" $static_link
+    { set +x; } 2>/dev/null
 fi
