@@ -25,9 +25,10 @@ fi
 mkdir -p "$out"
 
 # Compile and link flags: the Makefile's C_FLAGS with -O2 instead of -g, and its
-# C_STATIC_LINK.
+# C_STATIC_LINK. The C++ side has no -Werror: a newer compiler may warn inside oneTBB's
+# own headers, which must not break make bench.
 cflags="-std=c11 -O2 -Wall -Wextra -Werror -pthread -I$root/include"
-cxxflags="-std=c++17 -O2 -Wall -Wextra -Werror -pthread"
+cxxflags="-std=c++17 -O2 -Wall -Wextra -pthread"
 static_link="$lib -lpthread -ldl -lm"
 
 # oneTBB is there if a C++ program including task_group.h links with -ltbb.
