@@ -12,7 +12,8 @@ Workloads (sizes full / quick):
 ``python: spawn`` (µs per job)
     N = 100,000 / 10,000 trivial callables (``abs(i)``) submitted one by one from the
     main thread, then every ``result()`` taken in submission order; the sum is checked.
-    Timed: from the first ``submit`` to the last ``result()``.
+    Timed: from the first ``submit`` to the futures' release after the last
+    ``result()`` (a jobrunner future frees its C job handle then).
 ``python: fan-out (native job)`` (ms) and ``python: native 1→2 threads speedup`` (x)
     20,000 / 2,000 calls of a C function doing ~20 µs of integer work (the calibrated
     recurrence of benches/common, compiled here with cc), submitted from the main thread,
@@ -233,7 +234,7 @@ def spawn(config: Config) -> None:
         total = 0
         for fut in futures:
             total += fut.result()
-        return total
+        return total  # the futures are freed on return, inside the clock
 
     def system(name: str, executor: concurrent.futures.Executor) -> Callable[[bool], None]:
         def once(emit: bool) -> None:
@@ -381,6 +382,17 @@ def block(started: threading.Barrier, release: threading.Event) -> None:
     release.wait()
 
 
+def hold_workers(executor: concurrent.futures.Executor, threads: int) -> threading.Event:
+    """Put a blocker on each of the ``threads`` workers and return once every one runs
+    (so every job submitted earlier has been taken); set the event to release them."""
+    started = threading.Barrier(threads + 1)
+    release = threading.Event()
+    for _ in range(threads):
+        executor.submit(block, started, release)
+    started.wait()
+    return release
+
+
 def waiter(futures: list[concurrent.futures.Future[Any]], ready: threading.Event,
            cancelled: list[int]) -> None:
     """The cancellation's waiter: blocks on the first future, then walks the others;
@@ -395,6 +407,11 @@ def waiter(futures: list[concurrent.futures.Future[Any]], ready: threading.Event
     cancelled.append(count)
 
 
+#: Queues n jobs that append to the list given if they run; returns their futures and
+#: the call that cancels them all.
+Queue = Callable[[list[None]], tuple[list[Any], Callable[[], None]]]
+
+
 def cancellation(config: Config) -> None:
     """``python: cancellation``: ms from the cancel of n queued jobs to their waiter's
     return."""
@@ -404,26 +421,11 @@ def cancellation(config: Config) -> None:
     log(f"\n{workload}: {n:,} queued jobs (every worker blocked), cancelled; "
         f"{threads} workers. jobrunner: one CancelToken; {TPE}: Future.cancel() on each")
 
-    def run(name: str, executor: concurrent.futures.Executor, emit: bool) -> None:
-        started = threading.Barrier(threads + 1)
-        release = threading.Event()
-        blockers = [executor.submit(block, started, release) for _ in range(threads)]
-        started.wait()  # every worker is now held
+    def run(name: str, executor: concurrent.futures.Executor, queue: Queue,
+            emit: bool) -> None:
+        release = hold_workers(executor, threads)
         ran: list[None] = []
-        token = jobrunner.CancelToken() if name == OURS else None
-        if isinstance(executor, jobrunner.Pool):
-            submit = executor.options(token=token).submit
-        else:
-            submit = executor.submit
-        futures = [submit(ran.append, None) for _ in range(n)]
-
-        if token is not None:
-            cancel_all = token.cancel
-        else:
-            def cancel_all() -> None:
-                for fut in futures:
-                    fut.cancel()
-
+        futures, cancel_all = queue(ran)
         ready = threading.Event()
         seen: list[int] = []
         watcher = threading.Thread(target=waiter, args=(futures, ready, seen))
@@ -439,12 +441,9 @@ def cancellation(config: Config) -> None:
         seconds = time.perf_counter() - t0
 
         release.set()
-        for fut in blockers:
-            fut.result()
-        if token is None:  # the workers discard the cancelled items: wait for that
-            concurrent.futures.wait(futures)
-        else:
-            token.close()
+        # ThreadPoolExecutor's workers still take each cancelled item off its queue:
+        # once a blocker runs on every worker, they have.
+        hold_workers(executor, threads).set()
         expect(seen == [n], f"{workload}, {name}: the waiter saw {seen} of {n} cancelled")
         expect(all(fut.cancelled() for fut in futures), f"{workload}, {name}: not all cancelled")
         expect(not ran, f"{workload}, {name}: {len(ran)} cancelled jobs ran")
@@ -453,7 +452,21 @@ def cancellation(config: Config) -> None:
                         detail=f"the cancel returned at {cancelled_at * 1e3:.0f} ms")
 
     with executors(threads) as (pool, tpe):
-        rounds(config, [lambda emit: run(OURS, pool, emit), lambda emit: run(TPE, tpe, emit)])
+        def queue_ours(ran: list[None]) -> tuple[list[Any], Callable[[], None]]:
+            token = jobrunner.CancelToken()
+            submit = pool.options(token=token).submit
+            return [submit(ran.append, None) for _ in range(n)], token.cancel
+
+        def queue_tpe(ran: list[None]) -> tuple[list[Any], Callable[[], None]]:
+            futures = [tpe.submit(ran.append, None) for _ in range(n)]
+
+            def cancel_all() -> None:
+                for fut in futures:
+                    fut.cancel()
+            return futures, cancel_all
+
+        rounds(config, [lambda emit: run(OURS, pool, queue_ours, emit),
+                        lambda emit: run(TPE, tpe, queue_tpe, emit)])
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -494,7 +507,9 @@ def main() -> int:
     try:
         for workload, run in WORKLOADS.items():
             if config.wants(workload):
+                t0 = time.perf_counter()
                 run(config)
+                log(f"  ({workload}: {time.perf_counter() - t0:.1f} s)")
     except WrongResult as exc:
         log(f"bench.py: WRONG RESULT: {exc}")
         return 1
