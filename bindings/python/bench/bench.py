@@ -314,6 +314,7 @@ def fan_out_native(config: Config) -> None:
         futures = [submit(item, i) for i in range(n)]
         return [fut.result() for fut in futures]
 
+    #: Each system's time on one worker in the current round (when threads > 1).
     one_worker: dict[str, float] = {}
 
     def system(name: str, workers: int, executor: Any,
@@ -322,20 +323,22 @@ def fan_out_native(config: Config) -> None:
             seconds, results = timed(lambda: run(executor))
             expect(results == [base ^ i for i in range(n)],
                    f"{workload}, {name}, {workers} workers: wrong results")
-            if workers == 1:
+            if workers < threads:
                 one_worker[name] = seconds
-            elif emit:
+                return
+            if emit:
                 config.emit(workload, name, "ms", seconds * 1e3)
+            if emit and name in one_worker:
                 config.emit(speedup, name, "x", one_worker[name] / seconds,
                             lower_is_better=False,
                             detail=f"{one_worker[name] * 1e3:.0f} → {seconds * 1e3:.0f} ms")
         return once
 
     with executors(1) as (pool1, tpe1), executors(threads) as (pool, tpe):
-        rounds(config, [
-            system(OURS, 1, pool1, run_ours), system(TPE, 1, tpe1, run_tpe),
-            system(OURS, threads, pool, run_ours), system(TPE, threads, tpe, run_tpe),
-        ])
+        systems = [system(OURS, threads, pool, run_ours), system(TPE, threads, tpe, run_tpe)]
+        if threads > 1:
+            systems[:0] = [system(OURS, 1, pool1, run_ours), system(TPE, 1, tpe1, run_tpe)]
+        rounds(config, systems)
 
 
 # --- python: fan-out (Python callable) ------------------------------------------------------
