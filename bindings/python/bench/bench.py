@@ -101,9 +101,7 @@ int32_t spin_job(jr_ctx *ctx, void *arg, void **result) {
     return 0;
 }
 
-/* The signature a native job must have, checked by the compiler. */
-static const jr_job_fn spin_job_is_a_job_fn = spin_job;
-const void *spin_job_check(void) { return (const void *)spin_job_is_a_job_fn; }
+_Static_assert(_Generic(&spin_job, jr_job_fn: 1, default: 0), "spin_job is not a jr_job_fn");
 """
 
 MASK = (1 << 64) - 1
