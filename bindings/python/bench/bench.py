@@ -179,7 +179,7 @@ class Config:
         }
         if detail:
             line["detail"] = detail
-        print(json.dumps(line, ensure_ascii=False), flush=True)
+        print(json.dumps(line), flush=True)
         note = f"  ({detail})" if detail else ""
         log(f"  {workload:<38} {system:<20} {value:>10.3f} {unit}{note}")
         self.seen[(workload, system)].append(value)
