@@ -1,32 +1,55 @@
-"""Benchmark: jobrunner.Pool against its peers, in the same run, runs alternating.
+"""The Python bench of `make bench`: jobrunner.Pool against ThreadPoolExecutor.
 
-1. Trivial callables: submit N trivial Python callables (``int``), then take every
-   result, per job; jobrunner.Pool against ThreadPoolExecutor with the same number of
-   threads. Every job is a real jobrunner job on the pool (its own C job, cancellable)
-   with a real concurrent.futures.Future. Runs alternate (TPE, ours, TPE, ours, ...).
-2. The cost of one C->Python callback on a worker, with the worker's lasting thread
-   state (our thread hooks) and without (ctypes then makes one per call).
-3. Native jobs: a CPU-bound C job (built here with cc) submitted M times with
-   submit_native, wall time on 1 and on 2 threads; in the same run, the ceiling: the
-   same work on plain pthreads (an atomic counter hands out the M items), and the same
-   jobs submitted to jobrunner from C (no Python), each on 1 and 2 threads.
+Follows bench/PROTOCOL.md: one JSON line per measured run on stdout, everything else on
+stderr; BENCH_QUICK, BENCH_RUNS, BENCH_THREADS and BENCH_ONLY from the environment. For
+each workload, one warm-up run of every system (not printed), then BENCH_RUNS rounds
+in which every system runs once, in a fixed order. Both systems get BENCH_THREADS
+workers (default 2), made before the warm-up and kept for the workload's runs. Every run
+checks its results and the program exits non-zero on a wrong one.
 
-The machine these numbers come from is shared and noisy: compare only within a run,
-look at the medians, and at the spread (every run is printed with --verbose).
+Workloads (sizes full / quick):
 
-Run from the repository root after `cargo build --release`:
+``python: spawn`` (µs per job)
+    N = 100,000 / 10,000 trivial callables (``abs(i)``) submitted one by one from the
+    main thread, then every ``result()`` taken in submission order; the sum is checked.
+    Timed: from the first ``submit`` to the futures' release after the last
+    ``result()`` (a jobrunner future frees its C job handle then).
+``python: fan-out (native job)`` (ms) and ``python: native 1→2 threads speedup`` (x)
+    20,000 / 2,000 calls of a C function doing ~20 µs of integer work (the calibrated
+    recurrence of benches/common, compiled here with cc), submitted from the main thread,
+    then every result gathered and checked. jobrunner runs it as a native job
+    (``Pool.submit_native``: a ``jr_job_fn`` the workers call without the GIL);
+    ThreadPoolExecutor runs a ctypes call to the same function (ctypes releases the GIL
+    for the call). Timed as spawn. Each system runs on 1 worker and on BENCH_THREADS
+    workers in every round; the ms row is the BENCH_THREADS run, the speedup row is the
+    1-worker time over it, in the same round.
+``python: fan-out (Python callable)`` (ms)
+    20,000 / 2,000 Python calls of ~20 µs each (the same recurrence in Python), results
+    gathered and checked; timed as spawn. The GIL runs one call at a time in either
+    system: this measures the overhead per job around real Python work.
+``python: cancellation`` (ms)
+    With every worker held by a blocker job, 100,000 / 10,000 jobs are queued and a
+    waiter thread blocks on the first one's ``exception()``. Timed: from the cancel to
+    the waiter having seen every future cancelled (it then walks the others, each
+    ``exception()`` raising ``CancelledError``); the detail says when the cancel call
+    itself returned. jobrunner cancels one ``CancelToken`` every job was submitted with
+    (``token.cancel()``, which returns once every queued job has ended cancelled);
+    ThreadPoolExecutor calls ``Future.cancel()`` on each future. Checked: the waiter saw
+    every future cancelled, none ran.
 
-    JOBRUNNER_LIBRARY=target/release/libjobrunner.so PYTHONPATH=bindings/python \\
-        python3 bindings/python/bench/bench.py [--jobs 100000] [--threads 2] [--repeat 7]
+Run from the repository root after ``make lib``:
 
-(or with the package installed by `pip install ./bindings/python`, no variables).
+    JOBRUNNER_LIBRARY=$PWD/target/release/libjobrunner.so PYTHONPATH=$PWD/bindings/python \\
+        python3 bindings/python/bench/bench.py
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import ctypes
+import gc
+import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -34,287 +57,467 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jobrunner
 
-NATIVE_C = r"""
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <time.h>
-#ifdef WITH_JOBRUNNER
-#include "jobrunner.h"
-#else
-typedef struct jr_ctx jr_ctx;
-#endif
+OURS = "jobrunner (Python)"
+TPE = "ThreadPoolExecutor"
+REPO = Path(__file__).resolve().parents[3]
 
-/* The work: a dependent chain of SPIN multiply-adds, nothing shared. */
-static uint64_t work(uint64_t x) {
-    x += 1;
-    for (int i = 0; i < SPIN; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    return x & 0xffff;
+#: The work item of every bench program (benches/common/mod.rs, ``spin``): a serial
+#: integer recurrence, here in C (a native job, and a function ctypes can call) and in
+#: Python. ``spin_job`` is a ``jr_job_fn``: its result is the recurrence's value XOR its
+#: argument, so every result names the job that made it.
+NATIVE_C = r"""
+#include <stdint.h>
+#include "jobrunner.h"
+
+static volatile uint64_t rounds_per_item = 1;
+
+static uint64_t spin(uint64_t rounds) {
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    for (uint64_t i = 0; i < rounds; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        x ^= x >> 29;
+    }
+    return x;
 }
 
-/* The jr_job_fn submitted with submit_native. */
-int32_t spin(jr_ctx *ctx, void *arg, void **result) {
+void set_rounds_per_item(uint64_t rounds) { rounds_per_item = rounds; }
+
+uint64_t spin_rounds(uint64_t rounds) { return spin(rounds); }
+
+uint64_t spin_item(uint64_t i) { return spin(rounds_per_item) ^ i; }
+
+int32_t spin_job(jr_ctx *ctx, void *arg, void **result) {
     (void)ctx;
-    *result = (void *)(uintptr_t)work((uint64_t)(uintptr_t)arg);
+    *result = (void *)(uintptr_t)spin_item((uint64_t)(uintptr_t)arg);
     return 0;
 }
 
-/* The ceiling: `jobs` items of the same work on `threads` pthreads. */
-static atomic_long next_item;
-static long total_items;
-static atomic_ulong sink;
-
-static void *pthread_worker(void *unused) {
-    (void)unused;
-    uint64_t acc = 0;
-    long i;
-    while ((i = atomic_fetch_add(&next_item, 1)) < total_items) acc += work((uint64_t)i);
-    atomic_fetch_add(&sink, acc);
-    return NULL;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* Wall seconds to run `jobs` items on `threads` pthreads (threads made inside). */
-double spin_pthreads(int threads, long jobs) {
-    pthread_t tid[64];
-    atomic_store(&next_item, 0);
-    total_items = jobs;
-    double t0 = now_s();
-    for (int t = 0; t < threads; t++) pthread_create(&tid[t], NULL, pthread_worker, NULL);
-    for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
-    return now_s() - t0;
-}
-
-#ifdef WITH_JOBRUNNER
-/* Wall seconds to submit `jobs` spin jobs from C to a new pool of `threads` threads
-   (made before the clock starts) and wait for all; -1 on an error. */
-double spin_jobrunner_c(int threads, long jobs, jr_job **handles) {
-    jr_pool_options options = jr_pool_options_default();
-    options.threads = (size_t)threads;
-    jr_pool *pool = NULL;
-    if (jr_pool_new(&options, &pool) != JR_OK) return -1;
-    double t0 = now_s();
-    for (long i = 0; i < jobs; i++)
-        if (jr_submit(pool, spin, (void *)(uintptr_t)i, NULL, &handles[i]) != JR_OK) return -1;
-    for (long i = 0; i < jobs; i++)
-        if (jr_job_wait(handles[i], -1) != JR_OK) return -1;
-    double elapsed = now_s() - t0;
-    for (long i = 0; i < jobs; i++) jr_job_free(handles[i]);
-    jr_pool_free(pool);
-    return elapsed;
-}
-#endif
+_Static_assert(_Generic(&spin_job, jr_job_fn: 1, default: 0), "spin_job is not a jr_job_fn");
 """
 
-
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
+MASK = (1 << 64) - 1
 
 
-def show(label: str, runs: list[float], unit: str, verbose: bool) -> None:
-    every = "  [" + " ".join(f"{x:.2f}" for x in runs) + "]" if verbose else ""
-    print(f"  {label:<34} median {median(runs):8.2f} {unit}  (min {min(runs):.2f}, "
-          f"max {max(runs):.2f}){every}")
+def py_spin(rounds: int) -> int:
+    """The recurrence in Python."""
+    x = 0x9E3779B97F4A7C15
+    for _ in range(rounds):
+        x = (x * 6364136223846793005 + 1442695040888963407) & MASK
+        x ^= x >> 29
+    return x
 
 
-# --- 1. trivial callables -------------------------------------------------------------------
+def py_item(i: int, rounds: int) -> int:
+    """The Python fan-out's job: ``rounds`` of the recurrence, XOR the job's index."""
+    return py_spin(rounds) ^ i
 
 
-def per_job_us(executor: concurrent.futures.Executor, n: int) -> float:
-    """Submit n trivial callables, then take every result: wall µs per job."""
+# --- the protocol ---------------------------------------------------------------------------
+
+
+class WrongResult(Exception):
+    """A run's result is wrong: the bench exits non-zero."""
+
+
+def expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise WrongResult(what)
+
+
+@dataclass
+class Config:
+    """The ``BENCH_*`` settings of this invocation."""
+
+    quick: bool
+    runs: int
+    threads: int
+    only: list[str]
+    #: Every emitted value, by (workload, system), for the summary on stderr.
+    seen: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    @classmethod
+    def from_env(cls) -> Config:
+        def number(name: str, default: int) -> int:
+            value = os.environ.get(name) or str(default)
+            try:
+                return max(1, int(value))
+            except ValueError:
+                sys.exit(f"bench.py: {name}={value}: not a number")
+
+        only = os.environ.get("BENCH_ONLY") or ""
+        return cls(
+            quick=os.environ.get("BENCH_QUICK") == "1",
+            runs=number("BENCH_RUNS", 5),
+            threads=number("BENCH_THREADS", 2),
+            only=[w.strip() for w in only.split(",") if w.strip()],
+        )
+
+    def size(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+    def wants(self, workload: str) -> bool:
+        """Whether BENCH_ONLY selects ``workload`` (its id, with or without the
+        ``python: `` prefix)."""
+        short = workload.removeprefix("python: ")
+        return not self.only or workload in self.only or short in self.only
+
+    def emit(self, workload: str, system: str, unit: str, value: float,
+             lower_is_better: bool = True, detail: str | None = None) -> None:
+        """Print one measured run: its JSON line on stdout, a line for humans on stderr."""
+        line: dict[str, Any] = {
+            "workload": workload, "system": system, "ours": system == OURS, "unit": unit,
+            "value": round(value, 4), "lower_is_better": lower_is_better,
+        }
+        if detail:
+            line["detail"] = detail
+        print(json.dumps(line), flush=True)
+        note = f"  ({detail})" if detail else ""
+        log(f"  {workload:<38} {system:<20} {value:>10.3f} {unit}{note}")
+        self.seen[(workload, system)].append(value)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def rounds(config: Config, systems: list[Callable[[bool], None]]) -> None:
+    """One warm-up run of every system (``emit`` False), then ``config.runs`` rounds in
+    which every system runs once, in the order given."""
+    for run in systems:
+        run(False)
+    for _ in range(config.runs):
+        for run in systems:
+            run(True)
+
+
+@contextmanager
+def executors(threads: int) -> Iterator[tuple[jobrunner.Pool, concurrent.futures.Executor]]:
+    """A jobrunner pool and a ThreadPoolExecutor with ``threads`` workers each."""
+    with jobrunner.Pool(threads=threads) as pool, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=threads) as tpe:
+        yield pool, tpe
+
+
+def timed(body: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds ``body()`` takes, and what it returns. Collects garbage first, so that no
+    run pays for the one before it."""
+    gc.collect()
     t0 = time.perf_counter()
-    futures = [executor.submit(int) for _ in range(n)]
-    for fut in futures:
-        fut.result()
-    elapsed = time.perf_counter() - t0
-    del futures  # freed outside the clock, as ThreadPoolExecutor's are
-    return elapsed / n * 1e6
+    out = body()
+    return time.perf_counter() - t0, out
 
 
-def bench_trivial(threads: int, n: int, repeat: int, verbose: bool) -> tuple[float, float]:
-    print(f"\n1. submit+result of {n} trivial callables, {threads} threads, "
-          f"{repeat} runs each, alternating (after one warm-up run each):")
-    tpe_runs: list[float] = []
-    ours_runs: list[float] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as tpe, \
-            jobrunner.Pool(threads=threads) as pool:
-        per_job_us(tpe, n)
-        per_job_us(pool, n)
-        for _ in range(repeat):
-            tpe_runs.append(per_job_us(tpe, n))
-            ours_runs.append(per_job_us(pool, n))
-    show("ThreadPoolExecutor", tpe_runs, "us/job", verbose)
-    show("jobrunner.Pool", ours_runs, "us/job", verbose)
-    pairs = [t / o for t, o in zip(tpe_runs, ours_runs)]
-    print(f"  ratio of the medians {median(tpe_runs) / median(ours_runs):.2f}x "
-          f"(median of the per-pair ratios {median(pairs):.2f}x)")
-    return median(tpe_runs), median(ours_runs)
+# --- python: spawn ----------------------------------------------------------------------------
 
 
-# --- 2. the worker thread state --------------------------------------------------------------
+def spawn(config: Config) -> None:
+    """``python: spawn``: µs per trivial callable, from submit to result."""
+    n = config.size(100_000, 10_000)
+    workload = "python: spawn"
+    log(f"\n{workload}: {n:,} x submit(abs, i), then every result(); "
+        f"{config.threads} workers")
 
-
-def callback_us(pool: jobrunner.Pool, n: int) -> float:
-    """µs per C->Python callback (an empty ctypes job function) on a one-thread pool:
-    n jobs queued behind the blocked worker, then timed from release to the last end."""
-    from jobrunner import _native, _options
-
-    empty = _native.JOB_FN(lambda ctx, arg, result: 0)
-    release = threading.Event()
-    parked = threading.Barrier(2)
-    pool.submit(lambda: (parked.wait(), release.wait()))
-    parked.wait()
-    opts = _options._Options(arg_free=False)
-    jobs = []
-    for _ in range(n):
-        job = _native.JobP()
-        _native.fast.jr_submit(pool._ptr, empty, 0, opts.ref, ctypes.byref(job))
-        jobs.append(job)
-    t0 = time.perf_counter()
-    release.set()
-    # Jobs from outside the pool start in submission order: with one worker the last
-    # to end is the last submitted.
-    _native.lib.jr_job_wait(jobs[-1], -1)
-    elapsed = time.perf_counter() - t0
-    for job in jobs:
-        _native.lib.jr_job_wait(job, -1)
-        _native.fast.jr_job_free(job)
-    return elapsed / n * 1e6
-
-
-def bare_pool() -> jobrunner.Pool:
-    """A one-thread pool made without the thread hooks."""
-    from jobrunner import _native
-
-    opts = _native.lib.jr_pool_options_default()
-    opts.threads = 1
-    raw = _native.PoolP()
-    _native.lib.jr_pool_new(ctypes.byref(opts), ctypes.byref(raw))
-    bare = jobrunner.Pool.__new__(jobrunner.Pool)
-    bare._name = None
-    bare._setup(raw, borrowed=False)
-    return bare
-
-
-def bench_hooks(n: int, repeat: int, verbose: bool) -> None:
-    print(f"\n2. one C->Python callback on a worker ({n} empty ctypes jobs, 1 thread, "
-          f"{repeat} runs each, alternating):")
-    kept: list[float] = []
-    fresh: list[float] = []
-    with jobrunner.Pool(threads=1) as pool:
-        bare = bare_pool()
-        try:
-            for _ in range(repeat):
-                kept.append(callback_us(pool, n))
-                fresh.append(callback_us(bare, n))
-        finally:
-            bare.shutdown()
-    show("thread state kept (our hooks)", kept, "us", verbose)
-    show("no hooks (ctypes makes one per call)", fresh, "us", verbose)
-
-
-# --- 3. native jobs ---------------------------------------------------------------------------
-
-
-def native_wall(threads: int, spin: object, m: int) -> float:
-    with jobrunner.Pool(threads=threads) as pool:
-        t0 = time.perf_counter()
-        futures = [pool.submit_native(spin, i) for i in range(m)]
+    def run(executor: concurrent.futures.Executor) -> int:
+        submit = executor.submit
+        futures = [submit(abs, i) for i in range(n)]
+        total = 0
         for fut in futures:
-            fut.result()
-        return time.perf_counter() - t0
+            total += fut.result()
+        return total  # the futures are freed on return, inside the clock
+
+    def system(name: str, executor: concurrent.futures.Executor) -> Callable[[bool], None]:
+        def once(emit: bool) -> None:
+            seconds, total = timed(lambda: run(executor))
+            expect(total == n * (n - 1) // 2, f"{workload}, {name}: sum {total}")
+            if emit:
+                config.emit(workload, name, "µs/job", seconds / n * 1e6)
+        return once
+
+    with executors(config.threads) as (pool, tpe):
+        rounds(config, [system(OURS, pool), system(TPE, tpe)])
 
 
-def build_native(tmp: Path, spin_iters: int) -> tuple[ctypes.CDLL, bool] | None:
+# --- python: fan-out (native job) -----------------------------------------------------------
+
+
+def build_native(tmp: Path) -> ctypes.CDLL:
+    """Compile :data:`NATIVE_C` with cc into ``tmp`` and load it."""
     cc = shutil.which("cc")
     if cc is None:
-        return None
-    src = tmp / "native.c"
+        sys.exit("bench.py: the native fan-out needs a C compiler (cc)")
+    src = tmp / "spin.c"
     src.write_text(NATIVE_C)
-    so = tmp / "libnative.so"
-    base = [cc, "-O2", "-std=c11", "-shared", "-fPIC", f"-DSPIN={spin_iters}", "-pthread"]
-    header = Path(__file__).resolve().parents[3] / "include" / "jobrunner.h"
-    lib_path = Path(jobrunner.LIBRARY_PATH).resolve()
-    if header.exists():
-        cmd = base + ["-DWITH_JOBRUNNER", f"-I{header.parent}", "-o", str(so), str(src),
-                      str(lib_path), f"-Wl,-rpath,{lib_path.parent}"]
-        if subprocess.run(cmd).returncode == 0:
-            return ctypes.CDLL(str(so)), True
-    subprocess.run(base + ["-o", str(so), str(src)], check=True)
-    return ctypes.CDLL(str(so)), False
+    so = tmp / "libspin.so"
+    subprocess.run([cc, "-O2", "-std=c11", "-Wall", "-Werror", "-shared", "-fPIC",
+                    f"-I{REPO / 'include'}", "-o", str(so), str(src)], check=True)
+    lib = ctypes.CDLL(str(so))
+    lib.set_rounds_per_item.argtypes = [ctypes.c_uint64]
+    lib.set_rounds_per_item.restype = None
+    lib.spin_rounds.argtypes = [ctypes.c_uint64]
+    lib.spin_rounds.restype = ctypes.c_uint64
+    lib.spin_item.argtypes = [ctypes.c_uint64]
+    lib.spin_item.restype = ctypes.c_uint64
+    return lib
 
 
-def bench_native(m: int, repeat: int, spin_iters: int, verbose: bool) -> None:
+def calibrate(seconds_per_rounds: Callable[[int], float], probe: int, target: float) -> int:
+    """Rounds of the recurrence that take ``target`` seconds now (best of 5 probes)."""
+    seconds_per_rounds(probe)
+    best = min(seconds_per_rounds(probe) for _ in range(5))
+    return max(1, round(target / (best / probe)))
+
+
+def native_speedup_id(threads: int) -> str:
+    return f"python: native 1→{threads} threads speedup"
+
+
+def fan_out_native(config: Config) -> None:
+    """``python: fan-out (native job)`` and ``python: native 1→N threads speedup``."""
+    n = config.size(20_000, 2_000)
+    threads = config.threads
+    workload = "python: fan-out (native job)"
+    speedup = native_speedup_id(threads)
     with tempfile.TemporaryDirectory() as tmp:
-        built = build_native(Path(tmp), spin_iters)
-        if built is None:
-            print("\n3. native jobs: skipped (no cc)")
-            return
-        native, with_c = built
-        spin = native.spin
-        native.spin_pthreads.restype = ctypes.c_double
-        native.spin_pthreads.argtypes = [ctypes.c_int, ctypes.c_long]
-        runners: dict[str, Callable[[int], float]] = {
-            "jobrunner.Pool (Python)": lambda t: native_wall(t, spin, m),
-            "plain pthreads (C)": lambda t: native.spin_pthreads(t, m),
-        }
-        if with_c:
-            native.spin_jobrunner_c.restype = ctypes.c_double
-            native.spin_jobrunner_c.argtypes = [ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
-            handles = (ctypes.c_void_p * m)()
-            runners["jobrunner from C"] = lambda t: native.spin_jobrunner_c(
-                t, m, ctypes.addressof(handles)
-            )
-        one_job_ms = native.spin_pthreads(1, 200) / 200 * 1e3
-        print(f"\n3. a CPU-bound native job ({one_job_ms:.3f} ms of work) x{m}, 1 vs 2 threads, "
-              f"{repeat} runs each, alternating (ours, pthreads, C; 1 then 2 threads):")
-        for run in runners.values():  # warm up
-            run(1)
-        walls: dict[str, dict[int, list[float]]] = {k: {1: [], 2: []} for k in runners}
-        for _ in range(repeat):
-            for name, run in runners.items():
-                for threads in (1, 2):
-                    walls[name][threads].append(run(threads) * 1e3)
-        for name in runners:
-            one, two = walls[name][1], walls[name][2]
-            pairs = [a / b for a, b in zip(one, two)]
-            show(f"{name}, 1 thread", one, "ms", verbose)
-            show(f"{name}, 2 threads", two, "ms", verbose)
-            print(f"  {name}: speedup {median(one) / median(two):.2f}x "
-                  f"(median of the per-run ratios {median(pairs):.2f}x)")
+        lib = build_native(Path(tmp))
+
+    def c_seconds(rounds_: int) -> float:
+        t0 = time.perf_counter()
+        lib.spin_rounds(rounds_)
+        return time.perf_counter() - t0
+
+    rounds_per_item = calibrate(c_seconds, 2_000_000, 20e-6)
+    lib.set_rounds_per_item(rounds_per_item)
+    base = lib.spin_item(0)
+    log(f"\n{workload}: {n:,} native calls of ~20 µs ({rounds_per_item:,} rounds), "
+        f"results gathered; 1 and {threads} workers")
+
+    job, item = lib.spin_job, lib.spin_item
+
+    def run_ours(pool: jobrunner.Pool) -> list[int]:
+        submit = pool.submit_native
+        futures = [submit(job, i) for i in range(n)]
+        return [fut.result() for fut in futures]
+
+    def run_tpe(tpe: concurrent.futures.Executor) -> list[int]:
+        submit = tpe.submit
+        futures = [submit(item, i) for i in range(n)]
+        return [fut.result() for fut in futures]
+
+    #: Each system's time on one worker in the current round (when threads > 1).
+    one_worker: dict[str, float] = {}
+
+    def system(name: str, workers: int, executor: Any,
+               run: Callable[[Any], list[int]]) -> Callable[[bool], None]:
+        def once(emit: bool) -> None:
+            seconds, results = timed(lambda: run(executor))
+            expect(results == [base ^ i for i in range(n)],
+                   f"{workload}, {name}, {workers} workers: wrong results")
+            if workers < threads:
+                one_worker[name] = seconds
+                return
+            if emit:
+                config.emit(workload, name, "ms", seconds * 1e3)
+            if emit and name in one_worker:
+                config.emit(speedup, name, "x", one_worker[name] / seconds,
+                            lower_is_better=False,
+                            detail=f"{one_worker[name] * 1e3:.0f} → {seconds * 1e3:.0f} ms")
+        return once
+
+    with executors(1) as (pool1, tpe1), executors(threads) as (pool, tpe):
+        systems = [system(OURS, threads, pool, run_ours), system(TPE, threads, tpe, run_tpe)]
+        if threads > 1:
+            systems[:0] = [system(OURS, 1, pool1, run_ours), system(TPE, 1, tpe1, run_tpe)]
+        rounds(config, systems)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100_000)
-    parser.add_argument("--native-jobs", type=int, default=10_000)
-    parser.add_argument("--spin", type=int, default=200_000,
-                        help="multiply-adds per native job")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--only", choices=["trivial", "hooks", "native"])
-    parser.add_argument("--verbose", action="store_true", help="print every run")
-    args = parser.parse_args()
+# --- python: fan-out (Python callable) ------------------------------------------------------
 
-    print(f"jobrunner {jobrunner.LIBRARY_VERSION} from {jobrunner.LIBRARY_PATH}; "
-          f"Python {sys.version.split()[0]}, switch interval {sys.getswitchinterval()} s")
-    if args.only in (None, "trivial"):
-        bench_trivial(args.threads, args.jobs, args.repeat, args.verbose)
-    if args.only in (None, "hooks"):
-        bench_hooks(20_000, args.repeat, args.verbose)
-    if args.only in (None, "native"):
-        bench_native(args.native_jobs, args.repeat, args.spin, args.verbose)
+
+def fan_out_python(config: Config) -> None:
+    """``python: fan-out (Python callable)``: ms for n Python calls of ~20 µs."""
+    n = config.size(20_000, 2_000)
+    workload = "python: fan-out (Python callable)"
+
+    def py_seconds(rounds_: int) -> float:
+        t0 = time.perf_counter()
+        py_spin(rounds_)
+        return time.perf_counter() - t0
+
+    rounds_per_item = calibrate(py_seconds, 20_000, 20e-6)
+    base = py_spin(rounds_per_item)
+    log(f"\n{workload}: {n:,} Python calls of ~20 µs ({rounds_per_item} rounds), "
+        f"results gathered; {config.threads} workers")
+
+    def run(executor: concurrent.futures.Executor) -> list[int]:
+        submit = executor.submit
+        futures = [submit(py_item, i, rounds_per_item) for i in range(n)]
+        return [fut.result() for fut in futures]
+
+    def system(name: str, executor: concurrent.futures.Executor) -> Callable[[bool], None]:
+        def once(emit: bool) -> None:
+            seconds, results = timed(lambda: run(executor))
+            expect(results == [base ^ i for i in range(n)], f"{workload}, {name}: wrong results")
+            if emit:
+                config.emit(workload, name, "ms", seconds * 1e3)
+        return once
+
+    with executors(config.threads) as (pool, tpe):
+        rounds(config, [system(OURS, pool), system(TPE, tpe)])
+
+
+# --- python: cancellation -------------------------------------------------------------------
+
+
+def block(started: threading.Barrier, release: threading.Event) -> None:
+    """A blocker job: holds its worker until ``release`` is set."""
+    started.wait()
+    release.wait()
+
+
+def hold_workers(executor: concurrent.futures.Executor, threads: int) -> threading.Event:
+    """Put a blocker on each of the ``threads`` workers and return once every one runs
+    (so every job submitted earlier has been taken); set the event to release them."""
+    started = threading.Barrier(threads + 1)
+    release = threading.Event()
+    for _ in range(threads):
+        executor.submit(block, started, release)
+    started.wait()
+    return release
+
+
+def waiter(futures: list[concurrent.futures.Future[Any]], ready: threading.Event,
+           cancelled: list[int]) -> None:
+    """The cancellation's waiter: blocks on the first future, then walks the others;
+    appends the number of futures it saw cancelled to ``cancelled``."""
+    count = 0
+    ready.set()
+    for fut in futures:
+        try:
+            fut.exception()
+        except concurrent.futures.CancelledError:
+            count += 1
+    cancelled.append(count)
+
+
+#: Queues n jobs that append to the list given if they run; returns their futures and
+#: the call that cancels them all.
+Queue = Callable[[list[None]], tuple[list[Any], Callable[[], None]]]
+
+
+def cancellation(config: Config) -> None:
+    """``python: cancellation``: ms from the cancel of n queued jobs to their waiter's
+    return."""
+    n = config.size(100_000, 10_000)
+    threads = config.threads
+    workload = "python: cancellation"
+    log(f"\n{workload}: {n:,} queued jobs (every worker blocked), cancelled; "
+        f"{threads} workers. jobrunner: one CancelToken; {TPE}: Future.cancel() on each")
+
+    def run(name: str, executor: concurrent.futures.Executor, queue: Queue,
+            emit: bool) -> None:
+        release = hold_workers(executor, threads)
+        ran: list[None] = []
+        futures, cancel_all = queue(ran)
+        ready = threading.Event()
+        seen: list[int] = []
+        watcher = threading.Thread(target=waiter, args=(futures, ready, seen))
+        gc.collect()
+        watcher.start()
+        # The waiter keeps the GIL from set() to its first wait (unless the switch
+        # interval passes first): the clock starts with the waiter blocked.
+        ready.wait()
+        t0 = time.perf_counter()
+        cancel_all()
+        cancelled_at = time.perf_counter() - t0
+        watcher.join()
+        seconds = time.perf_counter() - t0
+
+        release.set()
+        # ThreadPoolExecutor's workers still take each cancelled item off its queue:
+        # once a blocker runs on every worker, they have.
+        hold_workers(executor, threads).set()
+        expect(seen == [n], f"{workload}, {name}: the waiter saw {seen} of {n} cancelled")
+        expect(all(fut.cancelled() for fut in futures), f"{workload}, {name}: not all cancelled")
+        expect(not ran, f"{workload}, {name}: {len(ran)} cancelled jobs ran")
+        if emit:
+            config.emit(workload, name, "ms", seconds * 1e3,
+                        detail=f"the cancel returned at {cancelled_at * 1e3:.0f} ms")
+
+    with executors(threads) as (pool, tpe):
+        def queue_ours(ran: list[None]) -> tuple[list[Any], Callable[[], None]]:
+            token = jobrunner.CancelToken()
+            submit = pool.options(token=token).submit
+            return [submit(ran.append, None) for _ in range(n)], token.cancel
+
+        def queue_tpe(ran: list[None]) -> tuple[list[Any], Callable[[], None]]:
+            futures = [tpe.submit(ran.append, None) for _ in range(n)]
+
+            def cancel_all() -> None:
+                for fut in futures:
+                    fut.cancel()
+            return futures, cancel_all
+
+        rounds(config, [lambda emit: run(OURS, pool, queue_ours, emit),
+                        lambda emit: run(TPE, tpe, queue_tpe, emit)])
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+#: Each workload by the id BENCH_ONLY selects it with (the native fan-out's speedup row
+#: comes with it).
+WORKLOADS: dict[str, Callable[[Config], None]] = {
+    "python: spawn": spawn,
+    "python: fan-out (native job)": fan_out_native,
+    "python: fan-out (Python callable)": fan_out_python,
+    "python: cancellation": cancellation,
+}
+
+
+def summary(config: Config) -> None:
+    """Medians per workload and system on stderr, with the issue's Python targets."""
+    log("\nmedians:")
+    for (workload, system), values in config.seen.items():
+        log(f"  {workload:<38} {system:<20} {statistics.median(values):>10.3f}")
+    spawn_runs = (config.seen.get(("python: spawn", OURS)),
+                  config.seen.get(("python: spawn", TPE)))
+    if spawn_runs[0] and spawn_runs[1]:
+        ratio = statistics.median(spawn_runs[1]) / statistics.median(spawn_runs[0])
+        log(f"  spawn: {ratio:.2f}x ThreadPoolExecutor's throughput (target >= 4x)")
+    speedups = config.seen.get((native_speedup_id(config.threads), OURS))
+    if speedups:
+        log(f"  native jobs: {statistics.median(speedups):.2f}x from 1 to "
+            f"{config.threads} workers (target >= 1.8x on 2)")
+
+
+def main() -> int:
+    config = Config.from_env()
+    log(f"bench.py: jobrunner {jobrunner.LIBRARY_VERSION} ({jobrunner.LIBRARY_PATH}), "
+        f"Python {sys.version.split()[0]}; {'quick' if config.quick else 'full'}, "
+        f"{config.runs} runs, {config.threads} workers")
+    start = time.perf_counter()
+    try:
+        for workload, run in WORKLOADS.items():
+            if config.wants(workload):
+                t0 = time.perf_counter()
+                run(config)
+                log(f"  ({workload}: {time.perf_counter() - t0:.1f} s)")
+    except WrongResult as exc:
+        log(f"bench.py: WRONG RESULT: {exc}")
+        return 1
+    summary(config)
+    log(f"bench.py: {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
