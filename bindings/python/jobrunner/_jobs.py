@@ -456,8 +456,18 @@ class Future(concurrent.futures.Future[T]):
 
     def _end_cancelled(self) -> None:
         """End the future cancelled, from any state but FINISHED (a running job that
-        stopped when asked ends cancelled, which the base class cannot express)."""
-        cond = self._condition
+        stopped when asked ends cancelled, which the base class cannot express).
+
+        Without a condition, nobody waits or listens: the state is written without one,
+        as :meth:`_finish` does (see "Completing a future without its lock"), so that
+        cancelling 100,000 queued jobs does not make 100,000 conditions."""
+        was = self._state
+        if was in (FINISHED, CANCELLED_AND_NOTIFIED):
+            return
+        if self._c is None:
+            self._state = CANCELLED_AND_NOTIFIED
+            return
+        cond = self._c
         with cond:
             was = self._state
             if was in (FINISHED, CANCELLED_AND_NOTIFIED):

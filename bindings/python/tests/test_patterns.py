@@ -64,6 +64,42 @@ def test_token_cancels_queued_and_running_jobs(pool1: jobrunner.Pool) -> None:
     assert queued.cancelled()
 
 
+def test_token_cancel_tells_waiters_and_callbacks_once(pool1: jobrunner.Pool) -> None:
+    # Queued futures ended by a token: those with a waiter or a callback are told, once,
+    # under their condition; one that nobody watches ends without a condition made.
+    token = jobrunner.CancelToken()
+    release = threading.Event()
+    started = threading.Event()
+
+    def blocker() -> None:
+        started.set()
+        release.wait(TIMEOUT)
+
+    held = pool1.submit(blocker)
+    assert started.wait(TIMEOUT)
+    watched, awaited, unwatched = (pool1.options(token=token).submit(int) for _ in range(3))
+    told: list[concurrent.futures.Future[int]] = []
+    watched.add_done_callback(told.append)
+    waiting: list[set[concurrent.futures.Future[int]]] = []
+    waiter = threading.Thread(
+        target=lambda: waiting.append(concurrent.futures.wait([awaited], TIMEOUT).done))
+    waiter.start()
+    deadline = time.monotonic() + TIMEOUT
+    while not awaited._w and time.monotonic() < deadline:  # the waiter has registered
+        time.sleep(0.001)
+    assert awaited._w
+    token.cancel()
+    waiter.join(TIMEOUT)
+    assert waiting == [{awaited}]
+    assert told == [watched]
+    assert all(f.cancelled() for f in (watched, awaited, unwatched))
+    assert unwatched._c is None
+    with pytest.raises(concurrent.futures.CancelledError):
+        unwatched.result(TIMEOUT)
+    release.set()
+    held.result(TIMEOUT)
+
+
 def test_job_token_is_usable_for_children(pool: jobrunner.Pool) -> None:
     outer_token = jobrunner.CancelToken()
     started = threading.Event()
