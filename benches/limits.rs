@@ -8,11 +8,21 @@
 //!   until the last unconstrained job has finished, divided by the time the same 10,000
 //!   unconstrained jobs take alone on the same pool (run just before, in the same run).
 //!   Each run checks that every constrained job ran and that no two ever ran at once.
+//!   With one permit the constrained jobs run one at a time whatever the scheduler does:
+//!   1.0 means the unconstrained jobs had every worker, as if alone (the constrained ones
+//!   waited); 2.0 on two threads means one worker stayed on the constrained chain
+//!   throughout (which finishes *all* the work soonest); above 2.0, workers sat blocked
+//!   in `acquire`. The detail gives the time until all jobs were done too.
 //! - **`cancellation`** (ms): 100,000 jobs queued behind blockers (one blocker job per
 //!   worker, started and waiting on a gate, so none of the 100,000 can start). Timed from
 //!   the cancel until every job's waiter has returned; the cancel is followed at once by
 //!   opening the gate (a system that needs its workers to get through the cancelled
 //!   jobs has them). Each run checks that every job ended cancelled and none ran.
+//!   The waiters: jobrunner's jobs share one `CancelToken` and the bench thread `wait`s
+//!   every `Job` in submit order; tokio's are in one `JoinSet` (`abort_all`), awaited
+//!   with `join_next` until it is empty; the baselines (Mutex+Condvar pool,
+//!   crossbeam-channel pool, rayon `spawn`) have no cancel: each job checks a flag and
+//!   counts itself cancelled on a latch, and the bench thread waits for the latch.
 //! - **`memory`** (B/job): 1,000,000 jobs queued behind blockers; the peak RSS (`VmHWM`
 //!   of `/proc/self/status`, reset just before) minus the RSS before the first submit,
 //!   divided by 1,000,000. The jobs capture nothing (they count their run in a static),
