@@ -10,9 +10,10 @@
 //! in µs. jobrunner submits and `wait`s its `Job`, which returns the start `Instant`; the
 //! peers (rayon `spawn`, tokio `Handle::spawn` onto a multi-thread runtime, the
 //! Mutex+Condvar pool and the crossbeam-channel pool) send it back through a bounded
-//! channel. The run also prints on stderr the floor of the machine, a parked thread woken
-//! by `unpark` (one futex wake, no pool), and jobrunner's worker unparks per sample (≈1
-//! confirms that each sample woke a sleeping worker).
+//! channel. Each round also prints on stderr the floor of the machine over a tenth of the
+//! samples: a parked thread woken by `unpark` (one futex wake, no pool). jobrunner's lines
+//! give its worker unparks per sample (≈1 confirms that each sample woke a sleeping
+//! worker).
 //!
 //! Each run checks that every sample's job started after its submit. `cargo bench
 //! --bench latency` runs the full sizes; without `--bench` (as under `cargo test
@@ -40,8 +41,9 @@ fn main() {
     let started = Instant::now();
     let samples = config.size(10_000, 1_000);
     // The warm-up run of each system takes a tenth of the samples: enough to fault in
-    // the code and the stacks, at a tenth of the time.
-    let warm_up_samples = samples / 10;
+    // the code and the stacks, at a tenth of the time. So does the floor's run.
+    let short = samples / 10;
+    let count = |measured: bool| if measured { samples } else { short };
     eprintln!(
         "\nwake latency: submit → job start, one job at a time, {} workers, {samples} samples \
          per run, {} µs sleep before each; load average {}",
@@ -68,9 +70,9 @@ fn main() {
     let (start_tx, start_rx) = crossbeam_channel::bounded::<Instant>(1);
     let floor = Floor::new(start_tx.clone());
 
-    // One run of `system`: `sample` submits one job and returns the `Instant` it started.
-    let run = |measured: bool, system: &str, sample: &mut dyn FnMut() -> Instant| {
-        let count = if measured { samples } else { warm_up_samples };
+    // `count` samples of `system`: `sample` submits one job and returns the `Instant` it
+    // started. Returns the p50 and the p99.
+    let run = |count: usize, system: &str, sample: &mut dyn FnMut() -> Instant| {
         let mut latencies: Vec<Duration> = (0..count)
             .map(|_| {
                 std::thread::sleep(PAUSE);
@@ -100,27 +102,26 @@ fn main() {
         &mut [
             &mut |measured| {
                 let before = jobrunner.stats();
-                let figures = run(measured, "jobrunner (Rust)", &mut || {
+                let figures = run(count(measured), "jobrunner (Rust)", &mut || {
                     let job = jobrunner.submit(|_| Ok::<_, ()>(Instant::now()));
                     job.expect("submit").wait().expect("the job succeeds")
                 });
                 let after = jobrunner.stats();
-                let count = if measured { samples } else { warm_up_samples };
                 let detail = format!(
                     "{:.2} worker unparks per sample",
-                    (after.unparks - before.unparks) as f64 / count as f64
+                    (after.unparks - before.unparks) as f64 / count(measured) as f64
                 );
                 emit_run(measured, "jobrunner (Rust)", figures, Some(&detail));
             },
             &mut |measured| {
-                let figures = run(measured, "rayon", &mut || {
+                let figures = run(count(measured), "rayon", &mut || {
                     rayon.spawn(send_start(start_tx.clone()));
                     received(&start_rx)
                 });
                 emit_run(measured, "rayon", figures, None);
             },
             &mut |measured| {
-                let figures = run(measured, "tokio", &mut || {
+                let figures = run(count(measured), "tokio", &mut || {
                     let send = send_start(start_tx.clone());
                     drop(tokio.spawn(async move { send() }));
                     received(&start_rx)
@@ -128,27 +129,29 @@ fn main() {
                 emit_run(measured, "tokio", figures, None);
             },
             &mut |measured| {
-                let figures = run(measured, "Mutex+Condvar pool", &mut || {
+                let figures = run(count(measured), "Mutex+Condvar pool", &mut || {
                     condvar.spawn(send_start(start_tx.clone()));
                     received(&start_rx)
                 });
                 emit_run(measured, "Mutex+Condvar pool", figures, None);
             },
             &mut |measured| {
-                let figures = run(measured, "crossbeam-channel pool", &mut || {
+                let figures = run(count(measured), "crossbeam-channel pool", &mut || {
                     channel.spawn(send_start(start_tx.clone()));
                     received(&start_rx)
                 });
                 emit_run(measured, "crossbeam-channel pool", figures, None);
             },
+            // Not a system of the table: no warm-up, and a tenth of the samples.
             &mut |measured| {
-                let (p50, p99) = run(measured, "floor", &mut || {
-                    floor.wake();
-                    received(&start_rx)
-                });
                 if measured {
+                    let (p50, p99) = run(short, "floor", &mut || {
+                        floor.wake();
+                        received(&start_rx)
+                    });
                     eprintln!(
-                        "  floor (a parked thread woken by unpark, no pool): p50 {p50:.1} µs, p99 {p99:.1} µs"
+                        "  floor (a parked thread woken by unpark, no pool, {short} samples): \
+                         p50 {p50:.1} µs, p99 {p99:.1} µs"
                     );
                 }
             },
