@@ -99,7 +99,8 @@ fn time(f: impl FnOnce()) -> Duration {
     start.elapsed()
 }
 
-/// Prints one measured run: `system`'s `value` on `workload`.
+/// Prints one measured run: `system`'s `value` on `workload` (a percentage is higher is
+/// better, every other unit lower is better).
 fn emit(workload: &str, system: &str, unit: &str, value: f64, detail: Option<&str>) {
     Sample {
         workload,
@@ -135,21 +136,6 @@ fn spawn(config: &Config) {
     let condvar = CondvarPool::new(config.threads);
     let channel = ChannelPool::new(config.threads);
 
-    // One run of a latch-based system: `submit` submits one job that counts the latch down.
-    let latched = |measured: bool, system: &str, submit: &dyn Fn()| {
-        let elapsed = time(|| {
-            LATCH.reset(jobs);
-            for _ in 0..jobs {
-                submit();
-            }
-            LATCH.wait();
-        });
-        if measured {
-            let ns = elapsed.as_nanos() as f64 / jobs as f64;
-            emit("spawn", system, "ns/job", ns, None);
-        }
-    };
-
     rounds(
         config,
         &mut [
@@ -168,7 +154,7 @@ fn spawn(config: &Config) {
                 }
             },
             &mut |measured| {
-                latched(measured, "jobrunner (Rust, detached)", &|| {
+                latched(measured, "jobrunner (Rust, detached)", jobs, || {
                     let job = jobrunner.submit(|_| {
                         LATCH.count_down();
                         Ok::<_, ()>(())
@@ -176,29 +162,49 @@ fn spawn(config: &Config) {
                     drop(job.expect("submit"));
                 });
             },
-            &mut |measured| latched(measured, "rayon", &|| rayon.spawn(|| LATCH.count_down())),
             &mut |measured| {
-                latched(measured, "tokio", &|| {
+                latched(measured, "rayon", jobs, || {
+                    rayon.spawn(|| LATCH.count_down())
+                });
+            },
+            &mut |measured| {
+                latched(measured, "tokio", jobs, || {
                     drop(tokio.spawn(async { LATCH.count_down() }));
                 });
             },
             &mut |measured| {
-                latched(measured, "threadpool", &|| {
+                latched(measured, "threadpool", jobs, || {
                     threadpool.execute(|| LATCH.count_down());
                 });
             },
             &mut |measured| {
-                latched(measured, "Mutex+Condvar pool", &|| {
+                latched(measured, "Mutex+Condvar pool", jobs, || {
                     condvar.spawn(|| LATCH.count_down());
                 });
             },
             &mut |measured| {
-                latched(measured, "crossbeam-channel pool", &|| {
+                latched(measured, "crossbeam-channel pool", jobs, || {
                     channel.spawn(|| LATCH.count_down());
                 });
             },
         ],
     );
+}
+
+/// One run of a latch-based `spawn` system: `submit` submits one job that counts the
+/// latch down; it runs `jobs` times, then the bench thread waits on the latch.
+fn latched(measured: bool, system: &str, jobs: usize, submit: impl Fn()) {
+    let elapsed = time(|| {
+        LATCH.reset(jobs);
+        for _ in 0..jobs {
+            submit();
+        }
+        LATCH.wait();
+    });
+    if measured {
+        let ns = elapsed.as_nanos() as f64 / jobs as f64;
+        emit("spawn", system, "ns/job", ns, None);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
