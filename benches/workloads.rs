@@ -14,7 +14,7 @@
 //!   submit+wait)` with `ctx.pool().submit` + `wait`, `rayon` with `rayon::join` in
 //!   `install`, `tokio` with `tokio::spawn` + `.await`. `BENCH_HELP_POLICIES=1` adds both
 //!   jobrunner variants on a pool of each `HelpPolicy`: the measurement behind the
-//!   default policy.
+//!   default policy, which a fork per call shows best (`BENCH_FIB_CUTOFF=1`).
 //! - `fan-out` (ms per run) and `fan-out efficiency` (%): 20,000 jobs of ~20 µs of CPU
 //!   each (`common::spin`, calibrated at start), submitted from the bench thread, each
 //!   returning a value; the results are gathered and summed. Efficiency is the time the
@@ -32,6 +32,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{calibrate, rounds, spin, ChannelPool, CondvarPool, Config, Latch, Sample};
@@ -210,8 +211,13 @@ fn latched(measured: bool, system: &str, jobs: usize, submit: impl Fn()) {
 // ---------------------------------------------------------------------------------------
 // Workload 2: fork-join.
 
-/// At or below this `n`, fib computes sequentially instead of forking.
-const FIB_CUTOFF: u32 = 15;
+/// At or below this `n`, fib computes sequentially instead of forking: 15, or
+/// `BENCH_FIB_CUTOFF` (set once, before the first run).
+static FIB_CUTOFF: AtomicU32 = AtomicU32::new(15);
+
+fn cutoff() -> u32 {
+    FIB_CUTOFF.load(Ordering::Relaxed)
+}
 
 fn fib_seq(n: u32) -> u64 {
     if n < 2 {
@@ -221,7 +227,7 @@ fn fib_seq(n: u32) -> u64 {
 }
 
 fn fib_join(n: u32) -> u64 {
-    if n <= FIB_CUTOFF {
+    if n <= cutoff() {
         return fib_seq(n);
     }
     let (a, b) = jobrunner::join(|| fib_join(n - 1), || fib_join(n - 2));
@@ -231,7 +237,7 @@ fn fib_join(n: u32) -> u64 {
 /// fib with `n - 1` submitted as a job of the pool and `n - 2` computed here, then a
 /// `wait` on the job: a fork made of a heap job.
 fn fib_submit(ctx: &Context<'_>, n: u32) -> u64 {
-    if n <= FIB_CUTOFF {
+    if n <= cutoff() {
         return fib_seq(n);
     }
     let a = ctx
@@ -243,7 +249,7 @@ fn fib_submit(ctx: &Context<'_>, n: u32) -> u64 {
 }
 
 fn fib_rayon(n: u32) -> u64 {
-    if n <= FIB_CUTOFF {
+    if n <= cutoff() {
         return fib_seq(n);
     }
     let (a, b) = rayon::join(|| fib_rayon(n - 1), || fib_rayon(n - 2));
@@ -254,7 +260,7 @@ fn fib_rayon(n: u32) -> u64 {
 /// cannot recurse without boxing).
 fn fib_tokio(n: u32) -> Pin<Box<dyn Future<Output = u64> + Send>> {
     Box::pin(async move {
-        if n <= FIB_CUTOFF {
+        if n <= cutoff() {
             return fib_seq(n);
         }
         let a = tokio::spawn(fib_tokio(n - 1));
@@ -263,9 +269,9 @@ fn fib_tokio(n: u32) -> Pin<Box<dyn Future<Output = u64> + Send>> {
     })
 }
 
-/// Forks of one fib(n): one per call with `n > FIB_CUTOFF`.
+/// Forks of one fib(n): one per call with `n` above the cutoff.
 fn forks(n: u32) -> u64 {
-    if n <= FIB_CUTOFF {
+    if n <= cutoff() {
         return 0;
     }
     1 + forks(n - 1) + forks(n - 2)
@@ -279,9 +285,16 @@ fn fork_join(config: &Config) {
     let reps = 10;
     let expected = fib_seq(n);
     let help_policies = std::env::var("BENCH_HELP_POLICIES").as_deref() == Ok("1");
+    if let Ok(value) = std::env::var("BENCH_FIB_CUTOFF") {
+        let cutoff = value
+            .parse()
+            .unwrap_or_else(|_| panic!("BENCH_FIB_CUTOFF={value}: not a number"));
+        FIB_CUTOFF.store(cutoff, Ordering::Relaxed);
+    }
     eprintln!(
-        "\nfork-join: fib({n}) with {} forks (sequential at n <= {FIB_CUTOFF}), {reps} per run{}",
+        "\nfork-join: fib({n}) with {} forks (sequential at n <= {}), {reps} per run{}",
         forks(n),
+        cutoff(),
         if help_policies {
             ", under each HelpPolicy"
         } else {
