@@ -1,55 +1,219 @@
-//! Wake latency from an idle pool: jobrunner against rayon and a plain channel pool.
+//! Issue 8's workload 4, wake latency from an idle pool, for jobrunner's Rust API and its
+//! Rust peers, following `bench/PROTOCOL.md` (one JSON line per measured run on stdout,
+//! the rest on stderr; `BENCH_QUICK`, `BENCH_RUNS`, `BENCH_THREADS`, `BENCH_ONLY`).
 //!
 //! One job at a time: take an `Instant` just before the submit, another as the first
-//! thing inside the job, and keep the difference. Between samples the submitting thread
-//! sleeps (200 µs by default), long enough for every worker to stop spinning and park, so
-//! each sample measures submit + wake of a sleeping worker + start of the job. The three
-//! systems run interleaved in rounds, so that noise from the shared machine falls on all
-//! of them alike. A fourth row, `floor_unpark`, measures the machine's floor in the same
-//! run: a parked thread woken by `unpark`, no pool. Prints a Markdown table of percentiles
-//! with ratios to the best peer.
+//! thing inside the job, and keep the difference. Before each sample the bench thread
+//! sleeps 200 µs, long enough for every worker to stop spinning and park, so each sample
+//! measures submit + wake of a sleeping worker + start of the job. A run is 10,000
+//! samples (quick: 1,000) of one system, and prints two lines: `wake p50` and `wake p99`
+//! in µs. jobrunner submits and `wait`s its `Job`, which returns the start `Instant`; the
+//! peers (rayon `spawn`, tokio `Handle::spawn` onto a multi-thread runtime, the
+//! Mutex+Condvar pool and the crossbeam-channel pool) send it back through a bounded
+//! channel. Each round also prints on stderr the floor of the machine over a tenth of the
+//! samples: a parked thread woken by `unpark` (one futex wake, no pool). jobrunner's lines
+//! give its worker unparks per sample (≈1 confirms that each sample woke a sleeping
+//! worker).
 //!
-//! Not a criterion bench (criterion reports means of batches, not tail percentiles of
-//! single events). `cargo bench --bench latency` runs 10,000 samples per system; without
-//! `--bench` (as under `cargo test --benches`) a quick 300. `LATENCY_SAMPLES` and
-//! `LATENCY_PAUSE_US` override both.
+//! Each run checks that every sample's job started after its submit. `cargo bench
+//! --bench latency` runs the full sizes; without `--bench` (as under `cargo test
+//! --benches`) it is a smoke run: quick sizes, one round. See `benches/README.md`.
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::ChannelPool;
+use common::{rounds, ChannelPool, CondvarPool, Config, Sample};
+use crossbeam_channel::{Receiver, Sender};
 use jobrunner::{HelpPolicy, Pool};
 
-/// Worker threads of every pool (the machine has 2 cores).
-const THREADS: usize = 2;
-/// Rounds the samples are split into, the systems taking turns each round.
-const ROUNDS: usize = 10;
-/// Unrecorded samples per system before the first round.
-const WARM_UP_SAMPLES: usize = 100;
+/// The bench thread's sleep before each sample: every worker is parked when it ends.
+const PAUSE: Duration = Duration::from_micros(200);
 
-/// One system under test: how to take one sample (submit → job start).
-struct System<'a> {
-    name: &'static str,
-    sample: Box<dyn FnMut() -> Duration + 'a>,
-    samples: Vec<Duration>,
+fn main() {
+    let config = Config::for_bench_binary();
+    if !config.wants("wake p50") && !config.wants("wake p99") {
+        return;
+    }
+    let started = Instant::now();
+    let samples = config.size(10_000, 1_000);
+    // The warm-up run of each system takes a tenth of the samples: enough to fault in
+    // the code and the stacks, at a tenth of the time. So does the floor's run.
+    let short = samples / 10;
+    let count = |measured: bool| if measured { samples } else { short };
+    eprintln!(
+        "\nwake latency: submit → job start, one job at a time, {} workers, {samples} samples \
+         per run, {} µs sleep before each; load average {}",
+        config.threads,
+        PAUSE.as_micros(),
+        load_average()
+    );
+
+    let jobrunner = Pool::builder()
+        .threads(config.threads)
+        .help_policy(HelpPolicy::default())
+        .build()
+        .expect("build a jobrunner pool");
+    let rayon = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads)
+        .build()
+        .expect("build a rayon pool");
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.threads)
+        .build()
+        .expect("build a tokio runtime");
+    let condvar = CondvarPool::new(config.threads);
+    let channel = ChannelPool::new(config.threads);
+    let (start_tx, start_rx) = crossbeam_channel::bounded::<Instant>(1);
+    let floor = Floor::new(start_tx.clone());
+
+    // `count` samples of `system`: `sample` submits one job and returns the `Instant` it
+    // started. Returns the p50 and the p99.
+    let run = |count: usize, system: &str, sample: &mut dyn FnMut() -> Instant| {
+        let mut latencies: Vec<Duration> = (0..count)
+            .map(|_| {
+                std::thread::sleep(PAUSE);
+                let submitted = Instant::now();
+                let began = sample();
+                began
+                    .checked_duration_since(submitted)
+                    .unwrap_or_else(|| panic!("{system}: a job started before its submit"))
+            })
+            .collect();
+        latencies.sort_unstable();
+        (percentile(&latencies, 50.0), percentile(&latencies, 99.0))
+    };
+    // A peer's job: sends its start `Instant` back to the bench thread.
+    let send_start =
+        |tx: Sender<Instant>| move || tx.send(Instant::now()).expect("the bench thread waits");
+    let received = |rx: &Receiver<Instant>| rx.recv().expect("the job ran");
+    let emit_run = |measured: bool, system: &str, (p50, p99): (f64, f64), detail: Option<&str>| {
+        if measured {
+            emit("wake p50", system, p50, detail);
+            emit("wake p99", system, p99, detail);
+        }
+    };
+
+    rounds(
+        &config,
+        &mut [
+            &mut |measured| {
+                let before = jobrunner.stats();
+                let figures = run(count(measured), "jobrunner (Rust)", &mut || {
+                    let job = jobrunner.submit(|_| Ok::<_, ()>(Instant::now()));
+                    job.expect("submit").wait().expect("the job succeeds")
+                });
+                let after = jobrunner.stats();
+                let detail = format!(
+                    "{:.2} worker unparks per sample",
+                    (after.unparks - before.unparks) as f64 / count(measured) as f64
+                );
+                emit_run(measured, "jobrunner (Rust)", figures, Some(&detail));
+            },
+            &mut |measured| {
+                let figures = run(count(measured), "rayon", &mut || {
+                    rayon.spawn(send_start(start_tx.clone()));
+                    received(&start_rx)
+                });
+                emit_run(measured, "rayon", figures, None);
+            },
+            &mut |measured| {
+                let figures = run(count(measured), "tokio", &mut || {
+                    let send = send_start(start_tx.clone());
+                    drop(tokio.spawn(async move { send() }));
+                    received(&start_rx)
+                });
+                emit_run(measured, "tokio", figures, None);
+            },
+            &mut |measured| {
+                let figures = run(count(measured), "Mutex+Condvar pool", &mut || {
+                    condvar.spawn(send_start(start_tx.clone()));
+                    received(&start_rx)
+                });
+                emit_run(measured, "Mutex+Condvar pool", figures, None);
+            },
+            &mut |measured| {
+                let figures = run(count(measured), "crossbeam-channel pool", &mut || {
+                    channel.spawn(send_start(start_tx.clone()));
+                    received(&start_rx)
+                });
+                emit_run(measured, "crossbeam-channel pool", figures, None);
+            },
+            // Not a system of the table: no warm-up, and a tenth of the samples.
+            &mut |measured| {
+                if measured {
+                    let (p50, p99) = run(short, "floor", &mut || {
+                        floor.wake();
+                        received(&start_rx)
+                    });
+                    eprintln!(
+                        "  floor (a parked thread woken by unpark, no pool, {short} samples): \
+                         p50 {p50:.1} µs, p99 {p99:.1} µs"
+                    );
+                }
+            },
+        ],
+    );
+    drop(floor);
+    eprintln!(
+        "wake latency: {:.1} s; load average {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
 }
 
-/// A system's latency percentiles, in µs.
-struct Percentiles {
-    name: &'static str,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-    n: usize,
+/// The floor of the machine: one thread parked with `std::thread::park`, woken by
+/// `unpark` (a futex wake), sending its start `Instant` as a pool's job would.
+struct Floor {
+    wake: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
 }
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+impl Floor {
+    fn new(start_tx: Sender<Instant>) -> Floor {
+        let wake = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (wake, stop) = (Arc::clone(&wake), Arc::clone(&stop));
+            std::thread::spawn(move || loop {
+                while !wake.swap(false, Ordering::AcqRel) {
+                    std::thread::park();
+                }
+                if stop.load(Ordering::Acquire) {
+                    return;
+                }
+                start_tx
+                    .send(Instant::now())
+                    .expect("the bench thread waits");
+            })
+        };
+        Floor {
+            wake,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn wake(&self) {
+        self.wake.store(true, Ordering::Release);
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The `p`-th percentile (nearest rank) of sorted `samples`, in µs.
@@ -59,182 +223,24 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_nanos() as f64 / 1e3
 }
 
+/// Prints one of a run's two lines.
+fn emit(workload: &str, system: &str, value: f64, detail: Option<&str>) {
+    Sample {
+        workload,
+        system,
+        ours: system.starts_with("jobrunner"),
+        unit: "µs",
+        value,
+        lower_is_better: true,
+        detail,
+    }
+    .emit();
+}
+
 /// The system load averages (Linux `/proc/loadavg`), to judge how shared the machine was.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".to_owned())
-}
-
-fn main() {
-    let started = Instant::now();
-    let load_before = load_average();
-    let bench_mode = std::env::args().any(|arg| arg == "--bench");
-    let samples = env_or("LATENCY_SAMPLES", if bench_mode { 10_000 } else { 300 }) as usize;
-    let pause = Duration::from_micros(env_or("LATENCY_PAUSE_US", 200));
-    let per_round = samples.div_ceil(ROUNDS);
-
-    let jobrunner = Pool::builder()
-        .threads(THREADS)
-        .help_policy(HelpPolicy::default())
-        .build()
-        .expect("build a jobrunner pool");
-    let rayon = rayon::ThreadPoolBuilder::new()
-        .num_threads(THREADS)
-        .build()
-        .expect("build a rayon pool");
-    let channel = ChannelPool::new(THREADS);
-    let (start_tx, start_rx) = crossbeam_channel::bounded::<Instant>(1);
-    // The floor: one parked thread woken by `unpark` (a futex wake), no pool around it.
-    let wake_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_floor = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let floor_thread = {
-        let (flag, stop, tx) = (wake_flag.clone(), stop_floor.clone(), start_tx.clone());
-        std::thread::spawn(move || loop {
-            while !flag.swap(false, std::sync::atomic::Ordering::AcqRel) {
-                std::thread::park();
-            }
-            if stop.load(std::sync::atomic::Ordering::Acquire) {
-                return;
-            }
-            let _ = tx.send(Instant::now());
-        })
-    };
-
-    let mut systems = vec![
-        System {
-            name: "jobrunner",
-            sample: Box::new(|| {
-                let submitted = Instant::now();
-                let job = jobrunner
-                    .submit(|_| Ok::<_, ()>(Instant::now()))
-                    .expect("submit");
-                let began = job.wait().expect("job succeeds");
-                began.saturating_duration_since(submitted)
-            }),
-            samples: Vec::with_capacity(samples),
-        },
-        System {
-            name: "rayon_spawn",
-            sample: Box::new(|| {
-                let tx = start_tx.clone();
-                let submitted = Instant::now();
-                rayon.spawn(move || {
-                    let _ = tx.send(Instant::now());
-                });
-                let began = start_rx.recv().expect("job ran");
-                began.saturating_duration_since(submitted)
-            }),
-            samples: Vec::with_capacity(samples),
-        },
-        System {
-            name: "channel_pool",
-            sample: Box::new(|| {
-                let tx = start_tx.clone();
-                let submitted = Instant::now();
-                channel.spawn(move || {
-                    let _ = tx.send(Instant::now());
-                });
-                let began = start_rx.recv().expect("job ran");
-                began.saturating_duration_since(submitted)
-            }),
-            samples: Vec::with_capacity(samples),
-        },
-        System {
-            name: "floor_unpark",
-            sample: Box::new(|| {
-                let submitted = Instant::now();
-                wake_flag.store(true, std::sync::atomic::Ordering::Release);
-                floor_thread.thread().unpark();
-                let began = start_rx.recv().expect("floor thread ran");
-                began.saturating_duration_since(submitted)
-            }),
-            samples: Vec::with_capacity(samples),
-        },
-    ];
-
-    for system in &mut systems {
-        for _ in 0..WARM_UP_SAMPLES {
-            std::thread::sleep(pause);
-            (system.sample)();
-        }
-    }
-    let before = jobrunner.stats();
-    for round in 0..ROUNDS {
-        let count = per_round.min(samples - round * per_round);
-        for system in &mut systems {
-            for _ in 0..count {
-                std::thread::sleep(pause);
-                let latency = (system.sample)();
-                system.samples.push(latency);
-            }
-        }
-    }
-    let after = jobrunner.stats();
-
-    let table: Vec<Percentiles> = systems
-        .iter_mut()
-        .map(|system| {
-            system.samples.sort();
-            let s = &system.samples;
-            Percentiles {
-                name: system.name,
-                p50: percentile(s, 50.0),
-                p90: percentile(s, 90.0),
-                p99: percentile(s, 99.0),
-                max: percentile(s, 100.0),
-                n: s.len(),
-            }
-        })
-        .collect();
-    let best = |pick: fn(&Percentiles) -> f64| {
-        table
-            .iter()
-            .filter(|row| !row.name.starts_with("jobrunner") && !row.name.starts_with("floor"))
-            .map(pick)
-            .fold(f64::INFINITY, f64::min)
-    };
-    let best_p50 = best(|row| row.p50);
-    let best_p99 = best(|row| row.p99);
-
-    println!("\n### wake latency: submit → job start, one job at a time, idle pool ({THREADS} workers)\n");
-    println!(
-        "{samples} samples per system in {ROUNDS} interleaved rounds, {} µs sleep between samples. Lower is better; ratios are to the best peer's percentile.\n",
-        pause.as_micros()
-    );
-    println!("| system | p50 µs | p90 µs | p99 µs | max µs | samples | p50 ratio to best peer | p99 ratio to best peer |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for row in &table {
-        println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.2}x | {:.2}x |",
-            row.name,
-            row.p50,
-            row.p90,
-            row.p99,
-            row.max,
-            row.n,
-            row.p50 / best_p50,
-            row.p99 / best_p99
-        );
-    }
-    println!(
-        "\n`floor_unpark` is the floor of this machine: a parked thread woken by `unpark` \
-         (one futex wake), with no pool around it; it is not counted as a peer."
-    );
-    drop(systems);
-    stop_floor.store(true, std::sync::atomic::Ordering::Release);
-    wake_flag.store(true, std::sync::atomic::Ordering::Release);
-    floor_thread.thread().unpark();
-    let _ = floor_thread.join();
-    println!(
-        "\njobrunner sanity check: {:.2} worker unparks and {:.2} parks per sample (≈1 means each sample woke a sleeping worker).",
-        (after.unparks - before.unparks) as f64 / samples as f64,
-        (after.parks - before.parks) as f64 / samples as f64
-    );
-    println!(
-        "\n(latency bench total: {:.1} s; load average before: {load_before}, after: {})",
-        started.elapsed().as_secs_f64(),
-        load_average()
-    );
 }

@@ -49,6 +49,18 @@ impl Config {
         }
     }
 
+    /// [`Config::from_env`] for a bench binary (`harness = false`): `cargo bench` passes
+    /// it `--bench`; without that flag it runs under `cargo test --benches`, as a smoke
+    /// test that every workload still runs and checks its result: quick sizes, one run.
+    pub(crate) fn for_bench_binary() -> Config {
+        let mut config = Config::from_env();
+        if !std::env::args().any(|arg| arg == "--bench") {
+            config.quick = true;
+            config.runs = 1;
+        }
+        config
+    }
+
     /// Whether `workload` is to run (`BENCH_ONLY`).
     pub(crate) fn wants(&self, workload: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|w| w == workload)
