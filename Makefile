@@ -2,7 +2,7 @@
 #
 #   make test      everything CI runs, in order, stopping at the first failure
 #   make demo      build and run every example (Rust and C)
-#   make bench     the criterion benchmarks in benches/
+#   make bench     jobrunner against its peers, every language: bench/results.{md,json,png}
 #   make install   the C library, header and pkg-config file, under PREFIX
 #
 # Needs a Rust toolchain installed with rustup, with rustfmt and clippy, and a C compiler
@@ -197,16 +197,17 @@ EXPECT_c_graceful_shutdown := \
 	'drained: 8 of 8 requests completed; cancelled: 4 of 4 handlers stopped' \
 	'graceful_shutdown: ok'
 
-TEST_STEPS := lint test-header test-rust test-loom test-c test-python test-go test-examples test-install
+TEST_STEPS := lint test-header test-rust test-loom test-c test-python test-go test-examples test-install test-bench
 C_TEST_STEPS := test-c-static test-c-shared test-c-valgrind test-c-asan test-c-readme
 
 .PHONY: help check-tools check-cc check-c-tests test $(TEST_STEPS) $(C_TEST_STEPS) \
-	demo demo-rust demo-c demo-python demo-go check-python check-go bench lib install uninstall
+	demo demo-rust demo-c demo-python demo-go check-python check-go bench bench-venv bench-tbb \
+	lib install uninstall
 
 help:
 	@echo 'make test           everything CI runs: $(TEST_STEPS)'
 	@echo 'make demo           build and run every example ($(RUST_EXAMPLES); C: $(C_EXAMPLES))'
-	@echo 'make bench          cargo bench: the criterion benchmarks in benches/'
+	@echo 'make bench          every workload, jobrunner against its peers in every language: bench/results.md (QUICK=1: small sizes)'
 	@echo 'make lint           cargo fmt --check, cargo clippy -D warnings (with and without capi)'
 	@echo 'make test-header    include/jobrunner.h as committed is what the build generates'
 	@echo 'make test-rust      unit, integration and doc tests (release), rustdoc -D warnings'
@@ -216,6 +217,7 @@ help:
 	@echo 'make test-go        the Go binding: gofmt, go vet, go test -race, GC stress, shared build, examples'
 	@echo 'make test-examples  run every example (Rust and C) and check its output'
 	@echo 'make test-install   install into a temporary PREFIX, build a program with pkg-config'
+	@echo 'make test-bench     make bench QUICK=1 into target/bench-quick: every bench program runs (no timing asserted)'
 	@echo 'make lib            cargo build --release: libjobrunner.{a,so} and include/jobrunner.h'
 	@echo 'make install        install header, libraries and jobrunner.pc (PREFIX=$(PREFIX), DESTDIR)'
 	@echo 'make uninstall      remove what make install installed (same PREFIX, DESTDIR)'
@@ -290,11 +292,10 @@ test-header: lib
 	fi
 
 # Release mode: the stress tests run a million jobs. Doc tests (the README's samples too)
-# share the release build. `--benches` runs every benchmark routine once, so they never rot.
+# share the release build. (The benches run in test-bench, at small sizes.)
 test-rust: check-tools
 	$(call step,$(CARGO) test --release --lib --bins --tests)
 	$(call step,$(CARGO) test --release --doc)
-	$(call step,$(CARGO) test --release --benches)
 	$(call step,RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps)
 
 # Without debuginfo: the models do not need it, and it only slows this separate build.
@@ -614,5 +615,54 @@ demo-c: lib check-cc
 	  $(C_OUT)/examples/$$example; \
 	done
 
-bench: check-tools
-	$(CARGO) bench
+# make bench: every workload of bench/README.md for jobrunner and its peers, in every
+# language, the systems taking turns run by run; bench/collect.py runs the programs
+# BENCH_ROUNDS times in turn and writes $(BENCH_OUT)/results.{md,json,png}.
+# QUICK=1: small sizes (under 2 minutes; make test runs it into target/bench-quick).
+QUICK ?=
+BENCH_ROUNDS ?= 5
+BENCH_OUT ?= bench
+BENCH_VENV := target/py-venv
+BENCH_C_OUT := target/bench/c
+# One shell command per bench program, as the driver runs them (bench/go/run.sh builds
+# the Go bench before it runs it).
+BENCH_PROGRAMS := \
+	'$(CARGO) bench -q --bench workloads' \
+	'$(CARGO) bench -q --bench latency' \
+	'$(CARGO) bench -q --bench limits' \
+	'$(CARGO) bench -q --bench pipeline' \
+	'$(BENCH_C_OUT)/bench-c' \
+	'JOBRUNNER_LIBRARY=$(CURDIR)/$(RELEASE_DIR)/libjobrunner.so PYTHONPATH=$(CURDIR)/bindings/python $(BENCH_VENV)/bin/python bindings/python/bench/bench.py' \
+	'bench/go/run.sh'
+
+bench: lib check-cc check-python check-go bench-venv bench-tbb
+	$(call step,$(CARGO) bench --no-run --bench workloads --bench latency --bench limits --bench pipeline)
+	$(call step,bench/c/build.sh $(BENCH_C_OUT))
+	@printf '\n==> bench/collect.py: %s rounds of every bench program%s\n' '$(BENCH_ROUNDS)' '$(if $(QUICK), (QUICK))'
+	$(BENCH_VENV)/bin/python bench/collect.py $(if $(QUICK),--quick) --runs $(BENCH_ROUNDS) --out $(BENCH_OUT) $(BENCH_PROGRAMS)
+
+# The driver's chart needs matplotlib: installed into the venv the Python tests use.
+bench-venv: check-python
+	@[ -x $(BENCH_VENV)/bin/python ] || $(PYTHON) -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || \
+	  $(BENCH_VENV)/bin/python -m pip install --quiet matplotlib || { \
+	  echo "error: could not install matplotlib into $(BENCH_VENV) (it draws bench/results.png). Run:" >&2; \
+	  echo "    $(BENCH_VENV)/bin/python -m pip install matplotlib" >&2; exit 1; }
+
+# oneTBB, the C++ peer: installed with apt-get when this user can; otherwise
+# bench/c/build.sh builds without it and says so.
+bench-tbb:
+	@if [ -e /usr/include/oneapi/tbb/task_group.h ] || [ -e /usr/include/tbb/task_group.h ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "bench: installing libtbb-dev (oneTBB, the C++ peer) with apt-get"; \
+	  { apt-get install -y -q libtbb-dev || { apt-get update -q && apt-get install -y -q libtbb-dev; }; } >/dev/null 2>&1 || \
+	  echo "bench: apt-get could not install libtbb-dev: the oneTBB peer will be skipped"; \
+	else \
+	  echo "bench: oneTBB (libtbb-dev) is not installed: the oneTBB peer will be skipped. To include it, run:"; \
+	  echo "    sudo apt-get install libtbb-dev"; \
+	fi
+
+# make test runs the whole bench at QUICK sizes (one round), so that no bench program rots;
+# it asserts no timing, only that every program runs, checks its results and reports.
+test-bench:
+	$(call step,$(MAKE) --no-print-directory bench QUICK=1 BENCH_ROUNDS=1 BENCH_OUT=target/bench-quick)

@@ -56,20 +56,16 @@ const MEMORY_CHILD: &str = "--memory-child";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut config = Config::from_env();
     if let [flag, system, jobs] = args.as_slice() {
         if flag == MEMORY_CHILD {
             let jobs = jobs
                 .parse()
                 .expect("--memory-child SYSTEM JOBS: JOBS is a number");
-            memory_child(system, jobs, config.threads);
+            memory_child(system, jobs, Config::from_env().threads);
             return;
         }
     }
-    if !args.iter().any(|arg| arg == "--bench") {
-        config.quick = true;
-        config.runs = 1;
-    }
+    let config = Config::for_bench_binary();
     let start = Instant::now();
     if config.wants(SEMAPHORE_LIMITED) {
         semaphore_limited(&config);
