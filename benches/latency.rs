@@ -17,7 +17,7 @@
 //!
 //! Each run checks that every sample's job started after its submit. `cargo bench
 //! --bench latency` runs the full sizes; without `--bench` (as under `cargo test
-//! --benches`) it is a smoke run: quick sizes, one round. See `benches/README.md`.
+//! --benches`) it is a smoke run: quick sizes, one round. See `bench/README.md`.
 
 mod common;
 

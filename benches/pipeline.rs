@@ -19,7 +19,7 @@
 //! runs, min and max, and the ratio to crossbeam in the same run. Every run checks its
 //! output (count, sum, and for ordered pipelines an order-sensitive hash) against the
 //! sequential result. Not a criterion bench: each run is long (about a second), and the
-//! point is the side-by-side median. See `benches/README.md`.
+//! point is the side-by-side median. See `bench/README.md`.
 //!
 //! It follows the `make bench` protocol (`bench/PROTOCOL.md`): one JSON line per measured
 //! run on stdout, the tables on stderr. `cargo bench --bench pipeline` runs the full

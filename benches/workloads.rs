@@ -24,7 +24,7 @@
 //! Each run checks its result (the fib value, the sum of the items, every job waited) and
 //! panics if it is wrong, so the program exits non-zero. `cargo bench --bench workloads`
 //! runs the full sizes; without `--bench` (as under `cargo test --benches`) it is a smoke
-//! run: quick sizes, one round. See `benches/README.md`.
+//! run: quick sizes, one round. See `bench/README.md`.
 
 mod common;
 
