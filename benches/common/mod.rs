@@ -104,7 +104,7 @@ impl Sample<'_> {
         line.push('}');
         println!("{line}");
         eprintln!(
-            "  {:<22} {:<34} {:>12.3} {}",
+            "  {:<22} {:<40} {:>12.3} {}",
             self.workload, self.system, self.value, self.unit
         );
     }
@@ -155,11 +155,13 @@ pub(crate) fn spin(iters: u64) -> u64 {
     black_box(x)
 }
 
-/// Rounds of `spin` that take `target` on this machine now (best of a few tries).
+/// Rounds of `spin` that take `target` on this machine now: the best of 30 short probes
+/// (200,000 rounds each). Few long probes swung 2x on a loaded machine (one preemption
+/// spoils a probe); the best of many short ones stays within a percent.
 pub(crate) fn calibrate(target: Duration) -> u64 {
-    const PROBE: u64 = 2_000_000;
+    const PROBE: u64 = 200_000;
     spin(PROBE);
-    let best = (0..5)
+    let best = (0..30)
         .map(|_| {
             let start = Instant::now();
             spin(PROBE);
