@@ -541,6 +541,8 @@ pub extern "C" fn jr_submit(
     status(|| {
         // SAFETY: NULL or an options struct of its declared size (the contract).
         let options = unsafe { read_versioned(options, jr_submit_options_default()) }?;
+        // A detached job (`out` NULL) gets no `jr_job` at all: the `Job` is dropped at once.
+        let wants_handle = !out.is_null();
         let handle = guarded(arg, options.arg_free, |arg| {
             // SAFETY: a pool handle by the contract above.
             let pool = unsafe { PoolHandle::pool_of(pool) }?;
@@ -559,7 +561,7 @@ pub extern "C" fn jr_submit(
                 let job = pool
                     .submit_with(rust_options, job)
                     .map_err(jr_status::from_submit)?;
-                Ok(JobHandleC::owning(job))
+                Ok(wants_handle.then(|| JobHandleC::owning(job)))
             } else {
                 // SAFETY: a group handle by the contract above.
                 let group = unsafe { GroupHandle::of(options.group) }?;
@@ -578,11 +580,12 @@ pub extern "C" fn jr_submit(
                     .group
                     .submit_with(rust_options, job)
                     .map_err(jr_status::from_submit)?;
-                Ok(JobHandleC::member(handle))
+                Ok(wants_handle.then(|| JobHandleC::member(handle)))
             }
         })?;
-        if !out.is_null() {
-            // SAFETY: non-null; the caller provides a writable pointer.
+        if let Some(handle) = handle {
+            // SAFETY: `out` is non-null (`wants_handle`); the caller provides a writable
+            // pointer.
             unsafe { out.write(Handle::into_raw(handle)) };
         }
         Ok(())
