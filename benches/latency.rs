@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{rounds, ChannelPool, CondvarPool, Config, Sample};
+use common::{load_average, rounds, ChannelPool, CondvarPool, Config, Sample};
 use crossbeam_channel::{Receiver, Sender};
 use jobrunner::{HelpPolicy, Pool};
 
@@ -235,12 +235,4 @@ fn emit(workload: &str, system: &str, value: f64, detail: Option<&str>) {
         detail,
     }
     .emit();
-}
-
-/// The system load averages (Linux `/proc/loadavg`), to judge how shared the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -661,6 +661,29 @@ fn queued_footprint<Kept>(
     Footprint { before_kb, peak_kb }
 }
 
+/// [`queued_footprint`] for a pool whose spawn takes a closure: `$spawn` is run with
+/// `$job` bound to each job's closure. A macro, not a function taking a `fn()`, so that
+/// every job stays a closure that captures nothing (a `fn()` pointer would make the
+/// pools' boxes allocate 8 bytes each).
+macro_rules! spawned_footprint {
+    ($threads:expr, $jobs:expr, |$job:ident| $spawn:expr) => {
+        queued_footprint(
+            $threads,
+            $jobs,
+            || {
+                let $job = || BLOCKERS.block();
+                $spawn
+            },
+            |jobs| {
+                for _ in 0..jobs {
+                    let $job = || TALLY.run();
+                    $spawn
+                }
+            },
+        )
+    };
+}
+
 /// A `memory` child: measures one system once and prints its sample.
 fn memory_child(system: &str, jobs: usize, threads: usize) {
     let &(_, name, ours) = MEMORY_SYSTEMS
@@ -702,16 +725,7 @@ fn memory_child(system: &str, jobs: usize, threads: usize) {
         }
         "rayon" => {
             let pool = rayon_pool(threads);
-            queued_footprint(
-                threads,
-                jobs,
-                || pool.spawn(|| BLOCKERS.block()),
-                |jobs| {
-                    for _ in 0..jobs {
-                        pool.spawn(|| TALLY.run());
-                    }
-                },
-            )
+            spawned_footprint!(threads, jobs, |job| pool.spawn(job))
         }
         "tokio" => {
             let runtime = tokio_runtime(threads);
@@ -728,42 +742,15 @@ fn memory_child(system: &str, jobs: usize, threads: usize) {
         }
         "threadpool" => {
             let pool = threadpool::ThreadPool::new(threads);
-            queued_footprint(
-                threads,
-                jobs,
-                || pool.execute(|| BLOCKERS.block()),
-                |jobs| {
-                    for _ in 0..jobs {
-                        pool.execute(|| TALLY.run());
-                    }
-                },
-            )
+            spawned_footprint!(threads, jobs, |job| pool.execute(job))
         }
         "condvar" => {
             let pool = CondvarPool::new(threads);
-            queued_footprint(
-                threads,
-                jobs,
-                || pool.spawn(|| BLOCKERS.block()),
-                |jobs| {
-                    for _ in 0..jobs {
-                        pool.spawn(|| TALLY.run());
-                    }
-                },
-            )
+            spawned_footprint!(threads, jobs, |job| pool.spawn(job))
         }
         "channel" => {
             let pool = ChannelPool::new(threads);
-            queued_footprint(
-                threads,
-                jobs,
-                || pool.spawn(|| BLOCKERS.block()),
-                |jobs| {
-                    for _ in 0..jobs {
-                        pool.spawn(|| TALLY.run());
-                    }
-                },
-            )
+            spawned_footprint!(threads, jobs, |job| pool.spawn(job))
         }
         _ => unreachable!("every system of MEMORY_SYSTEMS has its arm"),
     };

@@ -37,7 +37,7 @@ use std::sync::Mutex;
 use std::thread::Scope;
 use std::time::{Duration, Instant};
 
-use common::{Config, Sample};
+use common::{load_average, Config, Sample};
 use crossbeam_channel::Receiver;
 use jobrunner::{Channel, Context, Pipeline, Pool};
 
@@ -401,14 +401,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The system load averages (Linux `/proc/loadavg`), to judge how shared the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn bench_pipeline(setup: Setup, warm_up: usize, runs: usize) {

@@ -35,7 +35,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{calibrate, rounds, spin, ChannelPool, CondvarPool, Config, Latch, Sample};
+use common::{
+    calibrate, load_average, rounds, spin, ChannelPool, CondvarPool, Config, Latch, Sample,
+};
 use jobrunner::{Context, HelpPolicy, Pool};
 
 /// The latch of every latch-based system (the systems run one at a time).
@@ -113,14 +115,6 @@ fn emit(workload: &str, system: &str, unit: &str, value: f64, detail: Option<&st
         detail,
     }
     .emit();
-}
-
-/// The system load averages (Linux `/proc/loadavg`), to judge how shared the machine was.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 // ---------------------------------------------------------------------------------------

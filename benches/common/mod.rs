@@ -125,6 +125,14 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// The system load averages (Linux `/proc/loadavg`), to judge how shared the machine was.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// Runs the protocol's rounds for one workload: one warm-up run of every system (not
 /// emitted), then `config.runs` rounds in which every system runs once in turn. Each
 /// system is a closure that runs once and returns its samples (it checks its own result
