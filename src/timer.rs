@@ -41,7 +41,7 @@ fn instant_at(nanos: u64) -> Instant {
 }
 
 impl TimerKey {
-    /// The key as two words (due time, sequence), to keep in atomics.
+    /// The key as two words (due time, sequence or id), to keep in atomics.
     pub(crate) fn to_parts(self) -> (u64, u64) {
         (self.at, self.seq)
     }
@@ -96,6 +96,20 @@ impl<T: Send + 'static> Timer<T> {
     /// Schedules `entry` to fire at `at`. Gives the entry back if the timer is shut down or
     /// its thread could not be started.
     pub(crate) fn schedule(&self, at: Instant, entry: T) -> Result<TimerKey, T> {
+        self.schedule_keyed(at, None, entry)
+    }
+
+    /// Schedules `entry` as [`Timer::schedule`] does, but under the caller's `id` in place
+    /// of the next sequence number: an owner that can name its entry (a delayed job, by
+    /// its address) then needs only the due time to rebuild the key
+    /// (`TimerKey::from_parts(at, id)`). Entries due at the same time fire in `id` order.
+    /// `id` must be unique among the timer's pending entries, and a timer must be used
+    /// with ids only or sequence numbers only.
+    pub(crate) fn schedule_as(&self, at: Instant, id: u64, entry: T) -> Result<TimerKey, T> {
+        self.schedule_keyed(at, Some(id), entry)
+    }
+
+    fn schedule_keyed(&self, at: Instant, id: Option<u64>, entry: T) -> Result<TimerKey, T> {
         let at = nanos_since_epoch(at);
         let mut state = lock(&self.shared.state);
         if state.shutdown {
@@ -121,7 +135,7 @@ impl<T: Send + 'static> Timer<T> {
         }
         let key = TimerKey {
             at,
-            seq: state.next_seq,
+            seq: id.unwrap_or(state.next_seq),
         };
         state.next_seq += 1;
         let earliest = state

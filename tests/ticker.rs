@@ -1300,13 +1300,13 @@ fn pending_delayed_jobs_cost_little_memory() {
         queued as f64 / 1e6,
         delayed as f64 / 1e6,
     );
-    // Measured: 188-191 bytes a queued job and 197-236 a delayed one (the recycled
-    // blocks and the attribution of frees to threads make it vary run to run). Both hold
-    // the job's 128-byte block and a token registration (about 31 bytes in the token's
-    // slab); a queued job adds its slot in the injector's segments (16 bytes), a delayed
-    // one its timer entry: 32 bytes (a two-word key and the job reference) in a B-tree
-    // whose leaves sequential due times leave a little over half full, about 55 bytes in
-    // all, 5.5 MB per 100,000 jobs. The bound fails on a timer that allocates per entry,
+    // Measured: about 131 bytes a queued job and 170 a delayed one (the recycled blocks
+    // and the attribution of frees to threads make it vary run to run). Both hold the
+    // job's 88-byte block (a 96-byte malloc chunk) and a token registration (about 31
+    // bytes in the token's slab); a queued job adds its slot in the injector's segments
+    // (24 bytes), a delayed one its timer entry: 32 bytes (a two-word key and the job
+    // reference) in a B-tree whose leaves sequential due times leave a little over half
+    // full, about 55 bytes in all, 5.5 MB per 100,000 jobs. The bound fails on a timer that allocates per entry,
     // keeps a thread or a buffer per job, or leaks cancelled entries.
     let timer_excess = delayed - queued;
     assert!(

@@ -11,9 +11,14 @@
 //! - a thread whose magazine is full hands it to the depot, and a thread whose magazine is
 //!   empty takes a full one from it: one lock per [`MAGAZINE`] jobs;
 //! - the depot keeps at most [`DEPOT`] magazines and frees the rest, so idle memory stays
-//!   bounded (`DEPOT × MAGAZINE × BLOCK` bytes, plus one magazine per thread).
+//!   bounded (`DEPOT × MAGAZINE` blocks per class, plus one magazine per thread).
 //!
-//! Larger jobs (closures capturing more than about 40 bytes) use the global allocator.
+//! There are two block classes: [`SMALLEST`] bytes, which a job whose closure captures
+//! nothing fits (the common case, and what a million queued jobs are made of), and
+//! [`LARGEST`] bytes (a C job, or a closure capturing up to about 56 bytes). Each is 8
+//! bytes short of a multiple of 16, the size of the chunk glibc's `malloc` serves it
+//! from (a chunk carries one 8-byte size word; a 128-byte request takes a 144-byte
+//! chunk). Larger jobs use the global allocator.
 
 use std::alloc::{self, Layout};
 use std::cell::RefCell;
@@ -21,23 +26,40 @@ use std::ptr::NonNull;
 
 use crate::sync::{lock, Mutex};
 
-/// The size of a recycled block; jobs whose layout fits use one.
-pub(crate) const BLOCK: usize = 128;
+/// The block classes, smallest first.
+const CLASSES: [usize; 2] = [SMALLEST, LARGEST];
+/// The smaller block: a `HeapJob` whose closure and output take at most 24 bytes.
+pub(crate) const SMALLEST: usize = 88;
+/// The larger block.
+const LARGEST: usize = 120;
 const BLOCK_ALIGN: usize = 16;
 /// Blocks per magazine.
 const MAGAZINE: usize = 64;
-/// Full magazines the depot keeps.
+/// Full magazines the depot of each class keeps.
 const DEPOT: usize = 32;
 
-fn block_layout() -> Layout {
-    // A valid layout: non-zero size, power-of-two alignment.
-    Layout::from_size_align(BLOCK, BLOCK_ALIGN).expect("block layout")
-}
+/// The class of a block size (an index into [`CLASSES`]).
+#[derive(Clone, Copy)]
+struct Class(usize);
 
-/// Whether a job of `layout` uses a recycled block.
-#[inline]
-fn fits(layout: Layout) -> bool {
-    layout.size() <= BLOCK && layout.align() <= BLOCK_ALIGN
+impl Class {
+    /// The class of a job of `layout`, if it uses recycled blocks. Job layouts are
+    /// constants, so this folds away where the job's type is known.
+    #[inline]
+    fn of(layout: Layout) -> Option<Class> {
+        if layout.align() > BLOCK_ALIGN {
+            return None;
+        }
+        CLASSES
+            .iter()
+            .position(|&size| layout.size() <= size)
+            .map(Class)
+    }
+
+    fn layout(self) -> Layout {
+        // A valid layout: non-zero size, power-of-two alignment.
+        Layout::from_size_align(CLASSES[self.0], BLOCK_ALIGN).expect("block layout")
+    }
 }
 
 /// A free block.
@@ -46,70 +68,77 @@ struct Block(NonNull<u8>);
 // SAFETY: a free block is plain memory owned by whoever holds the `Block`.
 unsafe impl Send for Block {}
 
+/// A thread's free blocks of one class.
 struct Magazine {
+    class: Class,
     blocks: Vec<Block>,
 }
 
 impl Drop for Magazine {
     fn drop(&mut self) {
         let full = std::mem::take(&mut self.blocks);
-        give_back(full);
+        give_back(self.class, full);
     }
 }
 
-/// Hands a magazine to the depot, or frees its blocks when the depot is full.
-fn give_back(blocks: Vec<Block>) {
+/// Hands a magazine to its class's depot, or frees its blocks when the depot is full.
+fn give_back(class: Class, blocks: Vec<Block>) {
     if blocks.is_empty() {
         return;
     }
-    let mut depot = lock(&DEPOT_MAGAZINES);
+    let mut depot = lock(&DEPOTS[class.0]);
     if depot.len() < DEPOT {
         depot.push(blocks);
         return;
     }
     drop(depot);
     for block in blocks {
-        // SAFETY: every block was allocated with `block_layout()` and is free.
-        unsafe { alloc::dealloc(block.0.as_ptr(), block_layout()) };
+        // SAFETY: every block of the class was allocated with its layout and is free.
+        unsafe { alloc::dealloc(block.0.as_ptr(), class.layout()) };
     }
 }
 
-static DEPOT_MAGAZINES: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+/// The full magazines of each class.
+static DEPOTS: [Mutex<Vec<Vec<Block>>>; CLASSES.len()] =
+    [Mutex::new(Vec::new()), Mutex::new(Vec::new())];
 
-/// Holds the depot across a `fork()` (see `process`).
+/// Holds the depots across a `fork()` (see `process`).
 #[cfg_attr(not(feature = "capi"), allow(dead_code))]
 pub(crate) fn lock_depot_for_fork() -> Box<dyn std::any::Any> {
-    Box::new(lock(&DEPOT_MAGAZINES))
+    Box::new(DEPOTS.each_ref().map(lock))
 }
 
 thread_local! {
-    static CACHE: RefCell<Magazine> = const {
-        RefCell::new(Magazine { blocks: Vec::new() })
+    static CACHE: [RefCell<Magazine>; CLASSES.len()] = const {
+        [
+            RefCell::new(Magazine { class: Class(0), blocks: Vec::new() }),
+            RefCell::new(Magazine { class: Class(1), blocks: Vec::new() }),
+        ]
     };
 }
 
 /// Allocates memory for a job of `layout`.
 #[inline]
 pub(crate) fn allocate(layout: Layout) -> NonNull<u8> {
-    if fits(layout) {
-        let cached = CACHE
-            .try_with(|cache| {
-                let mut cache = cache.borrow_mut();
-                if let Some(block) = cache.blocks.pop() {
-                    return Some(block.0);
-                }
-                let full = lock(&DEPOT_MAGAZINES).pop()?;
-                cache.blocks = full;
-                cache.blocks.pop().map(|block| block.0)
-            })
-            .ok()
-            .flatten();
-        if let Some(block) = cached {
-            return block;
-        }
-        return allocate_global(block_layout());
+    let Some(class) = Class::of(layout) else {
+        return allocate_global(layout);
+    };
+    let cached = CACHE
+        .try_with(|cache| {
+            let mut cache = cache[class.0].borrow_mut();
+            if let Some(block) = cache.blocks.pop() {
+                return Some(block.0);
+            }
+            let full = lock(&DEPOTS[class.0]).pop()?;
+            cache.blocks = full;
+            cache.blocks.pop().map(|block| block.0)
+        })
+        .ok()
+        .flatten();
+    match cached {
+        Some(block) => block,
+        None => allocate_global(class.layout()),
     }
-    allocate_global(layout)
 }
 
 fn allocate_global(layout: Layout) -> NonNull<u8> {
@@ -125,16 +154,16 @@ fn allocate_global(layout: Layout) -> NonNull<u8> {
 /// `pointer` came from `allocate(layout)` and is not used again.
 #[inline]
 pub(crate) unsafe fn deallocate(pointer: NonNull<u8>, layout: Layout) {
-    if !fits(layout) {
+    let Some(class) = Class::of(layout) else {
         // SAFETY: large jobs come from the global allocator with this layout.
         unsafe { alloc::dealloc(pointer.as_ptr(), layout) };
         return;
-    }
+    };
     let kept = CACHE.try_with(|cache| {
-        let mut cache = cache.borrow_mut();
+        let mut cache = cache[class.0].borrow_mut();
         if cache.blocks.len() == MAGAZINE {
             let full = std::mem::replace(&mut cache.blocks, Vec::with_capacity(MAGAZINE));
-            give_back(full);
+            give_back(class, full);
         } else if cache.blocks.capacity() == 0 {
             cache.blocks.reserve_exact(MAGAZINE);
         }
@@ -142,8 +171,8 @@ pub(crate) unsafe fn deallocate(pointer: NonNull<u8>, layout: Layout) {
     });
     if kept.is_err() {
         // The thread is exiting and its cache is gone.
-        // SAFETY: small jobs live in blocks of `block_layout()`.
-        unsafe { alloc::dealloc(pointer.as_ptr(), block_layout()) };
+        // SAFETY: the blocks of a class are allocated with its layout.
+        unsafe { alloc::dealloc(pointer.as_ptr(), class.layout()) };
     }
 }
 

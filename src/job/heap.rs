@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use once_cell::race::OnceBox;
+use once_cell::sync::OnceCell;
 
-use super::state::{self, is_terminal, EndHook, JoinLatch, Lifecycle, TimerSlot};
+use super::state::{self, is_terminal, EndHook, JoinLatch, Lifecycle, ThinCallback, TimerSlot};
 use super::{JobPtr, RefCounted};
 use crate::cancel::{CallbackKey, CancelReason, CancelTarget, CancelToken};
 use crate::context::Context;
@@ -70,12 +71,32 @@ impl JobState {
 }
 
 /// A type-erased reference to a job in a queue: heap jobs (one `Arc` turned into a raw
-/// pointer) and the stack jobs of `join`.
+/// pointer) and the stack jobs of `join`. Two words: every queued job pays for one in
+/// the injector (plus the injector slot's state word), so what a queue entry needs
+/// besides (its [`PushSeq`]) lives in the job.
 pub(crate) struct JobRef {
     pointer: NonNull<()>,
     vtable: &'static JobVTable,
-    /// The pushing worker's push counter when it was pushed (see `HelpPolicy::Own`).
-    pub(crate) seq: u64,
+}
+
+/// The pushing worker's push counter when the job was last pushed on a worker's deque
+/// (0: never; see `HelpPolicy::Own` and `WorkerThread::pop_own_subtree`). The first field
+/// of both kinds of job a `JobRef` points at (`Header` and `StackJob` are `repr(C)`), so
+/// a queue entry reads it without knowing the kind.
+///
+/// # Memory ordering
+///
+/// `Relaxed`: it is written by a worker just before it pushes the job on its own deque,
+/// and read only by the worker that pops that entry from its own deque: the same thread,
+/// or one that got the entry through the deque or the injector, whose push and steal
+/// synchronise. A job has at most one queue entry at a time, so no two pushes race. It is
+/// atomic only because other threads hold shared references to the job meanwhile.
+pub(crate) struct PushSeq(AtomicU64);
+
+impl PushSeq {
+    fn new() -> Self {
+        PushSeq(AtomicU64::new(0))
+    }
 }
 
 /// Makes a handle from a heap job's queue reference.
@@ -103,11 +124,26 @@ impl JobRef {
     /// `pointer` must stay valid until the reference is consumed by `execute` or
     /// `discard` exactly once, and `vtable` must be the one of the pointee's type.
     pub(crate) unsafe fn new(pointer: NonNull<()>, vtable: &'static JobVTable) -> Self {
-        JobRef {
-            pointer,
-            vtable,
-            seq: 0,
-        }
+        JobRef { pointer, vtable }
+    }
+
+    fn push_seq_cell(&self) -> &PushSeq {
+        // SAFETY: the pointee (alive while this reference is: `new`'s contract) is a
+        // `HeapJob`, `repr(C)` with its `repr(C)` `Header` first, or a `repr(C)`
+        // `StackJob`; both start with their `PushSeq`.
+        unsafe { self.pointer.cast::<PushSeq>().as_ref() }
+    }
+
+    /// The push counter recorded by the last [`JobRef::set_push_seq`] (0: none).
+    #[inline]
+    pub(crate) fn push_seq(&self) -> u64 {
+        self.push_seq_cell().0.load(Ordering::Relaxed)
+    }
+
+    /// Records the pushing worker's push counter, just before the push.
+    #[inline]
+    pub(crate) fn set_push_seq(&self, seq: u64) {
+        self.push_seq_cell().0.store(seq, Ordering::Relaxed);
     }
 
     pub(crate) fn pointer(&self) -> NonNull<()> {
@@ -178,44 +214,52 @@ impl JobRef {
 }
 
 /// The part of a job that does not depend on its closure and result types.
+///
+/// Every queued job pays for it, so what only some jobs use (a name, permits, a tick,
+/// the running job's own token) is boxed in [`Extras`]: 56 bytes, so that a job whose
+/// closure captures nothing fits the smallest block class of `job::alloc` (see the
+/// tests). `repr(C)` with the [`PushSeq`] first (see `JobRef`).
+#[repr(C)]
 pub(crate) struct Header {
-    pub(crate) lifecycle: Lifecycle,
-    /// References to the job: its `Job`, its `JobHandle`s, its queue entry, its token
-    /// registration (see `JobPtr`).
-    refs: AtomicU32,
+    push_seq: PushSeq,
     /// The pool the job was submitted to. Only dereferenced under the registry liveness
     /// invariant (see `pool::registry`): a registry outlives every job it has not yet
     /// counted as ended.
     registry: NonNull<Registry>,
+    token: Option<CancelToken>,
+    /// What few jobs have: made at submit for a named, semaphore-gated or periodic job,
+    /// or on first use of the running job's own token (`ctx.token()`).
+    extras: OnceBox<Extras>,
+    /// A delayed job's timer entry. Inline, so that a delayed job needs no `Extras`.
+    timer: TimerSlot,
+    pub(crate) lifecycle: Lifecycle,
+    /// References to the job: its `Job`, its `JobHandle`s, its queue entry, its token
+    /// registration (see `JobPtr`).
+    refs: AtomicU32,
+    /// Our key in `token`'s registrations, written right after registering.
+    token_key: AtomicU32,
+    /// Its kind (`SubmitOptions::kind`, 0: none), for `Context::run_queued`.
+    kind: u16,
     /// Whether the job counts toward the pool's queue capacity until it starts.
     bounded: bool,
     /// A fail-fast group's job: if it fails or panics, it cancels its token (the
-    /// group's) with `SiblingFailed`. A byte of the padding after `bounded`.
+    /// group's) with `SiblingFailed`.
     fail_fast: bool,
-    /// Its kind (`SubmitOptions::kind`, 0: none), for `Context::run_queued`. Two bytes
-    /// that fit in the padding after `bounded`: the header stays one cache line.
-    kind: u16,
-    token: Option<CancelToken>,
-    /// Our key in `token`'s registrations, written right after registering.
-    token_key: AtomicU32,
-    /// The token given to the running closure (`ctx.token()`), made on first use, and its
-    /// callback on the pool's root token. Boxed: rare, and one word when absent.
-    own_token: OnceBox<(CancelToken, CallbackKey)>,
-    /// A delayed job's timer entry (`TimerKey::to_parts`). Inline, so that a delayed job
-    /// needs no `Extras`.
-    timer: TimerSlot,
-    /// What few jobs have (a name, permits, a tick, a group): boxed, so that a plain or
-    /// delayed job stays one small allocation.
-    extras: Option<Box<Extras>>,
 }
 
-/// The parts of a job header that only named, semaphore-gated or periodic jobs use.
+/// The parts of a job header that only some jobs use.
+#[derive(Default)]
 pub(crate) struct Extras {
     name: Option<Arc<str>>,
     /// The run number of a periodic job's run.
     tick: Option<u64>,
-    /// The job's timer entry while it is delayed.
     permits: Option<Permits>,
+    /// The token given to the running closure (`ctx.token()`), made on first use, and its
+    /// callback on the pool's root token. Inline: a plain job whose closure asks for its
+    /// token makes one allocation for both. Only the thread running the job makes it,
+    /// and the initialiser (a fresh token, a root callback that cancels it) never comes
+    /// back to this job, so the cell's lock is neither contended nor re-entered.
+    own_token: OnceCell<(CancelToken, CallbackKey)>,
 }
 
 /// A semaphore-gated job's permits: held from its grant to its end.
@@ -259,6 +303,7 @@ impl Header {
             } else {
                 state::QUEUED
             }),
+            push_seq: PushSeq::new(),
             refs: AtomicU32::new(1),
             registry: init.registry,
             bounded: init.bounded,
@@ -266,22 +311,22 @@ impl Header {
             kind: init.kind,
             token: init.token,
             token_key: AtomicU32::new(NO_KEY),
-            own_token: OnceBox::new(),
             timer: TimerSlot::new(),
-            extras: (init.name.is_some() || init.permits.is_some() || init.tick.is_some()).then(
-                || {
-                    Box::new(Extras {
-                        name: init.name,
-                        tick: init.tick,
-                        permits: init.permits.map(|(semaphore, count)| Permits {
-                            semaphore,
-                            count,
-                            key: AtomicU64::new(u64::MAX),
-                            root_key: AtomicU32::new(NO_KEY),
-                        }),
-                    })
-                },
-            ),
+            extras: if init.name.is_some() || init.permits.is_some() || init.tick.is_some() {
+                OnceBox::with_value(Box::new(Extras {
+                    name: init.name,
+                    tick: init.tick,
+                    permits: init.permits.map(|(semaphore, count)| Permits {
+                        semaphore,
+                        count,
+                        key: AtomicU64::new(u64::MAX),
+                        root_key: AtomicU32::new(NO_KEY),
+                    }),
+                    ..Extras::default()
+                }))
+            } else {
+                OnceBox::new()
+            },
         }
     }
 
@@ -290,7 +335,12 @@ impl Header {
     }
 
     fn permits(&self) -> Option<&Permits> {
-        self.extras.as_ref().and_then(|e| e.permits.as_ref())
+        self.extras.get().and_then(|e| e.permits.as_ref())
+    }
+
+    /// The running job's own token and its callback on the root token, once made.
+    fn own_token_made(&self) -> Option<&(CancelToken, CallbackKey)> {
+        self.extras.get().and_then(|e| e.own_token.get())
     }
 
     /// The token the job was submitted with, if any.
@@ -342,21 +392,28 @@ impl Header {
     /// Records the job's timer entry; false if a cancel may have missed it (the caller
     /// then takes the entry out of the timer, see [`TimerSlot`]).
     pub(crate) fn set_timer_key(&self, key: TimerKey) -> bool {
-        let (at, seq) = key.to_parts();
-        self.timer.record(at, seq, &self.lifecycle)
+        let (at, id) = key.to_parts();
+        debug_assert_eq!(id, self.timer_id(), "scheduled with `timer_id`");
+        self.timer.record(at, &self.lifecycle)
+    }
+
+    /// The id the job's timer entry is scheduled under (`Timer::schedule_as`): its
+    /// address, unique among live jobs.
+    pub(crate) fn timer_id(&self) -> u64 {
+        self as *const Header as usize as u64
     }
 
     fn timer_key(&self) -> Option<TimerKey> {
-        let (at, seq) = self.timer.for_canceller()?;
-        Some(TimerKey::from_parts(at, seq))
+        let at = self.timer.for_canceller()?;
+        Some(TimerKey::from_parts(at, self.timer_id()))
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
-        self.extras.as_ref().and_then(|e| e.name.as_deref())
+        self.extras.get().and_then(|e| e.name.as_deref())
     }
 
     pub(crate) fn tick(&self) -> Option<u64> {
-        self.extras.as_ref().and_then(|e| e.tick)
+        self.extras.get().and_then(|e| e.tick)
     }
 
     /// Why the running job should stop, if it should.
@@ -373,7 +430,8 @@ impl Header {
     /// The token of the running job: a child of its submit token (or a fresh token), also
     /// cancelled by `Job::cancel` and by the pool's root token.
     pub(crate) fn own_token(&self, registry: &Registry) -> CancelToken {
-        let (token, _) = self.own_token.get_or_init(|| {
+        let extras = self.extras.get_or_init(Box::default);
+        let (token, _) = extras.own_token.get_or_init(|| {
             let token = match &self.token {
                 Some(parent) => parent.child(),
                 None => CancelToken::new(),
@@ -382,7 +440,7 @@ impl Header {
             let key = registry.root().on_cancel(move |reason| {
                 on_root.cancel_with(reason);
             });
-            Box::new((token, key))
+            (token, key)
         });
         // Pairs with `request_cancel`: either it sees our token or we see its flag.
         if self.lifecycle.cancel_requested() {
@@ -394,7 +452,7 @@ impl Header {
     /// Asks a running job to stop.
     fn request_cancel(&self) {
         self.lifecycle.request_cancel();
-        if let Some((token, _)) = self.own_token.get() {
+        if let Some((token, _)) = self.own_token_made() {
             token.cancel();
         }
     }
@@ -439,7 +497,7 @@ impl Header {
         if let Some(permits) = self.permits() {
             permits.semaphore.release_held(permits.count);
         }
-        if let Some((_, key)) = self.own_token.get() {
+        if let Some((_, key)) = self.own_token_made() {
             registry.root().remove_callback(*key);
         }
     }
@@ -458,7 +516,7 @@ pub(crate) struct HeapJob<F, T, E> {
     /// the output) by the `Job` handle.
     slot: UnsafeCell<Slot<F, Output<T, E>>>,
     /// The first end callback (`JobHandle::on_end`: a group's bookkeeping), kept here
-    /// rather than in the parking table.
+    /// rather than in the parking table. One word (a `ThinCallback`).
     end_hook: EndHook,
 }
 
@@ -1003,21 +1061,24 @@ impl JobHandle {
     /// that ends it (keep it short).
     pub fn on_end(&self, callback: impl FnOnce(JobState) + Send + 'static) {
         let job = self.job.clone();
-        let callback = Box::new(move || {
+        let callback = ThinCallback::new(move || {
             callback(JobState::from_phase(job.header().lifecycle.phase()));
         });
         let lifecycle = &self.job.header().lifecycle;
         // The job's own hook if it is free (the common case: one callback), else the
         // parking table.
         if let Err(callback) = self.job.end_hook().register(lifecycle, callback) {
-            lifecycle.on_end(callback);
+            lifecycle.on_end(Box::new(move || callback.call()));
         }
     }
 }
 
 /// The second closure of a `join`, living on the joining worker's stack. Its thief
 /// writes the result, then sets the latch (see `JoinLatch` for the handshake).
+#[repr(C)]
 pub(crate) struct StackJob<B, R> {
+    /// First: see `JobRef`.
+    push_seq: PushSeq,
     func: UnsafeCell<Option<B>>,
     result: UnsafeCell<Option<std::thread::Result<R>>>,
     latch: JoinLatch,
@@ -1039,6 +1100,7 @@ where
 
     pub(crate) fn new(func: B, owner: usize) -> Self {
         StackJob {
+            push_seq: PushSeq::new(),
             func: UnsafeCell::new(Some(func)),
             result: UnsafeCell::new(None),
             latch: JoinLatch::new(),
@@ -1115,10 +1177,27 @@ mod tests {
         assert_send_sync::<CancelToken>();
     }
 
-    /// Every queued job pays for its header: keep it within one cache line.
+    /// The layout of the heap job `submit(func)` makes.
+    fn job_layout<F, T, E>(_: &F) -> std::alloc::Layout
+    where
+        F: FnOnce(&Context<'_>) -> Result<T, E>,
+    {
+        std::alloc::Layout::new::<HeapJob<F, T, E>>()
+    }
+
+    /// Every queued job pays for its header and its queue entry: a job whose closure
+    /// captures nothing (and returns nothing) fits the smallest block class, and a
+    /// queue entry is two words (issue 8: at most 128 bytes per queued job).
     #[test]
-    fn header_fits_a_cache_line() {
-        let size = std::mem::size_of::<Header>();
-        assert!(size <= 64, "Header is {size} bytes");
+    fn a_plain_job_fits_the_smallest_block() {
+        assert_eq!(std::mem::size_of::<Header>(), 56);
+        assert_eq!(std::mem::size_of::<EndHook>(), 8);
+        assert_eq!(std::mem::size_of::<JobRef>(), 16);
+        let plain = |_: &Context<'_>| Ok::<(), std::convert::Infallible>(());
+        let layout = job_layout(&plain);
+        assert!(
+            layout.size() <= super::super::alloc::SMALLEST && layout.align() <= 16,
+            "a plain job is {layout:?}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! exactly once, after everything the job owned has been released.
 
 use std::cell::UnsafeCell;
+use std::ptr::NonNull;
 
 use crate::parking::{self, Callback};
 use crate::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -369,7 +370,7 @@ enum FlagSet {
 /// So the callback runs exactly once, after the end, and the cell is never accessed by two
 /// threads at once.
 pub(crate) struct EndHook {
-    cell: UnsafeCell<Option<Callback>>,
+    cell: UnsafeCell<Option<ThinCallback>>,
 }
 
 // SAFETY: the cell is accessed only by the registration that claimed it, then by one of
@@ -390,13 +391,13 @@ impl EndHook {
     pub(crate) fn register(
         &self,
         lifecycle: &Lifecycle,
-        callback: Callback,
-    ) -> Result<(), Callback> {
+        callback: ThinCallback,
+    ) -> Result<(), ThinCallback> {
         match lifecycle.set_flag(HOOK_CLAIMED) {
             FlagSet::Set => {}
             FlagSet::AlreadySet => return Err(callback),
             FlagSet::Ended => {
-                callback();
+                callback.call();
                 return Ok(());
             }
         }
@@ -409,7 +410,7 @@ impl EndHook {
             FlagSet::Ended => {
                 // SAFETY: the finisher saw no `HAS_HOOK` and leaves the cell to us (step 4).
                 let callback = unsafe { (*self.cell.get()).take() };
-                callback.expect("the callback we stored")();
+                callback.expect("the callback we stored").call();
             }
         }
         Ok(())
@@ -425,14 +426,78 @@ impl EndHook {
         // SAFETY: the finisher owns the cell now (step 3).
         let callback = unsafe { (*self.cell.get()).take() };
         if let Some(callback) = callback {
+            callback.call();
+        }
+    }
+}
+
+/// A boxed `FnOnce() + Send` behind one pointer: the function that calls (or drops) it
+/// is stored in its allocation, not beside the pointer as a `Box<dyn FnOnce()>`'s vtable
+/// is, so that the [`EndHook`] every job carries takes one word. One allocation, as a
+/// `Box<dyn FnOnce()>`.
+pub(crate) struct ThinCallback(NonNull<ThinHead>);
+
+/// The start of every [`ThinCallback`]'s allocation (a `ThinNode`).
+struct ThinHead {
+    /// Takes the node back (the pointer given is its own) and calls its closure if the
+    /// flag says so, else drops it.
+    finish: unsafe fn(NonNull<ThinHead>, bool),
+}
+
+#[repr(C)]
+struct ThinNode<F> {
+    head: ThinHead,
+    callback: F,
+}
+
+// SAFETY: the closure is `Send`, and the node is owned by the one `ThinCallback`.
+unsafe impl Send for ThinCallback {}
+
+impl ThinCallback {
+    pub(crate) fn new<F: FnOnce() + Send + 'static>(callback: F) -> Self {
+        let node = Box::new(ThinNode {
+            head: ThinHead {
+                finish: Self::finish::<F>,
+            },
+            callback,
+        });
+        ThinCallback(NonNull::from(Box::leak(node)).cast())
+    }
+
+    /// Calls the closure (and frees it).
+    pub(crate) fn call(self) {
+        let node = self.0;
+        std::mem::forget(self);
+        // SAFETY: the node is alive and ours (we were its one owner, now forgotten);
+        // `finish` is the function `new` stored for its type.
+        unsafe { ((*node.as_ptr()).finish)(node, true) };
+    }
+
+    /// # Safety
+    ///
+    /// `node` is the pointer of a `ThinCallback` made by `new::<F>`, given up by it.
+    unsafe fn finish<F: FnOnce()>(node: NonNull<ThinHead>, call: bool) {
+        // SAFETY: `new::<F>` leaked a `Box<ThinNode<F>>` whose address this is (a
+        // `repr(C)` node starts with its head); the caller gives up the pointer.
+        let node = unsafe { Box::from_raw(node.cast::<ThinNode<F>>().as_ptr()) };
+        let ThinNode { callback, .. } = *node;
+        if call {
             callback();
         }
     }
 }
 
-/// Where a delayed job's timer entry is: recorded by the submitter right after inserting
-/// the entry, read by the thread that cancels the job out of `DELAYED` to take the entry
-/// out of the timer.
+impl Drop for ThinCallback {
+    fn drop(&mut self) {
+        // SAFETY: as in `call`; `self` is not used again.
+        unsafe { ((*self.0.as_ptr()).finish)(self.0, false) };
+    }
+}
+
+/// Where a delayed job's timer entry is: its due time, recorded by the submitter right
+/// after inserting the entry, read by the thread that cancels the job out of `DELAYED` to
+/// take the entry out of the timer. One word: the entry's key is the due time and the
+/// job's address (`Timer::schedule_as`), which the canceller knows.
 ///
 /// A cancel can run between the insert and the record (through the job's token, which
 /// it registered with first): it then finds no entry to take out, and the entry would hold
@@ -443,37 +508,35 @@ impl EndHook {
 /// the entry to one of them).
 #[cfg_attr(loom, allow(dead_code))] // Only `HeapJob` (not built under loom) and the model use it.
 pub(crate) struct TimerSlot {
+    /// The due time (`TimerKey::to_parts`), `u64::MAX` until recorded: no due time is
+    /// (they are capped a century from now, and counted in nanoseconds from a process
+    /// epoch).
     at: AtomicU64,
-    /// `u64::MAX` until recorded.
-    seq: AtomicU64,
 }
 
 #[cfg_attr(loom, allow(dead_code))]
 impl TimerSlot {
     pub(crate) fn new() -> Self {
         TimerSlot {
-            at: AtomicU64::new(0),
-            seq: AtomicU64::new(u64::MAX),
+            at: AtomicU64::new(u64::MAX),
         }
     }
 
-    /// Records the entry `(at, seq)` of the job whose state is `lifecycle`. Returns false
-    /// if a cancel took the job out of `DELAYED` and may have missed the entry: the caller
-    /// must then take it out of the timer itself.
-    pub(crate) fn record(&self, at: u64, seq: u64, lifecycle: &Lifecycle) -> bool {
-        self.at.store(at, Ordering::Relaxed);
-        // Release: a canceller that sees the sequence sees the due time.
-        self.seq.store(seq, Ordering::Release);
+    /// Records the due time `at` of the entry of the job whose state is `lifecycle`.
+    /// Returns false if a cancel took the job out of `DELAYED` and may have missed the
+    /// entry: the caller must then take it out of the timer itself.
+    pub(crate) fn record(&self, at: u64, lifecycle: &Lifecycle) -> bool {
+        self.at.store(at, Ordering::Release);
         fence(Ordering::SeqCst);
         !matches!(lifecycle.phase(), CANCELLING | CANCELLED)
     }
 
-    /// The entry, read by the thread that won `try_cancel` from `DELAYED`; `None` if it is
-    /// not recorded yet (the recorder then sees the cancel and takes the entry out).
-    pub(crate) fn for_canceller(&self) -> Option<(u64, u64)> {
+    /// The due time, read by the thread that won `try_cancel` from `DELAYED`; `None` if
+    /// it is not recorded yet (the recorder then sees the cancel and takes the entry out).
+    pub(crate) fn for_canceller(&self) -> Option<u64> {
         fence(Ordering::SeqCst);
-        let seq = self.seq.load(Ordering::Acquire);
-        (seq != u64::MAX).then(|| (self.at.load(Ordering::Relaxed), seq))
+        let at = self.at.load(Ordering::Acquire);
+        (at != u64::MAX).then_some(at)
     }
 }
 
@@ -630,7 +693,7 @@ mod loom_tests {
                     let _hook = state.finish(CANCELLED, 1);
                 })
             };
-            if !slot.record(1, 7, &state) {
+            if !slot.record(1, &state) {
                 take(&timer, &takes);
             }
             canceller.join().unwrap();
@@ -651,12 +714,12 @@ mod loom_tests {
             let calls = Arc::new(AtomicUsize::new(0));
             let register = |shared: Arc<(Lifecycle, EndHook)>, calls: Arc<AtomicUsize>| {
                 let seen = shared.clone();
-                let callback: Callback = Box::new(move || {
+                let callback = ThinCallback::new(move || {
                     assert_eq!(seen.0.phase(), SUCCEEDED, "ran before the end");
                     calls.fetch_add(1, Ordering::SeqCst);
                 });
                 if let Err(callback) = shared.1.register(&shared.0, callback) {
-                    shared.0.on_end(callback);
+                    shared.0.on_end(Box::new(move || callback.call()));
                 }
             };
             let other = {

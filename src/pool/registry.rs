@@ -657,7 +657,10 @@ impl Registry {
         let due = Instant::now()
             .checked_add(delay)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600));
-        match self.timer().schedule(due, job_ref) {
+        match self
+            .timer()
+            .schedule_as(due, job.header().timer_id(), job_ref)
+        {
             Ok(key) => {
                 if !job.header().set_timer_key(key) {
                     // Cancelled meanwhile, by a cancel that could not see the key. Our

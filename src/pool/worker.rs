@@ -24,7 +24,7 @@ pub(crate) struct WorkerThread {
     index: usize,
     deque: Worker<JobRef>,
     rng: Cell<u64>,
-    /// Pushes made so far; each pushed job records the count as its `seq`.
+    /// Pushes made so far; each pushed job records the count (`JobRef::set_push_seq`).
     push_seq: Cell<u64>,
     /// `push_seq` when the innermost job running on this thread started: jobs above it on
     /// the deque were pushed by that job's subtree (`HelpPolicy::Own`).
@@ -223,7 +223,7 @@ impl WorkerThread {
     /// `Context::run_queued`: runs here, one after another, up to `max` jobs of `kind`
     /// (nonzero) that are ready now on our deque or in the injector, and stops at the
     /// first job of another kind, which goes back on top of our deque (where it was, or
-    /// where a batch from the injector put it) with its `seq`, for us or a thief. Each
+    /// where a batch from the injector put it) with its push count, for us or a thief. Each
     /// job goes through `JobRef::execute`, as in the main loop: a cancelled one ends
     /// `Cancelled` without running and is not counted. Returns how many ran; 0 when
     /// called from a job that a `run_queued` is running (no recursion).
@@ -273,10 +273,10 @@ impl WorkerThread {
     }
 
     #[inline]
-    fn push_local(&self, mut job: JobRef) {
+    fn push_local(&self, job: JobRef) {
         let seq = self.push_seq.get() + 1;
         self.push_seq.set(seq);
-        job.seq = seq;
+        job.set_push_seq(seq);
         self.deque.push(job);
     }
 
@@ -357,7 +357,7 @@ impl WorkerThread {
     /// it. Everything below the first older job is older too, so we stop there.
     fn pop_own_subtree(&self) -> Option<JobRef> {
         let job = self.deque.pop()?;
-        if job.seq > self.watermark.get() {
+        if job.push_seq() > self.watermark.get() {
             Some(job)
         } else {
             // Put it back where it was: the top.
