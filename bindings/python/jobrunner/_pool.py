@@ -35,12 +35,13 @@ from ._group import Group
 from ._jobs import (
     _ARG_FREE,
     _JOB_FN,
-    _NATIVE_DONE_ADDR,
     _PLAIN_FN_ADDR,
     _THREAD_START,
     _THREAD_STOP,
     Future,
+    NativeFuture,
     _native_pending,
+    _native_watched,
     _plain,
     _tasks,
     _Task,
@@ -56,7 +57,6 @@ from ._native import (
     Status,
     address,
     fast,
-    job_on_done_addr,
     job_ptr,
     lib,
     submit_addr,
@@ -380,10 +380,6 @@ class Pool(concurrent.futures.Executor):
             arg_addr = ctypes.cast(arg, ctypes.c_void_p).value  # what it points to
         else:
             arg_addr = ctypes.addressof(arg)  # a ctypes object: its own buffer
-        fut: Future[int] = Future()
-        key = id(fut)
-        # Keeps cfunc and arg alive until the job ends (see _jobs._native_pending).
-        _native_pending[key] = (fut, self, cfunc, arg)
         slot = _out.slot
         if slot.busy:  # a submit nested in another's read of the slot: see _Slot
             slot = _Slot()
@@ -403,13 +399,15 @@ class Pool(concurrent.futures.Executor):
             )
             job = address(out)
         if status != _OK:
-            _native_pending.pop(key, None)
             check(status, "jr_submit")
+        fut: NativeFuture = NativeFuture()
         fut._job = job  # type: ignore[assignment]
-        # May call back at once, on this thread, if the job has already ended.
-        status = job_on_done_addr(job, _NATIVE_DONE_ADDR, key)
-        if status != _OK:
-            check(status, "jr_job_on_done")
+        # Keeps cfunc and arg alive until the job ends (see _jobs._native_pending); the
+        # future is completed by whoever first sees the job ended, with no callback into
+        # Python on the worker, except on the shared pool (see _jobs, "native jobs").
+        _native_pending[id(fut)] = (self, cfunc, arg, False)
+        if self._borrowed:
+            fut._watch()
         return fut
 
     def map(
@@ -593,8 +591,14 @@ def _remember_fn_addr(cfunc: Any) -> tuple[Any, int]:
 
 
 def _natives_of(pool: Pool) -> list[Future[Any]]:
-    """The futures of the native jobs of ``pool`` that have not ended."""
-    return [e[0] for e in list(_native_pending.values()) if e[1] is pool]
+    """The futures of the native jobs of ``pool`` not yet completed, for the shared pool
+    (whose native futures are all watched, see ``Pool.submit_native``)."""
+    found = []
+    for fut in list(_native_watched.values()):
+        entry = _native_pending.get(id(fut))
+        if entry is not None and entry[0] is pool:
+            found.append(fut)
+    return found
 
 
 # --- interpreter exit -----------------------------------------------------------------------------
