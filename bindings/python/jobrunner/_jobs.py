@@ -264,6 +264,7 @@ _PLAIN_FN = JOB_FN(_run_plain)
 _PLAIN_FN_ADDR = _native.address(_PLAIN_FN)
 _run_queued = _native.ctx_run_queued_raw
 _JOB_FN = JOB_FN(_run_job)
+_JOB_FN_ADDR = _native.address(_JOB_FN)
 _ARG_FREE = FREE_FN(_arg_freed)
 _THREAD_START = THREAD_HOOK(_thread_start)
 _THREAD_STOP = THREAD_HOOK(_thread_stop)
