@@ -578,8 +578,13 @@ class NativeFuture(Future[int]):
         """Install the done callback, unless the future is complete or watched already.
         It may run at once, on this thread, if the job has ended."""
         key = id(self)
-        entry = _native_pending.get(key)
-        if entry is None or entry[3]:
+        # Popped, not read, while it is marked: an entry read, then written back after
+        # another thread popped it and completed the future, would be completed twice.
+        entry = _native_pending.pop(key, None)
+        if entry is None:
+            return
+        if entry[3]:
+            _native_pending[key] = entry
             return
         _native_pending[key] = (entry[0], entry[1], entry[2], True)
         tag = next(_keys)
