@@ -501,6 +501,13 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
                 }
             }
         }
+        // A thread that would park (not a worker in an untimed wait, which waits in the
+        // pool's way) spins briefly first, as a channel does (`block_compensated`): with
+        // the jobs running, the next one usually ends within microseconds, and a parked
+        // consumer costs each job's end a futex wake and itself a context switch.
+        if (at.is_some() || WorkerThread::current().is_none()) && self.spin_until(at, what) {
+            return true;
+        }
         let waker = {
             let mut state = lock(&self.shared.state);
             if self.ready(&state, what) {
@@ -515,6 +522,26 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             .waiters_for(what)
             .retain(|w| !Arc::ptr_eq(w, &waker));
         done
+    }
+
+    /// Spins and yields a little (crossbeam's `Backoff`, to its end) until the condition
+    /// of `what` holds or `at` passes; returns whether it holds. It looks only when the
+    /// state's lock is free: a held lock is a job ending (or a submit), and queueing
+    /// behind it would only delay that end.
+    fn spin_until(&self, at: Option<Instant>, what: WaitFor) -> bool {
+        let backoff = crossbeam_utils::Backoff::new();
+        while !backoff.is_completed() {
+            if let Ok(state) = self.shared.state.try_lock() {
+                if self.ready(&state, what) {
+                    return true;
+                }
+            }
+            if at.is_some_and(|at| Instant::now() >= at) {
+                return false;
+            }
+            backoff.snooze();
+        }
+        false
     }
 
     /// A pending job of the group that has not started, if any.

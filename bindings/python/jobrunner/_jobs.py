@@ -53,7 +53,7 @@ from ._sync import CancelToken
 if TYPE_CHECKING:
     from ._pool import Pool
 
-__all__ = ["Future", "JobContext", "current"]
+__all__ = ["Future", "NativeFuture", "JobContext", "current"]
 
 T = TypeVar("T")
 
@@ -264,6 +264,7 @@ _PLAIN_FN = JOB_FN(_run_plain)
 _PLAIN_FN_ADDR = _native.address(_PLAIN_FN)
 _run_queued = _native.ctx_run_queued_raw
 _JOB_FN = JOB_FN(_run_job)
+_JOB_FN_ADDR = _native.address(_JOB_FN)
 _ARG_FREE = FREE_FN(_arg_freed)
 _THREAD_START = THREAD_HOOK(_thread_start)
 _THREAD_STOP = THREAD_HOOK(_thread_stop)
@@ -390,7 +391,6 @@ class Future(concurrent.futures.Future[T]):
 
         First in C, on the job (GIL released; inside a job the core may run the awaited
         job inline or help): a Python job completes its future before its C job ends,
-        and a native job's future is completed here if the done callback has not yet,
         so this is usually the only wait, and no Condition is made. Otherwise (a future
         ended by a callback that runs after the job, or one with no job), on the
         future's condition.
@@ -400,16 +400,13 @@ class Future(concurrent.futures.Future[T]):
         end = None if timeout is None else time.monotonic() + timeout
         job = self._job
         if job:
-            if _local.job is not None:
-                status = _job_wait_addr(job, to_ns(timeout))
-            else:  # in slices, so that Ctrl-C interrupts it in the main thread
-                status = wait_sliced(lambda ns: _job_wait_addr(job, ns), timeout)
-            if status != _TIMEOUT:
-                entry = _native_pending.pop(id(self), None)
-                if entry is not None:  # whoever pops the entry completes the future
-                    _complete_native(self)
+            _wait_for_job(job, timeout)
             if self._state in _DONE:
                 return
+        self._wait_on_condition(end)
+
+    def _wait_on_condition(self, end: float | None) -> None:
+        """Wait on the future's condition until done or ``end`` (monotonic) passes."""
         cond = self._condition
         with cond:
             while self._state not in _DONE:
@@ -494,23 +491,211 @@ _job_wait_addr = _native.job_wait_addr
 _TIMEOUT = Status.JR_E_TIMEOUT
 
 
-# --- native jobs: completing their futures --------------------------------------------------
+def _wait_for_job(job: int, timeout: float | None) -> int:
+    """``jr_job_wait`` on a job handle's address, GIL released: at once inside a job (the
+    core may run the job inline or help), else in slices, so that Ctrl-C interrupts it
+    in the main thread. Returns the status (``JR_E_TIMEOUT``: not ended)."""
+    if _local.job is not None:
+        return _job_wait_addr(job, to_ns(timeout))  # type: ignore[no-any-return]
+    return wait_sliced(lambda ns: _job_wait_addr(job, ns), timeout)
 
-#: Native jobs not yet ended: ``id(future)`` (the done callback's ``arg``) to
-#: ``(future, pool, cfunc, arg)``, which keeps cfunc and arg alive until the job ends.
-#: Dict operations are atomic under the GIL: the done callback and a waiter that saw the
-#: job end both pop, and the one that gets the entry completes the future.
-_native_pending: dict[int, tuple[Future[int], Any, Any, Any]] = {}
+
+# --- native jobs: completing their futures --------------------------------------------------
+#
+# A native job (``Pool.submit_native``) runs C code on a worker without the GIL. Its end
+# used to be reported by a ``jr_job_on_done`` callback installed at every submit: a
+# Python callback on the worker, which had to take the GIL from the submitting thread
+# at every job end, so the workers queued for the GIL (and the submitting thread spent
+# its time handing it over) instead of running jobs. Now nothing in Python runs on the
+# worker unless someone needs to hear of the end as it happens: a future is completed
+# by whoever first sees its job ended and pops its entry from ``_native_pending``:
+#
+# * a caller of ``result``/``exception`` (after ``jr_job_wait``), ``done``,
+#   ``cancelled`` or ``cancel`` (a non-blocking look at the job);
+# * the done callback, installed (``NativeFuture._watch``) only when the future's
+#   condition is made, which every waiter and listener of ``concurrent.futures`` does
+#   first (``wait``, ``as_completed``, ``add_done_callback``, so ``asyncio.wrap_future``
+#   too); and at submit on the process-wide pool, whose jobs C code elsewhere may end
+#   (a shutdown) and which exit must find (``Pool._settle_own_jobs``).
+#
+# A watched future stays in ``_native_watched`` until its callback has run, so its
+# ``id`` (the key of its entry) is not reused while a callback may still pop it. A
+# future dropped before anyone completed it hands its entry (which keeps the job's
+# function and ``arg`` alive) to ``_native_orphans`` until its job ends.
+
+#: Native futures not yet completed: ``id(future)`` to ``(pool, cfunc, arg, watched)``,
+#: which keeps cfunc and arg alive until the job ends. Dict operations are atomic under
+#: the GIL: whoever pops the entry completes the future.
+_native_pending: dict[int, tuple[Any, Any, Any, bool]] = {}
+#: Futures whose done callback is installed, by the callback's ``arg`` (a key from
+#: ``_keys``), until the callback runs.
+_native_watched: dict[int, NativeFuture] = {}
+#: The entries of futures dropped before their job ended, by the done callback's key,
+#: until it runs.
+_native_orphans: dict[int, tuple[Any, Any, Any, bool]] = {}
+
+
+class _Probe(threading.local):
+    """A per-thread ``int32_t`` for ``jr_job_error_code``, which :func:`_has_ended` calls
+    only for its status: the value written there is never read."""
+
+    def __init__(self) -> None:
+        self.box = ctypes.c_int32()
+        self.addr = ctypes.addressof(self.box)
+
+
+_probe = _Probe()
+_job_error_code_addr = _native.job_error_code_addr
+
+
+def _has_ended(job: int) -> bool:
+    """Whether the job of this handle address has ended (a look: never waits, and moves
+    nothing out of the handle, unlike ``jr_job_take_result``)."""
+    return _job_error_code_addr(job, _probe.addr) != _TIMEOUT  # type: ignore[no-any-return]
+
+
+class NativeFuture(Future[int]):
+    """The future of a native job: completed by whoever first sees the job ended (see
+    "native jobs" above), not by a callback at every job end."""
+
+    @property  # type: ignore[override]
+    def _condition(self) -> threading.Condition:
+        """The condition, made on first use; whoever makes it also installs the done
+        callback, since everyone who waits on it or registers under it expects the job's
+        end to notify it."""
+        cond = self._c
+        if cond is None:
+            with _condition_made:
+                cond = self._c
+                made = cond is None
+                if made:
+                    cond = self._c = threading.Condition()
+            if made:
+                self._watch()
+        return cond  # type: ignore[return-value]
+
+    def _watch(self) -> None:
+        """Install the done callback, unless the future is complete or watched already.
+        It may run at once, on this thread, if the job has ended."""
+        key = id(self)
+        # Popped, not read, while it is marked: an entry read, then written back after
+        # another thread popped it and completed the future, would be completed twice.
+        entry = _native_pending.pop(key, None)
+        if entry is None:
+            return
+        if entry[3]:
+            _native_pending[key] = entry
+            return
+        _native_pending[key] = (entry[0], entry[1], entry[2], True)
+        tag = next(_keys)
+        _native_watched[tag] = self
+        status = _job_on_done_addr(self._job, _NATIVE_DONE_ADDR, tag)
+        if status != _OK:
+            _native_watched.pop(tag, None)
+            check(status, "jr_job_on_done")
+
+    def _try_complete(self) -> None:
+        """Complete the future now if its job has ended and nobody else is completing
+        it, in one call (``jr_job_take_result``) made with the entry popped: whoever pops
+        it completes the future. If the job has not ended the entry goes back; a done
+        callback (installed, or being installed by the condition's maker) may have found
+        it missing meanwhile, hence the second look when there is a condition."""
+        key = id(self)
+        entry = _native_pending.pop(key, None)
+        if entry is None:
+            return  # complete, or being completed by another thread
+        out = _c_void_p()
+        status = _job_take_result_addr(self._job, _addressof(out))
+        if status != _TIMEOUT:
+            _end_native(self, status, out.value)
+            return
+        _native_pending[key] = entry
+        if self._c is not None:
+            self._watch()  # its maker's _watch may have found no entry, and installed none
+            if _has_ended(self._job) and _native_pending.pop(key, None) is not None:
+                _complete_native(self)  # its callback ran while the entry was out
+
+    def done(self) -> bool:
+        if self._state in _DONE:
+            return True
+        self._try_complete()
+        return self._state in _DONE
+
+    def cancelled(self) -> bool:
+        if self._state not in _DONE:
+            self._try_complete()
+        return self._state in (CANCELLED, CANCELLED_AND_NOTIFIED)
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait until done or ``timeout`` seconds pass: a look at the job first (the
+        usual case once the workers are ahead: no wait, the GIL kept), then
+        ``jr_job_wait``. On the future's condition only when another thread popped the
+        entry and is completing the future."""
+        if self._state in _DONE:
+            return
+        end = None if timeout is None else time.monotonic() + timeout
+        self._try_complete()
+        if self._state in _DONE:
+            return
+        key = id(self)
+        if key in _native_pending:
+            if _wait_for_job(self._job, timeout) == _TIMEOUT:
+                return
+            self._try_complete()
+        if self._state not in _DONE:
+            self._wait_on_condition(end)
+
+    def result(self, timeout: float | None = None) -> int:
+        if self._state != FINISHED:
+            self._wait(timeout)
+        if self._state == FINISHED and self._exception is None:
+            return self._result  # type: ignore[no-any-return]
+        return super().result(0)  # raises: the exception, cancelled, or timed out
+
+    def cancel(self) -> bool:
+        if self.done():  # ended, perhaps cancelled by someone else (a shutdown)
+            return self.cancelled()
+        if lib.jr_job_cancel(_native.job_ptr(self._job)) != _OK:
+            return self.cancelled()  # running or ended
+        # Cancelled before it ran: end the future unless the done callback (run by
+        # jr_job_cancel on this thread) already has.
+        if _native_pending.pop(id(self), None) is not None:
+            self._end_cancelled()
+        return True
+
+    def __del__(self) -> None:
+        job = self._job
+        if not job:
+            return
+        self._job = 0
+        try:
+            entry = _native_pending.pop(id(self), None)
+            if entry is not None and not _has_ended(job) and not _is_finalizing():
+                # Nobody completed it, and the job runs on: keep its function and arg
+                # until it ends.
+                tag = next(_keys)
+                _native_orphans[tag] = entry
+                if _job_on_done_addr(job, _NATIVE_DONE_ADDR, tag) != _OK:
+                    _native_orphans.pop(tag, None)  # pragma: no cover - a valid handle
+            _job_free_addr(job)
+        except Exception:  # pragma: no cover - interpreter teardown
+            pass
 
 
 def _complete_native(fut: Future[int]) -> None:
-    """Complete the future of an ended native job (one call gives status and result)."""
-    out = ctypes.c_void_p()
-    status = _native.job_take_result_addr(fut._job, ctypes.addressof(out))
+    """Complete the future of an ended native job; only by whoever popped the future's
+    entry from ``_native_pending``."""
+    out = _c_void_p()
+    status = _job_take_result_addr(fut._job, _addressof(out))
+    _end_native(fut, status, out.value)
+
+
+def _end_native(fut: Future[int], status: int, value: int | None) -> None:
+    """Complete the future of an ended native job from what ``jr_job_take_result`` gave."""
     if status == _OK:
         # The job ran, so Future.cancel() failed (jr_job_cancel said JR_E_CLOSED): the
         # future is PENDING, and only the one who popped its entry completes it.
-        fut._finish(out.value or 0)
+        fut._finish(value or 0)
         return
     if status == Status.JR_E_CANCELLED:
         fut._end_cancelled()
@@ -524,21 +709,26 @@ def _complete_native(fut: Future[int]) -> None:
         fut.set_exception(error)
 
 
-def _native_done(key: int | None, _state: int) -> None:
-    """``jr_done_fn`` of native jobs: complete the job's future (never while the
-    interpreter finalises)."""
-    if key is None or _is_finalizing():
+def _native_done(tag: int | None, _state: int) -> None:
+    """``jr_done_fn`` of native jobs (``arg``: the key of a watched future or of an
+    orphaned entry): complete the future if nobody has (never while the interpreter
+    finalises)."""
+    if tag is None or _is_finalizing():
         return
-    entry = _native_pending.pop(key, None)
-    if entry is not None:
-        _complete_native(entry[0])
+    fut = _native_watched.pop(tag, None)
+    if fut is None:
+        _native_orphans.pop(tag, None)
+    elif _native_pending.pop(id(fut), None) is not None:
+        _complete_native(fut)
 
 
 # Kept alive for the life of the process: C may call it until every native job has ended.
 _NATIVE_DONE = _native.DONE_FN(_native_done)
 _NATIVE_DONE_ADDR = _native.address(_NATIVE_DONE)
-
-
+_job_on_done_addr = _native.job_on_done_addr
+_job_take_result_addr = _native.job_take_result_addr
+_c_void_p = ctypes.c_void_p
+_addressof = ctypes.addressof
 
 
 def _prime_future_attributes() -> None:
@@ -554,10 +744,15 @@ def _prime_future_attributes() -> None:
     future at import, before any other exists, fixes the keys (a test checks, in a
     fresh interpreter, that futures carry no dict).
     """
-    fut: Future[Any] = Future()
+    for cls in (Future, NativeFuture):
+        _prime_attributes(cls)
+
+
+def _prime_attributes(cls: type[Future[Any]]) -> None:
+    fut = cls()
     for name in ("_job", "_state", "_ctx", "_result", "_exception", "_c", "_w", "_cb",
                  "_context", "last_exception"):
-        setattr(fut, name, getattr(Future, name))
+        setattr(fut, name, getattr(cls, name))
 
 
 _prime_future_attributes()

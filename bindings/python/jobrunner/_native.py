@@ -552,6 +552,7 @@ ADDRESS_FUNCTIONS: dict[str, str] = {
     "job_free_addr": "jr_job_free",
     "job_on_done_addr": "jr_job_on_done",
     "job_take_result_addr": "jr_job_take_result",
+    "job_error_code_addr": "jr_job_error_code",  # a native job's "has it ended?" look
     "job_wait_addr": "jr_job_wait",  # on `lib`: it blocks
     "ctx_is_cancelled_raw": "jr_ctx_is_cancelled",
     "ctx_run_queued_raw": "jr_ctx_run_queued",  # GIL kept: see below
@@ -593,6 +594,9 @@ job_on_done_addr = _address_version("jr_job_on_done", lib)
 job_wait_addr = _address_version("jr_job_wait", lib)
 #: ``jr_job_take_result(job, out)`` with pointers as addresses (does not wait).
 job_take_result_addr = _address_version("jr_job_take_result")
+#: ``jr_job_error_code(job, out)`` with pointers as addresses (does not wait): its status
+#: says whether the job has ended, without moving the result out as a take would.
+job_error_code_addr = _address_version("jr_job_error_code")
 #: ``jr_ctx_is_cancelled`` taking the context as a plain address (the ``c_void_p`` the job
 #: trampoline receives).
 ctx_is_cancelled_raw = _address_version("jr_ctx_is_cancelled")

@@ -62,7 +62,8 @@ class _Options:
             opts.name = encoded
             self._keep.append(encoded)
         self.struct = opts
-        self.ref = ctypes.pointer(opts)
+        #: The struct's address, for the address-typed ``jr_submit`` (``submit_addr``).
+        self.addr = ctypes.addressof(opts)
         self.group = group
         self._handles = [obj for obj in self._keep if not isinstance(obj, bytes)]
 

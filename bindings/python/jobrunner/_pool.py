@@ -35,12 +35,15 @@ from ._group import Group
 from ._jobs import (
     _ARG_FREE,
     _JOB_FN,
-    _NATIVE_DONE_ADDR,
+    _JOB_FN_ADDR,
     _PLAIN_FN_ADDR,
     _THREAD_START,
     _THREAD_STOP,
     Future,
+    NativeFuture,
     _native_pending,
+    _native_watched,
+    _keys,
     _plain,
     _tasks,
     _Task,
@@ -56,7 +59,6 @@ from ._native import (
     Status,
     address,
     fast,
-    job_on_done_addr,
     job_ptr,
     lib,
     submit_addr,
@@ -307,38 +309,63 @@ class Pool(concurrent.futures.Executor):
         if _jobs._exiting:
             raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         fut: Future[Any] = Future()
-        periodic = period is not None
-        managed = options.managed or periodic
+        if period is not None:
+            return self._submit_every(fut, fn, args, kwargs, options, period)
+        managed = options.managed
         if managed:
-            key = next(_jobs._keys)
-            _tasks[key] = _Task(fn, args, kwargs, fut, self, periodic)
-            fn_ptr = _JOB_FN
+            key = next(_keys)
+            _tasks[key] = _Task(fn, args, kwargs, fut, self, False)
+            fn_addr = _JOB_FN_ADDR
         else:  # a plain job, on a path other than submit()'s hot one
             key = id(fut)
             _plain[key] = (fut, fn, args, kwargs, self)
-            fn_ptr = _jobs._PLAIN_FN
-        job = JobP()
-        if period is None:
-            status = fast.jr_submit(self._ptr, fn_ptr, key, options.ref, ctypes.byref(job))
-            if status == _FULL:
-                status = wait_sliced(
-                    lambda ns: lib.jr_submit(
-                        self._ptr, fn_ptr, key, options.blocking(ns), ctypes.byref(job)
-                    ),
-                    None,
-                )
-        else:
-            if period <= 0:
-                _tasks.pop(key, None)
-                raise ValueError("period must be positive")
-            every = options.blocking(-1)
-            every.contents.arg_free = _ARG_FREE
-            status = lib.jr_submit_every(
-                self._ptr, to_ns(period), _JOB_FN, key, every, ctypes.byref(job)
+            fn_addr = _PLAIN_FN_ADDR
+        # As submit()'s hot path: handles as addresses, the new job's through the slot.
+        slot = _out.slot
+        if slot.busy:  # a submit nested in another's read of the slot: see _Slot
+            slot = _Slot()
+        slot.busy = True
+        try:
+            status = submit_addr(self._addr, fn_addr, key, options.addr, slot.addr)
+            job = slot.job.value
+        finally:
+            slot.busy = False
+        if status == _FULL:
+            fn_ptr = _JOB_FN if managed else _jobs._PLAIN_FN
+            out = JobP()
+            status = wait_sliced(
+                lambda ns: lib.jr_submit(
+                    self._ptr, fn_ptr, key, options.blocking(ns), ctypes.byref(out)
+                ),
+                None,
             )
+            job = address(out)
         if status != _OK:
             (_tasks if managed else _plain).pop(key, None)
             check(status, "jr_submit")
+        fut._job = job
+        return fut
+
+    def _submit_every(
+        self,
+        fut: Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: _Options,
+        period: float,
+    ) -> Future[Any]:
+        if period <= 0:
+            raise ValueError("period must be positive")
+        key = next(_keys)
+        _tasks[key] = _Task(fn, args, kwargs, fut, self, True)
+        every = options.blocking(-1)
+        every.contents.arg_free = _ARG_FREE
+        job = JobP()
+        status = lib.jr_submit_every(self._ptr, to_ns(period), _JOB_FN, key, every, ctypes.byref(job))
+        if status != _OK:
+            _tasks.pop(key, None)
+            check(status, "jr_submit_every")
         fut._job = address(job)
         return fut
 
@@ -380,10 +407,6 @@ class Pool(concurrent.futures.Executor):
             arg_addr = ctypes.cast(arg, ctypes.c_void_p).value  # what it points to
         else:
             arg_addr = ctypes.addressof(arg)  # a ctypes object: its own buffer
-        fut: Future[int] = Future()
-        key = id(fut)
-        # Keeps cfunc and arg alive until the job ends (see _jobs._native_pending).
-        _native_pending[key] = (fut, self, cfunc, arg)
         slot = _out.slot
         if slot.busy:  # a submit nested in another's read of the slot: see _Slot
             slot = _Slot()
@@ -403,13 +426,15 @@ class Pool(concurrent.futures.Executor):
             )
             job = address(out)
         if status != _OK:
-            _native_pending.pop(key, None)
             check(status, "jr_submit")
+        fut: NativeFuture = NativeFuture()
         fut._job = job  # type: ignore[assignment]
-        # May call back at once, on this thread, if the job has already ended.
-        status = job_on_done_addr(job, _NATIVE_DONE_ADDR, key)
-        if status != _OK:
-            check(status, "jr_job_on_done")
+        # Keeps cfunc and arg alive until the job ends (see _jobs._native_pending); the
+        # future is completed by whoever first sees the job ended, with no callback into
+        # Python on the worker, except on the shared pool (see _jobs, "native jobs").
+        _native_pending[id(fut)] = (self, cfunc, arg, False)
+        if self._borrowed:
+            fut._watch()
         return fut
 
     def map(
@@ -593,8 +618,14 @@ def _remember_fn_addr(cfunc: Any) -> tuple[Any, int]:
 
 
 def _natives_of(pool: Pool) -> list[Future[Any]]:
-    """The futures of the native jobs of ``pool`` that have not ended."""
-    return [e[0] for e in list(_native_pending.values()) if e[1] is pool]
+    """The futures of the native jobs of ``pool`` not yet completed, for the shared pool
+    (whose native futures are all watched, see ``Pool.submit_native``)."""
+    found = []
+    for fut in list(_native_watched.values()):
+        entry = _native_pending.get(id(fut))
+        if entry is not None and entry[0] is pool:
+            found.append(fut)
+    return found
 
 
 # --- interpreter exit -----------------------------------------------------------------------------

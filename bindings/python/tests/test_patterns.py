@@ -3,6 +3,7 @@ groups (errgroup), delayed and periodic jobs, native jobs, stats."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import ctypes
 import gc
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -269,8 +271,10 @@ def test_submit_every_until_cancelled(pool: jobrunner.Pool) -> None:
 # --- native jobs ------------------------------------------------------------------------
 
 NATIVE_C = r"""
+#define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 typedef struct jr_ctx jr_ctx;
 extern int jr_ctx_fail(jr_ctx *ctx, const char *message);
 int32_t square(jr_ctx *ctx, void *arg, void **result) {
@@ -288,6 +292,23 @@ int32_t failing(jr_ctx *ctx, void *arg, void **result) {
     (void)arg; (void)result;
     jr_ctx_fail(ctx, "native says no");
     return 42;
+}
+
+/* A job that ends only once the test opens its gate: so that the job ends after the
+   test has started waiting, and the future must be completed by the end itself. */
+static volatile int gate_open;
+static volatile int last_read = -1;
+void set_gate(int open) { gate_open = open; }
+int get_last_read(void) { return last_read; }
+int32_t gated_deref(jr_ctx *ctx, void *arg, void **result) {
+    (void)ctx;
+    while (!gate_open) {
+        struct timespec pause = {0, 100000};
+        nanosleep(&pause, NULL);
+    }
+    last_read = *(const int *)arg;
+    *result = (void *)(intptr_t)last_read;
+    return 0;
 }
 """
 
@@ -324,6 +345,155 @@ def test_submit_native_keeps_its_arg_alive(pool: jobrunner.Pool, native_lib: cty
     futs = [pool.submit_native(native_lib.deref, ctypes.c_int(i)) for i in range(2_000)]
     gc.collect()
     assert [f.result(TIMEOUT) for f in futs] == list(range(2_000))
+
+
+@pytest.fixture
+def gate(native_lib: ctypes.CDLL) -> Iterator[Callable[[], None]]:
+    """Closes the gate of ``gated_deref`` jobs; the test opens it by calling the value
+    (and it is opened anyway at the end, so that no job is left blocked)."""
+    native_lib.set_gate(0)
+    yield lambda: native_lib.set_gate(1)
+    native_lib.set_gate(1)
+
+
+def _gated(pool: jobrunner.Pool, native_lib: ctypes.CDLL, value: int) -> jobrunner.Future[int]:
+    return pool.submit_native(native_lib.gated_deref, ctypes.c_int(value))
+
+
+# A native job's future is completed by whoever first sees the job ended, not by a
+# callback at every job end: each way of waiting for a future, or of listening for its
+# end, must see it complete when the job ends after the wait began. Each of these would
+# hang (and fail on its timeout) if that way of waiting never completed the future.
+
+
+def test_native_future_add_done_callback(
+    pool: jobrunner.Pool, native_lib: ctypes.CDLL, gate: Callable[[], None]
+) -> None:
+    fut = _gated(pool, native_lib, 7)
+    told = threading.Event()
+    fut.add_done_callback(lambda f: told.set())
+    assert not told.is_set()
+    gate()
+    assert told.wait(TIMEOUT)  # nobody calls result(): the job's end itself tells
+    assert fut.result(0) == 7
+
+
+def test_native_future_concurrent_wait(
+    pool: jobrunner.Pool, native_lib: ctypes.CDLL, gate: Callable[[], None]
+) -> None:
+    futs = [_gated(pool, native_lib, i) for i in range(4)]
+    threading.Timer(0.05, gate).start()
+    done, not_done = concurrent.futures.wait(futs, timeout=TIMEOUT)
+    assert not not_done and len(done) == 4
+    assert sorted(f.result(0) for f in done) == [0, 1, 2, 3]
+
+
+def test_native_future_as_completed(
+    pool: jobrunner.Pool, native_lib: ctypes.CDLL, gate: Callable[[], None]
+) -> None:
+    futs = [_gated(pool, native_lib, i) for i in range(4)]
+    threading.Timer(0.05, gate).start()
+    got = [f.result(0) for f in concurrent.futures.as_completed(futs, timeout=TIMEOUT)]
+    assert sorted(got) == [0, 1, 2, 3]
+
+
+def test_native_future_asyncio(
+    pool: jobrunner.Pool, native_lib: ctypes.CDLL, gate: Callable[[], None]
+) -> None:
+    async def main() -> int:
+        wrapped = asyncio.wrap_future(_gated(pool, native_lib, 5))
+        asyncio.get_running_loop().call_later(0.05, gate)
+        return await asyncio.wait_for(wrapped, TIMEOUT)
+
+    assert asyncio.run(main()) == 5
+
+
+def test_native_future_done_polling(
+    pool: jobrunner.Pool, native_lib: ctypes.CDLL, gate: Callable[[], None]
+) -> None:
+    fut = _gated(pool, native_lib, 3)
+    assert not fut.done() and not fut.cancelled() and not fut.running()
+    gate()
+    deadline = time.monotonic() + TIMEOUT
+    while not fut.done():
+        assert time.monotonic() < deadline, "done() never turned true"
+        time.sleep(0.001)
+    assert fut.result(0) == 3 and fut.exception(0) is None
+
+
+def test_native_future_result_and_exception(
+    pool: jobrunner.Pool, native_lib: ctypes.CDLL, gate: Callable[[], None]
+) -> None:
+    fut = _gated(pool, native_lib, 9)
+    with pytest.raises(concurrent.futures.TimeoutError):
+        fut.result(0.01)
+    threading.Timer(0.05, gate).start()
+    assert fut.exception(TIMEOUT) is None and fut.result(0) == 9
+    other = _gated(pool, native_lib, 4)  # waited for from another thread too
+    seen: list[int] = []
+    waiter = threading.Thread(target=lambda: seen.append(other.result(TIMEOUT)))
+    waiter.start()
+    assert other.result(TIMEOUT) == 4
+    waiter.join(TIMEOUT)
+    assert seen == [4]
+
+
+def test_native_future_cancelled_by_shutdown(
+    native_lib: ctypes.CDLL, gate: Callable[[], None]
+) -> None:
+    pool = jobrunner.Pool(threads=1)
+    running = _gated(pool, native_lib, 1)
+    deadline = time.monotonic() + TIMEOUT
+    while pool.stats().running != 1:  # the gated job holds the one worker
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    queued = pool.submit_native(native_lib.square, 3)
+    opener = threading.Timer(0.1, gate)  # while the shutdown waits for the running job
+    opener.start()
+    pool.shutdown(wait=True, cancel_futures=True)
+    opener.join()
+    assert queued.cancelled() and queued.done()  # ended by the pool, not by the future
+    with pytest.raises(concurrent.futures.CancelledError):
+        queued.result(0)
+    assert running.result(0) == 1
+
+
+def test_native_future_dropped_keeps_its_arg_until_the_job_ends(
+    pool: jobrunner.Pool, native_lib: ctypes.CDLL, gate: Callable[[], None]
+) -> None:
+    """A future dropped while its job runs: its ctypes arg is kept (the job reads it after
+    the drop) until the job ends, then let go."""
+    from jobrunner import _jobs
+
+    before = len(_jobs._native_orphans)
+    _gated(pool, native_lib, 1234)  # the future is dropped at once
+    gc.collect()
+    assert len(_jobs._native_orphans) == before + 1
+    for _ in range(100):  # reuse freed memory, should the arg have been freed
+        ctypes.c_int(-1)
+    gate()
+    assert pool.submit_native(native_lib.square, 2).result(TIMEOUT) == 4
+    deadline = time.monotonic() + TIMEOUT
+    while len(_jobs._native_orphans) != before:
+        assert time.monotonic() < deadline, "the orphan's entry was never let go"
+        time.sleep(0.001)
+    assert native_lib.get_last_read() == 1234
+
+
+def test_native_futures_leave_no_entry(pool: jobrunner.Pool, native_lib: ctypes.CDLL) -> None:
+    """Completed or dropped, native futures leave nothing behind in the binding's tables."""
+    from jobrunner import _jobs
+
+    futs = [pool.submit_native(native_lib.square, i) for i in range(200)]
+    assert sum(f.result(TIMEOUT) for f in futs) == sum(i * i for i in range(200))
+    del futs
+    for i in range(200):
+        pool.submit_native(native_lib.square, i)
+    pool.submit_native(native_lib.square, 0).result(TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT
+    while _jobs._native_pending or _jobs._native_watched or _jobs._native_orphans:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
 
 
 def test_cancel_queued_native_job(pool1: jobrunner.Pool, native_lib: ctypes.CDLL) -> None:

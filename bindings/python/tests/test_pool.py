@@ -103,15 +103,18 @@ def test_submit_nested_in_a_submit_gets_its_own_handle(
 ) -> None:
     """submit() reads the new job's handle from a per-thread slot just after jr_submit;
     a submit that runs in between on the same thread (a signal handler, a finaliser)
-    must not overwrite it: it takes the typed path, and each future has its own job."""
+    must not overwrite it: it takes another path with a slot of its own, and each future
+    has its own job."""
     from jobrunner import _pool
 
     real = _pool.submit_addr
     inner: list[jobrunner.Future[int]] = []
+    interrupted: list[bool] = []
 
     def submit_then_interrupt(*args: object) -> int:
         status = real(*args)
-        if not inner:  # what a signal handler arriving right after the call would do
+        if not interrupted:  # what a signal handler arriving right after the call would do
+            interrupted.append(True)
             inner.append(pool.submit(abs, -2))
         return status
 
