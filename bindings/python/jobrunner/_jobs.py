@@ -156,10 +156,11 @@ def _run_plain(ctx: int | None, key: int | None, _result: int | None) -> int:
 
 
 #: The most plain jobs one plain job runs after its own (see :func:`_run_batch`).
-#: Measured (bench.py section 1, quiet 2-CPU machine, in-process alternation): 16 ran at
-#: 8.2-8.4 µs per job, 32 at 7.6-8.7, 64 at 7.1-7.4, 128 at 7.2-7.5, none at 13.7. A
-#: batch of 64 trivial jobs holds the GIL ~0.1 ms, far under the switch interval (5 ms)
-#: at which the interpreter would hand it to a waiting thread anyway.
+#: Measured (the first bench.py, 100,000 trivial jobs, quiet 2-CPU machine, in-process
+#: alternation): 16 ran at 8.2-8.4 µs per job, 32 at 7.6-8.7, 64 at 7.1-7.4, 128 at
+#: 7.2-7.5, none at 13.7. A batch of 64 trivial jobs holds the GIL ~0.1 ms, far under
+#: the switch interval (5 ms) at which the interpreter would hand it to a waiting thread
+#: anyway.
 _BATCH = 64
 
 
