@@ -17,8 +17,9 @@
  * never arrives fails the test rather than hanging it; an alarm() watchdog ends the
  * program if a signal handler deadlocks. Children report their failures through a pipe
  * (see fork_child: under valgrind a forked child's exit status is valgrind's). The two
- * tests that fork while other threads are busy allocating, and the grandchild part of a
- * third, are skipped in ASan builds (ASan's allocator is not fork-safe; see UNDER_ASAN).
+ * tests that fork while other threads are busy allocating, and the parts of the others
+ * in which a child starts threads of its own, are skipped in ASan builds (ASan's
+ * allocator is not fork-safe; see UNDER_ASAN).
  */
 #define _GNU_SOURCE
 
@@ -480,8 +481,15 @@ static int32_t fib_job(jr_ctx *ctx, void *arg, void **result) {
     return rc;
 }
 
-/* In a child: the child's own pools and tokens work. */
+/* In a child: the child's own pools and tokens work. Not under ASan: the child's new
+ * pools start threads, and ASan's allocator may have been locked at the fork by a parent
+ * worker inside it (gdb on a child of fork_after_using_global_pool hung 1 run in ~40 under
+ * load: both new workers in SizeClassAllocator64::GetFromAllocator, class 36, from
+ * QuarantineCallback::Allocate); the plain and valgrind builds check all of it. */
 static void child_checks_own_library(void) {
+    if (UNDER_ASAN) {
+        return;
+    }
     jr_pool *g = jr_pool_global();
     CHILD_CHECK(g != NULL);
     if (g != NULL) {
@@ -638,8 +646,8 @@ static void fork_with_running_pool_and_job(void) {
 
 static void fork_after_using_global_pool(void) {
     if (UNDER_ASAN) {
-        fprintf(stderr, "fork_after_using_global_pool: the grandchild part skipped under "
-                        "AddressSanitizer (its allocator is not fork-safe)\n");
+        fprintf(stderr, "fork_after_using_global_pool: the child's own pools and the grandchild "
+                        "skipped under AddressSanitizer (its allocator is not fork-safe)\n");
     }
     jr_pool *g = jr_pool_global();
     REQUIRE(g != NULL);
@@ -654,6 +662,9 @@ static void fork_after_using_global_pool(void) {
     if (child.pid == 0) {
         CHILD_STATUS(jr_submit(g, nop_job, NULL, NULL, NULL), JR_E_FORKED);
         CHILD_STATUS(jr_job_wait(running, -1), JR_E_FORKED);
+        if (UNDER_ASAN) {
+            child_exit(); /* the rest starts threads: see child_checks_own_library */
+        }
         jr_pool *mine = jr_pool_global();
         CHILD_CHECK(mine != NULL);
         CHILD_CHECK(mine != g);
