@@ -72,6 +72,30 @@ fn main() {
 // ---------------------------------------------------------------------------------------
 // The pools.
 
+/// One pool of every system of `spawn` and `fan-out`, each of `config.threads` threads
+/// (jobrunner with the default help policy).
+struct Systems {
+    jobrunner: Pool,
+    rayon: rayon::ThreadPool,
+    tokio: tokio::runtime::Runtime,
+    threadpool: threadpool::ThreadPool,
+    condvar: CondvarPool,
+    channel: ChannelPool,
+}
+
+impl Systems {
+    fn new(config: &Config) -> Self {
+        Systems {
+            jobrunner: jobrunner_pool(config, HelpPolicy::default()),
+            rayon: rayon_pool(config),
+            tokio: tokio_runtime(config),
+            threadpool: threadpool::ThreadPool::new(config.threads),
+            condvar: CondvarPool::new(config.threads),
+            channel: ChannelPool::new(config.threads),
+        }
+    }
+}
+
 fn jobrunner_pool(config: &Config, policy: HelpPolicy) -> Pool {
     Pool::builder()
         .threads(config.threads)
@@ -124,12 +148,14 @@ fn emit(workload: &str, system: &str, unit: &str, value: f64, detail: Option<&st
 fn spawn(config: &Config) {
     let jobs = config.size(1_000_000, 100_000);
     eprintln!("\nspawn: {jobs} empty jobs submitted from one outside thread, all awaited");
-    let jobrunner = jobrunner_pool(config, HelpPolicy::default());
-    let rayon = rayon_pool(config);
-    let tokio = tokio_runtime(config);
-    let threadpool = threadpool::ThreadPool::new(config.threads);
-    let condvar = CondvarPool::new(config.threads);
-    let channel = ChannelPool::new(config.threads);
+    let Systems {
+        jobrunner,
+        rayon,
+        tokio,
+        threadpool,
+        condvar,
+        channel,
+    } = Systems::new(config);
 
     rounds(
         config,
@@ -384,12 +410,14 @@ fn fan_out(config: &Config) {
     eprintln!(
         "\nfan-out: {jobs} jobs of ~20 µs ({iters} rounds of the calibrated loop), results summed"
     );
-    let jobrunner = jobrunner_pool(config, HelpPolicy::default());
-    let rayon = rayon_pool(config);
-    let tokio = tokio_runtime(config);
-    let threadpool = threadpool::ThreadPool::new(config.threads);
-    let condvar = CondvarPool::new(config.threads);
-    let channel = ChannelPool::new(config.threads);
+    let Systems {
+        jobrunner,
+        rayon,
+        tokio,
+        threadpool,
+        condvar,
+        channel,
+    } = Systems::new(config);
 
     // The sequential time of the round: the same items on the bench thread, first in each
     // round; the efficiencies of the round divide it.

@@ -646,13 +646,6 @@ class NativeFuture(Future[int]):
         if self._state not in _DONE:
             self._wait_on_condition(end)
 
-    def result(self, timeout: float | None = None) -> int:
-        if self._state != FINISHED:
-            self._wait(timeout)
-        if self._state == FINISHED and self._exception is None:
-            return self._result  # type: ignore[no-any-return]
-        return super().result(0)  # raises: the exception, cancelled, or timed out
-
     def cancel(self) -> bool:
         if self.done():  # ended, perhaps cancelled by someone else (a shutdown)
             return self.cancelled()
