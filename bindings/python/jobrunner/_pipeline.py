@@ -262,7 +262,7 @@ class Pipeline(_Reader):
             for key in stage_keys:
                 _stages.pop(key, None)
 
-        self._shared = _Shared(out, free, lib.jr_pipeline_cancel, "pipeline")
+        self._shared = _Shared(out, free, lib.jr_pipeline_cancel, "pipeline", on_stop=self._token.cancel)
         self._stage_keys = stage_keys
         self._state = _PipeState()
         self._pool = pool

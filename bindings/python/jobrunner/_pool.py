@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from . import _jobs, _native
+from . import _jobs, _native, _shared, _stream
 from ._errors import JobrunnerError, PoolShutdown, check, to_ns, wait_sliced
 from ._group import Group
 from ._jobs import (
@@ -638,6 +638,15 @@ def _at_exit() -> None:
         pools = list(_pools)
     for pool in pools:
         pool._hot = False  # submit() then takes the path that refuses
+    # Stop every stream and pipeline first, on every pool: a pipeline's feeder waits in
+    # a push (or on a channel source) that its job's cancellation does not end, and a
+    # stream's producer on the shared pool is not a job the loop below knows of.
+    live = list(_shared._live)
+    for shared in live:
+        try:
+            shared.stop()
+        except Exception:  # noqa: BLE001 - a handle closed meanwhile: nothing to stop
+            pass
     for pool in pools:
         if pool._borrowed:
             pool._settle_own_jobs(cancel=True, wait=True)
@@ -651,9 +660,17 @@ def _at_exit() -> None:
             wait_sliced(lambda ns, p=ptr: lib.jr_pool_shutdown(p, JR_SHUTDOWN_CANCEL, ns), None)
             pool._sweep()
             pool._free()
+    # Free the pipelines: jr_pipeline_free returns once no stage function runs (on the
+    # shared pool, nothing else waits for them), and none runs after it.
+    for shared in live:
+        if shared._what == "pipeline":
+            shared.close(wait=True)
     # arg_free may run just after a job's waiters wake: wait for the last callbacks.
     with _jobs._ended:
         _jobs._ended.wait_for(lambda: not _tasks, timeout=5)
+        # A stream's producer on the shared pool (stopped above) runs Python code until
+        # its generator returns: wait for its end, as for a running job.
+        _jobs._ended.wait_for(lambda: not _stream._producers)
 
 
 atexit.register(_at_exit)

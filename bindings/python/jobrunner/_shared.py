@@ -18,6 +18,10 @@ from typing import Any
 
 __all__ = ["_Shared"]
 
+#: Every handle not yet freed: interpreter exit stops them all, then frees the pipelines
+#: (see ``_pool._at_exit``). Removed when freed.
+_live: set[_Shared] = set()
+
 
 class _Shared:
     """Owner of one C handle shared by threads; see the module doc.
@@ -26,9 +30,18 @@ class _Shared:
     blocks for long), called at close while borrowers are inside.
     """
 
-    __slots__ = ("_ptr", "addr", "_users", "_closed", "_lock", "_freed", "_free_fn", "_stop_fn", "_what")
+    __slots__ = (
+        "_ptr", "addr", "_users", "_closed", "_lock", "_freed", "_free_fn", "_stop_fn", "_what", "_on_stop"
+    )
 
-    def __init__(self, ptr: Any, free: Callable[[Any], Any], stop: Callable[[Any], Any], what: str) -> None:
+    def __init__(
+        self,
+        ptr: Any,
+        free: Callable[[Any], Any],
+        stop: Callable[[Any], Any],
+        what: str,
+        on_stop: Callable[[], Any] | None = None,
+    ) -> None:
         self._ptr = ptr
         #: The handle's address, for the calls declared with addresses (valid while
         #: borrowed).
@@ -40,6 +53,10 @@ class _Shared:
         self._free_fn = free
         self._stop_fn = stop
         self._what = what
+        #: Called by :meth:`stop` first (a pipeline's: cancel its token, which a feeder
+        #: waiting on a channel source watches).
+        self._on_stop = on_stop
+        _live.add(self)
 
     @property
     def closed(self) -> bool:
@@ -65,6 +82,8 @@ class _Shared:
 
     def stop(self) -> None:
         """Ask the C object to stop (no free): under a borrow, so never on a freed handle."""
+        if self._on_stop is not None:
+            self._on_stop()
         try:
             ptr = self.acquire()
         except ValueError:
@@ -98,4 +117,5 @@ class _Shared:
             if not sys.is_finalizing():  # never call back into a finalising interpreter
                 self._free_fn(ptr)
         finally:
+            _live.discard(self)
             self._freed.set()
