@@ -1,20 +1,37 @@
-"""The interpreter ends with jobs in flight."""
+"""The interpreter ends with jobs in flight: at the end of the script, by ``sys.exit``,
+by an uncaught exception, with daemon threads blocked in waits, or killed by SIGTERM
+(with and without a handler). Each case runs ``exit_child.py`` in a child interpreter
+(which puts Python, native and C jobs of every kind in flight, see its doc) and checks
+that it ends within a deadline, with the exit status it should have, without a crash
+(no abort, no "Fatal Python error", no faulthandler dump), and, when the interpreter
+ran its exit handlers, that every job ended exactly once and everything the jobs owned
+was released exactly once (the child's report, and the C helper's own count after
+``Py_Finalize``). The child waits for its jobs to start and says ``ready``; nothing
+here sleeps."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
 import jobrunner
 
+HERE = Path(__file__).resolve().parent
+CHILD = HERE / "exit_child.py"
 PACKAGE_PARENT = str(Path(jobrunner.__file__).resolve().parents[1])
+INCLUDE = HERE.parents[2] / "include"
 
-#: How long a child may take from its start to its end.
+#: How long a child may take from its start to its end. They take under a second when
+#: the machine is quiet.
 DEADLINE = 60.0
 
 #: What a crash or a hang's dump leaves on stderr.
@@ -29,11 +46,119 @@ CRASH_SIGNS = (
 )
 
 
+@pytest.fixture(scope="module")
+def helper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    so = tmp_path_factory.mktemp("exit") / "libexit_helper.so"
+    lib = Path(jobrunner.LIBRARY_PATH)
+    subprocess.run(
+        [cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-O2", f"-I{INCLUDE}",
+         "-o", str(so), str(HERE / "exit_helper.c"), f"-L{lib.parent}", f"-l:{lib.name}",
+         f"-Wl,-rpath,{lib.parent}", "-pthread"],
+        check=True,
+    )
+    return so
+
+
+def _start(helper: Path, how: str, where: str = "") -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("JOBRUNNER_LIBRARY", str(jobrunner.LIBRARY_PATH))
+    env["JOBRUNNER_THREADS"] = "6"
+    env["PYTHONFAULTHANDLER"] = "1"  # a crash dumps every thread's stack on stderr
+    args = [sys.executable, str(CHILD), str(helper), how] + ([where] if where else [])
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _await_ready(proc: subprocess.Popen[str]) -> None:
+    """Read the child's stdout up to its ``ready`` line (a hang guard kills it)."""
+    guard = threading.Timer(DEADLINE, proc.kill)
+    guard.start()
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+    finally:
+        guard.cancel()
+    if line != "ready\n":
+        out, err = proc.communicate()
+        pytest.fail(f"the child did not get ready: {line!r}{out}\n{err}")
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the child hung at exit (killed after {DEADLINE} s)\n{out}\n{err}")
+
+
 def _no_crash(err: str, allowed: str = "") -> None:
     rest = err.replace(allowed, "") if allowed else err
     for sign in CRASH_SIGNS:
         assert sign not in rest, f"{sign!r} on stderr:\n{err}"
 
+
+def _check_report(out: str) -> None:
+    """The child's atexit report says ok, and the C helper's count after Py_Finalize
+    matches it plus the detached job (nothing released after the check, nor twice)."""
+    assert "report: ok" in out, out
+    c = re.search(r"^c: \d+ jobs, \d+ succeeded, arg_frees=(\d+) result_frees=(\d+)$", out, re.M)
+    final = re.search(r"^c-destructor: arg_frees=(\d+) result_frees=(\d+) stray=0 detached_pending=0$", out, re.M)
+    assert c and final, out
+    # The detached job (never waited for by Python) adds one of each.
+    assert (int(final[1]), int(final[2])) == (int(c[1]) + 1, int(c[2]) + 1), out
+
+
+@pytest.mark.parametrize(
+    ("how", "code", "allowed"),
+    [
+        ("end", 0, ""),
+        ("sys.exit", 3, ""),
+        ("raise", 1, "RuntimeError: the script failed with jobs in flight"),
+        ("daemon", 0, ""),
+    ],
+)
+def test_exit_with_jobs_in_flight(helper: Path, how: str, code: int, allowed: str) -> None:
+    """The script ends (its end, sys.exit, an exception, with daemon threads blocked
+    in waits): queued jobs end cancelled, running ones are told and waited for, every
+    destructor runs once, and the interpreter exits with the script's status."""
+    proc = _start(helper, how)
+    _await_ready(proc)
+    out, err = _finish(proc)
+    assert proc.returncode == code, f"exit status {proc.returncode}\n{out}\n{err}"
+    if allowed:
+        assert allowed in err and err.count("Traceback") == 1, err
+    else:
+        assert "Traceback" not in err, err
+    _no_crash(err, allowed)
+    _check_report(out)
+
+
+def test_sigterm_default_action_mid_flight(helper: Path) -> None:
+    """No handler: SIGTERM ends the process at once, whatever the workers are doing."""
+    proc = _start(helper, "sigterm")
+    _await_ready(proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = _finish(proc)
+    assert proc.returncode == -signal.SIGTERM, f"exit status {proc.returncode}\n{out}\n{err}"
+    _no_crash(err)
+    assert "report:" not in out  # no exit handler ran: the signal ended it
+
+
+@pytest.mark.parametrize("where", ["result", "group", "channel", "token", "semaphore", "shutdown"])
+def test_sigterm_handler_mid_flight(helper: Path, where: str) -> None:
+    """A handler that raises SystemExit, as a user's would, while the main thread waits
+    in a call of the binding: the wait ends, the exit handlers run as for sys.exit."""
+    proc = _start(helper, "sigterm-handler", where)
+    _await_ready(proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = _finish(proc)
+    assert proc.returncode == 128 + signal.SIGTERM, f"exit status {proc.returncode}\n{out}\n{err}"
+    assert "Traceback" not in err, err
+    _no_crash(err)
+    _check_report(out)
 
 
 # Regressions: streams and pipelines left running at exit. Before the exit hook stopped
