@@ -200,7 +200,7 @@ EXPECT_c_graceful_shutdown := \
 TEST_STEPS := lint test-header test-rust test-loom test-c test-python test-go test-examples test-install test-bench
 C_TEST_STEPS := test-c-static test-c-shared test-c-valgrind test-c-asan test-c-readme
 
-.PHONY: help check-tools check-cc check-c-tests test $(TEST_STEPS) $(C_TEST_STEPS) \
+.PHONY: help check-tools check-cc check-c-tests test test-python-dev $(TEST_STEPS) $(C_TEST_STEPS) \
 	demo demo-rust demo-c demo-python demo-go check-python check-go bench bench-venv bench-tbb \
 	lib install uninstall
 
@@ -213,7 +213,9 @@ help:
 	@echo 'make test-rust      unit, integration and doc tests (release), rustdoc -D warnings'
 	@echo 'make test-loom      the loom models of the sleep protocol, the job state machine and the token registrations'
 	@echo 'make test-c         the C tests (tests/c/): $(C_TEST_STEPS)'
-	@echo 'make test-python    the pytest suite of the Python binding (bindings/python/tests, in target/py-venv)'
+	@echo 'make test-python    the pytest suite of the Python binding (bindings/python/tests, in target/py-venv),'
+	@echo '                    run plain, then under python -X dev with warnings as errors'
+	@echo 'make test-python-dev  only the python -X dev run of that suite'
 	@echo 'make test-go        the Go binding: gofmt, go vet, go test -race, GC stress, shared build, examples'
 	@echo 'make test-examples  run every example (Rust and C) and check its output'
 	@echo 'make test-install   install into a temporary PREFIX, build a program with pkg-config'
@@ -570,7 +572,8 @@ check-python:
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "error: $(PYTHON) cannot make a venv. Run: apt-get install python3-venv" >&2; exit 1; }
 
 # The pytest suite, in a venv of its own (target/py-venv, pytest installed on first use),
-# against the library just built; it also runs and checks examples/python/.
+# against the library just built; it also runs and checks examples/python/. It runs
+# twice: plain, then under python -X dev (see run-tests.sh and test-python-dev).
 test-python: lib check-python
 	$(call step,PYTHON=$(PYTHON) bindings/python/run-tests.sh)
 
@@ -666,3 +669,9 @@ bench-tbb:
 # it asserts no timing, only that every program runs, checks its results and reports.
 test-bench:
 	$(call step,$(MAKE) --no-print-directory bench QUICK=1 BENCH_ROUNDS=1 BENCH_OUT=target/bench-quick)
+
+# --- issue 9: py ---
+# The Python suite only under python -X dev -X faulthandler, PYTHONASYNCIODEBUG=1 and
+# every warning an error (make test-python runs it plain, then this way).
+test-python-dev: lib check-python
+	$(call step,PY_DEV_MODE=only PYTHON=$(PYTHON) bindings/python/run-tests.sh)
