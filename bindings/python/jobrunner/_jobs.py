@@ -113,6 +113,10 @@ _exiting = False
 #: Notified when a managed job's ``arg_free`` runs once ``_exiting`` is set: the atexit
 #: hook waits on it for the last callbacks.
 _ended = threading.Condition()
+#: One entry per call of :func:`_arg_freed` or :func:`_native_done` in progress: they
+#: complete futures, whose done callbacks run user code; the atexit hook waits until
+#: none runs (the tables they pop from are empty before they return).
+_in_callback: list[None] = []
 _is_finalizing = sys.is_finalizing
 #: The ``PyGILState_STATE`` each worker thread got from its start hook, by thread id.
 _gil_states: dict[int, int] = {}
@@ -240,12 +244,16 @@ def _job_raised(ctx: int | None, fut: Future[Any], periodic: bool, exc: BaseExce
 
 def _arg_freed(key: int | None) -> None:
     """``arg_free`` of every Python job: the job has ended, ran or not."""
-    task = _tasks.pop(key, None)  # type: ignore[arg-type]
-    if task is not None and task.future._state != FINISHED:
-        task.future._end_cancelled()  # it never ran (or, periodic, it has stopped)
-    if _exiting:
-        with _ended:
-            _ended.notify_all()
+    _in_callback.append(None)
+    try:
+        task = _tasks.pop(key, None)  # type: ignore[arg-type]
+        if task is not None and task.future._state != FINISHED:
+            task.future._end_cancelled()  # it never ran (or, periodic, it has stopped)
+    finally:
+        _in_callback.pop()
+        if _exiting:
+            with _ended:
+                _ended.notify_all()
 
 
 def _thread_start(_arg: int | None, _index: int) -> None:
@@ -709,11 +717,18 @@ def _native_done(tag: int | None, _state: int) -> None:
     finalises)."""
     if tag is None or _is_finalizing():
         return
-    fut = _native_watched.pop(tag, None)
-    if fut is None:
-        _native_orphans.pop(tag, None)
-    elif _native_pending.pop(id(fut), None) is not None:
-        _complete_native(fut)
+    _in_callback.append(None)  # list operations are atomic under the GIL
+    try:
+        fut = _native_watched.pop(tag, None)
+        if fut is None:
+            _native_orphans.pop(tag, None)
+        elif _native_pending.pop(id(fut), None) is not None:
+            _complete_native(fut)  # runs the future's done callbacks
+    finally:
+        _in_callback.pop()
+        if _exiting:  # the atexit hook waits for the last of these callbacks
+            with _ended:
+                _ended.notify_all()
 
 
 # Kept alive for the life of the process: C may call it until every native job has ended.

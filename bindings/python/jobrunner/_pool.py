@@ -665,9 +665,14 @@ def _at_exit() -> None:
     for shared in live:
         if shared._what == "pipeline":
             shared.close(wait=True)
-    # arg_free may run just after a job's waiters wake: wait for the last callbacks.
+    # arg_free, and the done callback of a native job's future (on the shared pool,
+    # every one has it), may run just after the job's waiters wake: wait for the last
+    # callbacks, or one could come into the finalising interpreter.
     with _jobs._ended:
-        _jobs._ended.wait_for(lambda: not _tasks, timeout=5)
+        _jobs._ended.wait_for(lambda: not _tasks and not _native_watched, timeout=5)
+        # Those callbacks complete futures, whose own done callbacks run user code on
+        # the worker: wait for them to return, as for a running job.
+        _jobs._ended.wait_for(lambda: not _jobs._in_callback)
         # A stream's producer on the shared pool (stopped above) runs Python code until
         # its generator returns: wait for its end, as for a running job.
         _jobs._ended.wait_for(lambda: not _stream._producers)

@@ -208,3 +208,35 @@ def test_exit_with_a_stream_or_pipeline_running(name: str) -> None:
             pytest.fail(f"hung at exit: {exc.stderr!r}")
         assert proc.returncode == 0, proc.stderr
         _no_crash(proc.stderr)
+
+
+def test_exit_waits_for_done_callbacks_on_the_shared_pool(helper: Path) -> None:
+    """A native job's future on the shared pool is completed by a done callback on the
+    worker, after the job's waiters (the exit hook among them) have woken, and the
+    future's own done callbacks run user code there. The exit hook must wait for them
+    (else they run into the finalising interpreter, which aborts the process when they
+    release the GIL and take it back). Regression: the suite's child once saw a watched
+    future's callback still pending after the hook; this callback runs ~0.3 s (its own
+    work, waited for, not a sleep of the test), so without the wait it is still running
+    when the handler registered before the import checks."""
+    code = f"""
+        import atexit, ctypes, threading
+        state = {{"ended": False}}
+        atexit.register(lambda: print("callback ended before the last handler:", state["ended"], flush=True))
+        import jobrunner
+        h = ctypes.CDLL({str(helper)!r})
+        def slow(fut):
+            threading.Event().wait(0.3)  # user code that takes a while (GIL released)
+            state["ended"] = True
+        fut = jobrunner.Pool.default().submit_native(h.exit_coop_job, 1)
+        fut.add_done_callback(slow)
+        assert h.exit_await_started(1, 30000) == 1
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("JOBRUNNER_LIBRARY", str(jobrunner.LIBRARY_PATH))
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=DEADLINE)
+    assert proc.returncode == 0, proc.stderr
+    _no_crash(proc.stderr)
+    assert "callback ended before the last handler: True" in proc.stdout, proc.stdout
