@@ -201,13 +201,14 @@ TEST_STEPS := lint test-header test-rust test-loom test-c test-python test-go te
 C_TEST_STEPS := test-c-static test-c-shared test-c-valgrind test-c-asan test-c-readme
 
 .PHONY: help check-tools check-cc check-c-tests test test-python-dev $(TEST_STEPS) $(C_TEST_STEPS) \
-	demo demo-rust demo-c demo-python demo-go check-python check-go bench bench-venv bench-tbb \
+	demo demo-rust demo-c demo-python demo-go check-python check-go bench bench-venv bench-tbb soak \
 	lib install uninstall
 
 help:
 	@echo 'make test           everything CI runs: $(TEST_STEPS)'
 	@echo 'make demo           build and run every example ($(RUST_EXAMPLES); C: $(C_EXAMPLES))'
 	@echo 'make bench          every workload, jobrunner against its peers in every language: bench/results.md (QUICK=1: small sizes)'
+	@echo 'make soak           DURATION seconds (default 60) of a mixed load at 80% of capacity: throughput, RSS and p99 over time (SOAK_OUT=bench: the committed run)'
 	@echo 'make lint           cargo fmt --check, cargo clippy -D warnings (with and without capi)'
 	@echo 'make test-header    include/jobrunner.h as committed is what the build generates'
 	@echo 'make test-rust      unit, integration and doc tests (release), rustdoc -D warnings'
@@ -669,9 +670,38 @@ bench-tbb:
 # it asserts no timing, only that every program runs, checks its results and reports.
 test-bench:
 	$(call step,$(MAKE) --no-print-directory bench QUICK=1 BENCH_ROUNDS=1 BENCH_OUT=target/bench-quick)
+	$(call step,$(MAKE) --no-print-directory soak DURATION=5 SOAK_CAPACITY_SECS=2 SOAK_OUT=target/soak-smoke)
 
 # --- issue 9: py ---
 # The Python suite only under python -X dev -X faulthandler, PYTHONASYNCIODEBUG=1 and
 # every warning an error (make test-python runs it plain, then this way).
 test-python-dev: lib check-python
 	$(call step,PY_DEV_MODE=only PYTHON=$(PYTHON) bindings/python/run-tests.sh)
+
+# --- issue 9: soak ---
+# make soak DURATION=600: benches/soak.rs measures the capacity of a mixed load (every
+# kind of job, the C ABI included) on the global pool, then runs it open-loop at
+# SOAK_LOAD of that for DURATION seconds, printing JSON lines (target/soak/soak.jsonl);
+# bench/soak.py writes SOAK_OUT/soak.{md,json,png}: throughput, RSS and p99 over time,
+# and the RSS verdict. It fails if a request ended in the wrong state, a value was not
+# released exactly once, the pool deadlocked, or RSS grew. SOAK_OUT defaults to
+# target/soak so that a quick run leaves the committed 10-minute run in bench/ alone;
+# `make soak DURATION=600 SOAK_OUT=bench` refreshes it. SOAK_BLOCKING=1 adds the jobs
+# that block their worker on a child they queued (channel, pipeline): they deadlock the
+# pool today (see benches/soak.rs, Kind::is_blocking).
+DURATION ?= 60
+SOAK_LOAD ?= 0.8
+SOAK_OUT ?= target/soak
+SOAK_CAPACITY_SECS ?= 5
+SOAK_BLOCKING ?= 0
+SOAK_JSONL := target/soak/soak.jsonl
+
+soak: check-tools check-python bench-venv
+	$(call step,$(CARGO) bench --no-run --bench soak)
+	@mkdir -p $(dir $(SOAK_JSONL)) $(SOAK_OUT)
+	@printf '\n==> soak: %s s at %s of capacity; JSON lines in %s, report in %s\n' '$(DURATION)' '$(SOAK_LOAD)' '$(SOAK_JSONL)' '$(SOAK_OUT)'
+	@rc=0; load=$$(cut -d' ' -f1-3 /proc/loadavg); \
+	SOAK_DURATION=$(DURATION) SOAK_LOAD=$(SOAK_LOAD) SOAK_CAPACITY_SECS=$(SOAK_CAPACITY_SECS) \
+	  SOAK_BLOCKING=$(SOAK_BLOCKING) $(CARGO) bench -q --bench soak > $(SOAK_JSONL) || rc=$$?; \
+	$(BENCH_VENV)/bin/python bench/soak.py --out $(SOAK_OUT) --load-before "$$load" $(SOAK_JSONL) || rc=$${rc/#0/1}; \
+	exit $$rc

@@ -500,3 +500,64 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
     }
     wait_until("the pool is idle", || pool.stats().running == 0);
 }
+
+/// More consumer jobs than the pool has threads and spares together, each feeding its
+/// channel from a child job it submits (queued on its own worker's deque) and then
+/// receiving: the spares must run the children queued behind the blocked consumers
+/// before they take more consumers from the injector. Found by the soak benchmark
+/// (`benches/soak.rs`): taking the injector first, every spare took a consumer, blocked
+/// in turn, and the pool ran out of spares with every producer queued behind a blocked
+/// consumer: a deadlock. Still so: a pool has at most `max(4, 4 × threads)` spares (see
+/// the README's Channels section), and a spare takes the injector's jobs before it
+/// steals, so the consumers, not their producers, get the threads. Ignored until the
+/// runtime is fixed; `cargo test --release --test channel -- --ignored more_blocked`
+/// fails (it panics after `PATIENCE` instead of hanging).
+#[test]
+#[ignore = "deadlocks today: a known runtime bug found by the soak benchmark (issue 9)"]
+fn more_blocked_consumers_than_spares_never_deadlock() {
+    // One thread and max(4, 4 × 1) = 4 spares: five threads at most.
+    let pool = Pool::builder().threads(1).build().unwrap();
+    const CONSUMERS: u64 = 24;
+    // Every consumer is queued (in the injector) before the first one starts.
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+    let gate = pool.submit(move |_| gate_rx.recv().map_err(drop)).unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    for _ in 0..CONSUMERS {
+        let done_tx = done_tx.clone();
+        let job = pool
+            .submit(move |ctx| {
+                let channel = Channel::<u64>::new(2);
+                let sender = channel.clone();
+                let producer = ctx
+                    .pool()
+                    .submit(move |_| {
+                        for i in 0..8 {
+                            sender.send(i).map_err(drop)?;
+                        }
+                        sender.close();
+                        Ok::<_, ()>(())
+                    })
+                    .map_err(drop)?;
+                let sum: u64 = channel.iter().sum();
+                producer.wait().map_err(drop)?;
+                Ok::<_, ()>(sum)
+            })
+            .unwrap();
+        job.handle().on_end(move |_| {
+            let _ = done_tx.send(());
+        });
+        drop(job);
+    }
+    drop(done_tx);
+    gate_tx.send(()).unwrap();
+    gate.wait().unwrap();
+    let ended = (0..CONSUMERS)
+        .take_while(|_| done_rx.recv_timeout(PATIENCE).is_ok())
+        .count() as u64;
+    if ended != CONSUMERS {
+        let stats = pool.stats();
+        // Deadlocked: dropping the pool would wait for its jobs for ever.
+        std::mem::forget(pool);
+        panic!("{ended} of {CONSUMERS} consumers ended; deadlocked with {stats:?}");
+    }
+}
