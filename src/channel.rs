@@ -56,7 +56,9 @@ use crate::timer::deadline_after;
 /// A job that waits gives its place to a spare worker while it is blocked, if fewer
 /// than the pool's configured workers would be left running (see
 /// [`Stats::spare_threads`](crate::Stats::spare_threads)), so that producer and consumer
-/// jobs on a pool of one thread still meet.
+/// jobs on a pool of one thread still meet. A spare runs the jobs queued on the workers'
+/// deques (a waiting job's children) before new ones; a pool has at most
+/// `max(256, 4 × threads)` spares, past which a wait blocks without one.
 /// `close` ends the channel for senders at once (a send on a closed channel fails with
 /// the item, it does not panic); receivers first get what is buffered, then
 /// [`RecvError::Closed`]. Items still buffered when the last clone is dropped are dropped

@@ -13,7 +13,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use jobrunner::{CancelReason, CancelToken, Channel, HelpPolicy, Pool, RecvError, SendError};
+use jobrunner::{
+    CancelReason, CancelToken, Channel, HelpPolicy, JobState, Pool, RecvError, SendError,
+};
 
 #[allow(dead_code)]
 mod common;
@@ -501,28 +503,17 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
     wait_until("the pool is idle", || pool.stats().running == 0);
 }
 
-/// More consumer jobs than the pool has threads and spares together, each feeding its
-/// channel from a child job it submits (queued on its own worker's deque) and then
-/// receiving: the spares must run the children queued behind the blocked consumers
-/// before they take more consumers from the injector. Found by the soak benchmark
-/// (`benches/soak.rs`): taking the injector first, every spare took a consumer, blocked
-/// in turn, and the pool ran out of spares with every producer queued behind a blocked
-/// consumer: a deadlock. Still so: a pool has at most `max(4, 4 × threads)` spares (see
-/// the README's Channels section), and a spare takes the injector's jobs before it
-/// steals, so the consumers, not their producers, get the threads. Ignored until the
-/// runtime is fixed; `cargo test --release --test channel -- --ignored more_blocked`
-/// fails (it panics after `PATIENCE` instead of hanging).
-#[test]
-#[ignore = "deadlocks today: a known runtime bug found by the soak benchmark (issue 9)"]
-fn more_blocked_consumers_than_spares_never_deadlock() {
-    // One thread and max(4, 4 × 1) = 4 spares: five threads at most.
-    let pool = Pool::builder().threads(1).build().unwrap();
-    const CONSUMERS: u64 = 24;
-    // Every consumer is queued (in the injector) before the first one starts.
+/// Queues `consumers` jobs on a pool of `threads` (all in the injector before the first
+/// one starts), each feeding a channel of 2 from a child job it submits (queued on its
+/// own worker's deque) and then receiving from it (blocked): every one must end with the
+/// sum its producer sent, within `PATIENCE` of the previous one.
+fn consumers_feeding_themselves(threads: usize, consumers: u64) {
+    let pool = Pool::builder().threads(threads).build().unwrap();
+    // Holds a worker until every consumer is queued.
     let (gate_tx, gate_rx) = mpsc::channel::<()>();
     let gate = pool.submit(move |_| gate_rx.recv().map_err(drop)).unwrap();
     let (done_tx, done_rx) = mpsc::channel();
-    for _ in 0..CONSUMERS {
+    for _ in 0..consumers {
         let done_tx = done_tx.clone();
         let job = pool
             .submit(move |ctx| {
@@ -540,24 +531,65 @@ fn more_blocked_consumers_than_spares_never_deadlock() {
                     .map_err(drop)?;
                 let sum: u64 = channel.iter().sum();
                 producer.wait().map_err(drop)?;
-                Ok::<_, ()>(sum)
+                // 0 + 1 + ... + 7: anything else fails the job.
+                if sum == 28 {
+                    Ok(())
+                } else {
+                    Err(())
+                }
             })
             .unwrap();
-        job.handle().on_end(move |_| {
-            let _ = done_tx.send(());
+        job.handle().on_end(move |end| {
+            let _ = done_tx.send(end);
         });
         drop(job);
     }
     drop(done_tx);
     gate_tx.send(()).unwrap();
     gate.wait().unwrap();
-    let ended = (0..CONSUMERS)
-        .take_while(|_| done_rx.recv_timeout(PATIENCE).is_ok())
-        .count() as u64;
-    if ended != CONSUMERS {
-        let stats = pool.stats();
-        // Deadlocked: dropping the pool would wait for its jobs for ever.
-        std::mem::forget(pool);
-        panic!("{ended} of {CONSUMERS} consumers ended; deadlocked with {stats:?}");
+    let mut ended = 0;
+    while ended < consumers {
+        match done_rx.recv_timeout(PATIENCE) {
+            Ok(end) => {
+                assert_eq!(end, JobState::Succeeded, "consumer {ended}");
+                ended += 1;
+            }
+            Err(_) => {
+                let stats = pool.stats();
+                // Deadlocked: dropping the pool would wait for its jobs for ever.
+                std::mem::forget(pool);
+                panic!("{ended} of {consumers} consumers ended; deadlocked with {stats:?}");
+            }
+        }
     }
+    // Every spare retires once nothing blocks.
+    wait_until("the spares retired", || pool.stats().spare_threads == 0);
+}
+
+/// More consumer jobs than the pool had threads and spares together (a pool of one had
+/// at most 4 spares), each feeding its channel from a child job it submits and then
+/// receiving. Found by the soak benchmark (`benches/soak.rs`): a spare took the
+/// injector's jobs before it stole, so every spare took a consumer, blocked in turn, and
+/// the pool ran out of spares with every producer queued behind a blocked consumer: a
+/// deadlock (this test panicked after `PATIENCE`). Now a pool has 256 spares or more,
+/// and a spare steals before it takes from the injector.
+#[test]
+fn more_blocked_consumers_than_spares_never_deadlock() {
+    consumers_feeding_themselves(1, 24);
+}
+
+/// The same on a pool of two, with 64 consumers: 8 times the 8 spares such a pool had.
+#[test]
+fn consumers_beyond_the_old_spare_cap_never_deadlock_a_pool_of_two() {
+    consumers_feeding_themselves(2, 64);
+}
+
+/// Many more consumers (4000) than a pool of one has spares (256): only the spares'
+/// order (steal the producers queued in the deques before taking more consumers from the
+/// injector, one at a time) keeps the pool from running out of spares, which the cap
+/// alone cannot: with the spares taking the injector first, 256 spares ran out here
+/// (226 of 4000 consumers ended), while stealing first never needed more than 16.
+#[test]
+fn consumers_beyond_the_spare_cap_never_deadlock_a_pool_of_one() {
+    consumers_feeding_themselves(1, 4000);
 }

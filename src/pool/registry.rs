@@ -95,9 +95,11 @@ thread_local! {
     static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// How many spare worker slots a pool of `threads` has (see `begin_blocking`).
+/// How many spare worker slots a pool of `threads` has (see `begin_blocking`): as many
+/// as Java's ForkJoinPool lets its common pool add (256), or 4 per thread if more. A slot
+/// costs a deque and a sleep slot up front; a thread only while a job blocks.
 fn spares_for(threads: usize) -> usize {
-    (4 * threads).max(4)
+    (4 * threads).max(256)
 }
 
 pub(crate) struct RegistryConfig {
@@ -113,6 +115,10 @@ pub(crate) struct RegistryConfig {
 pub(crate) struct Registry {
     injector: Injector<JobRef>,
     stealers: Box<[Stealer<JobRef>]>,
+    /// How many of `stealers` belong to slots a thread ever ran on (the workers, then the
+    /// spare slots up to the highest one started; only ever raised): the deques past it
+    /// were never pushed to, so the searches skip them.
+    slots_used: AtomicUsize,
     sleep: Sleep,
     /// One stripe per worker, then the stripe shared by every other thread.
     counters: Box<[CachePadded<Counters>]>,
@@ -197,6 +203,7 @@ impl Registry {
         let registry = Arc::new_cyclic(|weak_self| Registry {
             injector: Injector::new(),
             stealers,
+            slots_used: AtomicUsize::new(config.threads),
             sleep: Sleep::with_spares(slots, config.threads),
             counters: (0..=slots)
                 .map(|_| CachePadded::new(Counters::default()))
@@ -313,6 +320,9 @@ impl Registry {
         let Some((index, deque)) = lock(&self.spare_slots).pop() else {
             return false; // every spare runs: the wait blocks without compensation
         };
+        // Before the thread exists, so before anything is pushed on its deque: a search
+        // that sees the push (through `Sleep`'s fences) sees the slot too.
+        self.slots_used.fetch_max(index + 1, Ordering::SeqCst);
         let registry = self
             .weak_self
             .upgrade()
@@ -464,8 +474,9 @@ impl Registry {
         &self.injector
     }
 
+    /// The stealers of the slots a thread ever ran on (see `slots_used`).
     pub(crate) fn stealers(&self) -> &[Stealer<JobRef>] {
-        &self.stealers
+        &self.stealers[..self.slots_used.load(Ordering::SeqCst)]
     }
 
     pub(crate) fn worker_counters(&self, index: usize) -> &Counters {
@@ -496,7 +507,7 @@ impl Registry {
 
     /// Whether any queue holds work another worker could take.
     pub(crate) fn has_visible_work(&self) -> bool {
-        !self.injector.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.injector.is_empty() || self.stealers().iter().any(|s| !s.is_empty())
     }
 
     // ----- submit -------------------------------------------------------------------

@@ -22,6 +22,9 @@ thread_local! {
 pub(crate) struct WorkerThread {
     registry: Arc<Registry>,
     index: usize,
+    /// Whether this is a spare (started while a job blocks): it looks for work in the
+    /// other workers' deques before the injector (`find_spare`).
+    spare: bool,
     deque: Worker<JobRef>,
     rng: Cell<u64>,
     /// Pushes made so far; each pushed job records the count (`JobRef::set_push_seq`).
@@ -88,6 +91,7 @@ impl WorkerThread {
     /// The thread body of worker `index`.
     pub(crate) fn main(registry: Arc<Registry>, index: usize, deque: Worker<JobRef>) {
         let worker = WorkerThread {
+            spare: registry.is_spare(index),
             registry,
             index,
             deque,
@@ -122,7 +126,7 @@ impl WorkerThread {
         let registry = &*self.registry;
         let sleep = registry.sleep();
         loop {
-            if let Some(job) = self.find_local() {
+            if let Some(job) = self.find_first() {
                 self.run_new_start_hooks();
                 self.execute(job);
                 continue;
@@ -309,9 +313,46 @@ impl WorkerThread {
         }
     }
 
-    /// `find_local`, then a steal from the other workers, starting at a random one.
+    /// What the main loop looks for before it searches: `find_local` (`find_spare` on a
+    /// spare).
+    #[inline]
+    fn find_first(&self) -> Option<JobRef> {
+        if self.spare {
+            return self.find_spare();
+        }
+        self.find_local()
+    }
+
+    /// `find_local`, then a steal from the other workers, starting at a random one
+    /// (`find_spare` on a spare).
     fn find_work(&self) -> Option<JobRef> {
+        if self.spare {
+            return self.find_spare();
+        }
         self.find_local().or_else(|| self.steal())
+    }
+
+    /// A spare's order: our deque, then a steal from the other workers, and only then one
+    /// job (not a batch) from the injector. A spare runs because a job blocked, often
+    /// waiting for a job it pushed on its worker's deque (a producer): new work from the
+    /// injector would be one more job that may block the same way (a consumer), started
+    /// before the queued ones that unblock the others, until the spares run out. Taking
+    /// one job at a time keeps the injector's jobs off the spare's deque, where the next
+    /// spare would steal them before the children the taken job pushes.
+    fn find_spare(&self) -> Option<JobRef> {
+        if let Some(job) = self.deque.pop() {
+            return Some(job);
+        }
+        if let Some(job) = self.steal() {
+            return Some(job);
+        }
+        loop {
+            match self.registry.injector().steal() {
+                Steal::Success(job) => return Some(job),
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
     }
 
     fn steal(&self) -> Option<JobRef> {
