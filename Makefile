@@ -686,14 +686,15 @@ test-python-dev: lib check-python
 # and the RSS verdict. It fails if a request ended in the wrong state, a value was not
 # released exactly once, the pool deadlocked, or RSS grew. SOAK_OUT defaults to
 # target/soak so that a quick run leaves the committed 10-minute run in bench/ alone;
-# `make soak DURATION=600 SOAK_OUT=bench` refreshes it. SOAK_BLOCKING=1 adds the jobs
-# that block their worker on a child they queued (channel, pipeline): they deadlock the
-# pool today (see benches/soak.rs, Kind::is_blocking).
+# `make soak DURATION=600 SOAK_OUT=bench` refreshes it. The mix includes the jobs that
+# block their worker on a child they queued (channel, pipeline; they deadlocked the pool
+# until spares stole before taking new work, see benches/soak.rs, Kind::is_blocking);
+# SOAK_BLOCKING=0 leaves them out.
 DURATION ?= 60
 SOAK_LOAD ?= 0.8
 SOAK_OUT ?= target/soak
 SOAK_CAPACITY_SECS ?= 5
-SOAK_BLOCKING ?= 0
+SOAK_BLOCKING ?= 1
 SOAK_JSONL := target/soak/soak.jsonl
 
 soak: check-tools check-python bench-venv

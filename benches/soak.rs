@@ -121,8 +121,8 @@ impl Kind {
     ];
 
     /// Requests of this kind in every 100. The kinds whose job blocks its worker waiting
-    /// for a child it queued ([`Kind::is_blocking`]) only with `SOAK_BLOCKING=1`;
-    /// otherwise their share goes to [`Kind::Cpu`].
+    /// for a child it queued ([`Kind::is_blocking`]) unless `SOAK_BLOCKING=0`; then
+    /// their share goes to [`Kind::Cpu`].
     fn weight(self, blocking: bool) -> usize {
         match self {
             k if k.is_blocking() && !blocking => 0,
@@ -162,10 +162,10 @@ impl Kind {
     }
 
     /// A job of this kind blocks its worker in a channel (or pipeline) wait for a child
-    /// job it queued behind itself. Under a sustained load these deadlock the pool today:
-    /// the workers take new jobs from the injector before they steal the children queued
-    /// on the blocked workers' deques, more consumers block, and once the pool's spares
-    /// (`max(4, 4 × threads)`) are all blocked too, nothing runs. See
+    /// job it queued behind itself. Under a sustained load these deadlocked the pool
+    /// when spares took new jobs from the injector before they stole the children queued
+    /// on the blocked workers' deques: more consumers blocked, until the pool's spares
+    /// (then `max(4, 4 × threads)`) were all blocked too. Spares steal first now; see
     /// `more_blocked_consumers_than_spares_never_deadlock` in `tests/channel.rs`.
     fn is_blocking(self) -> bool {
         matches!(self, Kind::Channel | Kind::Pipeline)
@@ -913,8 +913,8 @@ struct Settings {
     capacity: Duration,
     interval: Duration,
     threads: usize,
-    /// `SOAK_BLOCKING=1`: the mix includes the kinds that deadlock today
-    /// ([`Kind::is_blocking`]).
+    /// The mix includes the kinds that block a worker on a child they queued
+    /// ([`Kind::is_blocking`]); `SOAK_BLOCKING=0` leaves them out.
     blocking: bool,
 }
 
@@ -949,7 +949,7 @@ impl Settings {
             capacity: Duration::from_secs_f64(capacity),
             interval: Duration::from_secs_f64(interval),
             threads: config.threads,
-            blocking: var("SOAK_BLOCKING").as_deref() == Some("1"),
+            blocking: var("SOAK_BLOCKING").as_deref() != Some("0"),
         }
     }
 }
