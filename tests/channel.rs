@@ -509,9 +509,23 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
 /// sum its producer sent, within `PATIENCE` of the previous one.
 fn consumers_feeding_themselves(threads: usize, consumers: u64) {
     let pool = Pool::builder().threads(threads).build().unwrap();
-    // Holds a worker until every consumer is queued.
-    let (gate_tx, gate_rx) = mpsc::channel::<()>();
-    let gate = pool.submit(move |_| gate_rx.recv().map_err(drop)).unwrap();
+    // Jobs that hold every worker (outside jobrunner's waits: no spare starts) until
+    // every consumer is queued.
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (gate_txs, gates): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| {
+            let (gate_tx, gate_rx) = mpsc::channel::<()>();
+            let started_tx = started_tx.clone();
+            let gate = pool
+                .submit(move |_| {
+                    started_tx.send(()).map_err(drop)?;
+                    gate_rx.recv().map_err(drop)
+                })
+                .unwrap();
+            (gate_tx, gate)
+        })
+        .unzip();
+    recv_n(&started_rx, threads, "every worker held");
     let (done_tx, done_rx) = mpsc::channel();
     for _ in 0..consumers {
         let done_tx = done_tx.clone();
@@ -545,8 +559,10 @@ fn consumers_feeding_themselves(threads: usize, consumers: u64) {
         drop(job);
     }
     drop(done_tx);
-    gate_tx.send(()).unwrap();
-    gate.wait().unwrap();
+    gate_txs
+        .iter()
+        .for_each(|gate_tx| gate_tx.send(()).unwrap());
+    gates.into_iter().for_each(|gate| gate.wait().unwrap());
     let mut ended = 0;
     while ended < consumers {
         match done_rx.recv_timeout(PATIENCE) {
@@ -578,10 +594,11 @@ fn more_blocked_consumers_than_spares_never_deadlock() {
     consumers_feeding_themselves(1, 24);
 }
 
-/// The same on a pool of two, with 64 consumers: 8 times the 8 spares such a pool had.
+/// The same on a pool of two, with 200 consumers: 25 times the 8 spares such a pool had
+/// (with 64, the old order got through by luck more often than not).
 #[test]
 fn consumers_beyond_the_old_spare_cap_never_deadlock_a_pool_of_two() {
-    consumers_feeding_themselves(2, 64);
+    consumers_feeding_themselves(2, 200);
 }
 
 /// Many more consumers (4000) than a pool of one has spares (256): only the spares'
