@@ -202,7 +202,7 @@ C_TEST_STEPS := test-c-static test-c-shared test-c-valgrind test-c-asan test-c-r
 
 .PHONY: help check-tools check-cc check-c-tests test test-python-dev $(TEST_STEPS) $(C_TEST_STEPS) \
 	demo demo-rust demo-c demo-python demo-go check-python check-go bench bench-venv bench-tbb soak \
-	lib install uninstall
+	lib install uninstall stress
 
 help:
 	@echo 'make test           everything CI runs: $(TEST_STEPS)'
@@ -221,6 +221,7 @@ help:
 	@echo 'make test-examples  run every example (Rust and C) and check its output'
 	@echo 'make test-install   install into a temporary PREFIX, build a program with pkg-config'
 	@echo 'make test-bench     make bench QUICK=1 into target/bench-quick: every bench program runs (no timing asserted)'
+	@echo 'make stress         a stress campaign with fault injection: SEEDS=$(SEEDS) seeds of OPS=$(OPS) operations (SEED=N: replay one)'
 	@echo 'make lib            cargo build --release: libjobrunner.{a,so} and include/jobrunner.h'
 	@echo 'make install        install header, libraries and jobrunner.pc (PREFIX=$(PREFIX), DESTDIR)'
 	@echo 'make uninstall      remove what make install installed (same PREFIX, DESTDIR)'
@@ -705,3 +706,15 @@ soak: check-tools check-python bench-venv
 	  SOAK_BLOCKING=$(SOAK_BLOCKING) $(CARGO) bench -q --bench soak > $(SOAK_JSONL) || rc=$$?; \
 	$(BENCH_VENV)/bin/python bench/soak.py --out $(SOAK_OUT) --load-before "$$load" $(SOAK_JSONL) || rc=$${rc/#0/1}; \
 	exit $$rc
+
+# --- issue 9: stress ---
+# The stress suite with fault injection (tests/stress.rs). `make test` runs it within
+# test-rust, at its defaults: 20 seeds of 20,000 operations. `make stress` runs a campaign
+# of SEEDS seeds of OPS operations each, from seed FIRST; SEED=N replays seed N alone (a
+# failing seed prints this command). Each seed prints a line; the campaign, its totals.
+SEEDS ?= 200
+OPS ?= 20000
+FIRST ?= 1
+SEED ?=
+stress: check-tools
+	$(call step,STRESS_SEEDS=$(SEEDS) STRESS_OPS=$(OPS) STRESS_FIRST_SEED=$(FIRST) $(if $(SEED),STRESS_SEED=$(SEED)) $(CARGO) test --release --test stress -- --nocapture)

@@ -670,12 +670,16 @@ pub(crate) fn block_compensated(
         backoff.snooze();
     }
     let worker = WorkerThread::current();
-    if let Some(worker) = worker {
+    let doing = worker.map(|worker| {
         worker.publish_deque();
         worker.registry().begin_blocking();
-    }
+        worker
+            .activity()
+            .wait(crate::pool::activity::WAIT_BLOCKED, 0)
+    });
     let done = block_on(waker, ready, at);
-    if let Some(worker) = worker {
+    if let (Some(worker), Some(doing)) = (worker, doing) {
+        worker.activity().restore(doing);
         worker.registry().end_blocking();
     }
     done

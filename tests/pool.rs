@@ -13,8 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use jobrunner::{
-    BuildError, CancelReason, CancelToken, Context, HelpPolicy, Job, JobState, Pool, ShutdownMode,
-    SubmitError, SubmitOptions,
+    BuildError, CancelReason, CancelToken, Context, HelpPolicy, Job, JobError, JobState, Pool,
+    ShutdownMode, SubmitError, SubmitOptions,
 };
 
 #[allow(dead_code)]
@@ -1012,4 +1012,97 @@ fn a_panicking_park_hook_leaves_the_worker_running() {
             Err(_) => panic!("round {round}: the worker no longer runs jobs"),
         }
     }
+}
+
+// ----- debug_dump ------------------------------------------------------------------------
+
+/// `Pool::debug_dump` names what each worker does: a job blocked on a semaphore, a job
+/// waiting for a delayed child, a delayed job, a submitter waiting for room in a full
+/// queue, and idle workers once it is all over.
+#[test]
+fn debug_dump_shows_each_worker_and_the_blocked_waiters() {
+    let pool = Pool::builder()
+        .threads(2)
+        .queue_capacity(1)
+        .help_policy(HelpPolicy::Block)
+        .thread_name("dumped")
+        .build()
+        .unwrap();
+    let dump_shows = |what: &str| {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let dump = pool.debug_dump();
+            if dump.contains(what) {
+                return dump;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the dump never showed {what:?}:\n{dump}"
+            );
+            thread::yield_now();
+        }
+    };
+    let idle = dump_shows("worker 1: idle");
+    assert!(idle.contains("pool \"dumped\": 2 workers"), "{idle}");
+    assert!(idle.contains("open"), "{idle}");
+
+    // A job blocked on a semaphore whose permit the test holds.
+    let semaphore = jobrunner::Semaphore::new(1);
+    let permit = semaphore.acquire(1).unwrap();
+    let blocked = {
+        let semaphore = semaphore.clone();
+        pool.submit(move |_| semaphore.acquire(1).map(drop))
+            .unwrap()
+    };
+    let dump = dump_shows("waits for a semaphore grant");
+    // A job waiting for a child delayed for an hour: the child is in the timer.
+    let (child_tx, child_rx) = mpsc::channel();
+    let waiting = pool
+        .submit(move |ctx| {
+            let child = ctx
+                .pool()
+                .submit_with(
+                    SubmitOptions::new().delay(Duration::from_secs(3_600)),
+                    |_| Ok::<_, ()>(()),
+                )
+                .unwrap();
+            child_tx.send(child.handle()).unwrap();
+            child.wait()
+        })
+        .unwrap();
+    let child = child_rx.recv_timeout(PATIENCE).unwrap();
+    let dump = [dump, dump_shows(" waits for job ")].join("");
+    assert!(dump.contains("delayed 1"), "{dump}");
+    assert!(
+        dump.contains("worker 0: job") && dump.contains("worker 1: job"),
+        "both workers hold a waiting job:\n{dump}"
+    );
+    // A submitter waiting for room: the queue (of 1) is full, both workers taken.
+    let queued = pool.submit(|_| Ok::<_, ()>(())).unwrap();
+    let submitter = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.submit(|_| Ok::<_, ()>(())).map(drop))
+    };
+    let dump = dump_shows("1 submitters wait for room");
+    assert!(dump.contains("bounded queue: 1 of 1 taken"), "{dump}");
+
+    // Released, everything ends and the dump says so.
+    drop(permit);
+    assert_eq!(blocked.wait(), Ok(()));
+    assert!(child.cancel());
+    // The waiting job passes its child's end on as its own failure.
+    assert_eq!(
+        waiting.wait(),
+        Err(JobError::Failed(JobError::Cancelled(
+            CancelReason::Cancelled
+        )))
+    );
+    assert_eq!(queued.wait(), Ok(()));
+    submitter.join().unwrap().unwrap();
+    dump_shows("worker 0: idle");
+    dump_shows("worker 1: idle");
+    pool.shutdown(ShutdownMode::Drain, Some(PATIENCE));
+    let dump = pool.debug_dump();
+    assert!(dump.contains("terminated"), "{dump}");
+    assert!(dump.contains("worker 0: stopped"), "{dump}");
 }
