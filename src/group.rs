@@ -196,8 +196,21 @@ pub struct Group<T, E> {
 /// at every job end and at the close.
 impl<T: Send, E: Send> Watch for Shared<T, E> {
     fn is_ready(&self) -> bool {
-        let state = lock(&self.state);
-        !state.finished.is_empty() || self.count.load(Ordering::SeqCst) == CLOSED
+        loop {
+            {
+                let state = lock(&self.state);
+                if !state.finished.is_empty() || self.count.load(Ordering::SeqCst) == CLOSED {
+                    return true;
+                }
+                // As in `Group::wait_for`: a job whose end is published (a caller may
+                // have seen it through its handle) but not yet recorded here is being
+                // recorded by the thread that ended it.
+                if !state.pending.iter().any(JobHandle::is_finished) {
+                    return false;
+                }
+            }
+            std::thread::yield_now();
+        }
     }
 
     fn watch(&self, waker: &Arc<Waker>) {
