@@ -34,7 +34,7 @@ use std::ffi::{c_void, CStr};
 use std::ptr::{self, null_mut};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jobrunner::ffi::chan::*;
 use jobrunner::ffi::group::*;
@@ -2003,6 +2003,8 @@ impl Model {
             self.jobs[j].handle = null_mut();
         }
         self.free_all(true)?;
+        // One second in all for the frees still to come (a hang guard: none should be).
+        let deadline = Instant::now() + Duration::from_secs(1);
         // Every argument, result and item freed exactly once (a job's last free may run on
         // a worker just after its end was seen: wait for it).
         for j in 0..self.jobs.len() {
@@ -2012,29 +2014,27 @@ impl Model {
                 !(job.never_runs && started),
                 "job {j} ran after a cancel that returned JR_OK"
             );
-            self.await_frees(&job.rec, &format!("job {j}'s argument"))?;
+            self.await_frees(&job.rec, &format!("job {j}'s argument"), deadline)?;
             if let Some(result) = job.rec.result.lock().unwrap().as_ref() {
-                self.await_frees(result, &format!("job {j}'s result"))?;
+                self.await_frees(result, &format!("job {j}'s result"), deadline)?;
             }
         }
         for item in &self.items {
-            self.await_frees(item, &format!("item {}", item.id))?;
+            self.await_frees(item, &format!("item {}", item.id), deadline)?;
         }
         Ok(())
     }
 
-    fn await_frees(&self, rec: &Rec, what: &str) -> Check {
+    /// Checks that `rec` was freed exactly once, after waiting (at most until `deadline`)
+    /// for a free still to come.
+    fn await_frees(&self, rec: &Rec, what: &str, deadline: Instant) -> Check {
         let mut guard = self.tracker.changed.lock().unwrap();
         while rec.frees.load(Ordering::SeqCst) == 0 {
-            let (g, timed_out) = self
-                .tracker
-                .cv
-                .wait_timeout(guard, Duration::from_secs(1))
-                .unwrap();
-            guard = g;
-            if timed_out.timed_out() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 break;
             }
+            guard = self.tracker.cv.wait_timeout(guard, left).unwrap().0;
         }
         let frees = rec.frees.load(Ordering::SeqCst);
         ensure!(frees == 1, "{what} was freed {frees} times");
