@@ -52,7 +52,7 @@ use jr_status::*;
 
 /// Cases per run unless `PROPTEST_CASES` says otherwise: about a minute on this 2-core
 /// machine under load (see the README's Reliability section).
-const DEFAULT_CASES: u32 = 3000;
+const DEFAULT_CASES: u32 = 6000;
 /// A "short" timeout, in nanoseconds.
 const SHORT: i64 = 2_000_000;
 /// Hang guard: a case that takes longer than this is reported and the process aborted.
