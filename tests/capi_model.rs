@@ -503,6 +503,11 @@ struct MJob {
     started: bool,
     /// Asked to stop (by its token, group, pool or handle) while it may not have ended.
     cancel_requested: bool,
+    /// Asked to stop by a call that finishes the cancel before it returns (a token's
+    /// `jr_token_cancel_sync`, a group's cancel, a `jr_job_cancel`), not only by a pool
+    /// shutdown that timed out: that one leaves jobs on busy workers' deques queued
+    /// until a worker is idle to cancel them (the header: "still running or queued").
+    cancel_sync: bool,
     /// Its result was taken (through its handle, or the group's next).
     result_taken: bool,
     /// A cancel returned `JR_OK`: it must never run.
@@ -650,7 +655,14 @@ impl Model {
             return if fail_fast { Tri::Unknown } else { Tri::No };
         }
         if job.cancel_requested {
-            return Tri::Yes;
+            // Ends at once, unless only a pool's shutdown cancelled it and every worker
+            // may be blocked (nobody idle to cancel what is on their deques).
+            let idle = self.blocking_jobs(job.pool) < self.pools[job.pool].threads;
+            return if job.cancel_sync || idle {
+                Tri::Yes
+            } else {
+                Tri::Unknown
+            };
         }
         let stuck = if fail_fast { Tri::Unknown } else { Tri::No };
         if job.delay == Delay::Hour {
@@ -707,13 +719,14 @@ impl Model {
     }
 
     /// Job `j` was asked to stop (its token, group or pool was cancelled).
-    fn cancel_job(&mut self, j: usize) {
+    fn cancel_job(&mut self, j: usize, sync: bool) {
         if self.jobs[j].ended {
             return;
         }
         let gate_closed = self.gate_closed(j);
         let job = &mut self.jobs[j];
         job.cancel_requested = true;
+        job.cancel_sync |= sync;
         if gate_closed {
             // Not started: ends cancelled now. Started: returns -1 when the gate opens.
             job.possible = O_CANCELLED;
@@ -833,7 +846,7 @@ impl Model {
                     self.pools[p].cancelled = true;
                     for j in 0..self.jobs.len() {
                         if self.jobs[j].pool == p {
-                            self.cancel_job(j);
+                            self.cancel_job(j, false);
                         }
                     }
                 }
@@ -1025,8 +1038,12 @@ impl Model {
                 };
                 let gate_closed = self.gate_closed(j);
                 let tri = self.will_end(j);
+                // A failed sibling may have cancelled it already (fail-fast).
+                let fail_fast = self.jobs[j]
+                    .group
+                    .is_some_and(|g| self.groups[g].fail_fast_armed);
                 let job = &self.jobs[j];
-                let allowed: &[jr_status] = if job.ended || job.started || job.cancel_requested {
+                let allowed: &[jr_status] = if job.ended || job.started || job.cancel_sync {
                     &[JR_E_CLOSED]
                 } else if tri == Tri::No && !gate_closed {
                     // Delayed for an hour, or waiting for permits the test holds.
@@ -1048,8 +1065,10 @@ impl Model {
                     let job = &mut self.jobs[j];
                     // Too late to prevent, with its gate closed and not asked to stop
                     // before: it has started.
-                    job.started = job.started || (gate_closed && !job.cancel_requested);
+                    job.started =
+                        job.started || (gate_closed && !job.cancel_requested && !fail_fast);
                     job.cancel_requested = true;
+                    job.cancel_sync = true;
                     if gate_closed {
                         job.possible = O_CANCELLED;
                     } else if job.gate.is_some() || matches!(job.body, Body::Fail(_)) {
@@ -1137,7 +1156,7 @@ impl Model {
                         .token
                         .is_some_and(|jt| self.token_descends(jt, t))
                     {
-                        self.cancel_job(j);
+                        self.cancel_job(j, true);
                     }
                 }
             }
@@ -1290,7 +1309,7 @@ impl Model {
                 expect("jr_group_cancel", got, &[JR_OK])?;
                 self.groups[g].cancelled = true;
                 for j in self.groups[g].members.clone() {
-                    self.cancel_job(j);
+                    self.cancel_job(j, true);
                 }
             }
             Op::GroupWait { group, timeout } => {
@@ -1663,6 +1682,7 @@ impl Model {
             ended: false,
             started: false,
             cancel_requested: cancelled,
+            cancel_sync: cancelled,
             result_taken: false,
             never_runs: false,
         });
