@@ -212,6 +212,7 @@ help:
 	@echo 'make lint           cargo fmt --check, cargo clippy -D warnings (with and without capi)'
 	@echo 'make test-header    include/jobrunner.h as committed is what the build generates'
 	@echo 'make test-rust      unit, integration and doc tests (release), rustdoc -D warnings'
+	@echo 'make test-model     the C ABI against its model, MODEL_CASES random call sequences (part of test-rust, deeper)'
 	@echo 'make test-loom      the loom models of the sleep protocol, the job state machine and the token registrations'
 	@echo 'make test-c         the C tests (tests/c/): $(C_TEST_STEPS)'
 	@echo 'make test-python    the pytest suite of the Python binding (bindings/python/tests, in target/py-venv),'
@@ -718,3 +719,12 @@ FIRST ?= 1
 SEED ?=
 stress: check-tools
 	$(call step,STRESS_SEEDS=$(SEEDS) STRESS_OPS=$(OPS) STRESS_FIRST_SEED=$(FIRST) $(if $(SEED),STRESS_SEED=$(SEED)) $(CARGO) test --release --test stress -- --nocapture)
+
+# --- issue 9: model-based tests of the C ABI ---
+# tests/capi_model.rs runs in test-rust with its default case count (about a minute on
+# a loaded 2-core machine); this runs it deeper, printing what the calls returned.
+# make test-model MODEL_CASES=20000
+MODEL_CASES ?= 5000
+.PHONY: test-model
+test-model: check-tools
+	$(call step,PROPTEST_CASES=$(MODEL_CASES) $(CARGO) test --release --test capi_model -- --nocapture)

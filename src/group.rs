@@ -196,8 +196,21 @@ pub struct Group<T, E> {
 /// at every job end and at the close.
 impl<T: Send, E: Send> Watch for Shared<T, E> {
     fn is_ready(&self) -> bool {
-        let state = lock(&self.state);
-        !state.finished.is_empty() || self.count.load(Ordering::SeqCst) == CLOSED
+        loop {
+            {
+                let state = lock(&self.state);
+                if !state.finished.is_empty() || self.count.load(Ordering::SeqCst) == CLOSED {
+                    return true;
+                }
+                // As in `Group::wait_for`: a job whose end is published (a caller may
+                // have seen it through its handle) but not yet recorded here is being
+                // recorded by the thread that ended it.
+                if !state.pending.iter().any(JobHandle::is_finished) {
+                    return false;
+                }
+            }
+            std::thread::yield_now();
+        }
     }
 
     fn watch(&self, waker: &Arc<Waker>) {
@@ -485,7 +498,32 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
 
     /// Waits (helping inside a worker) until the condition of `what` holds, or `at`
     /// passes; returns whether it holds.
+    ///
+    /// A job's end is published (its waiters woken) before its end callback records it
+    /// here (`Shared::job_ended`, run by the thread that ended it right after). So that a
+    /// caller who has seen a job end (`Job::wait` on its handle) never gets a timeout
+    /// from the group for it, a wait that times out first waits for the end callbacks
+    /// of the jobs whose end is already published: still in `pending`, but finished.
     fn wait_for(&self, at: Option<Instant>, what: WaitFor) -> bool {
+        if self.wait_for_inner(at, what) {
+            return true;
+        }
+        loop {
+            {
+                let state = lock(&self.shared.state);
+                if self.ready(&state, what) {
+                    return true;
+                }
+                if !state.pending.iter().any(JobHandle::is_finished) {
+                    return false;
+                }
+            }
+            // The thread that ended the job is about to take the lock to record it.
+            std::thread::yield_now();
+        }
+    }
+
+    fn wait_for_inner(&self, at: Option<Instant>, what: WaitFor) -> bool {
         // Inside a job of the pool: first run the group's jobs that have not started, as
         // a wait for a job runs it inline, whatever the help policy (a timed wait too,
         // until its deadline: on a one-thread pool nothing else would run them).

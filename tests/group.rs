@@ -1893,3 +1893,29 @@ fn a_dropped_groups_jobs_are_still_cancelled_and_their_results_dropped() {
         assert_eq!(ran.load(Ordering::SeqCst), 5, "a cancelled job ran");
     });
 }
+
+/// A job's end is published to its handle's waiters just before its end callback records
+/// it in the group: a caller who saw the end through the handle must not then get a
+/// timeout from the group (`next_timeout(0)`, `wait_timeout(0)`). Found by
+/// tests/capi_model.rs; the window is a few instructions, so the sequence is repeated
+/// (before the fix it failed in the first rounds).
+#[test]
+fn group_sees_at_once_a_member_end_its_handle_has_seen() {
+    let pool = pool(2);
+    for round in 0..scaled(3000, 200) {
+        let group: Group<usize, ()> = Group::new(&pool, GroupOptions::new());
+        let handle = group.submit(move |_| Ok(round)).unwrap();
+        assert_eq!(handle.wait(), JobState::Succeeded);
+        if round % 2 == 0 {
+            assert!(
+                matches!(group.wait_timeout(Duration::ZERO), Ok(Ok(()))),
+                "round {round}: wait_timeout(0) after the member's end"
+            );
+        }
+        let next = group.next_timeout(Duration::ZERO);
+        assert!(
+            matches!(next, Ok(Some(_))),
+            "round {round}: next_timeout(0) after the member's end"
+        );
+    }
+}

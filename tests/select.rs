@@ -337,3 +337,23 @@ fn racing_consumers_take_each_item_once() {
     assert_eq!(taken.len(), 2_000);
     assert_eq!(taken.iter().copied().collect::<BTreeSet<_>>().len(), 2_000);
 }
+
+/// A group is ready for `wait_any` as soon as a member's end is visible through the
+/// member's handle (its end is published just before the group records it: the same
+/// window as `group_sees_at_once_a_member_end_its_handle_has_seen` in tests/group.rs).
+/// Repeated: the window is a few instructions.
+#[test]
+fn a_group_is_ready_once_a_member_end_is_seen() {
+    let pool = Pool::builder().threads(2).build().unwrap();
+    let rounds = if cfg!(debug_assertions) { 200 } else { 3000 };
+    for round in 0..rounds {
+        let group: Group<usize, ()> = Group::new(&pool, Default::default());
+        let handle = group.submit(move |_| Ok(round)).unwrap();
+        assert_eq!(handle.wait(), jobrunner::JobState::Succeeded);
+        assert_eq!(
+            wait_any(&[Waitable::group(&group)], Some(Duration::ZERO)),
+            Some(0),
+            "round {round}: the group is not ready after its member's end"
+        );
+    }
+}
