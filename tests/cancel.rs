@@ -38,7 +38,13 @@ fn timing_lock() -> MutexGuard<'static, ()> {
 #[track_caller]
 fn assert_on_time(what: &str, at: Instant, deadline: Instant) {
     assert!(at >= deadline, "{what} {:?} early", deadline - at);
-    assert!(at < deadline + LATENESS, "{what} {:?} late", at - deadline);
+    // Under a slow tool (JR_TEST_SLOW) only "never early" is checked: valgrind delays
+    // every thread by tens of milliseconds, so a lateness bound would measure valgrind.
+    assert!(
+        common::slow() || at < deadline + LATENESS,
+        "{what} {:?} late",
+        at - deadline
+    );
 }
 
 /// Asserts `token` fires with `DeadlineExceeded` no sooner than `deadline` and at most

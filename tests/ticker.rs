@@ -186,8 +186,10 @@ fn assert_on_schedule(runs: &[Run], first: Instant, period: Duration) {
             due - run.start
         );
         let late = run.start - due;
+        // Under a slow tool (JR_TEST_SLOW) only "never early" is checked: valgrind delays
+        // every thread by tens of milliseconds, so a lateness bound would measure valgrind.
         assert!(
-            late <= LATE,
+            common::slow() || late <= LATE,
             "run {k} started {late:?} after its due time (allowed: {LATE:?})"
         );
     }
