@@ -685,6 +685,20 @@ pub(crate) fn block_compensated(
     done
 }
 
+/// [`block_on`] under loom: the models wait without a deadline, on a parked thread.
+#[cfg(loom)]
+pub(crate) fn block_on(
+    waker: &Waker,
+    ready: impl Fn() -> bool,
+    at: Option<std::convert::Infallible>,
+) -> bool {
+    debug_assert!(matches!(waker, Waker::Thread(_)) && at.is_none());
+    while !ready() {
+        thread::park();
+    }
+    true
+}
+
 #[cfg(loom)]
 fn wait_for_grant(
     _semaphore: &Semaphore,

@@ -2023,8 +2023,11 @@ impl Model {
             self.jobs[j].handle = null_mut();
         }
         self.free_all(true)?;
-        // One second in all for the frees still to come (a hang guard: none should be).
-        let deadline = Instant::now() + Duration::from_secs(1);
+        // Ten seconds in all for the frees still to come (a hang guard: they follow the
+        // ends within microseconds, unless the machine deschedules the worker), 30 times
+        // that under JR_TEST_SLOW.
+        let slow = std::env::var_os("JR_TEST_SLOW").is_some_and(|v| !v.is_empty() && v != "0");
+        let deadline = Instant::now() + Duration::from_secs(if slow { 300 } else { 10 });
         // Every argument, result and item freed exactly once (a job's last free may run on
         // a worker just after its end was seen: wait for it).
         for j in 0..self.jobs.len() {
@@ -2193,11 +2196,14 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
     })
 }
 
+/// `PROPTEST_CASES`, else [`DEFAULT_CASES`], or 100 under `JR_TEST_SLOW` (valgrind, the
+/// sanitizers: see `tests/common`).
 fn cases() -> u32 {
+    let slow = std::env::var_os("JR_TEST_SLOW").is_some_and(|v| !v.is_empty() && v != "0");
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(DEFAULT_CASES)
+        .unwrap_or(if slow { 100 } else { DEFAULT_CASES })
 }
 
 /// Random sequences of C ABI calls give the statuses the model allows, and every

@@ -18,7 +18,7 @@ use jobrunner::{CancelReason, CancelToken, Channel, HelpPolicy, Pool, RecvError,
 #[allow(dead_code)]
 mod common;
 
-use common::{by_profile, counting, recv_n, wait_until, DropCounter, XorShift, PATIENCE};
+use common::{by_profile, counting, patience, recv_n, wait_until, DropCounter, XorShift};
 
 #[test]
 fn items_come_out_in_order_and_tries_say_full_and_empty() {
@@ -138,8 +138,8 @@ fn timed_waits_time_out_and_give_the_item_back() {
         channel.send_timeout(2, Duration::from_millis(20)),
         Err(SendError::Timeout(2))
     );
-    assert_eq!(channel.recv_timeout(PATIENCE), Ok(1));
-    channel.send_timeout(3, PATIENCE).unwrap();
+    assert_eq!(channel.recv_timeout(patience()), Ok(1));
+    channel.send_timeout(3, patience()).unwrap();
     assert_eq!(channel.recv(), Ok(3));
 }
 
@@ -167,7 +167,7 @@ fn a_cancelled_token_ends_a_wait_with_its_reason() {
     // A deadline on the token is a cancel too, reported as such.
     let expiring = CancelToken::with_timeout(Duration::from_millis(10));
     assert_eq!(
-        channel.recv_with(&expiring, Some(PATIENCE)),
+        channel.recv_with(&expiring, Some(patience())),
         Err(RecvError::Cancelled(CancelReason::DeadlineExceeded))
     );
 }
@@ -387,7 +387,7 @@ fn shutdown_joins_every_spare() {
         for i in 0..rng.range(0, 6) {
             let _ = channel.try_send(i);
         }
-        let report = pool.shutdown(jobrunner::ShutdownMode::Drain, Some(PATIENCE));
+        let report = pool.shutdown(jobrunner::ShutdownMode::Drain, Some(patience()));
         assert!(report.is_complete(), "seed {seed}: {report:?}");
         assert_eq!(
             started.load(Ordering::SeqCst),

@@ -1447,8 +1447,10 @@ fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
+/// Under `JR_TEST_SLOW` (valgrind, the sanitizers: `tests/common`) the defaults shrink to
+/// 2 seeds of 2,000 operations, and the watchdog waits 30 times longer.
 fn ops() -> u64 {
-    env_u64("STRESS_OPS", 20_000)
+    env_u64("STRESS_OPS", if common::slow() { 2_000 } else { 20_000 })
 }
 
 /// The threads of this process now.
@@ -1539,7 +1541,7 @@ fn one_seed(seed: u64, ops: u64, watchdog: &Watchdog, baseline: usize) -> Totals
         (ops as usize) * 3 + 1_024,
         (ops as usize) * 24 + 1_024,
     ));
-    let scale = (ops as f64 / 20_000.0).max(1.0);
+    let scale = (ops as f64 / 20_000.0).max(1.0) * if common::slow() { 30.0 } else { 1.0 };
 
     let sems: Vec<Semaphore> = (0..2).map(|_| Semaphore::new(rng.range(1, 3))).collect();
     watchdog.phase("starting");
@@ -1941,7 +1943,10 @@ fn random_workloads_keep_every_promise() {
     let ops = ops();
     let (first, count) = match std::env::var("STRESS_SEED") {
         Ok(_) => (env_u64("STRESS_SEED", 1), 1),
-        Err(_) => (env_u64("STRESS_FIRST_SEED", 1), env_u64("STRESS_SEEDS", 20)),
+        Err(_) => (
+            env_u64("STRESS_FIRST_SEED", 1),
+            env_u64("STRESS_SEEDS", if common::slow() { 2 } else { 20 }),
+        ),
     };
     // What lives for the whole process, started before the thread count is taken: the
     // job counter, the token deadline timer, the C signal helper, the watchdog.
