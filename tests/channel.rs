@@ -511,7 +511,7 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
 /// the README's Channels section), and a spare takes the injector's jobs before it
 /// steals, so the consumers, not their producers, get the threads. Ignored until the
 /// runtime is fixed; `cargo test --release --test channel -- --ignored more_blocked`
-/// fails (it panics after `PATIENCE` instead of hanging).
+/// fails (it panics after `patience()` instead of hanging).
 #[test]
 #[ignore = "deadlocks today: a known runtime bug found by the soak benchmark (issue 9)"]
 fn more_blocked_consumers_than_spares_never_deadlock() {
@@ -552,7 +552,7 @@ fn more_blocked_consumers_than_spares_never_deadlock() {
     gate_tx.send(()).unwrap();
     gate.wait().unwrap();
     let ended = (0..CONSUMERS)
-        .take_while(|_| done_rx.recv_timeout(PATIENCE).is_ok())
+        .take_while(|_| done_rx.recv_timeout(patience()).is_ok())
         .count() as u64;
     if ended != CONSUMERS {
         let stats = pool.stats();

@@ -1029,7 +1029,7 @@ fn debug_dump_shows_each_worker_and_the_blocked_waiters() {
         .build()
         .unwrap();
     let dump_shows = |what: &str| {
-        let deadline = Instant::now() + PATIENCE;
+        let deadline = Instant::now() + patience();
         loop {
             let dump = pool.debug_dump();
             if dump.contains(what) {
@@ -1070,7 +1070,7 @@ fn debug_dump_shows_each_worker_and_the_blocked_waiters() {
             child.wait()
         })
         .unwrap();
-    let child = child_rx.recv_timeout(PATIENCE).unwrap();
+    let child = child_rx.recv_timeout(patience()).unwrap();
     let dump = [dump, dump_shows(" waits for job ")].join("");
     assert!(dump.contains("delayed 1"), "{dump}");
     assert!(
@@ -1101,7 +1101,7 @@ fn debug_dump_shows_each_worker_and_the_blocked_waiters() {
     submitter.join().unwrap().unwrap();
     dump_shows("worker 0: idle");
     dump_shows("worker 1: idle");
-    pool.shutdown(ShutdownMode::Drain, Some(PATIENCE));
+    pool.shutdown(ShutdownMode::Drain, Some(patience()));
     let dump = pool.debug_dump();
     assert!(dump.contains("terminated"), "{dump}");
     assert!(dump.contains("worker 0: stopped"), "{dump}");
