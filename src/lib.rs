@@ -53,7 +53,6 @@ mod error;
 mod few;
 #[cfg(all(feature = "capi", not(loom)))]
 pub mod ffi;
-#[cfg(not(loom))]
 mod group;
 mod handoff;
 mod job;

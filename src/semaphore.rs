@@ -670,15 +670,33 @@ pub(crate) fn block_compensated(
         backoff.snooze();
     }
     let worker = WorkerThread::current();
-    if let Some(worker) = worker {
+    let doing = worker.map(|worker| {
         worker.publish_deque();
         worker.registry().begin_blocking();
-    }
+        worker
+            .activity()
+            .wait(crate::pool::activity::WAIT_BLOCKED, 0)
+    });
     let done = block_on(waker, ready, at);
-    if let Some(worker) = worker {
+    if let (Some(worker), Some(doing)) = (worker, doing) {
+        worker.activity().restore(doing);
         worker.registry().end_blocking();
     }
     done
+}
+
+/// [`block_on`] under loom: the models wait without a deadline, on a parked thread.
+#[cfg(loom)]
+pub(crate) fn block_on(
+    waker: &Waker,
+    ready: impl Fn() -> bool,
+    at: Option<std::convert::Infallible>,
+) -> bool {
+    debug_assert!(matches!(waker, Waker::Thread(_)) && at.is_none());
+    while !ready() {
+        thread::park();
+    }
+    true
 }
 
 #[cfg(loom)]

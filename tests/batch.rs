@@ -16,7 +16,7 @@ use jobrunner::{Context, Job, JobState, Pool, SubmitOptions};
 #[allow(dead_code)]
 mod common;
 
-use common::{recv_n, PATIENCE};
+use common::{patience, recv_n};
 
 const K: NonZeroU16 = match NonZeroU16::new(7) {
     Some(kind) => kind,
@@ -50,7 +50,7 @@ fn hold(pool: &Pool) -> (Sender<()>, Job<(), ()>) {
     let job = pool
         .submit(move |_ctx| {
             started_tx.send(()).unwrap();
-            let _ = release_rx.recv_timeout(PATIENCE);
+            let _ = release_rx.recv_timeout(patience());
             Ok(())
         })
         .unwrap();

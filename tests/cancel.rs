@@ -19,8 +19,8 @@ use jobrunner::{CancelReason, CancelToken, JobError, JobState, ShutdownMode, Sub
 mod common;
 
 use common::{
-    assert_cancelled, by_profile, counting, flagging, pool, recv_n, wait_until, Blocker,
-    DropCounter, Waiters, XorShift, PATIENCE,
+    assert_cancelled, by_profile, counting, flagging, patience, pool, recv_n, wait_until, Blocker,
+    DropCounter, Waiters, XorShift,
 };
 
 /// How late a deadline may fire.
@@ -38,14 +38,20 @@ fn timing_lock() -> MutexGuard<'static, ()> {
 #[track_caller]
 fn assert_on_time(what: &str, at: Instant, deadline: Instant) {
     assert!(at >= deadline, "{what} {:?} early", deadline - at);
-    assert!(at < deadline + LATENESS, "{what} {:?} late", at - deadline);
+    // Under a slow tool (JR_TEST_SLOW) only "never early" is checked: valgrind delays
+    // every thread by tens of milliseconds, so a lateness bound would measure valgrind.
+    assert!(
+        common::slow() || at < deadline + LATENESS,
+        "{what} {:?} late",
+        at - deadline
+    );
 }
 
 /// Asserts `token` fires with `DeadlineExceeded` no sooner than `deadline` and at most
 /// `LATENESS` after it.
 #[track_caller]
 fn assert_fires_at(token: &CancelToken, deadline: Instant) {
-    let reason = token.wait_timeout(PATIENCE);
+    let reason = token.wait_timeout(patience());
     let fired = Instant::now();
     assert_eq!(reason, Some(CancelReason::DeadlineExceeded));
     assert_on_time("fired", fired, deadline);
@@ -113,7 +119,7 @@ fn a_cancel_is_seen_by_every_descendant_before_it_reaches_them() {
         // Not reached yet, and already cancelled: a later reason does not replace it.
         let late = grandchild.cancel_with(CancelReason::DeadlineExceeded);
         blocker.finish();
-        let ended = job.wait_timeout(PATIENCE).map(|outcome| outcome.err());
+        let ended = job.wait_timeout(patience()).map(|outcome| outcome.err());
         seen_tx.send((late, ended.ok())).unwrap();
     });
     let child = root.child();
@@ -125,7 +131,7 @@ fn a_cancel_is_seen_by_every_descendant_before_it_reaches_them() {
         .expect("accepted");
     job_tx.send((job, blocker, grandchild.clone())).unwrap();
     root.cancel_with(CancelReason::SiblingFailed);
-    let (late, ended) = seen.recv_timeout(PATIENCE).expect("the callback ran");
+    let (late, ended) = seen.recv_timeout(patience()).expect("the callback ran");
     assert!(
         !ran.load(Ordering::SeqCst),
         "a job under a cancelled subtree started"
@@ -140,7 +146,7 @@ fn a_cancel_is_seen_by_every_descendant_before_it_reaches_them() {
     );
     assert_eq!(grandchild.reason(), Some(CancelReason::SiblingFailed));
     assert!(pool
-        .shutdown(ShutdownMode::Drain, Some(PATIENCE))
+        .shutdown(ShutdownMode::Drain, Some(patience()))
         .is_complete());
 }
 
@@ -178,6 +184,9 @@ fn clones_are_the_same_token() {
 
 #[test]
 fn deadlines_fire_on_time() {
+    if common::skip_if_slow("asserts deadlines 20-80 ms away fire within a few ms") {
+        return;
+    }
     let _timing = timing_lock();
     let start = Instant::now();
     // Scheduled latest first, so that every new one is the earliest the timer knows of.
@@ -200,7 +209,7 @@ fn deadlines_fire_on_time() {
                 // The firing thread wakes the token's waiters before it cancels the
                 // descendants: wait for the descendant too.
                 assert_eq!(
-                    descendant.wait_timeout(PATIENCE),
+                    descendant.wait_timeout(patience()),
                     Some(CancelReason::DeadlineExceeded)
                 );
             })
@@ -233,7 +242,7 @@ fn child_with_timeout_cancels_the_child_only() {
     assert_eq!(parent.deadline(), None);
     assert_fires_at(&child, deadline_of_child);
     assert_eq!(
-        grandchild.wait_timeout(PATIENCE),
+        grandchild.wait_timeout(patience()),
         Some(CancelReason::DeadlineExceeded)
     );
     assert!(!parent.is_cancelled(), "a deadline goes down, never up");
@@ -251,7 +260,7 @@ fn an_ancestor_cancel_or_deadline_comes_first() {
     // The parent's earlier deadline cancels the child before its own.
     let parent_deadline = Instant::now() + Duration::from_millis(20);
     let parent = CancelToken::with_deadline(parent_deadline);
-    let child = parent.child_with_timeout(PATIENCE);
+    let child = parent.child_with_timeout(patience());
     assert_fires_at(&child, parent_deadline);
 
     // A parent cancelled before the child's deadline: the child keeps `Cancelled`.
@@ -357,7 +366,7 @@ fn wait_and_wait_timeout_return_when_cancelled() {
             if i % 2 == 0 {
                 Some(token.wait())
             } else {
-                token.wait_timeout(PATIENCE)
+                token.wait_timeout(patience())
             }
         }
     }));
@@ -370,7 +379,7 @@ fn wait_and_wait_timeout_return_when_cancelled() {
     assert_eq!(waiters.finish(), [Some(CancelReason::Shutdown); 4]);
     // Once cancelled, both return at once.
     assert_eq!(token.wait(), CancelReason::Shutdown);
-    assert_eq!(token.wait_timeout(PATIENCE), Some(CancelReason::Shutdown));
+    assert_eq!(token.wait_timeout(patience()), Some(CancelReason::Shutdown));
 }
 
 #[test]
@@ -451,7 +460,7 @@ fn running_jobs_see_the_token_cancel() {
             assert!(!own.is_cancelled());
             tx.send(()).unwrap();
             let reason = own
-                .wait_timeout(PATIENCE)
+                .wait_timeout(patience())
                 .expect("ctx.token() never cancelled");
             assert!(ctx.is_cancelled());
             assert_eq!(ctx.cancel_reason(), Some(reason));
@@ -549,7 +558,7 @@ fn a_token_cancelled_during_a_delayed_submit_leaves_nothing_in_the_timer() {
         let job = pool.submit_with(options, flagging(&ran)).expect("accepted");
         token.wait();
         assert!(
-            job.wait_timeout(PATIENCE).is_ok(),
+            job.wait_timeout(patience()).is_ok(),
             "round {r}: the job ended"
         );
         assert_eq!(
@@ -561,7 +570,7 @@ fn a_token_cancelled_during_a_delayed_submit_leaves_nothing_in_the_timer() {
     canceller.join().expect("the canceller");
     assert!(!ran.load(Ordering::SeqCst));
     assert!(pool
-        .shutdown(ShutdownMode::Drain, Some(PATIENCE))
+        .shutdown(ShutdownMode::Drain, Some(patience()))
         .is_complete());
 }
 
@@ -602,14 +611,14 @@ fn ctx_token_is_cancelled_by_job_cancel() {
             let own = ctx.token();
             started_tx.send(()).unwrap();
             let reason = own
-                .wait_timeout(PATIENCE)
+                .wait_timeout(patience())
                 .expect("ctx.token() never cancelled");
             // Taken again after the cancel: the same, cancelled token.
             assert!(ctx.token().same_as(&own));
             Err::<(), _>(reason)
         })
         .unwrap();
-    started_rx.recv_timeout(PATIENCE).unwrap();
+    started_rx.recv_timeout(patience()).unwrap();
     assert!(!job.cancel(), "the job is running");
     assert_cancelled(job, CancelReason::Cancelled);
     assert!(
@@ -626,7 +635,7 @@ fn ctx_token_is_cancelled_by_job_cancel() {
             Ok::<_, ()>(ctx.token().reason())
         })
         .unwrap();
-    started_rx.recv_timeout(PATIENCE).unwrap();
+    started_rx.recv_timeout(patience()).unwrap();
     assert!(!job.cancel());
     assert_eq!(job.wait(), Ok(Some(CancelReason::Cancelled)));
 }
@@ -640,7 +649,7 @@ fn ctx_token_is_cancelled_by_a_cancel_shutdown() {
             let own = ctx.token();
             started_tx.send(()).unwrap();
             let reason = own
-                .wait_timeout(PATIENCE)
+                .wait_timeout(patience())
                 .expect("ctx.token() never cancelled");
             assert_eq!(ctx.cancel_reason(), Some(reason));
             Err::<(), _>(reason)
@@ -659,7 +668,7 @@ fn ctx_token_is_cancelled_by_a_cancel_shutdown() {
     let ran = Arc::new(AtomicBool::new(false));
     let queued = pool.submit(flagging(&ran)).unwrap();
 
-    let report = pool.shutdown(ShutdownMode::Cancel, Some(PATIENCE));
+    let report = pool.shutdown(ShutdownMode::Cancel, Some(patience()));
     assert!(report.is_complete(), "{report:?}");
     assert_eq!((report.completed, report.cancelled), (2, 1), "{report:?}");
     assert_eq!(pool.root_token().reason(), Some(CancelReason::Shutdown));
@@ -693,7 +702,7 @@ fn a_job_claimed_during_its_tokens_cancel_sees_the_tokens_reason() {
     let job = pool
         .submit_with(SubmitOptions::new().token(&token), move |ctx| {
             started_tx.send(()).unwrap();
-            go_rx.recv_timeout(PATIENCE).unwrap();
+            go_rx.recv_timeout(patience()).unwrap();
             seen_tx
                 .send((ctx.cancel_reason(), ctx.token().reason()))
                 .unwrap();

@@ -20,7 +20,7 @@ use jobrunner::{
 #[allow(dead_code)]
 mod common;
 
-use common::{by_profile, counting, recv_n, wait_until, DropCounter, XorShift, PATIENCE};
+use common::{by_profile, counting, patience, recv_n, wait_until, DropCounter, XorShift};
 
 #[test]
 fn items_come_out_in_order_and_tries_say_full_and_empty() {
@@ -140,8 +140,8 @@ fn timed_waits_time_out_and_give_the_item_back() {
         channel.send_timeout(2, Duration::from_millis(20)),
         Err(SendError::Timeout(2))
     );
-    assert_eq!(channel.recv_timeout(PATIENCE), Ok(1));
-    channel.send_timeout(3, PATIENCE).unwrap();
+    assert_eq!(channel.recv_timeout(patience()), Ok(1));
+    channel.send_timeout(3, patience()).unwrap();
     assert_eq!(channel.recv(), Ok(3));
 }
 
@@ -169,7 +169,7 @@ fn a_cancelled_token_ends_a_wait_with_its_reason() {
     // A deadline on the token is a cancel too, reported as such.
     let expiring = CancelToken::with_timeout(Duration::from_millis(10));
     assert_eq!(
-        channel.recv_with(&expiring, Some(PATIENCE)),
+        channel.recv_with(&expiring, Some(patience())),
         Err(RecvError::Cancelled(CancelReason::DeadlineExceeded))
     );
 }
@@ -389,7 +389,7 @@ fn shutdown_joins_every_spare() {
         for i in 0..rng.range(0, 6) {
             let _ = channel.try_send(i);
         }
-        let report = pool.shutdown(jobrunner::ShutdownMode::Drain, Some(PATIENCE));
+        let report = pool.shutdown(jobrunner::ShutdownMode::Drain, Some(patience()));
         assert!(report.is_complete(), "seed {seed}: {report:?}");
         assert_eq!(
             started.load(Ordering::SeqCst),
@@ -506,7 +506,7 @@ fn many_producers_and_consumers_lose_and_duplicate_nothing() {
 /// Queues `consumers` jobs on a pool of `threads` (all in the injector before the first
 /// one starts), each feeding a channel of 2 from a child job it submits (queued on its
 /// own worker's deque) and then receiving from it (blocked): every one must end with the
-/// sum its producer sent, within `PATIENCE` of the previous one.
+/// sum its producer sent, within `patience()` of the previous one.
 fn consumers_feeding_themselves(threads: usize, consumers: u64) {
     let pool = Pool::builder().threads(threads).build().unwrap();
     // Jobs that hold every worker (outside jobrunner's waits: no spare starts) until
@@ -565,7 +565,7 @@ fn consumers_feeding_themselves(threads: usize, consumers: u64) {
     gates.into_iter().for_each(|gate| gate.wait().unwrap());
     let mut ended = 0;
     while ended < consumers {
-        match done_rx.recv_timeout(PATIENCE) {
+        match done_rx.recv_timeout(patience()) {
             Ok(end) => {
                 assert_eq!(end, JobState::Succeeded, "consumer {ended}");
                 ended += 1;
@@ -587,7 +587,7 @@ fn consumers_feeding_themselves(threads: usize, consumers: u64) {
 /// receiving. Found by the soak benchmark (`benches/soak.rs`): a spare took the
 /// injector's jobs before it stole, so every spare took a consumer, blocked in turn, and
 /// the pool ran out of spares with every producer queued behind a blocked consumer: a
-/// deadlock (this test panicked after `PATIENCE`). Now a pool has 256 spares or more,
+/// deadlock (this test panicked after `patience()`). Now a pool has 256 spares or more,
 /// and a spare steals before it takes from the injector.
 #[test]
 fn more_blocked_consumers_than_spares_never_deadlock() {

@@ -238,3 +238,174 @@ fn compile(variable: &str, default: &str, extension: &str, flags: &[&str]) {
         ),
     }
 }
+
+/// The functions the header declares, each with its parameters as written (`struct
+/// jr_pool *pool`), in order; `(void)` gives none.
+fn declared_signatures(header: &str) -> Vec<(String, Vec<String>)> {
+    let code: Vec<&str> = header
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('*') && !line.trim_start().starts_with('/'))
+        .collect();
+    let code = code.join("\n");
+    let mut signatures = Vec::new();
+    for name in declared_functions(header) {
+        let Some(start) = code
+            .find(&format!(" {name}("))
+            .or_else(|| code.find(&format!("*{name}(")))
+        else {
+            continue;
+        };
+        let open = start + code[start..].find('(').unwrap();
+        let close = open + code[open..].find(')').unwrap();
+        let params: Vec<String> = code[open + 1..close]
+            .split(',')
+            .map(|p| p.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|p| p != "void" && !p.is_empty())
+            .collect();
+        signatures.push((name, params));
+    }
+    signatures
+}
+
+/// Whether a header parameter is a pointer (a `*`, or a function-pointer typedef).
+fn is_pointer(param: &str) -> bool {
+    param.contains('*') || param.contains("_fn ") || param.contains("_hook ")
+}
+
+/// The arguments of every call of `name` in `source`, split at the top-level commas.
+fn calls_of(source: &str, name: &str) -> Vec<Vec<String>> {
+    let mut calls = Vec::new();
+    let pattern = format!("{name}(");
+    let mut from = 0;
+    while let Some(at) = source[from..].find(&pattern) {
+        let begin = from + at;
+        from = begin + pattern.len();
+        // A whole identifier only (not jr_job_free inside xjr_job_free).
+        let before = source[..begin].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let mut depth = 0;
+        let mut args = vec![String::new()];
+        for c in source[from..].chars() {
+            match c {
+                '(' | '{' | '[' => depth += 1,
+                ')' | '}' | ']' if depth == 0 => break,
+                ')' | '}' | ']' => depth -= 1,
+                ',' if depth == 0 => {
+                    args.push(String::new());
+                    continue;
+                }
+                _ => {}
+            }
+            args.last_mut().unwrap().push(c);
+        }
+        calls.push(args.into_iter().map(|a| a.trim().to_owned()).collect());
+    }
+    calls
+}
+
+fn is_null(argument: &str) -> bool {
+    argument == "NULL" || argument.ends_with(")NULL")
+}
+
+/// Whether a helper of the table (`static jr_status helper(type *param, ...) { ...
+/// name(..., param, ...) ... }`) passes its parameter on as argument `index` of `name`,
+/// and a thunk calls the helper with NULL there.
+fn through_helpers(source: &str, name: &str, index: usize) -> bool {
+    let mut from = 0;
+    while let Some(at) = source[from..].find("\nstatic jr_status ") {
+        let start = from + at + "\nstatic jr_status ".len();
+        from = start;
+        let Some(open) = source[start..].find('(').map(|o| start + o) else {
+            break;
+        };
+        let helper = &source[start..open];
+        if !helper
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let close = open + source[open..].find(')').unwrap();
+        let params: Vec<&str> = source[open + 1..close]
+            .split(',')
+            .map(|p| p.trim().rsplit([' ', '*']).next().unwrap_or(""))
+            .collect();
+        let end = close
+            + source[close..]
+                .find("\n}\n")
+                .unwrap_or(source.len() - close);
+        let body = &source[close..end];
+        for args in calls_of(body, name) {
+            let Some(position) = args
+                .get(index)
+                .and_then(|a| params.iter().position(|p| p == a))
+            else {
+                continue;
+            };
+            if calls_of(source, helper)
+                .iter()
+                .any(|call| call.get(position).is_some_and(|a| is_null(a)))
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Stricter than [`every_function_has_bad_input_rows`]: for every function and every
+/// pointer parameter of it, the bad-input table of tests/c/test_robustness.c (the thunks,
+/// before its `rows` array) calls the function with NULL in that place. Prints the
+/// number of calls per function (the table the README quotes).
+#[test]
+fn every_pointer_parameter_has_a_null_row() {
+    let header = committed();
+    let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/test_robustness.c");
+    let table = fs::read_to_string(&table).expect("tests/c/test_robustness.c");
+    let thunks = &table[..table
+        .find("static const row rows[]")
+        .expect("the rows array")];
+    let signatures = declared_signatures(&header);
+    assert_eq!(signatures.len(), declared_functions(&header).len());
+    let mut missing = Vec::new();
+    let mut counts = Vec::new();
+    for (name, params) in &signatures {
+        let calls = calls_of(thunks, name);
+        counts.push((calls.len(), name.clone()));
+        for (index, param) in params.iter().enumerate() {
+            if !is_pointer(param) {
+                continue;
+            }
+            let null = calls
+                .iter()
+                .any(|args| args.get(index).is_some_and(|a| is_null(a)))
+                || through_helpers(thunks, name, index);
+            if !null {
+                missing.push(format!("{name}: parameter {} `{param}`", index + 1));
+            }
+        }
+    }
+    counts.sort();
+    let total: usize = counts.iter().map(|(n, _)| n).sum();
+    eprintln!(
+        "bad-input calls per function in tests/c/test_robustness.c: {} functions, {total} calls, \
+         min {} ({}), median {}, max {} ({})",
+        counts.len(),
+        counts[0].0,
+        counts[0].1,
+        counts[counts.len() / 2].0,
+        counts[counts.len() - 1].0,
+        counts[counts.len() - 1].1
+    );
+    for (n, name) in &counts {
+        eprintln!("{n:>4}  {name}");
+    }
+    assert!(
+        missing.is_empty(),
+        "tests/c/test_robustness.c calls these functions with no NULL in these pointer \
+         parameters (add a thunk and a row):\n{}",
+        missing.join("\n")
+    );
+}

@@ -20,9 +20,9 @@ use jobrunner::{
 mod common;
 
 use common::{
-    assert_cancelled, by_profile, child_test, counting, flagging, from_parent, pool,
+    assert_cancelled, by_profile, child_test, counting, flagging, from_parent, patience, pool,
     quiet_expected_panics, recv_n, submit_held, wait_until, Blocker, DropCounter, Waiters,
-    XorShift, EXPECTED, PATIENCE,
+    XorShift, EXPECTED,
 };
 
 /// A job that signals when it starts and then blocks until released.
@@ -36,7 +36,7 @@ fn gated_job(pool: &Pool) -> (Job<u32, ()>, Receiver<ThreadId>, Sender<()>) {
 /// A gated job that has started.
 fn started_gated_job(pool: &Pool) -> (Job<u32, ()>, Sender<()>) {
     let (job, started, release) = gated_job(pool);
-    started.recv_timeout(PATIENCE).unwrap();
+    started.recv_timeout(patience()).unwrap();
     (job, release)
 }
 
@@ -140,7 +140,7 @@ fn wait_timeout_gives_the_job_back_then_the_result() {
         .expect_err("the job is still blocked");
     release.send(()).unwrap();
     assert_eq!(
-        job.wait_timeout(PATIENCE).expect("the job was released"),
+        job.wait_timeout(patience()).expect("the job was released"),
         Ok(7)
     );
 }
@@ -158,7 +158,7 @@ fn state_goes_queued_running_then_terminal() {
     assert!(!job.is_finished() && !handle.is_finished());
 
     blocker.finish();
-    started.recv_timeout(PATIENCE).unwrap();
+    started.recv_timeout(patience()).unwrap();
     assert_eq!(job.state(), JobState::Running);
     assert_eq!(handle.state(), JobState::Running);
     assert!(!job.is_finished() && !handle.is_finished());
@@ -358,11 +358,11 @@ fn dropping_a_job_detaches_it() {
         Some(std::sync::mpsc::TryRecvError::Empty)
     );
     blocker.finish();
-    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), "queued");
+    assert_eq!(rx.recv_timeout(patience()).unwrap(), "queued");
 
     // Dropped at once: it runs.
     detach("dropped");
-    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), "dropped");
+    assert_eq!(rx.recv_timeout(patience()).unwrap(), "dropped");
 
     // Their results are released exactly once, with the last reference.
     assert!(pool.shutdown(ShutdownMode::Drain, None).is_complete());
@@ -439,7 +439,7 @@ fn stoppable(
 fn cancel_of_a_running_job_asks_it_to_stop() {
     let pool = pool(2);
     let (job, started) = stoppable(&pool, true);
-    started.recv_timeout(PATIENCE).unwrap();
+    started.recv_timeout(patience()).unwrap();
     assert!(
         !job.cancel(),
         "a running job cannot be cancelled before it runs"
@@ -452,7 +452,7 @@ fn cancel_of_a_running_job_asks_it_to_stop() {
 
     // Cancellation is a request: a job that still returns Ok succeeds.
     let (job, started) = stoppable(&pool, false);
-    started.recv_timeout(PATIENCE).unwrap();
+    started.recv_timeout(patience()).unwrap();
     assert!(!job.handle().cancel());
     assert_eq!(job.wait(), Ok("finished anyway"));
 }
@@ -666,7 +666,7 @@ fn panic_policy_capture_keeps_the_worker() {
     let after = pool
         .submit(|_| Ok::<_, ()>(thread::current().id()))
         .unwrap()
-        .wait_timeout(PATIENCE)
+        .wait_timeout(patience())
         .expect("the worker survived the panics");
     assert_eq!(
         after,
@@ -703,7 +703,7 @@ fn panic_policy_handler_is_called_with_the_message() {
         Err(JobError::Panicked(format!("{EXPECTED}: kaput 3"))),
         "the job still ends Panicked"
     );
-    let (message, handler_thread) = rx.recv_timeout(PATIENCE).unwrap();
+    let (message, handler_thread) = rx.recv_timeout(patience()).unwrap();
     assert_eq!(message, format!("{EXPECTED}: kaput 3"));
 
     // A handler that panics itself is contained too.
@@ -711,13 +711,13 @@ fn panic_policy_handler_is_called_with_the_message() {
         .submit(|_| -> Result<(), ()> { panic!("{EXPECTED}: and the handler panics too") })
         .unwrap();
     assert!(matches!(job.wait(), Err(JobError::Panicked(_))));
-    assert!(rx.recv_timeout(PATIENCE).is_ok());
+    assert!(rx.recv_timeout(patience()).is_ok());
 
     // The worker survived both: the only thread still runs jobs.
     let after = pool
         .submit(|_| Ok::<_, ()>(thread::current().id()))
         .unwrap()
-        .wait_timeout(PATIENCE)
+        .wait_timeout(patience())
         .expect("the worker survived");
     assert_eq!(after, Ok(handler_thread));
     // The handler is for panics only.
@@ -772,7 +772,7 @@ fn panic_policy_abort_child() {
             panic!("abort-marker")
         })
         .unwrap();
-    let result = job.wait_timeout(PATIENCE);
+    let result = job.wait_timeout(patience());
     println!("child survived: {result:?}");
 }
 

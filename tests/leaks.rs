@@ -22,7 +22,7 @@ use jobrunner::{
 mod common;
 
 use common::{
-    by_profile, quiet_expected_panics, wait_until, DropCounter, XorShift, EXPECTED, PATIENCE,
+    by_profile, patience, quiet_expected_panics, wait_until, DropCounter, XorShift, EXPECTED,
 };
 
 /// What one seed leaves alive until its end.
@@ -221,7 +221,7 @@ fn one_seed(seed: u64, steps: usize) {
         .pool
         .shutdown(mode, Some(Duration::from_millis(rng.below(20))));
     // Jobs running at the cancel end within a few milliseconds: wait for them.
-    let report = world.pool.shutdown(ShutdownMode::Cancel, Some(PATIENCE));
+    let report = world.pool.shutdown(ShutdownMode::Cancel, Some(patience()));
     assert!(
         report.is_complete(),
         "seed {seed}: {mode:?} left {report:?}"

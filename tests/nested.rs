@@ -20,8 +20,8 @@ use jobrunner::{
 mod common;
 
 use common::{
-    assert_cancelled, assert_not_yet, by_profile, detach_reporting, quiet_expected_panics, recv_n,
-    EXPECTED, NOT_YET, PATIENCE,
+    assert_cancelled, assert_not_yet, by_profile, detach_reporting, patience,
+    quiet_expected_panics, recv_n, EXPECTED, NOT_YET,
 };
 
 const POLICIES: [HelpPolicy; 3] = [HelpPolicy::Any, HelpPolicy::Own, HelpPolicy::Block];
@@ -40,9 +40,9 @@ fn finish<T: Send + 'static, E: Send + 'static>(
     job: Job<T, E>,
     what: &str,
 ) -> Result<T, JobError<E>> {
-    match job.wait_timeout(PATIENCE) {
+    match job.wait_timeout(patience()) {
         Ok(result) => result,
-        Err(job) => panic!("{what}: still {:?} after {PATIENCE:?}", job.state()),
+        Err(job) => panic!("{what}: still {:?} after {:?}", job.state(), patience()),
     }
 }
 
@@ -152,11 +152,17 @@ fn join_runs_in_parallel_on_two_threads() {
             let (a, b) = ctx.join(
                 move || {
                     a_tx.send(()).unwrap();
-                    (b_rx.recv_timeout(PATIENCE).is_ok(), thread::current().id())
+                    (
+                        b_rx.recv_timeout(patience()).is_ok(),
+                        thread::current().id(),
+                    )
                 },
                 move || {
                     b_tx.send(()).unwrap();
-                    (a_rx.recv_timeout(PATIENCE).is_ok(), thread::current().id())
+                    (
+                        a_rx.recv_timeout(patience()).is_ok(),
+                        thread::current().id(),
+                    )
                 },
             );
             Ok::<_, ()>((a, b))
@@ -265,14 +271,14 @@ fn scene(policy: HelpPolicy, own: usize) -> Scene {
                 .submit(move |_| {
                     c_started_tx.send(()).unwrap();
                     release_c_rx
-                        .recv_timeout(PATIENCE)
+                        .recv_timeout(patience())
                         .expect("C never released");
                     Ok::<_, ()>(())
                 })
                 .unwrap();
             // C must run on the other worker (not inline in X's wait): let it start there.
             c_started_rx
-                .recv_timeout(PATIENCE)
+                .recv_timeout(patience())
                 .expect("the other worker never started C");
             for _ in 0..own {
                 let watch = Arc::clone(&x_watch);
@@ -288,7 +294,9 @@ fn scene(policy: HelpPolicy, own: usize) -> Scene {
             Ok(own)
         })
         .unwrap();
-    x_waiting_rx.recv_timeout(PATIENCE).expect("X never waited");
+    x_waiting_rx
+        .recv_timeout(patience())
+        .expect("X never waited");
     Scene {
         pool,
         watch,
@@ -367,7 +375,7 @@ fn under_any_a_waiting_job_runs_unrelated_jobs() {
     let (jobs, ran) = unrelated(&scene, 4);
     // C holds the other worker until an unrelated job has run: only X's wait can run it.
     let inside = ran
-        .recv_timeout(PATIENCE)
+        .recv_timeout(patience())
         .expect("no unrelated job ran while X waited under HelpPolicy::Any");
     assert!(inside, "the unrelated job ran inside X's wait");
     scene.release_c.send(()).unwrap();
@@ -412,7 +420,7 @@ fn waiting_for_a_job_submitted_later_from_outside_does_not_deadlock() {
         let x = pool
             .submit(move |_| {
                 let (handle, job) = handle_rx
-                    .recv_timeout(PATIENCE)
+                    .recv_timeout(patience())
                     .expect("no job to wait for");
                 let state = handle.wait();
                 assert_eq!(state, JobState::Succeeded);
@@ -493,7 +501,7 @@ fn waiting_for_a_delayed_job_does_not_deadlock() {
                 delayed.wait()
             })
             .unwrap();
-        let delayed = handle_rx.recv_timeout(PATIENCE).unwrap();
+        let delayed = handle_rx.recv_timeout(patience()).unwrap();
         match x.wait_timeout(delay + Duration::from_secs(1)) {
             Ok(result) => assert_eq!(result, Ok(9), "{policy:?}"),
             Err(x) => {
@@ -502,7 +510,7 @@ fn waiting_for_a_delayed_job_does_not_deadlock() {
                 let state = delayed.state();
                 let cancelled = delayed.cancel();
                 assert!(
-                    x.wait_timeout(PATIENCE).is_ok(),
+                    x.wait_timeout(patience()).is_ok(),
                     "{policy:?}: X still stuck"
                 );
                 deadlocked.push((policy, state, cancelled));
@@ -529,15 +537,15 @@ fn timed_waits_inside_a_job_run_an_unstarted_job_inline() {
             .submit(|ctx| {
                 let pool = ctx.pool();
                 let child = pool.submit(|_| Ok::<_, ()>(7)).unwrap();
-                let by_job = child.wait_timeout(PATIENCE).expect("ran inline").unwrap();
+                let by_job = child.wait_timeout(patience()).expect("ran inline").unwrap();
                 let child = pool.submit(|_| Ok::<_, ()>(8)).unwrap();
-                let handle_ended = child.handle().wait_timeout(PATIENCE);
+                let handle_ended = child.handle().wait_timeout(patience());
                 let by_handle = child.wait().unwrap();
                 let group = pool.group::<u32, ()>();
                 for i in 0..3 {
                     group.submit(move |_| Ok(i)).unwrap();
                 }
-                let group_ended = group.wait_timeout(PATIENCE).is_ok();
+                let group_ended = group.wait_timeout(patience()).is_ok();
                 Ok::<_, ()>((by_job, handle_ended, by_handle, group_ended))
             })
             .unwrap();

@@ -21,7 +21,7 @@ use jobrunner::{
 #[allow(dead_code)]
 mod common;
 
-use common::{by_profile, wait_until, DropCounter, XorShift, PATIENCE};
+use common::{by_profile, patience, wait_until, DropCounter, XorShift};
 
 fn pool(threads: usize) -> Pool {
     Pool::builder().threads(threads).build().unwrap()
@@ -141,7 +141,7 @@ fn a_stage_never_runs_more_than_its_concurrency_and_reaches_it() {
                 most.fetch_max(now, Ordering::SeqCst);
                 // The first ones wait for the limit to be reached (it must be: the pool
                 // has more workers than the limit and enough items are in flight).
-                let deadline = Instant::now() + PATIENCE;
+                let deadline = Instant::now() + patience();
                 while most.load(Ordering::SeqCst) < limit && Instant::now() < deadline {
                     thread::yield_now();
                 }
@@ -277,11 +277,11 @@ fn the_first_failure_cancels_the_token_is_reported_once_and_every_item_is_destro
             Ok(()) => Duration::ZERO,
             Err(PushError::Full(item)) => {
                 next_item = Some(item);
-                PATIENCE
+                patience()
             }
             Err(PushError::Failed(item)) => {
                 drop(item);
-                PATIENCE
+                patience()
             }
             Err(other) => panic!("unexpected {other:?}"),
         };
@@ -467,7 +467,7 @@ fn pushes_wait_for_room_with_a_timeout_and_give_the_item_back() {
     let pipeline = Pipeline::builder(&pool)
         .max_in_flight(2)
         .stage(1, true, move |_: &Context<'_>, x: u32| {
-            release.lock().unwrap().recv_timeout(PATIENCE).unwrap();
+            release.lock().unwrap().recv_timeout(patience()).unwrap();
             Ok::<_, ()>(Some(x))
         })
         .build();
@@ -482,18 +482,18 @@ fn pushes_wait_for_room_with_a_timeout_and_give_the_item_back() {
     assert!(before.elapsed() >= Duration::from_millis(50));
     // A push that waits is let in when room frees.
     thread::scope(|scope| {
-        let pusher = scope.spawn(|| pipeline.push_timeout(3, PATIENCE));
+        let pusher = scope.spawn(|| pipeline.push_timeout(3, patience()));
         release_tx.send(()).unwrap();
-        assert_eq!(pipeline.next_timeout(PATIENCE), Ok(1));
+        assert_eq!(pipeline.next_timeout(patience()), Ok(1));
         assert_eq!(pusher.join().unwrap(), Ok(()));
     });
     release_tx.send(()).unwrap();
     release_tx.send(()).unwrap();
     pipeline.close_input();
     assert_eq!(pipeline.push(4), Err(PushError::Closed(4)));
-    assert_eq!(pipeline.next_timeout(PATIENCE), Ok(2));
-    assert_eq!(pipeline.next_timeout(PATIENCE), Ok(3));
-    assert_eq!(pipeline.next_timeout(PATIENCE), Err(NextError::Closed));
+    assert_eq!(pipeline.next_timeout(patience()), Ok(2));
+    assert_eq!(pipeline.next_timeout(patience()), Ok(3));
+    assert_eq!(pipeline.next_timeout(patience()), Err(NextError::Closed));
     assert_eq!(
         pipeline.next_timeout(Duration::ZERO),
         Err(NextError::Closed)
@@ -598,7 +598,7 @@ fn a_stopped_channel_pipeline_passes_its_wake_on_to_other_receivers() {
     pipeline.stop();
     let receiver = {
         let channel = channel.clone();
-        thread::spawn(move || channel.recv_timeout(PATIENCE))
+        thread::spawn(move || channel.recv_timeout(patience()))
     };
     channel.send(9).unwrap();
     assert_eq!(receiver.join().unwrap(), Ok(9));
@@ -726,7 +726,7 @@ fn random_pipelines_match_the_sequential_model() {
                 });
             }
             loop {
-                match pipeline.next_timeout(PATIENCE) {
+                match pipeline.next_timeout(patience()) {
                     Ok(t) => out.push(t.value),
                     Err(NextError::Closed) => break,
                     Err(NextError::Failed(error)) => failure = Some(error),
@@ -802,10 +802,10 @@ fn a_push_of_no_wait_never_waits_for_a_full_pool_queue() {
     let blocker = pool
         .submit(move |_| {
             started_tx.lock().unwrap().send(()).unwrap();
-            held.lock().unwrap().recv_timeout(PATIENCE).map_err(drop)
+            held.lock().unwrap().recv_timeout(patience()).map_err(drop)
         })
         .unwrap();
-    started.recv_timeout(PATIENCE).unwrap();
+    started.recv_timeout(patience()).unwrap();
     let queued = pool.submit(|_| Ok::<_, ()>(())).unwrap(); // the queue's one place
     let pipeline = Arc::new(
         Pipeline::builder(&pool)
@@ -825,12 +825,12 @@ fn a_push_of_no_wait_never_waits_for_a_full_pool_queue() {
         });
     }
     let (pushed, read) = done
-        .recv_timeout(PATIENCE)
+        .recv_timeout(patience())
         .expect("a push and a read of no wait returned while the queue was full");
     assert_eq!(pushed, Ok(()));
     assert_eq!(read.as_deref(), Some("Timeout"));
     release.send(()).unwrap();
     blocker.wait().unwrap();
     queued.wait().unwrap();
-    assert_eq!(pipeline.next_timeout(PATIENCE).ok(), Some(42));
+    assert_eq!(pipeline.next_timeout(patience()).ok(), Some(42));
 }

@@ -13,8 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use jobrunner::{
-    BuildError, CancelReason, CancelToken, Context, HelpPolicy, Job, JobState, Pool, ShutdownMode,
-    SubmitError, SubmitOptions,
+    BuildError, CancelReason, CancelToken, Context, HelpPolicy, Job, JobError, JobState, Pool,
+    ShutdownMode, SubmitError, SubmitOptions,
 };
 
 #[allow(dead_code)]
@@ -22,8 +22,8 @@ mod common;
 
 use common::{
     assert_cancelled, assert_child_passed, assert_not_yet, bounded_pool, by_profile, child_test,
-    counting, from_parent, meet_on_workers, pool, recv_n, thread_name, DropFlag, Rendezvous,
-    XorShift, CHILD_OK, NOT_YET, PATIENCE,
+    counting, from_parent, meet_on_workers, patience, pool, recv_n, thread_name, DropFlag,
+    Rendezvous, XorShift, CHILD_OK, NOT_YET,
 };
 
 /// A gate that jobs wait on until the test opens it, once and for good.
@@ -42,7 +42,7 @@ impl Gate {
         let (open, condvar) = &*self.0;
         let guard = open.lock().unwrap();
         let (guard, _) = condvar
-            .wait_timeout_while(guard, PATIENCE, |open| !*open)
+            .wait_timeout_while(guard, patience(), |open| !*open)
             .unwrap();
         assert!(*guard, "the gate never opened");
     }
@@ -455,7 +455,7 @@ fn blocking_submit_waits_until_a_worker_frees_room() {
     let outcome = submit_blocked(&pool, SubmitOptions::new(), 42, "a blocking submit");
     gate.open();
     let job = outcome
-        .recv_timeout(PATIENCE)
+        .recv_timeout(patience())
         .expect("the submit stayed blocked after room was freed")
         .expect("the submit was refused");
     assert_eq!(job.wait(), Ok(42));
@@ -472,7 +472,7 @@ fn blocking_submit_takes_the_room_of_a_cancelled_queued_job() {
     assert!(full.queued.cancel());
     // The worker is still held: only the cancel can have made room.
     let job = outcome
-        .recv_timeout(PATIENCE)
+        .recv_timeout(patience())
         .expect("cancelling a queued job did not free its room")
         .unwrap();
     assert_eq!(job.state(), JobState::Queued);
@@ -515,7 +515,7 @@ fn cancelling_the_token_of_a_waiting_submit_refuses_it() {
     let outcome = submit_blocked(&full.pool, options, 1, "a submit with a live token");
     token.cancel();
     assert_eq!(
-        outcome.recv_timeout(PATIENCE).unwrap().unwrap_err(),
+        outcome.recv_timeout(patience()).unwrap().unwrap_err(),
         SubmitError::Cancelled
     );
     // The refused submit took no room.
@@ -534,7 +534,7 @@ fn cancelling_the_token_of_a_waiting_submit_refuses_it() {
     let deadline = CancelToken::with_timeout(Duration::from_millis(50));
     let outcome = submit_in_thread(&full.pool, SubmitOptions::new().token(&deadline), 2);
     assert_eq!(
-        outcome.recv_timeout(PATIENCE).unwrap().unwrap_err(),
+        outcome.recv_timeout(patience()).unwrap().unwrap_err(),
         SubmitError::Cancelled
     );
     assert_eq!(full.open_gate(), 1);
@@ -550,7 +550,7 @@ fn shutdown_refuses_a_waiting_submit() {
     };
     // The worker is still held, so no room was made: the shutdown itself refused it.
     assert_eq!(
-        outcome.recv_timeout(PATIENCE).unwrap().unwrap_err(),
+        outcome.recv_timeout(patience()).unwrap().unwrap_err(),
         SubmitError::Shutdown
     );
     full.gate.open();
@@ -905,7 +905,7 @@ fn park_hooks_run_on_each_worker_as_it_goes_to_sleep_until_removed() {
     let mut parked = BTreeSet::new();
     while parked.len() < 2 {
         let (index, name) = rx
-            .recv_timeout(PATIENCE)
+            .recv_timeout(patience())
             .expect("a worker of an idle pool never ran its park hook");
         assert_eq!(name, Some(format!("park-{index}")), "not on its worker");
         parked.insert(index);
@@ -964,12 +964,12 @@ fn park_hooks_run_while_a_job_waits_for_another() {
         let awaited = pool
             .submit(move |_| {
                 started_tx.send(()).unwrap();
-                parked_rx.recv_timeout(PATIENCE).map_err(drop)
+                parked_rx.recv_timeout(patience()).map_err(drop)
             })
             .unwrap();
         let job = pool
             .submit(move |ctx| {
-                started_rx.recv_timeout(PATIENCE).map_err(drop)?;
+                started_rx.recv_timeout(patience()).map_err(drop)?;
                 waiting.store(true, Ordering::SeqCst);
                 let parked = awaited.wait().map_err(drop)?;
                 Ok::<_, ()>((ctx.worker_index(), parked))
@@ -1007,9 +1007,102 @@ fn a_panicking_park_hook_leaves_the_worker_running() {
         });
         // Bounded: a worker the panic killed would never run it.
         let job = pool.submit(move |_| Ok::<_, ()>(round)).unwrap();
-        match job.wait_timeout(PATIENCE) {
+        match job.wait_timeout(patience()) {
             Ok(result) => assert_eq!(result, Ok(round)),
             Err(_) => panic!("round {round}: the worker no longer runs jobs"),
         }
     }
+}
+
+// ----- debug_dump ------------------------------------------------------------------------
+
+/// `Pool::debug_dump` names what each worker does: a job blocked on a semaphore, a job
+/// waiting for a delayed child, a delayed job, a submitter waiting for room in a full
+/// queue, and idle workers once it is all over.
+#[test]
+fn debug_dump_shows_each_worker_and_the_blocked_waiters() {
+    let pool = Pool::builder()
+        .threads(2)
+        .queue_capacity(1)
+        .help_policy(HelpPolicy::Block)
+        .thread_name("dumped")
+        .build()
+        .unwrap();
+    let dump_shows = |what: &str| {
+        let deadline = Instant::now() + patience();
+        loop {
+            let dump = pool.debug_dump();
+            if dump.contains(what) {
+                return dump;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the dump never showed {what:?}:\n{dump}"
+            );
+            thread::yield_now();
+        }
+    };
+    let idle = dump_shows("worker 1: idle");
+    assert!(idle.contains("pool \"dumped\": 2 workers"), "{idle}");
+    assert!(idle.contains("open"), "{idle}");
+
+    // A job blocked on a semaphore whose permit the test holds.
+    let semaphore = jobrunner::Semaphore::new(1);
+    let permit = semaphore.acquire(1).unwrap();
+    let blocked = {
+        let semaphore = semaphore.clone();
+        pool.submit(move |_| semaphore.acquire(1).map(drop))
+            .unwrap()
+    };
+    let dump = dump_shows("waits for a semaphore grant");
+    // A job waiting for a child delayed for an hour: the child is in the timer.
+    let (child_tx, child_rx) = mpsc::channel();
+    let waiting = pool
+        .submit(move |ctx| {
+            let child = ctx
+                .pool()
+                .submit_with(
+                    SubmitOptions::new().delay(Duration::from_secs(3_600)),
+                    |_| Ok::<_, ()>(()),
+                )
+                .unwrap();
+            child_tx.send(child.handle()).unwrap();
+            child.wait()
+        })
+        .unwrap();
+    let child = child_rx.recv_timeout(patience()).unwrap();
+    let dump = [dump, dump_shows(" waits for job ")].join("");
+    assert!(dump.contains("delayed 1"), "{dump}");
+    assert!(
+        dump.contains("worker 0: job") && dump.contains("worker 1: job"),
+        "both workers hold a waiting job:\n{dump}"
+    );
+    // A submitter waiting for room: the queue (of 1) is full, both workers taken.
+    let queued = pool.submit(|_| Ok::<_, ()>(())).unwrap();
+    let submitter = {
+        let pool = pool.clone();
+        thread::spawn(move || pool.submit(|_| Ok::<_, ()>(())).map(drop))
+    };
+    let dump = dump_shows("1 submitters wait for room");
+    assert!(dump.contains("bounded queue: 1 of 1 taken"), "{dump}");
+
+    // Released, everything ends and the dump says so.
+    drop(permit);
+    assert_eq!(blocked.wait(), Ok(()));
+    assert!(child.cancel());
+    // The waiting job passes its child's end on as its own failure.
+    assert_eq!(
+        waiting.wait(),
+        Err(JobError::Failed(JobError::Cancelled(
+            CancelReason::Cancelled
+        )))
+    );
+    assert_eq!(queued.wait(), Ok(()));
+    submitter.join().unwrap().unwrap();
+    dump_shows("worker 0: idle");
+    dump_shows("worker 1: idle");
+    pool.shutdown(ShutdownMode::Drain, Some(patience()));
+    let dump = pool.debug_dump();
+    assert!(dump.contains("terminated"), "{dump}");
+    assert!(dump.contains("worker 0: stopped"), "{dump}");
 }

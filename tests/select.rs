@@ -17,7 +17,7 @@ use jobrunner::{wait_any, CancelToken, Channel, Group, Pool, Waitable};
 #[allow(dead_code)]
 mod common;
 
-use common::{assert_not_yet, pool, recv_n, wait_until, NOT_YET, PATIENCE};
+use common::{assert_not_yet, patience, pool, recv_n, wait_until, NOT_YET};
 
 #[test]
 fn each_kind_is_ready_when_its_operation_would_not_wait() {
@@ -98,7 +98,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                 let (tx, rx) = mpsc::channel::<()>();
                 let rx = Mutex::new(rx);
                 let job = pool
-                    .submit(move |_| rx.lock().unwrap().recv_timeout(PATIENCE).map_err(drop))
+                    .submit(move |_| rx.lock().unwrap().recv_timeout(patience()).map_err(drop))
                     .unwrap();
                 let handle = job.handle();
                 let quiet = Channel::<u8>::new(1);
@@ -107,7 +107,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         let r = wait_any(
                             &[Waitable::recv(&quiet), Waitable::handle(&handle)],
-                            Some(PATIENCE),
+                            Some(patience()),
                         );
                         let _ = &job;
                         r.unwrap_or(99)
@@ -122,7 +122,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                 let (tx, rx) = mpsc::channel::<()>();
                 let rx = Mutex::new(rx);
                 group
-                    .submit(move |_| rx.lock().unwrap().recv_timeout(PATIENCE).map_err(drop))
+                    .submit(move |_| rx.lock().unwrap().recv_timeout(patience()).map_err(drop))
                     .unwrap();
                 let quiet = Channel::<u8>::new(1);
                 (
@@ -130,7 +130,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         wait_any(
                             &[Waitable::recv(&quiet), Waitable::group(&group)],
-                            Some(PATIENCE),
+                            Some(patience()),
                         )
                         .unwrap_or(99)
                     }),
@@ -148,7 +148,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         wait_any(
                             &[Waitable::recv(&quiet), Waitable::recv(&channel)],
-                            Some(PATIENCE),
+                            Some(patience()),
                         )
                         .unwrap_or(99)
                     }),
@@ -167,7 +167,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         wait_any(
                             &[Waitable::recv(&quiet), Waitable::send(&channel)],
-                            Some(PATIENCE),
+                            Some(patience()),
                         )
                         .unwrap_or(99)
                     }),
@@ -187,7 +187,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         wait_any(
                             &[Waitable::recv(&quiet), Waitable::recv(&channel)],
-                            Some(PATIENCE),
+                            Some(patience()),
                         )
                         .unwrap_or(99)
                     }),
@@ -207,7 +207,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         wait_any(
                             &[Waitable::recv(&quiet), Waitable::token(&token)],
-                            Some(PATIENCE),
+                            Some(patience()),
                         )
                         .unwrap_or(99)
                     }),
@@ -230,7 +230,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         wait_any(
                             &[Waitable::recv(&quiet), Waitable::pipeline(&watched)],
-                            Some(PATIENCE),
+                            Some(patience()),
                         )
                         .unwrap_or(99)
                     }),
@@ -244,7 +244,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                 let rx = Mutex::new(rx);
                 let stream = pool
                     .stream(1, move |_, out| {
-                        rx.lock().unwrap().recv_timeout(PATIENCE).map_err(drop)?;
+                        rx.lock().unwrap().recv_timeout(patience()).map_err(drop)?;
                         out.send(5u8).map_err(drop)
                     })
                     .unwrap();
@@ -254,7 +254,7 @@ fn a_waiter_is_woken_by_each_kind_of_change() {
                     Box::new(move || {
                         wait_any(
                             &[Waitable::recv(&quiet), Waitable::stream(&stream)],
-                            Some(PATIENCE),
+                            Some(patience()),
                         )
                         .unwrap_or(99)
                     }),
@@ -291,7 +291,7 @@ fn a_wait_inside_a_job_lets_the_job_it_waits_for_run() {
             };
             let ready = wait_any(
                 &[Waitable::token(&stop), Waitable::recv(&channel)],
-                Some(PATIENCE),
+                Some(patience()),
             );
             sender.wait().map_err(drop)?;
             Ok::<_, ()>((ready, channel.try_recv().ok()))
@@ -313,7 +313,7 @@ fn racing_consumers_take_each_item_once() {
             let (channel, taken) = (channel.clone(), Arc::clone(&taken));
             pool.submit(move |_| {
                 loop {
-                    if wait_any(&[Waitable::recv(&channel)], Some(PATIENCE)).is_none() {
+                    if wait_any(&[Waitable::recv(&channel)], Some(patience())).is_none() {
                         return Err("hung");
                     }
                     match channel.try_recv() {
@@ -336,4 +336,24 @@ fn racing_consumers_take_each_item_once() {
     let taken = taken.lock().unwrap();
     assert_eq!(taken.len(), 2_000);
     assert_eq!(taken.iter().copied().collect::<BTreeSet<_>>().len(), 2_000);
+}
+
+/// A group is ready for `wait_any` as soon as a member's end is visible through the
+/// member's handle (its end is published just before the group records it: the same
+/// window as `group_sees_at_once_a_member_end_its_handle_has_seen` in tests/group.rs).
+/// Repeated: the window is a few instructions.
+#[test]
+fn a_group_is_ready_once_a_member_end_is_seen() {
+    let pool = Pool::builder().threads(2).build().unwrap();
+    let rounds = if cfg!(debug_assertions) { 200 } else { 3000 };
+    for round in 0..rounds {
+        let group: Group<usize, ()> = Group::new(&pool, Default::default());
+        let handle = group.submit(move |_| Ok(round)).unwrap();
+        assert_eq!(handle.wait(), jobrunner::JobState::Succeeded);
+        assert_eq!(
+            wait_any(&[Waitable::group(&group)], Some(Duration::ZERO)),
+            Some(0),
+            "round {round}: the group is not ready after its member's end"
+        );
+    }
 }

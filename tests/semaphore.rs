@@ -28,15 +28,19 @@ use jobrunner::{
     SemaphoreError, ShutdownMode, SubmitError, SubmitOptions,
 };
 
-/// How long a test waits for an event that must happen before calling it a failure.
-const LONG: Duration = Duration::from_secs(10);
+/// How long a test waits for an event that must happen before calling it a failure
+/// (stretched under a slow tool: `common::patience`).
+fn long() -> Duration {
+    common::patience()
+}
 
 /// Seeds of the stress tests.
 const SEEDS: [u64; 3] = [0x9E37_79B9_7F4A_7C15, 0x0123_4567_89AB_CDEF, 42];
 
-/// `n` in release builds, a tenth of it (at least 1) in debug builds.
+/// `n` in release builds, a tenth of it (at least 1) in debug builds and under a slow
+/// tool (`common::slow`).
 fn scaled(n: usize) -> usize {
-    if cfg!(debug_assertions) {
+    if cfg!(debug_assertions) || common::slow() {
         (n / 10).max(1)
     } else {
         n
@@ -57,7 +61,7 @@ fn pool_with(threads: usize, policy: HelpPolicy) -> Pool {
 
 /// Polls `condition` until it holds; fails the test after `LONG`.
 fn poll_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + LONG;
+    let deadline = Instant::now() + long();
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::park_timeout(Duration::from_micros(100));
@@ -143,7 +147,7 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    try_wait_all(pools, jobs, LONG).unwrap_or_else(|error| panic!("{what}: {error}"))
+    try_wait_all(pools, jobs, long()).unwrap_or_else(|error| panic!("{what}: {error}"))
 }
 
 /// The help policies, each with the outcome of `check` under it; fails the test naming
@@ -170,13 +174,13 @@ impl Blocker {
             .submit(move |_| {
                 started_tx.send(()).unwrap();
                 release_rx
-                    .recv_timeout(LONG)
+                    .recv_timeout(long())
                     .expect("blocker never released");
                 Ok(())
             })
             .unwrap();
         started_rx
-            .recv_timeout(LONG)
+            .recv_timeout(long())
             .expect("blocker never started");
         Blocker { job, release }
     }
@@ -245,7 +249,7 @@ fn acquire_and_permit_drop_count_weights() {
     let permit = other.acquire(3).unwrap();
     assert_eq!(permit.count(), 3);
     assert_eq!(semaphore.available(), 1);
-    let one = semaphore.acquire_timeout(1, LONG).unwrap();
+    let one = semaphore.acquire_timeout(1, long()).unwrap();
     let token = CancelToken::new();
     assert_eq!(semaphore.available(), 0);
     drop(permit);
@@ -310,16 +314,16 @@ fn requests_above_the_total_are_errors_not_hangs() {
     let started = Instant::now();
     assert_eq!(semaphore.acquire(3).unwrap_err(), too_many);
     assert_eq!(semaphore.try_acquire(3).unwrap_err(), too_many);
-    assert_eq!(semaphore.acquire_timeout(3, LONG).unwrap_err(), too_many);
+    assert_eq!(semaphore.acquire_timeout(3, long()).unwrap_err(), too_many);
     assert_eq!(
         semaphore.acquire_with(3, &token, None).unwrap_err(),
         too_many
     );
     assert_eq!(
-        semaphore.acquire_with(3, &token, Some(LONG)).unwrap_err(),
+        semaphore.acquire_with(3, &token, Some(long())).unwrap_err(),
         too_many
     );
-    assert!(started.elapsed() < LONG / 2, "TooMany must not wait");
+    assert!(started.elapsed() < long() / 2, "TooMany must not wait");
     assert_eq!(semaphore.waiters(), 0);
     drop(held);
     // With every permit free it is still an error.
@@ -394,7 +398,7 @@ fn acquire_timeout_times_out_and_leaves_the_queue() {
 
     let waiter = {
         let semaphore = semaphore.clone();
-        thread::spawn(move || semaphore.acquire_timeout(2, LONG).map(Permit::forget))
+        thread::spawn(move || semaphore.acquire_timeout(2, long()).map(Permit::forget))
     };
     wait_for_waiters(&semaphore, 1);
     drop(held);
@@ -428,7 +432,7 @@ fn acquire_with_gives_up_on_cancel_and_reports_the_reason() {
     let deadline = CancelToken::with_timeout(Duration::from_millis(30));
     assert_eq!(
         semaphore
-            .acquire_with(1, &deadline, Some(LONG))
+            .acquire_with(1, &deadline, Some(long()))
             .unwrap_err(),
         SemaphoreError::Cancelled(CancelReason::DeadlineExceeded)
     );
@@ -531,7 +535,7 @@ fn a_waiter_that_gives_up_lets_later_waiters_through() {
             }
         }
         granted_rx
-            .recv_timeout(LONG)
+            .recv_timeout(long())
             .unwrap_or_else(|_| panic!("{give_up:?}: the waiter behind was never granted"));
         assert_eq!(behind.join().unwrap(), 1);
         assert_eq!(semaphore.waiters(), 0, "{give_up:?}");
@@ -560,7 +564,7 @@ fn a_large_request_at_the_head_is_not_starved_by_small_ones() {
             let permit = semaphore.acquire(4).unwrap();
             order.lock().unwrap().push("A");
             a_granted_tx.send(()).unwrap();
-            a_release_rx.recv_timeout(LONG).unwrap();
+            a_release_rx.recv_timeout(long()).unwrap();
             drop(permit);
         })
     };
@@ -590,7 +594,7 @@ fn a_large_request_at_the_head_is_not_starved_by_small_ones() {
     assert!(order.lock().unwrap().is_empty());
 
     drop(held);
-    a_granted_rx.recv_timeout(LONG).expect("A never granted");
+    a_granted_rx.recv_timeout(long()).expect("A never granted");
     assert_eq!(*order.lock().unwrap(), ["A"]);
     assert_eq!(semaphore.available(), 0);
     assert_eq!(semaphore.waiters(), 3);
@@ -648,7 +652,7 @@ fn threads_and_jobs_wait_in_one_fifo_queue() {
         pool.submit_with(SubmitOptions::new().semaphore(&semaphore, 2), move |_| {
             order.lock().unwrap().push("job");
             assert_eq!(semaphore.available(), 0);
-            release_rx.recv_timeout(LONG).unwrap();
+            release_rx.recv_timeout(long()).unwrap();
             Ok::<_, ()>(())
         })
         .unwrap()
@@ -817,7 +821,7 @@ fn a_job_waiting_for_permits_occupies_no_worker() {
     assert_eq!(semaphore.waiters(), 5);
     let free = pool.submit(|ctx| Ok::<_, ()>(ctx.worker_index())).unwrap();
     assert_eq!(
-        free.wait_timeout(LONG)
+        free.wait_timeout(long())
             .expect("an ungated job was starved by waiting jobs"),
         Ok(0)
     );
@@ -904,7 +908,7 @@ fn permits_return_whatever_the_job_s_end() {
             })
             .unwrap();
         assert_eq!(
-            rx.recv_timeout(LONG).unwrap(),
+            rx.recv_timeout(long()).unwrap(),
             1,
             "the running job holds 2 of 3"
         );
@@ -933,14 +937,14 @@ fn permits_return_whatever_the_job_s_end() {
     let running = pool
         .submit_with(SubmitOptions::new().semaphore(&semaphore, 2), move |ctx| {
             started_tx.send(()).unwrap();
-            let deadline = Instant::now() + LONG;
+            let deadline = Instant::now() + long();
             while !ctx.is_cancelled() && Instant::now() < deadline {
                 thread::yield_now();
             }
             Err::<(), _>("stopped")
         })
         .unwrap();
-    started_rx.recv_timeout(LONG).unwrap();
+    started_rx.recv_timeout(long()).unwrap();
     assert_eq!(semaphore.available(), 1);
     assert!(!running.cancel(), "a running job is asked to stop");
     assert_eq!(
@@ -1028,7 +1032,7 @@ fn a_token_cancel_ends_waiting_gated_jobs() {
     assert_eq!(semaphore.waiters(), 4);
     for job in timed {
         let result = job
-            .wait_timeout(LONG)
+            .wait_timeout(long())
             .expect("the deadline never ended the job");
         assert_eq!(
             result,
@@ -1071,9 +1075,9 @@ fn a_cancel_shutdown_ends_waiting_gated_jobs() {
         .collect();
     assert_eq!(semaphore.waiters(), 6);
     let started = Instant::now();
-    let report = pool.shutdown(ShutdownMode::Cancel, Some(LONG));
+    let report = pool.shutdown(ShutdownMode::Cancel, Some(long()));
     assert!(
-        started.elapsed() < LONG,
+        started.elapsed() < long(),
         "the shutdown waited for its timeout"
     );
     assert!(report.is_complete(), "{report:?}");
@@ -1097,6 +1101,9 @@ fn a_cancel_shutdown_ends_waiting_gated_jobs() {
 /// right after its delay.
 #[test]
 fn a_delayed_gated_job_waits_for_its_delay_then_for_permits() {
+    if common::skip_if_slow("measures a 50 ms delay, which a slow tool stretches") {
+        return;
+    }
     let pool = pool(2);
     let semaphore = Semaphore::new(1);
     let delay = Duration::from_millis(50);
@@ -1190,7 +1197,7 @@ fn an_acquire_inside_a_job_gives_up_on_cancel() {
         wait_for_waiters(&semaphore, 1);
         token.cancel();
         let result = job
-            .wait_timeout(LONG)
+            .wait_timeout(long())
             .unwrap_or_else(|_| panic!("{policy:?}: the cancel did not wake the waiting worker"));
         assert_eq!(
             result,
@@ -1231,7 +1238,7 @@ fn blocking_acquires_inside_jobs_do_not_starve_a_small_pool() {
                     .unwrap()
                 })
                 .collect();
-            let results = try_wait_all(vec![pool], jobs, LONG / 2)
+            let results = try_wait_all(vec![pool], jobs, long() / 2)
                 .map_err(|error| format!("seed {seed:#x}: {error}"))?;
             for (i, result) in results.into_iter().enumerate() {
                 assert_eq!(result, Ok(i));
@@ -1483,7 +1490,7 @@ fn a_token_cancel_racing_gated_submits_leaves_no_waiter() {
                 .collect();
             for job in jobs {
                 assert_eq!(
-                    job.wait_timeout(LONG).expect("a job outlived its token"),
+                    job.wait_timeout(long()).expect("a job outlived its token"),
                     Err(JobError::Cancelled(CancelReason::Cancelled))
                 );
             }

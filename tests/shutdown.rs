@@ -20,8 +20,8 @@ use jobrunner::{
 mod common;
 
 use common::{
-    assert_cancelled, by_profile, counting, pool, recv_n, submit_held, wait_until, DropFlag,
-    XorShift, PATIENCE,
+    assert_cancelled, by_profile, counting, patience, pool, recv_n, submit_held, wait_until,
+    DropFlag, XorShift,
 };
 
 /// Submits `count` jobs that each signal when they start and then hold their worker
@@ -55,7 +55,7 @@ fn hold_until_released(pool: &Pool) -> (Job<bool, bool>, mpsc::Sender<()>) {
         }
     });
     started
-        .recv_timeout(PATIENCE)
+        .recv_timeout(patience())
         .expect("the holder never started");
     (job, release)
 }
@@ -143,7 +143,7 @@ fn cancel_ends_queued_jobs_and_waits_for_running_ones_to_stop() {
             let (stopped, started) = (Arc::clone(&stopped), started_tx.clone());
             pool.submit(move |ctx| {
                 started.send(()).unwrap();
-                let reason = ctx.token().wait_timeout(PATIENCE);
+                let reason = ctx.token().wait_timeout(patience());
                 // Some cleanup after the request to stop: the shutdown must wait for it.
                 thread::sleep(Duration::from_millis(30));
                 stopped.fetch_add(1, Ordering::SeqCst);
@@ -169,7 +169,7 @@ fn cancel_ends_queued_jobs_and_waits_for_running_ones_to_stop() {
     let start = Instant::now();
     let report = pool.shutdown(ShutdownMode::Cancel, None);
     assert!(
-        start.elapsed() < PATIENCE,
+        start.elapsed() < patience(),
         "waited for the delayed job's time"
     );
     assert_eq!(
@@ -358,7 +358,7 @@ fn dropping_the_last_clone_drains_and_stops_the_workers() {
         dropped_tx.send(()).unwrap();
     });
     dropped_rx
-        .recv_timeout(PATIENCE)
+        .recv_timeout(patience())
         .expect("dropping a clone that is not the last one blocked");
     assert!(!pool.is_shut_down());
     assert!(stops.lock().unwrap().is_empty());
@@ -392,7 +392,7 @@ fn drain_from_inside_a_job_returns_at_once() {
         .unwrap();
     // The job cannot wait for itself: the call must return while it (and the holder) run.
     let report = report_rx
-        .recv_timeout(PATIENCE)
+        .recv_timeout(patience())
         .expect("shutdown from inside a job did not return");
     assert!(!report.is_complete(), "{report:?}");
     assert!(report.still_running >= 1, "{report:?}");
@@ -428,7 +428,7 @@ fn drain_then_cancel_from_inside_a_job_drains_before_its_timeout() {
     let pool = pool(1);
     let (inside, _started, go_tx) = submit_held(&pool, |ctx, _| {
         ctx.pool()
-            .shutdown(ShutdownMode::DrainThenCancel, Some(PATIENCE));
+            .shutdown(ShutdownMode::DrainThenCancel, Some(patience()));
         Ok::<_, ()>(ctx.is_cancelled())
     });
     let ran = Arc::new(AtomicUsize::new(0));
@@ -625,14 +625,14 @@ fn race(seed: u64, per_submitter: usize) {
         .collect();
     // Once the racing shutdown returned, nothing is left that could take long (jobs
     // delayed far ahead are the business of the next test).
-    let last = pool.shutdown(ShutdownMode::Drain, Some(PATIENCE));
+    let last = pool.shutdown(ShutdownMode::Drain, Some(patience()));
     if !last.is_complete() {
         // What is left would hold the pool's drop for a minute.
         std::mem::forget(pool);
         panic!("{context}: after {report:?}, the last drain found {last:?}");
     }
     assert!(
-        took < timeout.unwrap_or_default() + PATIENCE,
+        took < timeout.unwrap_or_default() + patience(),
         "{context}: the shutdown took {took:?}"
     );
     if timeout.is_none() {

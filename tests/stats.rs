@@ -20,8 +20,8 @@ use jobrunner::{
 mod common;
 
 use common::{
-    assert_cancelled, bounded_pool, by_profile, counting, detach_reporting, pool, recv_n,
-    submit_held, Blocker, PATIENCE,
+    assert_cancelled, bounded_pool, by_profile, counting, detach_reporting, patience, pool, recv_n,
+    submit_held, Blocker,
 };
 
 /// The job counters of a snapshot, in a comparable tuple: submitted, started, succeeded,
@@ -51,7 +51,7 @@ fn counters_follow_jobs_through_every_outcome() {
     let until_cancelled = pool
         .submit(move |ctx| {
             started_tx.send(()).unwrap();
-            ctx.token().wait_timeout(PATIENCE);
+            ctx.token().wait_timeout(patience());
             Err::<u32, _>("stopped")
         })
         .unwrap();
@@ -59,8 +59,8 @@ fn counters_follow_jobs_through_every_outcome() {
         assert!(released, "never released");
         Ok::<u32, &str>(1)
     });
-    started_rx.recv_timeout(PATIENCE).unwrap();
-    released_started.recv_timeout(PATIENCE).unwrap();
+    started_rx.recv_timeout(patience()).unwrap();
+    released_started.recv_timeout(patience()).unwrap();
     // [submitted, started, succeeded, failed, panicked, cancelled, unrun, queued, running]
     assert_eq!(counts(&pool.stats()), [2, 2, 0, 0, 0, 0, 0, 0, 2]);
 
@@ -230,7 +230,7 @@ fn steals_are_counted_when_work_can_only_be_stolen() {
             for _ in 0..CHILDREN {
                 detach_reporting(ctx.pool(), &done_tx, |ctx| ctx.worker_index());
             }
-            release_rx.recv_timeout(PATIENCE).unwrap();
+            release_rx.recv_timeout(patience()).unwrap();
             Ok::<_, ()>(me)
         })
         .unwrap();
@@ -253,7 +253,7 @@ fn wake_a_sleeper(pool: &Pool) -> (usize, usize) {
         let asleep = Instant::now();
         while ctx.pool().stats().sleeping == 0 {
             assert!(
-                asleep.elapsed() < PATIENCE,
+                asleep.elapsed() < patience(),
                 "the other worker never went to sleep"
             );
             thread::yield_now();
@@ -267,7 +267,7 @@ fn wake_a_sleeper(pool: &Pool) -> (usize, usize) {
             })
             .unwrap();
         let child_index = rx
-            .recv_timeout(PATIENCE)
+            .recv_timeout(patience())
             .expect("the sleeper was not woken");
         drop(child);
         Ok::<_, ()>((ctx.worker_index(), child_index))
@@ -316,7 +316,7 @@ fn sleeping_counts_idle_workers_and_drops_when_they_run() {
     let pool = pool(2);
     let idle = Instant::now();
     while pool.stats().sleeping < 2 {
-        assert!(idle.elapsed() < PATIENCE, "{:?}", pool.stats());
+        assert!(idle.elapsed() < patience(), "{:?}", pool.stats());
         thread::yield_now();
     }
     let blocker = Blocker::start(&pool);

@@ -18,7 +18,7 @@ use jobrunner::{
 #[allow(dead_code)]
 mod common;
 
-use common::{pool, recv_n, wait_until, DropCounter, PATIENCE};
+use common::{patience, pool, recv_n, wait_until, DropCounter};
 
 #[test]
 fn items_come_in_order_then_the_stream_ends() {
@@ -193,7 +193,7 @@ fn cancelling_the_producer_ends_the_stream_after_the_items_sent() {
             tx.send(1).map_err(drop)?;
             tx.send(2).map_err(drop)?;
             // Waits to be cancelled, then fails: a cancelled job's error is `Cancelled`.
-            let _ = rx_go.lock().unwrap().recv_timeout(PATIENCE);
+            let _ = rx_go.lock().unwrap().recv_timeout(patience());
             assert!(ctx.is_cancelled());
             Err::<(), ()>(())
         })
@@ -259,19 +259,19 @@ fn a_timed_read_is_bounded_while_a_stopped_producer_returns() {
             tx.send(1).map_err(drop)?;
             tx_sent.lock().unwrap().send(()).unwrap();
             // Asked to stop, it still finishes something first.
-            let _ = rx_go.lock().unwrap().recv_timeout(PATIENCE);
+            let _ = rx_go.lock().unwrap().recv_timeout(patience());
             Err::<(), ()>(())
         })
         .unwrap();
     recv_n(&rx_sent, 1, "the item is sent");
     stream.producer().cancel();
-    assert_eq!(stream.next_timeout(PATIENCE), Ok(Some(1)));
+    assert_eq!(stream.next_timeout(patience()), Ok(Some(1)));
     let start = std::time::Instant::now();
     assert_eq!(
         stream.next_timeout(Duration::from_millis(20)),
         Err(StreamError::Timeout)
     );
-    assert!(start.elapsed() < PATIENCE);
+    assert!(start.elapsed() < patience());
     assert_eq!(
         jobrunner::wait_any(
             &[jobrunner::Waitable::stream(&stream)],
@@ -282,7 +282,7 @@ fn a_timed_read_is_bounded_while_a_stopped_producer_returns() {
     );
     drop(tx_go);
     assert_eq!(
-        jobrunner::wait_any(&[jobrunner::Waitable::stream(&stream)], Some(PATIENCE)),
+        jobrunner::wait_any(&[jobrunner::Waitable::stream(&stream)], Some(patience())),
         Some(0)
     );
     assert_eq!(
@@ -300,7 +300,11 @@ fn a_timed_read_times_out_then_gets_the_item() {
     let rx_go = Mutex::new(rx_go);
     let mut stream = pool
         .stream(1, move |_, tx| {
-            rx_go.lock().unwrap().recv_timeout(PATIENCE).map_err(drop)?;
+            rx_go
+                .lock()
+                .unwrap()
+                .recv_timeout(patience())
+                .map_err(drop)?;
             tx.send("late").map_err(drop)
         })
         .unwrap();
@@ -309,9 +313,9 @@ fn a_timed_read_times_out_then_gets_the_item() {
         Err(StreamError::Timeout)
     );
     tx_go.send(()).unwrap();
-    assert_eq!(stream.next_timeout(PATIENCE), Ok(Some("late")));
-    assert_eq!(stream.next_timeout(PATIENCE), Ok(None));
-    assert_eq!(stream.next_timeout(PATIENCE), Ok(None));
+    assert_eq!(stream.next_timeout(patience()), Ok(Some("late")));
+    assert_eq!(stream.next_timeout(patience()), Ok(None));
+    assert_eq!(stream.next_timeout(patience()), Ok(None));
 }
 
 #[test]
@@ -319,10 +323,10 @@ fn a_failure_read_with_a_timeout_is_a_producer_error() {
     let pool = pool(1);
     let mut stream = pool.stream::<u8, _, _>(1, |_, _| Err("no input")).unwrap();
     assert_eq!(
-        stream.next_timeout(PATIENCE),
+        stream.next_timeout(patience()),
         Err(StreamError::Producer(JobError::Failed("no input")))
     );
-    assert_eq!(stream.next_timeout(PATIENCE), Ok(None));
+    assert_eq!(stream.next_timeout(patience()), Ok(None));
 }
 
 /// The reader is a job of a one-thread pool, and the producer is queued behind it: the

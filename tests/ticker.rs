@@ -32,16 +32,13 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 mod common;
 
-use common::{wait_until, XorShift};
+use common::{patience, wait_until, XorShift};
 use jobrunner::{
     CancelReason, CancelToken, Context, JobError, JobHandle, JobState, PanicPolicy, Pool,
     ShutdownMode, SubmitError, SubmitOptions, Ticker,
 };
 
 // ----- time and scheduling of the tests themselves ---------------------------------------
-
-/// How long any awaited event may take before a test gives up on it.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 /// How late a run or a delayed job may start after its due time (the issue asks for 5 ms
 /// on an idle machine; the bound is generous so that a busy machine does not fail it).
@@ -80,8 +77,8 @@ fn watch(how_long: Duration) {
 /// The next message of `rx`, within [`PATIENCE`].
 #[track_caller]
 fn recv<T>(rx: &Receiver<T>, what: &str) -> T {
-    rx.recv_timeout(PATIENCE)
-        .unwrap_or_else(|error| panic!("no {what} within {PATIENCE:?}: {error}"))
+    rx.recv_timeout(patience())
+        .unwrap_or_else(|error| panic!("no {what} within {:?}: {error}", patience()))
 }
 
 /// Cancels a ticker when dropped. Declared after the pool, it is dropped before it when a
@@ -109,7 +106,7 @@ impl Drop for CancelOnDrop {
 #[track_caller]
 fn assert_stops(ticker: &Ticker) {
     assert!(
-        ticker.wait_timeout(PATIENCE),
+        ticker.wait_timeout(patience()),
         "the ticker did not stop: {ticker:?}"
     );
     assert!(ticker.is_stopped());
@@ -189,8 +186,10 @@ fn assert_on_schedule(runs: &[Run], first: Instant, period: Duration) {
             due - run.start
         );
         let late = run.start - due;
+        // Under a slow tool (JR_TEST_SLOW) only "never early" is checked: valgrind delays
+        // every thread by tens of milliseconds, so a lateness bound would measure valgrind.
         assert!(
-            late <= LATE,
+            common::slow() || late <= LATE,
             "run {k} started {late:?} after its due time (allowed: {LATE:?})"
         );
     }
@@ -569,7 +568,7 @@ fn a_running_run_sees_the_cancellation_of_its_ticker() {
         .submit_every(period, move |ctx| {
             let _ = started_tx.send(ctx.tick());
             // Blocks until the run's token is cancelled (bounded, in case it never is).
-            let reason = ctx.token().wait_timeout(PATIENCE);
+            let reason = ctx.token().wait_timeout(patience());
             let _ = seen_tx.send((reason, ctx.is_cancelled(), ctx.cancel_reason()));
             Ok::<(), Infallible>(())
         })
@@ -1006,7 +1005,7 @@ fn watch_releases(
     published: &[OnceLock<(Instant, Instant, JobHandle)>],
     submitted: &AtomicUsize,
 ) -> usize {
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     let mut scans = 0;
     loop {
         let count = submitted.load(Ordering::Acquire);
@@ -1040,7 +1039,8 @@ fn watch_releases(
         }
         assert!(
             Instant::now() < deadline,
-            "{still_delayed} jobs still delayed after {PATIENCE:?}"
+            "{still_delayed} jobs still delayed after {:?}",
+            patience()
         );
     }
 }

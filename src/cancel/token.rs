@@ -1,5 +1,6 @@
-//! The token: a node of the cancellation tree, its children, callbacks, waiters and
-//! deadline. Its queued jobs are registered in its `JobRegistrations` (`super::jobs`).
+//! The token: a handle to a node of the cancellation tree (`super::tree`: its children,
+//! callbacks and waiters), whose payload is its deadline and its queued jobs, registered
+//! in its `JobRegistrations` (`super::jobs`).
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -8,56 +9,11 @@ use std::time::{Duration, Instant};
 use once_cell::sync::Lazy;
 
 use super::jobs::{address_hint, JobRegistrations};
+use super::tree::{CancelReason, Node, Payload};
 use crate::job::{JobPtr, RefCounted};
-use crate::slab::Slab;
-use crate::sync::atomic::{AtomicU8, Ordering};
-use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
+use crate::sync::{lock, Mutex};
 use crate::timer::deadline_after;
 use crate::timer::{Timer, TimerKey};
-
-/// Why a token (and the jobs under it) was cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-#[repr(u8)]
-pub enum CancelReason {
-    /// `cancel()` was called on the token, the job or an ancestor.
-    Cancelled = 1,
-    /// The token's (or an ancestor's) deadline passed.
-    DeadlineExceeded = 2,
-    /// The pool shut down in `Cancel` mode.
-    Shutdown = 3,
-    /// A sibling in a fail-fast group failed.
-    SiblingFailed = 4,
-}
-
-impl CancelReason {
-    /// The reason with this code, if any (codes are stable: they cross the C ABI).
-    pub fn from_code(code: u8) -> Option<Self> {
-        Some(match code {
-            1 => CancelReason::Cancelled,
-            2 => CancelReason::DeadlineExceeded,
-            3 => CancelReason::Shutdown,
-            4 => CancelReason::SiblingFailed,
-            _ => return None,
-        })
-    }
-
-    /// The stable code of this reason (never 0).
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-}
-
-impl fmt::Display for CancelReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CancelReason::Cancelled => "cancelled",
-            CancelReason::DeadlineExceeded => "deadline exceeded",
-            CancelReason::Shutdown => "pool shut down",
-            CancelReason::SiblingFailed => "a sibling job failed",
-        })
-    }
-}
 
 /// Something that ends when a token it is registered with is cancelled (a queued job).
 pub(crate) trait CancelTarget: RefCounted + Send + Sync {
@@ -69,41 +25,44 @@ pub(crate) trait CancelTarget: RefCounted + Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallbackKey(usize);
 
-type Callback = Box<dyn FnOnce(CancelReason) + Send>;
-
-/// A registration other than a queued job's (those are in `Inner::jobs`).
-enum Entry {
-    Child(Weak<Inner>),
-    Callback(Callback),
-}
-
-/// A token's registrations other than its queued jobs', and its blocked waiters.
-#[derive(Default)]
-struct Registrations {
-    entries: Slab<Entry>,
-    blocked: usize,
-}
-
-struct Inner {
-    /// 0 while live, then the `CancelReason` code; set once, under `registrations`, and
-    /// before `jobs` is drained (see `super::jobs` for why that order matters).
-    reason: AtomicU8,
-    /// Children, callbacks and the count of blocked waiters.
-    registrations: Mutex<Registrations>,
-    /// The queued jobs submitted with this token, in shards of their own: registered by
-    /// submitters and deregistered by workers without taking `registrations`.
+/// What a token's node carries besides the tree: its queued jobs, in shards of their own
+/// (registered by submitters and deregistered by workers without taking the node's
+/// lock), and its deadline.
+struct Extra {
     jobs: JobRegistrations<JobPtr<dyn CancelTarget>>,
-    condvar: Condvar,
-    /// The parent and our key in its registrations, removed when we are dropped.
-    parent: Option<(Arc<Inner>, usize)>,
     deadline: Mutex<Deadline>,
 }
+
+impl Payload for Extra {
+    fn cancelled(&self, reason: CancelReason) {
+        // The queued jobs end first, then the deadline stops mattering.
+        self.jobs.drain(|target| target.cancel_from_token(reason));
+        lock(&self.deadline).cancel_timer();
+    }
+}
+
+impl Drop for Extra {
+    fn drop(&mut self) {
+        lock(&self.deadline).cancel_timer();
+    }
+}
+
+type Inner = Node<Extra>;
 
 /// A token's own deadline and its entry in [`DEADLINES`] while it is pending.
 #[derive(Default)]
 struct Deadline {
     at: Option<Instant>,
     key: Option<TimerKey>,
+}
+
+impl Deadline {
+    /// Takes the deadline out of the timer, if it is there.
+    fn cancel_timer(&mut self) {
+        if let Some(key) = self.key.take() {
+            DEADLINES.cancel(key);
+        }
+    }
 }
 
 /// The process-wide timer that fires token deadlines.
@@ -190,34 +149,14 @@ impl CancelToken {
     }
 
     fn build(parent: Option<&CancelToken>, deadline: Option<Instant>) -> Self {
-        let inherited = parent.and_then(|p| p.reason());
-        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
-            let parent = match (parent, inherited) {
-                (Some(parent), None) => {
-                    let mut registrations = lock(&parent.inner.registrations);
-                    if parent.inner.reason.load(Ordering::Acquire) == 0 {
-                        let key = registrations.entries.insert(Entry::Child(weak.clone()));
-                        Some((Arc::clone(&parent.inner), key))
-                    } else {
-                        None
-                    }
-                }
-                _ => None,
-            };
-            Inner {
-                reason: AtomicU8::new(0),
-                registrations: Mutex::new(Registrations::default()),
-                jobs: JobRegistrations::new(),
-                condvar: Condvar::new(),
-                parent,
-                deadline: Mutex::new(Deadline::default()),
-            }
-        });
-        let token = CancelToken { inner };
-        // The parent may have been cancelled before or while we registered.
-        if let Some(reason) = parent.and_then(|p| p.reason()) {
-            token.inner.cancel(reason);
-        } else if let Some(deadline) = deadline {
+        let extra = Extra {
+            jobs: JobRegistrations::new(),
+            deadline: Mutex::new(Deadline::default()),
+        };
+        let token = CancelToken {
+            inner: Node::new(parent.map(|parent| &parent.inner), extra),
+        };
+        if let Some(deadline) = deadline.filter(|_| !token.is_cancelled()) {
             token.set_deadline(deadline);
         }
         token
@@ -227,13 +166,11 @@ impl CancelToken {
     /// deadline already passed cancels the token at once with `DeadlineExceeded`).
     /// Returns false, changing nothing, if the token is already cancelled.
     pub fn set_deadline(&self, deadline: Instant) -> bool {
-        let mut own = lock(&self.inner.deadline);
+        let mut own = lock(&self.inner.payload().deadline);
         if self.is_cancelled() {
             return false;
         }
-        if let Some(key) = own.key.take() {
-            DEADLINES.cancel(key);
-        }
+        own.cancel_timer();
         own.at = Some(deadline);
         if deadline <= Instant::now() {
             drop(own);
@@ -283,25 +220,14 @@ impl CancelToken {
 
     /// This token's own deadline, if it was given one.
     pub fn deadline(&self) -> Option<Instant> {
-        lock(&self.inner.deadline).at
+        lock(&self.inner.payload().deadline).at
     }
 
     /// Runs `callback` with the reason once the token is cancelled: at once on this thread
     /// if it already is, otherwise on the thread that cancels it. Keep callbacks short:
     /// they run inside `cancel()`.
     pub fn on_cancel(&self, callback: impl FnOnce(CancelReason) + Send + 'static) -> CallbackKey {
-        {
-            let mut registrations = lock(&self.inner.registrations);
-            if self.inner.reason.load(Ordering::Acquire) == 0 {
-                return CallbackKey(
-                    registrations
-                        .entries
-                        .insert(Entry::Callback(Box::new(callback))),
-                );
-            }
-        }
-        callback(self.reason().unwrap_or(CancelReason::Cancelled));
-        CallbackKey(usize::MAX)
+        CallbackKey(self.inner.on_cancel(callback).unwrap_or(usize::MAX))
     }
 
     /// Removes a callback that has not run; returns whether it was still registered.
@@ -311,33 +237,13 @@ impl CancelToken {
 
     /// Blocks until the token is cancelled.
     pub fn wait(&self) -> CancelReason {
-        let mut registrations = lock(&self.inner.registrations);
-        registrations.blocked += 1;
-        while !self.is_cancelled() {
-            registrations = wait(&self.inner.condvar, registrations);
-        }
-        registrations.blocked -= 1;
-        self.reason().unwrap_or(CancelReason::Cancelled)
+        self.inner.wait()
     }
 
     /// Blocks until the token is cancelled or `timeout` passes; returns the reason, or
     /// `None` on timeout.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<CancelReason> {
-        let deadline = deadline_after(timeout);
-        let mut registrations = lock(&self.inner.registrations);
-        registrations.blocked += 1;
-        loop {
-            if self.is_cancelled() {
-                break;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            registrations = wait_timeout(&self.inner.condvar, registrations, deadline - now);
-        }
-        registrations.blocked -= 1;
-        self.reason()
+        self.inner.wait_until(deadline_after(timeout))
     }
 
     /// Whether two handles are the same token.
@@ -351,8 +257,7 @@ impl CancelToken {
         let hint = address_hint(&*target as *const dyn CancelTarget as *const () as usize);
         // A refused registration is dropped here, outside the shard's lock.
         self.inner
-            .jobs
-            .register(hint, &self.inner.reason, &self.inner.registrations, target)
+            .register_job(&self.inner.payload().jobs, hint, target)
             .ok()
     }
 
@@ -360,97 +265,20 @@ impl CancelToken {
     /// cancelling took every registration out).
     pub(crate) fn deregister(&self, key: usize) {
         // Dropped outside the shard's lock: a job's last reference may go with it.
-        drop(self.inner.jobs.deregister(key));
+        drop(self.inner.payload().jobs.deregister(key));
     }
 
     /// Registrations currently held (children, queued jobs, callbacks).
     #[cfg(test)]
     pub(crate) fn registrations(&self) -> usize {
-        lock(&self.inner.registrations).entries.len() + self.inner.jobs.len()
-    }
-}
-
-impl Inner {
-    /// Our reason code, or the nearest cancelled ancestor's (0: live). A cancel sets the
-    /// token's own reason before it walks down to its children, so a worker that has
-    /// seen an ancestor's cancel cannot then start a job of a descendant not yet reached.
-    #[inline]
-    fn reason_code(&self) -> u8 {
-        let mut token = self;
-        loop {
-            let code = token.reason.load(Ordering::Acquire);
-            if code != 0 {
-                return code;
-            }
-            match &token.parent {
-                Some((parent, _)) => token = parent,
-                None => return 0,
-            }
-        }
-    }
-
-    /// Cancels this token and its subtree; false if it already reported a reason (its
-    /// own, or an ancestor's whose cancel is on its way down: then that reason is the one
-    /// set here, as the first reason stays).
-    fn cancel(&self, reason: CancelReason) -> bool {
-        let (entries, reason, first) = {
-            let mut registrations = lock(&self.registrations);
-            if self.reason.load(Ordering::Acquire) != 0 {
-                return false;
-            }
-            let (reason, first) = match CancelReason::from_code(self.reason_code()) {
-                Some(inherited) => (inherited, false),
-                None => (reason, true),
-            };
-            self.reason.store(reason.code(), Ordering::Release);
-            if registrations.blocked > 0 {
-                self.condvar.notify_all();
-            }
-            let entries = std::mem::take(&mut registrations.entries);
-            (entries, reason, first)
-        };
-        // After the reason's store: a registration that the drain misses sees the reason
-        // and is refused (see `super::jobs`). The queued jobs end first.
-        self.jobs.drain(|target| target.cancel_from_token(reason));
-        if let Some(key) = lock(&self.deadline).key.take() {
-            DEADLINES.cancel(key);
-        }
-        for entry in entries.into_entries() {
-            match entry {
-                Entry::Child(child) => {
-                    if let Some(child) = child.upgrade() {
-                        child.cancel(reason);
-                    }
-                }
-                Entry::Callback(callback) => callback(reason),
-            }
-        }
-        first
-    }
-
-    fn deregister(&self, key: usize) -> bool {
-        // Dropped outside the lock: a child's `Weak` or a callback (queued jobs are in
-        // `jobs`, not here).
-        let entry = lock(&self.registrations).entries.remove(key);
-        entry.is_some()
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some((parent, key)) = self.parent.take() {
-            parent.deregister(key);
-        }
-        if let Some(key) = lock(&self.deadline).key.take() {
-            DEADLINES.cancel(key);
-        }
+        self.inner.registrations() + self.inner.payload().jobs.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn cancel_propagates_down_not_up() {

@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -88,8 +89,16 @@ thread_local! {
     /// An argument its submit dropped: freed if the submit succeeded.
     static STASH: Cell<Option<(*mut c_void, unsafe extern "C" fn(*mut c_void))>> =
         const { Cell::new(None) };
-    static NEXT_GUARD: Cell<u64> = const { Cell::new(1) };
+    /// The next guard id of this thread: its thread number (from [`GUARD_THREADS`]) in
+    /// the high half, a count in the low half; 0 until the thread's first submit.
+    static NEXT_GUARD: Cell<u64> = const { Cell::new(0) };
 }
+
+/// Thread numbers for guard ids, so that no two threads' submits share an id: a value
+/// whose submit is over can be dropped during another thread's submit (a token's cancel
+/// settled there ends the queued jobs under it), and must not be taken for that
+/// submit's own.
+static GUARD_THREADS: AtomicU64 = AtomicU64::new(1);
 
 /// Runs a submit that takes `arg`: if it fails, the argument stays the caller's (never
 /// freed); if it succeeds, the job owns it and frees it exactly once when the job ends,
@@ -100,7 +109,11 @@ pub(crate) fn guarded<R>(
     submit: impl FnOnce(Owned) -> Result<R, jr_status>,
 ) -> Result<R, jr_status> {
     let id = NEXT_GUARD.with(|next| {
-        let id = next.get();
+        let mut id = next.get();
+        if id & 0xffff_ffff == 0 {
+            // This thread's first submit, or its count ran out: a new thread number.
+            id = GUARD_THREADS.fetch_add(1, Ordering::Relaxed) << 32 | 1;
+        }
         next.set(id + 1);
         id
     });
@@ -1062,5 +1075,59 @@ mod tests {
         // SAFETY: still ours.
         unsafe { free_unrun(arg) };
         assert_eq!(jr_pool_free(pool), jr_status::JR_OK);
+    }
+
+    static FREED_ACROSS: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count_free_across(value: *mut c_void) {
+        FREED_ACROSS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the test below passes boxed u64s.
+        drop(unsafe { Box::from_raw(value.cast::<u64>()) });
+    }
+
+    /// A job's argument, taken by a submit on one thread, dropped during another thread's
+    /// submit (a `jr_token_cancel`'s settle, inside a submit with that token, ends the
+    /// queued jobs under it there) is freed once, there and then; the other submit's
+    /// refused argument stays its caller's. The guard ids that tell "dropped inside the
+    /// submit that took it" used to count from 1 on every thread: the first submit of
+    /// two threads had the same id, the other thread's argument was taken for the
+    /// submit's own and never freed (found by tests/stress.rs, seed 242).
+    #[test]
+    fn an_argument_dropped_during_another_threads_submit_is_freed_once() {
+        // Fresh threads: each makes its first guarded submit.
+        let kept = std::thread::spawn(|| {
+            let mut kept = None;
+            guarded(boxed(1), Some(count_free_across), |owned| {
+                kept = Some(owned);
+                Ok(())
+            })
+            .unwrap();
+            kept.unwrap()
+        })
+        .join()
+        .unwrap();
+        let refused = boxed(2) as usize;
+        let returned = std::thread::spawn(move || {
+            let result: Result<(), jr_status> =
+                guarded(refused as *mut c_void, Some(count_free_across), |owned| {
+                    // The other submit's job ends here (its argument dropped), then this
+                    // submit fails: its own argument is handed back.
+                    drop(kept);
+                    drop(owned);
+                    Err(jr_status::JR_E_SHUTDOWN)
+                });
+            assert_eq!(result, Err(jr_status::JR_E_SHUTDOWN));
+            refused
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            FREED_ACROSS.load(Ordering::SeqCst),
+            1,
+            "the kept argument is freed once, the refused one not at all"
+        );
+        // SAFETY: refused: still ours.
+        unsafe { count_free_across(returned as *mut c_void) };
+        assert_eq!(FREED_ACROSS.load(Ordering::SeqCst), 2);
     }
 }

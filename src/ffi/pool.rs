@@ -190,6 +190,18 @@ pub extern "C" fn jr_pool_new(
     })
 }
 
+/// A `jr_pool` handle on a Rust [`Pool`], for Rust code that drives one pool through
+/// both APIs (the stress tests submit a share of their jobs through `jr_submit`). The
+/// handle holds a [`Pool`] clone: free it with `jr_pool_free`, which drops that clone
+/// only (the pool drains when its last handle, Rust or C, is dropped).
+#[doc(hidden)]
+pub fn pool_handle_of(pool: &Pool) -> *mut jr_pool {
+    Handle::into_raw(PoolHandle {
+        pool: pool.clone(),
+        borrowed: false,
+    })
+}
+
 /// The C global pool of this process, with its fork generation's handle.
 static GLOBAL: AtomicPtr<jr_pool> = AtomicPtr::new(std::ptr::null_mut());
 /// Serialises making a forked child's global pool.

@@ -728,7 +728,8 @@ where
         let func = unsafe { (*self.slot.get()).take_func() };
         let func = func.expect("a claimed job has its closure");
         let ctx = Context::new(header, worker);
-        let result = worker.run_nested(|| unwind::halt_unwinding(|| func(&ctx)));
+        let address = header as *const Header as usize;
+        let result = worker.run_nested(address, || unwind::halt_unwinding(|| func(&ctx)));
         let (phase, reason, output) = match result {
             Ok(Ok(value)) => (state::SUCCEEDED, 0, Some(Ok(value))),
             Ok(Err(error)) => match header.cancel_reason(registry) {
@@ -1150,7 +1151,7 @@ where
         let job = unsafe { pointer.cast::<Self>().as_ref() };
         // SAFETY: stolen jobs have exactly one runner, us.
         let func = unsafe { (*job.func.get()).take() }.expect("a stack job runs once");
-        let result = worker.run_nested(|| unwind::halt_unwinding(func));
+        let result = worker.run_nested(pointer.as_ptr() as usize, || unwind::halt_unwinding(func));
         // SAFETY: as above; the owner reads it only after `done`.
         unsafe { *job.result.get() = Some(result) };
         let owner = job.owner;

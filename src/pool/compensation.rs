@@ -94,6 +94,12 @@ impl Compensation {
         active.saturating_sub(self.base)
     }
 
+    /// Workers blocked in a compensated wait now (`Pool::debug_dump`).
+    #[cfg(not(loom))]
+    pub(crate) fn blocked(&self) -> u64 {
+        split(self.state.load(Ordering::Relaxed)).1
+    }
+
     /// Workers running and not blocked.
     #[cfg(loom)]
     pub(crate) fn running(&self) -> u64 {

@@ -2,6 +2,8 @@
 //! protocol live in the submodules.
 
 #[cfg(not(loom))]
+pub(crate) mod activity;
+#[cfg(not(loom))]
 mod builder;
 mod compensation;
 #[cfg(not(loom))]
@@ -595,6 +597,18 @@ mod handle {
         /// with `child()` end with the pool.
         pub fn root_token(&self) -> &CancelToken {
             self.registry.root()
+        }
+
+        /// A report for debugging a hang: the pool's lifecycle, its queues (the injector,
+        /// each worker's deque, the delayed jobs, the bounded queue and the submitters
+        /// waiting for room), and what each worker does: idle or parked, running which
+        /// job (by address), or which wait that job is in (for another job, a `join`
+        /// half, a semaphore grant, a channel). Reads what the pool keeps anyway, plus
+        /// one word per worker that only the worker writes: taking it disturbs nothing.
+        /// The format is for people and may change.
+        #[doc(hidden)]
+        pub fn debug_dump(&self) -> String {
+            self.registry.debug_dump()
         }
 
         /// Delayed jobs waiting for their time.

@@ -19,6 +19,7 @@ use crossbeam_deque::{Injector, Steal, Stealer};
 use crossbeam_utils::CachePadded;
 use once_cell::sync::OnceCell;
 
+use super::activity::Activity;
 use super::compensation::Compensation;
 use super::sleep::Sleep;
 use super::worker::WorkerThread;
@@ -122,6 +123,8 @@ pub(crate) struct Registry {
     sleep: Sleep,
     /// One stripe per worker, then the stripe shared by every other thread.
     counters: Box<[CachePadded<Counters>]>,
+    /// One per worker slot: what its worker is doing (`Pool::debug_dump`).
+    activity: Box<[CachePadded<Activity>]>,
     /// `OPEN`, `DRAINING`, `CANCELLING` or `TERMINATED`; only ever raised.
     lifecycle: AtomicU8,
     root: CancelToken,
@@ -207,6 +210,9 @@ impl Registry {
             sleep: Sleep::with_spares(slots, config.threads),
             counters: (0..=slots)
                 .map(|_| CachePadded::new(Counters::default()))
+                .collect(),
+            activity: (0..slots)
+                .map(|_| CachePadded::new(Activity::default()))
                 .collect(),
             lifecycle: AtomicU8::new(OPEN),
             root: CancelToken::new(),
@@ -477,6 +483,11 @@ impl Registry {
     /// The stealers of the slots a thread ever ran on (see `slots_used`).
     pub(crate) fn stealers(&self) -> &[Stealer<JobRef>] {
         &self.stealers[..self.slots_used.load(Ordering::SeqCst)]
+    }
+
+    /// What worker `index` is doing (written by that worker only).
+    pub(crate) fn activity(&self, index: usize) -> &Activity {
+        &self.activity[index]
     }
 
     pub(crate) fn worker_counters(&self, index: usize) -> &Counters {
@@ -1017,6 +1028,71 @@ impl Registry {
     /// Delayed jobs waiting in the timer.
     pub(crate) fn delayed_now(&self) -> usize {
         self.timer.get().map_or(0, Timer::len)
+    }
+
+    /// `Pool::debug_dump`: the lifecycle, the queues, each worker slot's activity, and
+    /// the waits the registry knows of. Reads what is there, stopping nothing.
+    #[cfg(not(loom))]
+    pub(crate) fn debug_dump(&self) -> String {
+        use std::fmt::Write;
+        let lifecycle = match self.lifecycle.load(Ordering::Acquire) {
+            OPEN => "open",
+            DRAINING => "draining (shutdown: Drain)",
+            CANCELLING => "cancelling (shutdown: Cancel)",
+            _ => "terminated",
+        };
+        let stats = self.stats();
+        let sleepers = self.sleep.sleepers();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "pool {:?}: {} workers, {} spares running, {} workers blocked in channel waits; {lifecycle}; help policy {:?}",
+            self.name,
+            self.base,
+            self.compensation.spares(),
+            self.compensation.blocked(),
+            self.help,
+        );
+        let _ = writeln!(
+            out,
+            "  jobs: {} submitted, {} queued (injector {}, delayed {}), {} running; ended: {} ok, {} failed, {} panicked, {} cancelled ({} before starting)",
+            stats.submitted,
+            stats.queued,
+            self.injector.len(),
+            self.delayed_now(),
+            stats.running,
+            stats.succeeded,
+            stats.failed,
+            stats.panicked,
+            stats.cancelled,
+            stats.cancelled_before_start,
+        );
+        if let Some(capacity) = self.capacity {
+            let _ = writeln!(
+                out,
+                "  bounded queue: {} of {capacity} taken; {} submitters wait for room",
+                self.outside_queued.load(Ordering::Relaxed),
+                self.room_waiters.load(Ordering::Relaxed),
+            );
+        }
+        for (index, activity) in self.activity.iter().enumerate() {
+            let parked = sleepers.contains(&index);
+            let described = activity.describe(parked);
+            let queued = self.stealers[index].len();
+            if self.is_spare(index) && queued == 0 && described.starts_with("stopped") {
+                continue;
+            }
+            let kind = if self.is_spare(index) {
+                "spare"
+            } else {
+                "worker"
+            };
+            let _ = writeln!(
+                out,
+                "  {kind} {index}: {described}; its deque holds {queued}"
+            );
+        }
+        out
     }
 }
 

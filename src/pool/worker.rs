@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crossbeam_deque::{Steal, Worker};
 use crossbeam_utils::Backoff;
 
+use super::activity::{self, Activity};
 use super::registry::{HookKind, Registry, ThreadHook};
 use super::HelpPolicy;
 use crate::job::state::{self, is_terminal};
@@ -84,6 +85,12 @@ impl WorkerThread {
         self.index
     }
 
+    /// What this worker is doing, for `Pool::debug_dump` (only this worker writes it).
+    #[inline]
+    pub(crate) fn activity(&self) -> &Activity {
+        self.registry.activity(self.index)
+    }
+
     pub(crate) fn counters(&self) -> &Counters {
         self.registry.worker_counters(self.index)
     }
@@ -102,6 +109,7 @@ impl WorkerThread {
             batching: Cell::new(false),
         };
         CURRENT.with(|current| current.set(&worker));
+        worker.activity().enter(activity::IDLE, 0, 0);
         worker.run_new_start_hooks();
         let guard = AbortIfPanic;
         worker.run();
@@ -112,6 +120,7 @@ impl WorkerThread {
                 run_hook(hook, index, "stop");
             });
         CURRENT.with(|current| current.set(ptr::null()));
+        worker.activity().enter(activity::STOPPED, 0, 0);
         if worker.registry.is_spare(index) && !worker.registry.is_terminated() {
             // Retired: the slot, with its deque (whose stealer the others keep), waits
             // for the next spare.
@@ -289,11 +298,14 @@ impl WorkerThread {
         self.deque.pop()
     }
 
-    /// Runs `f` (a job body) as the innermost job of this thread, for `HelpPolicy::Own`.
+    /// Runs `f` (the body of the job at `job`) as the innermost job of this thread, for
+    /// `HelpPolicy::Own` (and `Pool::debug_dump`).
     #[inline]
-    pub(crate) fn run_nested<R>(&self, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn run_nested<R>(&self, job: usize, f: impl FnOnce() -> R) -> R {
         let saved = self.watermark.replace(self.push_seq.get());
+        let doing = self.activity().enter(activity::RUNNING, job, 0);
         let result = f();
+        self.activity().restore(doing);
         self.watermark.set(saved);
         result
     }
@@ -418,6 +430,13 @@ impl WorkerThread {
 
     /// Waits, inside a job, for a job of this pool to end, without idling the worker.
     pub(crate) fn wait_for_job(&self, job: &dyn ErasedJob) {
+        let target = job.header() as *const crate::job::Header as usize;
+        let doing = self.activity().wait(activity::WAIT_JOB, target);
+        self.wait_for_job_inner(job);
+        self.activity().restore(doing);
+    }
+
+    fn wait_for_job_inner(&self, job: &dyn ErasedJob) {
         let lifecycle = &job.header().lifecycle;
         loop {
             if is_terminal(lifecycle.phase()) {
@@ -472,6 +491,8 @@ impl WorkerThread {
         B: FnOnce() -> R + Send,
         R: Send,
     {
+        let target = job as *const StackJob<B, R> as usize;
+        let doing = self.activity().wait(activity::WAIT_JOIN, target);
         match self.registry.help_policy() {
             HelpPolicy::Any => self.idle_until(|| job.is_done(), || job.prepare_to_block()),
             // Under `Own`, everything the first half pushed has been popped back by
@@ -487,12 +508,14 @@ impl WorkerThread {
                 },
             ),
         }
+        self.activity().restore(doing);
     }
 
     /// Waits, inside a job, until `done()` (a semaphore grant): as a wait for a running
     /// job does, under the help policy. Whoever makes `done()` true calls
     /// `Sleep::wake_latch` on this worker.
     pub(crate) fn wait_until(&self, done: impl Fn() -> bool) {
+        let doing = self.activity().wait(activity::WAIT_GRANT, 0);
         match self.registry.help_policy() {
             HelpPolicy::Any => self.idle_until(&done, || true),
             HelpPolicy::Own => self.wait_own_until(done),
@@ -500,6 +523,7 @@ impl WorkerThread {
                 self.registry.sleep().wait_latch(self.index, &done);
             }),
         }
+        self.activity().restore(doing);
     }
 
     /// Waits, inside a job, until `done()`, running only jobs of the waiting job's own
@@ -507,6 +531,7 @@ impl WorkerThread {
     /// top of it could wait for the same semaphore behind it and never let it resume).
     /// Whoever makes `done()` true calls `Sleep::wake_latch` on this worker.
     pub(crate) fn wait_own_until(&self, done: impl Fn() -> bool) {
+        let doing = self.activity().wait(activity::WAIT_GRANT, 0);
         while !done() {
             match self.pop_own_subtree() {
                 Some(job) => self.execute(job),
@@ -516,6 +541,7 @@ impl WorkerThread {
         self.block_until(&done, || {
             self.registry.sleep().wait_latch(self.index, &done);
         });
+        self.activity().restore(doing);
     }
 
     /// Blocks this worker until `done()`: spins briefly first (the awaited job is often

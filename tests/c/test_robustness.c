@@ -771,6 +771,8 @@ static jr_status every_status(jr_pool *pool, int64_t period, jr_job_fn fn,
 THUNK(t_every_null_pool, every_status(NULL, MS, nop_job, NULL))
 THUNK(t_every_sem_as_pool, every_status(AS(jr_pool, F.sem), MS, nop_job, NULL))
 THUNK(t_every_null_fn, every_status(F.pool, MS, NULL, NULL))
+/* `out` NULL is allowed: a detached periodic job, stopped when `other_pool` is freed. */
+THUNK(t_every_null_out_detached, jr_submit_every(F.other_pool, 60 * SEC, nop_job, NULL, NULL, NULL))
 THUNK(t_every_period_0, every_status(F.pool, 0, nop_job, NULL))
 THUNK(t_every_period_negative, every_status(F.pool, -1, nop_job, NULL))
 THUNK(t_every_period_int64_min, every_status(F.pool, INT64_MIN, nop_job, NULL))
@@ -921,6 +923,23 @@ THUNK(t_chan_recv_null_out, jr_chan_recv(F.chan, NULL, 0, NULL))
 THUNK(t_chan_recv_junk, jr_chan_recv(AS(jr_chan, junk_zero), &chan_out, 0, NULL))
 THUNK(t_chan_recv_empty_now, jr_chan_recv(F.chan, &chan_out, 0, NULL))
 THUNK(t_chan_try_recv_null_out, jr_chan_try_recv(F.chan, NULL))
+/* The thinnest functions of the table, each also with a wrong-type and a freed handle. */
+THUNK(t_chan_try_send_sem_as_chan, jr_chan_try_send(AS(jr_chan, F.sem), NULL))
+THUNK(t_chan_try_send_junk, jr_chan_try_send(AS(jr_chan, junk_dead), NULL))
+THUNK(t_chan_try_recv_token_as_chan, jr_chan_try_recv(AS(jr_chan, F.token), &(void *){NULL}))
+THUNK(t_chan_try_recv_junk, jr_chan_try_recv(AS(jr_chan, junk_dead), &(void *){NULL}))
+THUNK(t_chan_close_junk, jr_chan_close(AS(jr_chan, junk_dead)))
+THUNK(t_chan_len_group_as_chan, jr_chan_len(AS(jr_chan, F.group), &(size_t){0}))
+THUNK(t_group_close_junk, jr_group_close(AS(jr_group, junk_dead)))
+THUNK(t_group_cancel_junk, jr_group_cancel(AS(jr_group, junk_dead)))
+THUNK(t_pipe_cancel_junk, jr_pipeline_cancel(AS(jr_pipeline, junk_dead)))
+THUNK(t_stream_free_junk, jr_stream_free(AS(jr_stream, junk_dead)))
+THUNK(t_token_wait_junk, jr_token_wait(AS(jr_token, junk_dead), 0))
+static jr_status t_chan_try_recv_null(jr_ctx *c) {
+    (void)c;
+    void *item = NULL;
+    return jr_chan_try_recv(NULL, &item);
+}
 THUNK(t_chan_close_null, jr_chan_close(NULL))
 THUNK(t_chan_close_pool_as_chan, jr_chan_close(AS(jr_chan, F.pool)))
 THUNK(t_chan_len_null_out, jr_chan_len(F.chan, NULL))
@@ -1436,6 +1455,7 @@ static const row rows[] = {
     ROW(t_every_null_pool, BAD),
     ROW(t_every_sem_as_pool, BAD),
     ROW(t_every_null_fn, BAD),
+    ROW(t_every_null_out_detached, JR_OK),
     ROW(t_every_period_0, BAD),
     ROW(t_every_period_negative, BAD),
     ROW(t_every_period_int64_min, BAD),
@@ -1493,6 +1513,18 @@ static const row rows[] = {
     ROW(t_chan_recv_junk, BAD),
     ROW(t_chan_recv_empty_now, JR_E_EMPTY),
     ROW(t_chan_try_recv_null_out, BAD),
+    ROW(t_chan_try_recv_null, BAD),
+    ROW(t_chan_try_send_sem_as_chan, BAD),
+    ROW(t_chan_try_send_junk, BAD),
+    ROW(t_chan_try_recv_token_as_chan, BAD),
+    ROW(t_chan_try_recv_junk, BAD),
+    ROW(t_chan_close_junk, BAD),
+    ROW(t_chan_len_group_as_chan, BAD),
+    ROW(t_group_close_junk, BAD),
+    ROW(t_group_cancel_junk, BAD),
+    ROW(t_pipe_cancel_junk, BAD),
+    ROW(t_stream_free_junk, BAD),
+    ROW(t_token_wait_junk, BAD),
     ROW(t_chan_close_null, BAD),
     ROW(t_chan_close_pool_as_chan, BAD),
     ROW(t_chan_len_null_out, BAD),

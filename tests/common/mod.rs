@@ -12,7 +12,7 @@ use std::fmt::Debug;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
@@ -21,15 +21,52 @@ use jobrunner::{CancelReason, Context, Job, JobError, Pool};
 // ----- time ------------------------------------------------------------------------------
 
 /// How long any awaited event may take before a test gives up on it (so that a broken
-/// feature fails the test instead of hanging it).
+/// feature fails the test instead of hanging it), at full speed: tests wait for
+/// [`patience()`], which stretches it under a slow tool.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
+
+/// How many times longer an awaited event may take under [`slow()`]: valgrind runs the
+/// tests 20 to 50 times slower, on one core.
+const SLOW_PATIENCE_FACTOR: u32 = 30;
+
+/// Whether the tests run under a slow tool (valgrind, a sanitizer): the environment
+/// variable `JR_TEST_SLOW` is set to anything but empty or `0` (the C suite's knob,
+/// `jr_test_scale` in tests/c/jr_test.h). Stress loops then take their small sizes
+/// ([`by_profile`]), waits are stretched ([`patience()`]), and the few tests that measure
+/// timing skip themselves ([`skip_if_slow`]).
+pub(crate) fn slow() -> bool {
+    static SLOW: OnceLock<bool> = OnceLock::new();
+    *SLOW
+        .get_or_init(|| std::env::var_os("JR_TEST_SLOW").is_some_and(|v| !v.is_empty() && v != "0"))
+}
+
+/// How long any awaited event may take before a test gives up on it: [`PATIENCE`],
+/// stretched under a slow tool ([`slow()`]).
+pub(crate) fn patience() -> Duration {
+    if slow() {
+        PATIENCE * SLOW_PATIENCE_FACTOR
+    } else {
+        PATIENCE
+    }
+}
+
+/// Skips the calling test (returns true, having said why on stderr) under a slow tool,
+/// for a test that measures timing that a slow tool distorts: `if skip_if_slow("...")
+/// { return; }`.
+pub(crate) fn skip_if_slow(why: &str) -> bool {
+    if slow() {
+        eprintln!("skipped under JR_TEST_SLOW: {why}");
+    }
+    slow()
+}
 
 /// How long a test watches for an event that must not happen (yet).
 pub(crate) const NOT_YET: Duration = Duration::from_millis(100);
 
-/// `debug` in a debug build, `release` in an optimized one: the size of a stress test.
+/// `debug` in a debug build or under a slow tool ([`slow()`]), `release` in an optimized
+/// one: the size of a stress test.
 pub(crate) fn by_profile<T>(debug: T, release: T) -> T {
-    if cfg!(debug_assertions) {
+    if cfg!(debug_assertions) || slow() {
         debug
     } else {
         release
@@ -39,7 +76,7 @@ pub(crate) fn by_profile<T>(debug: T, release: T) -> T {
 /// Spins (yielding) until `done()`; panics if it takes longer than [`PATIENCE`].
 #[track_caller]
 pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         thread::yield_now();
@@ -52,7 +89,7 @@ pub(crate) fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 pub(crate) fn recv_n<T>(rx: &Receiver<T>, count: usize, what: &str) -> Vec<T> {
     (0..count)
         .map(|i| {
-            rx.recv_timeout(PATIENCE)
+            rx.recv_timeout(patience())
                 .unwrap_or_else(|e| panic!("{what} ({i} of {count} came): {e}"))
         })
         .collect()
@@ -226,7 +263,7 @@ where
     let job = pool
         .submit(move |ctx| {
             started_tx.send(thread::current().id()).unwrap();
-            let released = release_rx.recv_timeout(PATIENCE).is_ok();
+            let released = release_rx.recv_timeout(patience()).is_ok();
             then(ctx, released)
         })
         .unwrap();
@@ -252,7 +289,7 @@ impl Blocker {
             Ok(thread::current().id())
         });
         let thread = started
-            .recv_timeout(PATIENCE)
+            .recv_timeout(patience())
             .expect("blocker never started");
         Blocker {
             job,
@@ -286,7 +323,7 @@ impl Rendezvous {
         *guard += 1;
         condvar.notify_all();
         let (guard, _) = condvar
-            .wait_timeout_while(guard, PATIENCE, |arrived| *arrived < *parties)
+            .wait_timeout_while(guard, patience(), |arrived| *arrived < *parties)
             .unwrap();
         assert!(*guard >= *parties, "only {} of {parties} arrived", *guard);
     }

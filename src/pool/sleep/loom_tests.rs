@@ -112,10 +112,12 @@ fn run(workers: usize, jobs: usize, park_hooks: bool) {
 
 /// Exhaustive up to a bound of preemptions (the number of forced context switches per
 /// execution): bugs of this kind of protocol show up within two or three, and the full
-/// space of these models is out of reach. `LOOM_MAX_PREEMPTIONS` overrides the bound.
+/// space of these models is out of reach. `LOOM_MAX_PREEMPTIONS` overrides the bound;
+/// with `JR_LOOM_FULL` set (`make loom-full`) and no `LOOM_MAX_PREEMPTIONS`, there is none.
 pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
+    // `make loom-full` sets JR_LOOM_FULL: every interleaving, without a bound.
+    if builder.preemption_bound.is_none() && std::env::var_os("JR_LOOM_FULL").is_none() {
         builder.preemption_bound = Some(3);
     }
     builder.check(f);

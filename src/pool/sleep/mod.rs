@@ -288,6 +288,12 @@ impl Sleep {
         self.unparks.load(Ordering::Relaxed)
     }
 
+    /// The indices of the workers asleep now (`Pool::debug_dump`).
+    #[cfg(not(loom))]
+    pub(crate) fn sleepers(&self) -> Vec<usize> {
+        lock(&self.sleepers).clone()
+    }
+
     /// Workers asleep now, waiting for work (statistics).
     pub(crate) fn sleeping_now(&self) -> u64 {
         sleeping(self.counters.load(Ordering::SeqCst))

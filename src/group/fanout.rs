@@ -1,22 +1,23 @@
-//! Groups: fan-out / fan-in, Go's `WaitGroup` and `errgroup` on the pool.
+//! The group: fan-out / fan-in, Go's `WaitGroup` and `errgroup` on the pool. Its count
+//! of live jobs and its waiters follow the protocol of `super::completion`.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::completion::{Completion, Count, WaitFor, Waiters};
 use crate::cancel::kept::{keep_unless, take_kept};
 use crate::cancel::{CancelReason, CancelToken};
 use crate::context::Context;
 use crate::error::{JobError, SubmitError};
-use crate::few::Few;
 use crate::job::{Job, JobHandle, JobState};
 use crate::pool::worker::WorkerThread;
 use crate::pool::{Pool, SubmitOptions};
 use crate::select::Watch;
-use crate::semaphore::{block_on, Semaphore, Waker};
+use crate::semaphore::{Semaphore, Waker};
 use crate::slab::Slab;
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::atomic::{AtomicBool, Ordering};
 use crate::sync::{lock, Mutex};
 
 /// Options of [`Group::new`].
@@ -79,11 +80,8 @@ struct State<T, E> {
     failed: bool,
     /// The reason of the first job that ended cancelled, for `wait` when none failed.
     first_cancel: Option<CancelReason>,
-    /// Threads waiting in `next`: woken by every job end (and by `close`).
-    waiters: Vec<Arc<Waker>>,
-    /// Threads waiting in `wait` or `wait_timeout`: woken only when the last live job
-    /// ends (and by `close`), the one change that can make their condition true.
-    drain_waiters: Vec<Arc<Waker>>,
+    /// Threads waiting in `next` or `wait` (and `wait_any` calls).
+    waiters: Waiters,
     /// Where a waiting worker resumes its search of `pending` for a job to run inline.
     scan: usize,
 }
@@ -99,20 +97,17 @@ impl<T, E> State<T, E> {
     fn note_cancel(&mut self, reason: CancelReason) {
         self.first_cancel.get_or_insert(reason);
     }
-
-    /// The waiters of a wait for `what`.
-    fn waiters_for(&mut self, what: WaitFor) -> &mut Vec<Arc<Waker>> {
-        match what {
-            WaitFor::Next => &mut self.waiters,
-            WaitFor::Drained => &mut self.drain_waiters,
-        }
-    }
 }
 
-/// `Shared::count` holds the closed flag in its low bit ...
-const CLOSED: usize = 1;
-/// ... and the live jobs (submitted, or being submitted, and not yet ended) above it.
-const ONE_LIVE: usize = 2;
+impl<T, E> Completion for State<T, E> {
+    fn waiters(&mut self) -> &mut Waiters {
+        &mut self.waiters
+    }
+
+    fn has_finished(&self) -> bool {
+        !self.finished.is_empty()
+    }
+}
 
 struct Shared<T, E> {
     token: CancelToken,
@@ -123,46 +118,13 @@ struct Shared<T, E> {
     /// Set by [`Group::new_yielding_failures`]: how to copy the first failure's error
     /// for `wait`, so that `next` can yield its job too.
     clone_error: Option<fn(&E) -> E>,
-    /// [`CLOSED`] and the live count ([`ONE_LIVE`] per job).
-    ///
-    /// # Memory ordering
-    ///
-    /// Every waiter's condition reads the count under `state`'s lock, and every change
-    /// that can make a condition true (a decrement, the closed flag) is made under that
-    /// lock, followed by a wake of the waiters registered then: no wakeup is lost. Only a
-    /// submit's increment is made without the lock, first thing in the submit (so that
-    /// `wait` never sees the group empty while a submit is under way); an increment never
-    /// makes a condition true, so it wakes nobody. Of a `close` and a submit's increment,
-    /// `SeqCst` read-modify-writes on the one word order one before the other: either the
-    /// submit sees `CLOSED` (and takes its increment back under the lock, waking the
-    /// waiters), or `close` happens after the job is counted, and `next` keeps waiting
-    /// for it.
-    count: AtomicUsize,
+    /// The closed flag and the count of live jobs (see `super::completion` for the
+    /// protocol).
+    count: Count,
     /// Set when the `Group` is dropped: its jobs go on, and each one's result is dropped
     /// as it ends (as in a `wait_only` group), nobody being left to take it.
     detached: AtomicBool,
     state: Mutex<State<T, E>>,
-}
-
-/// The waiters to wake once `state`'s lock is released (never under it: a worker waiter
-/// checks its condition, which takes `state`'s lock, under its own latch lock that a
-/// wake takes).
-struct Wake(Few<Arc<Waker>>);
-
-impl Wake {
-    /// Every waiter of `lists`, cloned out of them.
-    fn of(lists: [&[Arc<Waker>]; 2]) -> Self {
-        Wake(lists.into_iter().flatten().cloned().collect())
-    }
-
-    fn wake(self) {
-        self.0.for_each(|waker| waker.wake());
-    }
-}
-
-/// The live jobs in a `Shared::count` value.
-fn live(count: usize) -> usize {
-    count / ONE_LIVE
 }
 
 /// A group of jobs: fan them out with [`Group::submit`], then fan in with
@@ -196,16 +158,29 @@ pub struct Group<T, E> {
 /// at every job end and at the close.
 impl<T: Send, E: Send> Watch for Shared<T, E> {
     fn is_ready(&self) -> bool {
-        let state = lock(&self.state);
-        !state.finished.is_empty() || self.count.load(Ordering::SeqCst) == CLOSED
+        loop {
+            {
+                let state = lock(&self.state);
+                if self.count.ready(&*state, WaitFor::Next) {
+                    return true;
+                }
+                // As in `Group::wait_for`: a job whose end is published (a caller may
+                // have seen it through its handle) but not yet recorded here is being
+                // recorded by the thread that ended it.
+                if !state.pending.iter().any(JobHandle::is_finished) {
+                    return false;
+                }
+            }
+            std::thread::yield_now();
+        }
     }
 
     fn watch(&self, waker: &Arc<Waker>) {
-        lock(&self.state).waiters.push(Arc::clone(waker));
+        lock(&self.state).waiters.watch(waker);
     }
 
     fn unwatch(&self, waker: &Arc<Waker>) {
-        lock(&self.state).waiters.retain(|w| !Arc::ptr_eq(w, waker));
+        lock(&self.state).waiters.unwatch(waker, WaitFor::Next);
     }
 }
 
@@ -213,7 +188,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     /// Threads and `wait_any` calls registered now to be woken by a job's end, for tests.
     #[cfg(test)]
     pub(crate) fn next_waiter_count(&self) -> usize {
-        lock(&self.shared.state).waiters.len()
+        lock(&self.shared.state).waiters.next_len()
     }
 
     /// The group as `wait_any` watches it.
@@ -232,22 +207,13 @@ impl<T, E> Drop for Group<T, E> {
 impl<T, E> fmt::Debug for Group<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = lock(&self.shared.state);
-        let count = self.shared.count.load(Ordering::SeqCst);
+        let count = &self.shared.count;
         f.debug_struct("Group")
-            .field("running_or_queued", &live(count))
+            .field("running_or_queued", &count.live())
             .field("finished", &state.finished.len())
-            .field("closed", &(count & CLOSED != 0))
+            .field("closed", &count.is_closed())
             .finish()
     }
-}
-
-/// Which waiters a wait joins: what wakes it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum WaitFor {
-    /// An ended job, or the group closed and drained (`next`).
-    Next,
-    /// No live job (`wait`).
-    Drained,
 }
 
 impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
@@ -267,7 +233,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             fail_fast: options.fail_fast,
             wait_only: options.wait_only,
             clone_error,
-            count: AtomicUsize::new(0),
+            count: Count::new(),
             detached: AtomicBool::new(false),
             state: Mutex::new(State {
                 pending: Slab::EMPTY,
@@ -275,8 +241,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
                 first_error: None,
                 failed: false,
                 first_cancel: None,
-                waiters: Vec::new(),
-                drain_waiters: Vec::new(),
+                waiters: Waiters::default(),
                 scan: 0,
             }),
         });
@@ -337,8 +302,8 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         F: FnOnce(&Context<'_>) -> Result<T, E> + Send + 'static,
     {
         // Counted first, so that `wait` cannot see the group empty while we submit (see
-        // `Shared::count` for why this needs no lock).
-        if self.shared.count.fetch_add(ONE_LIVE, Ordering::SeqCst) & CLOSED != 0 {
+        // `super::completion` for why this needs no lock).
+        if !self.shared.count.enter() {
             self.shared.uncount();
             return Err(SubmitError::GroupClosed);
         }
@@ -380,11 +345,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
 
     /// Says no more jobs will be added: `next` returns `None` once the group is drained.
     pub fn close(&self) {
-        let wake = {
-            let state = lock(&self.shared.state);
-            self.shared.count.fetch_or(CLOSED, Ordering::SeqCst);
-            Wake::of([&state.waiters, &state.drain_waiters])
-        };
+        let wake = self.shared.count.close(&lock(&self.shared.state).waiters);
         wake.wake();
     }
 
@@ -421,7 +382,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
             if let Some(job) = state.finished.pop_front() {
                 return Ok(Some(job));
             }
-            if self.shared.count.load(Ordering::SeqCst) == CLOSED {
+            if self.shared.count.is_closed_and_drained() {
                 return Ok(None);
             }
             if !ready_now {
@@ -476,16 +437,37 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
 
     /// Whether the condition of a wait for `what` holds; called under `state`'s lock.
     fn ready(&self, state: &State<T, E>, what: WaitFor) -> bool {
-        let count = self.shared.count.load(Ordering::SeqCst);
-        match what {
-            WaitFor::Next => !state.finished.is_empty() || count == CLOSED,
-            WaitFor::Drained => live(count) == 0,
-        }
+        self.shared.count.ready(state, what)
     }
 
     /// Waits (helping inside a worker) until the condition of `what` holds, or `at`
     /// passes; returns whether it holds.
+    ///
+    /// A job's end is published (its waiters woken) before its end callback records it
+    /// here (`Shared::job_ended`, run by the thread that ended it right after). So that a
+    /// caller who has seen a job end (`Job::wait` on its handle) never gets a timeout
+    /// from the group for it, a wait that times out first waits for the end callbacks
+    /// of the jobs whose end is already published: still in `pending`, but finished.
     fn wait_for(&self, at: Option<Instant>, what: WaitFor) -> bool {
+        if self.wait_for_inner(at, what) {
+            return true;
+        }
+        loop {
+            {
+                let state = lock(&self.shared.state);
+                if self.ready(&state, what) {
+                    return true;
+                }
+                if !state.pending.iter().any(JobHandle::is_finished) {
+                    return false;
+                }
+            }
+            // The thread that ended the job is about to take the lock to record it.
+            std::thread::yield_now();
+        }
+    }
+
+    fn wait_for_inner(&self, at: Option<Instant>, what: WaitFor) -> bool {
         // Inside a job of the pool: first run the group's jobs that have not started, as
         // a wait for a job runs it inline, whatever the help policy (a timed wait too,
         // until its deadline: on a one-thread pool nothing else would run them).
@@ -508,20 +490,7 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
         if (at.is_some() || WorkerThread::current().is_none()) && self.spin_until(at, what) {
             return true;
         }
-        let waker = {
-            let mut state = lock(&self.shared.state);
-            if self.ready(&state, what) {
-                return true;
-            }
-            let waker = Arc::new(Waker::current(at.is_none()));
-            state.waiters_for(what).push(Arc::clone(&waker));
-            waker
-        };
-        let done = block_on(&waker, || self.ready(&lock(&self.shared.state), what), at);
-        lock(&self.shared.state)
-            .waiters_for(what)
-            .retain(|w| !Arc::ptr_eq(w, &waker));
-        done
+        self.shared.count.block(&self.shared.state, what, at)
     }
 
     /// Spins and yields a little (crossbeam's `Backoff`, to its end) until the condition
@@ -582,11 +551,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
     /// the pool refused the job), waking the waiters whose condition it may make true.
     #[cold]
     fn uncount(&self) {
-        let wake = {
-            let state = lock(&self.state);
-            self.count.fetch_sub(ONE_LIVE, Ordering::SeqCst);
-            Wake::of([&state.waiters, &state.drain_waiters])
-        };
+        let wake = self.count.uncount(&lock(&self.state).waiters);
         wake.wake();
     }
 
@@ -634,22 +599,10 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
                 }
                 _ => state.finished.push_back(job),
             }
-            self.stop_counting(&state)
+            self.count.leave(&state.waiters)
         };
         drop(kept); // after the lock: the job's count, maybe its memory
         wake.wake();
-    }
-
-    /// Counts one job less (under `state`'s lock, which `state` proves) and returns who
-    /// to wake: every `next` waiter, and the `wait` waiters if it was the last live job.
-    #[inline]
-    fn stop_counting(&self, state: &State<T, E>) -> Wake {
-        let before = self.count.fetch_sub(ONE_LIVE, Ordering::SeqCst);
-        if live(before) == 1 {
-            Wake::of([&state.waiters, &state.drain_waiters])
-        } else {
-            Wake::of([&state.waiters, &[]])
-        }
     }
 
     /// `job_ended` for a `wait_only` group: the job's outcome is taken and its result
@@ -678,7 +631,7 @@ impl<T: Send + 'static, E: Send + 'static> Shared<T, E> {
             }),
             (_, error) => debug_assert!(error.is_none(), "an unused error is dropped above"),
         }
-        let wake = self.stop_counting(&state);
+        let wake = self.count.leave(&state.waiters);
         drop(state);
         drop(kept); // after the lock: the job's count, maybe its memory
         wake.wake();
