@@ -59,7 +59,7 @@ run() {
     if ! env RUSTFLAGS="$flags" RUSTDOCFLAGS="$flags" "$env_name=$env_value" JR_TEST_SLOW=1 \
         CARGO_PROFILE_RELEASE_DEBUG=1 \
         "$CARGO" "+$TOOLCHAIN" test -Zbuild-std --target "$host" --target-dir "$dir" \
-        --release --lib --tests -- --test-threads=2 >"$log" 2>&1; then
+        --release --lib --tests --no-fail-fast -- --test-threads=2 >"$log" 2>&1; then
         grep -E '^(test .* FAILED|SUMMARY:|WARNING: ThreadSanitizer|ERROR: AddressSanitizer|error)' "$log" | sort | uniq -c | head -n 40 || true
         tail -n 40 "$log"
         echo "$name sanitizer: FAILED after $(($(date +%s) - start))s (log $log)" >&2
