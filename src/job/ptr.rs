@@ -6,7 +6,7 @@ use std::ops::Deref;
 use std::ptr::{self, NonNull};
 
 use super::alloc;
-use crate::sync::atomic::{fence, AtomicU32, Ordering};
+use crate::sync::atomic::{AtomicU32, Ordering};
 
 /// Leak accounting for tests (`crate::debug_live_jobs`): off until a test asks, and then
 /// only a relaxed load of a flag nobody writes per allocation and per free.
@@ -128,7 +128,7 @@ impl<J: ?Sized + RefCounted> Drop for JobPtr<J> {
         // ThreadSanitizer ignores standalone fences: under it, an acquire load of the count
         // (as std's `Arc` does) makes the same edge visible (`make sanitize` sets the cfg).
         #[cfg(not(jobrunner_sanitize_thread))]
-        fence(Ordering::Acquire);
+        crate::sync::atomic::fence(Ordering::Acquire);
         #[cfg(jobrunner_sanitize_thread)]
         self.ref_count().load(Ordering::Acquire);
         // SAFETY: we held the last reference: nobody else can reach the job. Its layout is
