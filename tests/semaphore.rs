@@ -1017,7 +1017,13 @@ fn a_token_cancel_ends_waiting_gated_jobs() {
         );
     }
 
-    let deadline = CancelToken::with_timeout(Duration::from_millis(30));
+    // Long enough for the three submits below to queue before it passes: under valgrind
+    // (JR_TEST_SLOW) they take longer than 30 ms.
+    let deadline = CancelToken::with_timeout(Duration::from_millis(if common::slow() {
+        2_000
+    } else {
+        30
+    }));
     let timed: Vec<_> = (0..3)
         .map(|_| {
             gated(
