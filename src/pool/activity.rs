@@ -1,8 +1,9 @@
 //! What each worker is doing, for `Pool::debug_dump`: a hang's report names the job each
 //! worker runs and what it waits for.
 //!
-//! Each worker slot has an [`Activity`] that only its worker writes, with relaxed stores
-//! on a cache line of its own: a job start and end cost two stores each, a wait two more.
+//! Each worker slot has an [`Activity`] that only its worker writes, with relaxed loads
+//! and stores on a cache line of its own: a job's run (and each wait) saves the three
+//! fields (three loads), sets them (three stores) and puts them back (three stores).
 //! The dump reads them without synchronisation, so it is a snapshot that may be a moment
 //! stale, which is all a report of a hang (nothing moves) needs.
 //!
@@ -30,6 +31,9 @@ pub(crate) const WAIT_GRANT: u8 = 5;
 /// The job at `job` blocks in a channel, pipeline or `wait_any` wait (a spare may run in
 /// its place).
 pub(crate) const WAIT_BLOCKED: u8 = 6;
+/// The job at `job` waits to be woken by a group's job end or close (`Group::next`,
+/// `Group::wait`), helping or blocked, by policy.
+pub(crate) const WAIT_WAKE: u8 = 7;
 
 /// One worker slot's activity (see the module doc).
 #[derive(Default)]
@@ -79,6 +83,11 @@ impl Activity {
         self.target.store(saved.target, Ordering::Relaxed);
     }
 
+    /// Whether no thread runs the slot.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == STOPPED
+    }
+
     /// A line describing the activity, for the dump.
     pub(crate) fn describe(&self, parked: bool) -> String {
         let state = self.state.load(Ordering::Relaxed);
@@ -100,6 +109,7 @@ impl Activity {
             WAIT_BLOCKED => {
                 format!("job {job:#x} blocks in a channel, pipeline or select wait{parked}")
             }
+            WAIT_WAKE => format!("job {job:#x} waits for a group's job to end{parked}"),
             _ => format!("state {state}"),
         }
     }

@@ -1076,12 +1076,11 @@ impl Registry {
             );
         }
         for (index, activity) in self.activity.iter().enumerate() {
-            let parked = sleepers.contains(&index);
-            let described = activity.describe(parked);
             let queued = self.stealers[index].len();
-            if self.is_spare(index) && queued == 0 && described.starts_with("stopped") {
+            if self.is_spare(index) && queued == 0 && activity.is_stopped() {
                 continue;
             }
+            let described = activity.describe(sleepers.contains(&index));
             let kind = if self.is_spare(index) {
                 "spare"
             } else {

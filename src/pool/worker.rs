@@ -511,14 +511,14 @@ impl WorkerThread {
         self.activity().restore(doing);
     }
 
-    /// Waits, inside a job, until `done()` (a semaphore grant): as a wait for a running
-    /// job does, under the help policy. Whoever makes `done()` true calls
-    /// `Sleep::wake_latch` on this worker.
+    /// Waits, inside a job, until `done()` (a group's `next` or `wait`: `block_on` with
+    /// a worker waker): as a wait for a running job does, under the help policy. Whoever
+    /// makes `done()` true calls `Sleep::wake_latch` on this worker.
     pub(crate) fn wait_until(&self, done: impl Fn() -> bool) {
-        let doing = self.activity().wait(activity::WAIT_GRANT, 0);
+        let doing = self.activity().wait(activity::WAIT_WAKE, 0);
         match self.registry.help_policy() {
             HelpPolicy::Any => self.idle_until(&done, || true),
-            HelpPolicy::Own => self.wait_own_until(done),
+            HelpPolicy::Own => self.own_until(&done),
             HelpPolicy::Block => self.block_until(&done, || {
                 self.registry.sleep().wait_latch(self.index, &done);
             }),
@@ -526,22 +526,27 @@ impl WorkerThread {
         self.activity().restore(doing);
     }
 
-    /// Waits, inside a job, until `done()`, running only jobs of the waiting job's own
-    /// subtree meanwhile, whatever the policy (a semaphore wait: an unrelated job run on
-    /// top of it could wait for the same semaphore behind it and never let it resume).
+    /// Waits, inside a job, until `done()` (a semaphore grant), running only jobs of the
+    /// waiting job's own subtree meanwhile, whatever the policy: an unrelated job run on
+    /// top of it could wait for the same semaphore behind it and never let it resume.
     /// Whoever makes `done()` true calls `Sleep::wake_latch` on this worker.
     pub(crate) fn wait_own_until(&self, done: impl Fn() -> bool) {
         let doing = self.activity().wait(activity::WAIT_GRANT, 0);
+        self.own_until(&done);
+        self.activity().restore(doing);
+    }
+
+    /// `wait_own_until` without recording the wait (its callers have).
+    fn own_until(&self, done: &impl Fn() -> bool) {
         while !done() {
             match self.pop_own_subtree() {
                 Some(job) => self.execute(job),
                 None => break,
             }
         }
-        self.block_until(&done, || {
-            self.registry.sleep().wait_latch(self.index, &done);
+        self.block_until(done, || {
+            self.registry.sleep().wait_latch(self.index, done);
         });
-        self.activity().restore(doing);
     }
 
     /// Blocks this worker until `done()`: spins briefly first (the awaited job is often
