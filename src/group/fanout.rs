@@ -158,21 +158,7 @@ pub struct Group<T, E> {
 /// at every job end and at the close.
 impl<T: Send, E: Send> Watch for Shared<T, E> {
     fn is_ready(&self) -> bool {
-        loop {
-            {
-                let state = lock(&self.state);
-                if self.count.ready(&*state, WaitFor::Next) {
-                    return true;
-                }
-                // As in `Group::wait_for`: a job whose end is published (a caller may
-                // have seen it through its handle) but not yet recorded here is being
-                // recorded by the thread that ended it.
-                if !state.pending.iter().any(JobHandle::is_finished) {
-                    return false;
-                }
-            }
-            std::thread::yield_now();
-        }
+        self.ready_once_recorded(WaitFor::Next)
     }
 
     fn watch(&self, waker: &Arc<Waker>) {
@@ -441,30 +427,10 @@ impl<T: Send + 'static, E: Send + 'static> Group<T, E> {
     }
 
     /// Waits (helping inside a worker) until the condition of `what` holds, or `at`
-    /// passes; returns whether it holds.
-    ///
-    /// A job's end is published (its waiters woken) before its end callback records it
-    /// here (`Shared::job_ended`, run by the thread that ended it right after). So that a
-    /// caller who has seen a job end (`Job::wait` on its handle) never gets a timeout
-    /// from the group for it, a wait that times out first waits for the end callbacks
-    /// of the jobs whose end is already published: still in `pending`, but finished.
+    /// passes; returns whether it holds. A wait that times out still holds for the jobs
+    /// whose end is published but not yet recorded ([`Shared::ready_once_recorded`]).
     fn wait_for(&self, at: Option<Instant>, what: WaitFor) -> bool {
-        if self.wait_for_inner(at, what) {
-            return true;
-        }
-        loop {
-            {
-                let state = lock(&self.shared.state);
-                if self.ready(&state, what) {
-                    return true;
-                }
-                if !state.pending.iter().any(JobHandle::is_finished) {
-                    return false;
-                }
-            }
-            // The thread that ended the job is about to take the lock to record it.
-            std::thread::yield_now();
-        }
+        self.wait_for_inner(at, what) || self.shared.ready_once_recorded(what)
     }
 
     fn wait_for_inner(&self, at: Option<Instant>, what: WaitFor) -> bool {
@@ -543,6 +509,29 @@ impl<T: Send + 'static, E: Clone + Send + 'static> Group<T, E> {
     /// that must see every job and an errgroup-style first error at once.
     pub fn new_yielding_failures(pool: &Pool, options: GroupOptions) -> Self {
         Self::build(pool, options, Some(E::clone))
+    }
+}
+
+impl<T, E> Shared<T, E> {
+    /// Whether the condition of a wait for `what` holds, once the ends already published
+    /// are recorded. A job's end is published (its handle shows it, its waiters wake)
+    /// just before its end callback records it here (`job_ended`, on the thread that
+    /// ended it); so that a caller who has seen a job end through its handle never gets
+    /// a timeout (or "not ready") from the group for it, this waits (yielding) while a
+    /// job still in `pending` has a terminal state: its end callback is running.
+    fn ready_once_recorded(&self, what: WaitFor) -> bool {
+        loop {
+            {
+                let state = lock(&self.state);
+                if self.count.ready(&*state, what) {
+                    return true;
+                }
+                if !state.pending.iter().any(JobHandle::is_finished) {
+                    return false;
+                }
+            }
+            std::thread::yield_now();
+        }
     }
 }
 
