@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{calibrate, rounds, spin, ChannelPool, CondvarPool, Config, Latch, Sample};
+use common::{calibrate, rounds, spin, status_kb, ChannelPool, CondvarPool, Config, Latch, Sample};
 use jobrunner::{CancelToken, Job, JobError, Pool, Semaphore, SubmitOptions};
 
 const SEMAPHORE_LIMITED: &str = "semaphore-limited";
@@ -617,16 +617,6 @@ fn memory(config: &Config) {
             assert!(status.success(), "{MEMORY}: the {system} child: {status}");
         }
     }
-}
-
-/// A line of `/proc/self/status` in kB (`VmRSS`, `VmHWM`).
-fn status_kb(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|value| value.trim().strip_suffix("kB")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
 /// The resident set before the first submit and at its peak with every job queued.

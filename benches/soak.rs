@@ -53,10 +53,10 @@ mod common;
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{mpsc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{calibrate, load_average, spin, Config};
+use common::{calibrate, load_average, spin, status_kb, Config};
 use jobrunner::ffi::job::{
     jr_job, jr_job_free, jr_job_on_done, jr_state, jr_submit, jr_submit_options_default,
 };
@@ -867,21 +867,6 @@ fn stalled(outstanding: u64) -> ! {
 // ---------------------------------------------------------------------------------------
 // Measurements of the process.
 
-/// The resident set size (`/proc/self/statm`, second field, in pages).
-fn rss_bytes() -> u64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
-}
-
 /// Jobs the pool has ended so far.
 fn pool_ended(pool: &Pool) -> u64 {
     let s = pool.stats();
@@ -1037,11 +1022,7 @@ fn main() {
     let capacity = (ENDED_ALL.load(Ordering::SeqCst) - ended_start) as f64
         / measure_start.elapsed().as_secs_f64();
     // Let the closed loop's requests end before the soak starts.
-    assert!(
-        wait_until(Duration::from_secs(60), || ENDED_ALL.load(Ordering::SeqCst)
-            == submitted),
-        "the capacity phase's requests did not end within a minute"
-    );
+    CLOSED_LOOP.wait_below(submitted, 1);
     let rate = capacity * settings.load;
     println!(
         "{{\"type\": \"capacity\", \"capacity_rps\": {capacity:.1}, \"target_rps\": {rate:.1}, \
@@ -1065,7 +1046,8 @@ fn main() {
     let ended_before_soak = ENDED_ALL.load(Ordering::SeqCst);
     let due_count = AtomicU64::new(0);
     let submitted_count = AtomicU64::new(0);
-    let finished = AtomicBool::new(false);
+    // Dropped once every request has ended: the reporter's last line counts them all.
+    let (finished, drained) = mpsc::channel::<()>();
     let overall = std::thread::scope(|scope| {
         let reporter = scope.spawn(|| {
             report(
@@ -1074,7 +1056,7 @@ fn main() {
                 soak_start,
                 &due_count,
                 &submitted_count,
-                &finished,
+                drained,
                 ended_before_soak,
             )
         });
@@ -1100,15 +1082,13 @@ fn main() {
             }
         }
         submitted += i;
-        // Phase 3: every request ends.
-        let all_ended = wait_until(Duration::from_secs(120), || {
-            ENDED_ALL.load(Ordering::SeqCst) == submitted
-        });
-        finished.store(true, Ordering::SeqCst);
+        // Phase 3: every request ends (or `stalled` reports the pool deadlocked).
+        CLOSED_LOOP.wait_below(submitted, 1);
+        drop(finished);
         let overall = reporter.join().expect("the reporter");
-        (overall, all_ended, i)
+        (overall, i)
     });
-    let ((counts, max_ns, rss_max), all_ended, soak_requests) = overall;
+    let ((counts, max_ns, rss_max), soak_requests) = overall;
     let soak_secs = settings.duration.as_secs_f64();
 
     // Stop the ticker, then wait for the pool to be idle and every job block freed.
@@ -1139,7 +1119,7 @@ fn main() {
     let submitted_all = SUBMITTED.total();
     let ended_all = ENDED.total();
     check(
-        all_ended && submitted_all == ended_all && ended_all == submitted,
+        submitted_all == ended_all && ended_all == submitted,
         format!("requests: {submitted_all} submitted, {ended_all} ended"),
     );
     for kind in Kind::ALL {
@@ -1300,7 +1280,7 @@ fn report(
     soak_start: Instant,
     due_count: &AtomicU64,
     submitted_count: &AtomicU64,
-    finished: &AtomicBool,
+    drained: mpsc::Receiver<()>,
     ended_before: u64,
 ) -> (Vec<u64>, u64, u64) {
     let base = LATENCY.snapshot();
@@ -1314,12 +1294,15 @@ fn report(
     let mut tick = 0u64;
     let mut progress = (ended_before, Instant::now());
     let soak_end = soak_start + settings.duration;
+    let mut finished = false;
     loop {
         tick += 1;
         let next = (soak_start + settings.interval.mul_f64(tick as f64)).min(soak_end);
-        // The reporter's pace: one line per interval (a schedule, not a settling pause).
-        while Instant::now() < next && !finished.load(Ordering::SeqCst) {
-            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
+        // The reporter's pace: one line per interval, or at once when every request has
+        // ended (the sender is dropped).
+        if !finished {
+            let wait = next.saturating_duration_since(Instant::now());
+            finished = drained.recv_timeout(wait) != Err(mpsc::RecvTimeoutError::Timeout);
         }
         let now = Instant::now();
         let span = (now - at).as_secs_f64();
@@ -1332,7 +1315,7 @@ fn report(
         let ended = ENDED_ALL.load(Ordering::SeqCst);
         let jobs = pool_ended(pool);
         let stats = pool.stats();
-        let rss = rss_bytes();
+        let rss = status_kb("VmRSS") * 1024;
         rss_max = rss_max.max(rss);
         let submitted = submitted_count.load(Ordering::Relaxed);
         let outstanding = (submitted + ended_before).saturating_sub(ended);
@@ -1370,12 +1353,12 @@ fn report(
             micros(max),
             rss as f64 / (1024.0 * 1024.0),
         );
-        if finished.load(Ordering::SeqCst) || now >= soak_end {
+        if finished || now >= soak_end {
             // The soak phase's own histogram: everything since the reporter began.
             let total: Vec<u64> = previous.iter().zip(&base).map(|(c, b)| c - b).collect();
             // Wait for the drain, so that the last requests count in the totals.
-            while !finished.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(5));
+            if !finished {
+                let _ = drained.recv();
             }
             let last = LATENCY.snapshot();
             let total: Vec<u64> = total

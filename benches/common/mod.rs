@@ -133,6 +133,16 @@ pub(crate) fn load_average() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// A line of `/proc/self/status` in kB (`VmRSS`, `VmHWM`).
+pub(crate) fn status_kb(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
 /// Runs the protocol's rounds for one workload: one warm-up run of every system (not
 /// emitted), then `config.runs` rounds in which every system runs once in turn. Each
 /// system is a closure that runs once and returns its samples (it checks its own result
