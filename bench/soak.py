@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+import collect  # bench/collect.py, beside this script: machine()
 
 FLAT_BYTES = 1 << 20
 WARMUP_S = 60.0
@@ -132,21 +133,16 @@ def main() -> int:
         print(f"soak: {args.jsonl} lacks a config, capacity, interval or summary line", file=sys.stderr)
         return 1
 
-    commit = args.commit
-    if not commit:
-        try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        except OSError:
-            commit = "unknown"
-    cpus = len(Path("/proc/cpuinfo").read_text().split("processor\t")) - 1 if Path("/proc/cpuinfo").exists() else 0
-    machine = {
+    machine = collect.machine()
+    machine.update({
         # When the run ended (the JSON lines' last write), so that a re-render keeps it.
         "date": datetime.fromtimestamp(Path(args.jsonl).stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpus": cpus,
-        "commit": commit,
         "load average before": args.load_before or config["load_average"],
         "load average after": summary["load_average"],
-    }
+    })
+    if args.commit:
+        machine["commit"] = args.commit
+    commit, cpus = machine.get("commit", "unknown"), machine["cpus"]
     rss = rss_analysis(intervals, summary["duration_s"])
     (out / "soak.json").write_text(
         json.dumps(
@@ -159,7 +155,7 @@ def main() -> int:
     minutes = summary["duration_s"] / 60
     title = (
         f"jobrunner soak: {minutes:g} min at {config['load']:g} x capacity, {config['threads']} workers\n"
-        f"{machine['date']}, {commit}, load average {machine['load average before']} (a shared machine)"
+        f"{machine['date']}, {commit}, load average {machine['load average before']} before"
     )
     drew = draw(intervals, rss, out / "soak.png", title)
     tp = [i["throughput"] for i in intervals]
@@ -169,11 +165,10 @@ def main() -> int:
     lines = [
         "# Soak benchmark",
         "",
-        f"Run of {machine['date']} at commit {commit}, {cpus} CPUs, {config['threads']} workers (the global "
-        f"pool, shared with the C ABI); load average {machine['load average before']} before, "
-        f"{machine['load average after']} after. The machine was shared with other engineers' builds and tests "
-        "while it ran, so the figures carry their noise. Made by `make soak` (`benches/soak.rs`, "
-        "`bench/soak.py`).",
+        f"Run of {machine['date']} at commit {commit}, {cpus} CPUs ({machine.get('cpu', 'unknown CPU')}), "
+        f"{config['threads']} workers (the global pool, shared with the C ABI); load average "
+        f"{machine['load average before']} before, {machine['load average after']} after (the soak itself "
+        "uses up to its workers' share). Made by `make soak` (`benches/soak.rs`, `bench/soak.py`).",
         "",
         "| | |",
         "|---|---|",
