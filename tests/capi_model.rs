@@ -36,6 +36,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+mod common;
+
 use jobrunner::ffi::chan::*;
 use jobrunner::ffi::group::*;
 use jobrunner::ffi::job::*;
@@ -2023,11 +2026,9 @@ impl Model {
             self.jobs[j].handle = null_mut();
         }
         self.free_all(true)?;
-        // Ten seconds in all for the frees still to come (a hang guard: they follow the
-        // ends within microseconds, unless the machine deschedules the worker), 30 times
-        // that under JR_TEST_SLOW.
-        let slow = std::env::var_os("JR_TEST_SLOW").is_some_and(|v| !v.is_empty() && v != "0");
-        let deadline = Instant::now() + Duration::from_secs(if slow { 300 } else { 10 });
+        // `patience()` in all for the frees still to come (a hang guard: they follow the
+        // ends within microseconds, unless the machine deschedules the worker).
+        let deadline = Instant::now() + common::patience();
         // Every argument, result and item freed exactly once (a job's last free may run on
         // a worker just after its end was seen: wait for it).
         for j in 0..self.jobs.len() {
@@ -2073,12 +2074,8 @@ impl Model {
                 Ok(())
             }
         };
-        for g in 0..self.groups.len() {
-            if !self.groups[g].handle.is_null() {
-                want("jr_group_free", jr_group_free(self.groups[g].handle))?;
-                self.groups[g].handle = null_mut();
-            }
-        }
+        let groups = self.groups.iter_mut().map(|g| &mut g.handle);
+        free_each(groups, jr_group_free, |got| want("jr_group_free", got))?;
         for c in 0..self.chans.len() {
             if !self.chans[c].handle.is_null() {
                 let live = (0..c).filter(|&d| !self.chans[d].handle.is_null()).count() as u8;
@@ -2090,30 +2087,14 @@ impl Model {
                 }
             }
         }
-        for t in 0..self.tokens.len() {
-            if !self.tokens[t].handle.is_null() {
-                want("jr_token_free", jr_token_free(self.tokens[t].handle))?;
-                self.tokens[t].handle = null_mut();
-            }
-        }
-        for s in 0..self.sems.len() {
-            if !self.sems[s].handle.is_null() {
-                want("jr_sem_free", jr_sem_free(self.sems[s].handle))?;
-                self.sems[s].handle = null_mut();
-            }
-        }
-        for p in 0..self.pools.len() {
-            if !self.pools[p].handle.is_null() {
-                want("jr_pool_free", jr_pool_free(self.pools[p].handle))?;
-                self.pools[p].handle = null_mut();
-            }
-        }
-        for g in 0..self.gates.len() {
-            if !self.gates[g].token.is_null() {
-                want("jr_token_free(gate)", jr_token_free(self.gates[g].token))?;
-                self.gates[g].token = null_mut();
-            }
-        }
+        let tokens = self.tokens.iter_mut().map(|t| &mut t.handle);
+        free_each(tokens, jr_token_free, |got| want("jr_token_free", got))?;
+        let sems = self.sems.iter_mut().map(|s| &mut s.handle);
+        free_each(sems, jr_sem_free, |got| want("jr_sem_free", got))?;
+        let pools = self.pools.iter_mut().map(|p| &mut p.handle);
+        free_each(pools, jr_pool_free, |got| want("jr_pool_free", got))?;
+        let gates = self.gates.iter_mut().map(|g| &mut g.token);
+        free_each(gates, jr_token_free, |got| want("jr_token_free(gate)", got))?;
         Ok(())
     }
 
@@ -2196,14 +2177,27 @@ fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
     })
 }
 
+/// Frees each handle of `handles` that is not null yet with `free` (its status to
+/// `check`), and nulls it.
+fn free_each<'a, T: 'a>(
+    handles: impl Iterator<Item = &'a mut *mut T>,
+    free: extern "C" fn(*mut T) -> jr_status,
+    mut check: impl FnMut(jr_status) -> Check,
+) -> Check {
+    for handle in handles.filter(|handle| !handle.is_null()) {
+        check(free(*handle))?;
+        *handle = null_mut();
+    }
+    Ok(())
+}
+
 /// `PROPTEST_CASES`, else [`DEFAULT_CASES`], or 100 under `JR_TEST_SLOW` (valgrind, the
 /// sanitizers: see `tests/common`).
 fn cases() -> u32 {
-    let slow = std::env::var_os("JR_TEST_SLOW").is_some_and(|v| !v.is_empty() && v != "0");
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(if slow { 100 } else { DEFAULT_CASES })
+        .unwrap_or(if common::slow() { 100 } else { DEFAULT_CASES })
 }
 
 /// Random sequences of C ABI calls give the statuses the model allows, and every

@@ -1541,7 +1541,7 @@ fn one_seed(seed: u64, ops: u64, watchdog: &Watchdog, baseline: usize) -> Totals
         (ops as usize) * 3 + 1_024,
         (ops as usize) * 24 + 1_024,
     ));
-    let scale = (ops as f64 / 20_000.0).max(1.0) * if common::slow() { 30.0 } else { 1.0 };
+    let scale = (ops as f64 / 20_000.0).max(1.0) * f64::from(common::slow_factor());
 
     let sems: Vec<Semaphore> = (0..2).map(|_| Semaphore::new(rng.range(1, 3))).collect();
     watchdog.phase("starting");

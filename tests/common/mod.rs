@@ -43,10 +43,16 @@ pub(crate) fn slow() -> bool {
 /// How long any awaited event may take before a test gives up on it: [`PATIENCE`],
 /// stretched under a slow tool ([`slow()`]).
 pub(crate) fn patience() -> Duration {
+    PATIENCE * slow_factor()
+}
+
+/// How many times longer anything awaited may take: [`SLOW_PATIENCE_FACTOR`] under a
+/// slow tool ([`slow()`]), else 1.
+pub(crate) fn slow_factor() -> u32 {
     if slow() {
-        PATIENCE * SLOW_PATIENCE_FACTOR
+        SLOW_PATIENCE_FACTOR
     } else {
-        PATIENCE
+        1
     }
 }
 
