@@ -59,6 +59,8 @@ mod job;
 #[cfg(not(loom))]
 mod join;
 mod parking;
+#[cfg(all(test, not(loom)))]
+mod pause;
 #[cfg(not(loom))]
 mod pipeline;
 mod pool;

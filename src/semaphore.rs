@@ -155,8 +155,10 @@ enum Granted {
     /// A worker still waiting, told that a granted job it may run is available.
     #[cfg(not(loom))]
     Nudge(Arc<ThreadWaiter>),
+    /// A job granted its permits, with a strong reference to its pool taken under the
+    /// lock (see `grant`).
     #[cfg(not(loom))]
-    Job(JobRef),
+    Job(Arc<Registry>, JobRef),
     /// A job cancelled while the grant reached it: only its queue reference to drop.
     #[cfg(not(loom))]
     Stale(JobRef),
@@ -169,12 +171,13 @@ impl Granted {
             #[cfg(not(loom))]
             Granted::Nudge(waiter) => waiter.waker.wake(),
             #[cfg(not(loom))]
-            Granted::Job(job) => {
-                // SAFETY: the semaphore queue holds heap jobs only; the grant moved this one
-                // to `Queued`, so it is not ended and its registry is alive (registry
-                // liveness invariant).
-                let registry = unsafe { Registry::retain(job.heap_header().registry_ptr()) };
-                registry.inject(job);
+            // By now a waiter may have claimed and run the job, and its pool may have
+            // terminated: `inject_claimable` then drops the stale entry.
+            Granted::Job(registry, job) => {
+                // SAFETY: the semaphore queue holds heap jobs only.
+                #[cfg(test)]
+                crate::pause::point("granted job delivered", unsafe { job.heap_header() }.name());
+                registry.inject_claimable(job);
             }
             #[cfg(not(loom))]
             Granted::Stale(job) => drop(job.discard()),
@@ -538,6 +541,13 @@ fn grant(state: &mut State, granted: &mut Vec<Granted>) {
                 // SAFETY: the queue holds heap jobs only.
                 let header = unsafe { job.heap_header() };
                 if header.lifecycle.try_grant() {
+                    // SAFETY: the job is now `Queued` and any thread may claim it, but its
+                    // end is counted only after its permits come back through this lock
+                    // (`Header::release_running`, or `release_queued` if it is cancelled
+                    // unrun): until we release the lock its registry has not counted its end
+                    // and is alive (registry liveness invariant). After the lock it may not
+                    // be, so the reference that `deliver` injects with is taken here.
+                    let registry = unsafe { Registry::retain(header.registry_ptr()) };
                     state.available -= needed;
                     // Workers blocked here may run it: it holds what they wait for.
                     let workers: Vec<_> = if state.worker_waiters == 0 {
@@ -559,7 +569,7 @@ fn grant(state: &mut State, granted: &mut Vec<Granted>) {
                         state.granted_jobs.push_back(unsafe { job.handle() });
                         granted.extend(workers.into_iter().map(Granted::Nudge));
                     }
-                    granted.push(Granted::Job(job));
+                    granted.push(Granted::Job(registry, job));
                 } else {
                     // Cancelled just now: its canceller finds the entry gone.
                     granted.push(Granted::Stale(job));
@@ -727,6 +737,66 @@ mod tests {
         );
         semaphore.release(2).unwrap();
         assert_eq!(semaphore.available(), 2);
+    }
+
+    /// A grant makes a gated job claimable under the semaphore's lock and pushes it into
+    /// its pool after the lock. A job waiting for it may claim and run it in between, and
+    /// the pool may terminate and be dropped: the grant must hold the pool until it has
+    /// pushed (it took its reference after the lock before the fix, from a pool that may
+    /// be gone), and the late entry must then be dropped.
+    #[test]
+    fn a_grant_holds_the_pool_until_its_late_push_is_dropped() {
+        use crate::pause;
+        use crate::{HelpPolicy, Pool, SubmitOptions};
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+
+        const NAME: &str = "semaphore::tests::grant-after-terminate";
+        const PATIENCE: Duration = Duration::from_secs(30);
+        let delivered = pause::arm("granted job delivered", NAME);
+        let semaphore = Semaphore::new(1);
+        let held = semaphore.acquire(1).unwrap();
+        // `Block`: the waiting job waits for the grant and then claims the job itself.
+        let pool = Pool::builder()
+            .threads(1)
+            .help_policy(HelpPolicy::Block)
+            .build()
+            .unwrap();
+        let registry = pool.downgrade();
+        let (handle_tx, handle_rx) = channel();
+        let gate = semaphore.clone();
+        let waiting = pool
+            .submit(move |ctx| {
+                let options = SubmitOptions::new().semaphore(&gate, 1).name(NAME);
+                let gated = ctx.pool().submit_with(options, |_| Ok::<_, ()>(9)).unwrap();
+                handle_tx.send(gated.handle()).unwrap();
+                gated.wait()
+            })
+            .unwrap();
+        let gated = handle_rx.recv_timeout(PATIENCE).unwrap();
+        // The permit's release grants the job, then stops before pushing it ...
+        let releaser = thread::spawn(move || drop(held));
+        assert!(
+            delivered.wait_reached(PATIENCE),
+            "the job was never granted"
+        );
+        // ... while the waiting job runs it, and the pool terminates and is dropped.
+        assert_eq!(waiting.wait(), Ok(9));
+        drop(pool);
+        assert_eq!(
+            registry.strong_count(),
+            1,
+            "the grant does not hold the pool it is about to push into"
+        );
+        delivered.resume();
+        releaser.join().unwrap();
+        assert_eq!(registry.strong_count(), 0, "the pool outlived the grant");
+        assert_eq!(
+            gated.references(),
+            1,
+            "the late push's entry still holds the job"
+        );
+        assert_eq!(semaphore.available(), 1);
     }
 }
 

@@ -1012,6 +1012,13 @@ impl JobHandle {
         unsafe { self.job.map(|p| p as NonNull<dyn CancelTarget>) }
     }
 
+    /// The references to the job (handles, queue entries, timer entries), for tests that
+    /// check that nothing is left holding it.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn references(&self) -> u32 {
+        self.job.ref_count().load(Ordering::SeqCst)
+    }
+
     /// Runs the job here, on `worker`, if it has not started (and belongs to the
     /// worker's pool); returns whether it did.
     pub(crate) fn run_inline(&self, worker: &WorkerThread) -> bool {

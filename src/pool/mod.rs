@@ -305,6 +305,12 @@ mod handle {
             Pool { registry }
         }
 
+        /// A weak reference to the registry, for tests that watch it go away.
+        #[cfg(all(test, not(loom)))]
+        pub(crate) fn downgrade(&self) -> std::sync::Weak<Registry> {
+            Arc::downgrade(&self.registry)
+        }
+
         /// The pool of a worker, borrowed (no handle count taken).
         pub(crate) fn from_registry(registry: &Arc<Registry>) -> &Pool {
             // SAFETY: `Pool` is `repr(transparent)` over `Arc<Registry>`, and the borrowed

@@ -9,6 +9,13 @@
 //! shutdown found the pool quiescent (every accepted job counted as ended). So whoever
 //! takes a job out of `Queued`/`Delayed` (before counting its end) may take a strong
 //! reference from the address ([`Registry::retain`]).
+//!
+//! Whoever moves a job *into* `Queued` (the timer, a semaphore's grant) and then pushes
+//! it must hold its reference before the move: from then on a waiter may claim the job,
+//! run it and count its end, and the pool may terminate and go. The timer upgrades a weak
+//! reference; a grant retains under the semaphore's lock, which the job's end waits for.
+//! The push may then come after the pool terminated: `inject_claimable` drops such a
+//! stale entry.
 
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
@@ -609,6 +616,8 @@ impl Registry {
             }),
             func,
         );
+        // A kept job is claimable before we push it (a group's wait may run it inline).
+        let claimable = keep.is_some();
         let live = match keep {
             Some(keep) => keep(HeapJob::handle_of(&job)),
             None => match job.header().token() {
@@ -642,6 +651,7 @@ impl Registry {
                 job.header().enqueue_for_permits(job_ref, &self.root);
             }
             (None, Some(worker)) => worker.push(job_ref),
+            (None, None) if claimable => self.inject_claimable(job_ref),
             (None, None) => self.inject(job_ref),
         }
         Ok(HeapJob::into_job(job))
@@ -656,22 +666,42 @@ impl Registry {
         self.notify_quiescence();
     }
 
-    /// Pushes a job where any worker finds it, and makes sure one will.
+    /// Pushes a job where any worker finds it, and makes sure one will. The job must
+    /// not have been claimable before: see [`Registry::inject_claimable`].
     pub(crate) fn inject(&self, job: JobRef) {
         self.injector.push(job);
         self.sleep.notify_injected();
     }
 
+    /// Pushes a job that others could claim before this push: released by the timer,
+    /// granted by a semaphore, or kept by a group before it was queued.
+    ///
+    /// A waiter may have claimed and run it meanwhile, letting the pool go quiescent and
+    /// terminate: the entry is stale then, and no worker is left to drop it. Whichever of
+    /// us and `terminate` comes second takes it out (`notify_injected`'s fence and the one
+    /// in `terminate` order the push and the lifecycle: one of the two sees the other).
+    /// The caller holds a strong reference to the registry (see the module docs).
+    pub(crate) fn inject_claimable(&self, job: JobRef) {
+        self.inject(job);
+        if self.lifecycle.load(Ordering::Relaxed) == TERMINATED {
+            self.discard_left_over();
+        }
+    }
+
     fn timer(&self) -> &Timer<JobRef> {
         self.timer.get_or_init(|| {
             let registry = self.weak_self.clone();
-            Timer::new(
-                format!("{}-timer", self.name),
-                move |job: JobRef| match registry.upgrade() {
+            Timer::new(format!("{}-timer", self.name), move |job: JobRef| {
+                #[cfg(all(test, not(loom)))]
+                // SAFETY: the timer only holds heap jobs.
+                let name: Option<String> = unsafe { job.heap_header() }.name().map(Into::into);
+                match registry.upgrade() {
                     Some(registry) => registry.fire_delayed(job),
                     None => drop(job.discard()),
-                },
-            )
+                }
+                #[cfg(all(test, not(loom)))]
+                crate::pause::point("delayed job fired", name.as_deref());
+            })
         })
     }
 
@@ -712,10 +742,12 @@ impl Registry {
         };
         let released = header.lifecycle.try_release_delayed(to);
         if released && !self.is_cancelling() {
+            #[cfg(all(test, not(loom)))]
+            crate::pause::point("delayed job released", header.name());
             if gated {
                 header.enqueue_for_permits(job, &self.root);
             } else {
-                self.inject(job);
+                self.inject_claimable(job);
             }
         } else {
             // Cancelled while delayed (a stale timer entry), or the pool is cancelling.
@@ -994,6 +1026,9 @@ impl Registry {
     /// Stops the workers of a quiescent pool and waits for them to exit.
     fn terminate(&self) {
         self.raise_lifecycle(TERMINATED);
+        // The other half of `inject_claimable`'s: a push this fence does not order before our
+        // `discard_left_over` below sees `TERMINATED` and discards its entry itself.
+        fence(Ordering::SeqCst);
         // Other shutdowns may wait for quiescence too (one called from inside a job and
         // the drop of the pool, say): the worker whose end made the pool quiescent may
         // exit now without ever going idle, so it would never tell them.
@@ -1012,6 +1047,25 @@ impl Registry {
             let stale = timer.drain();
             debug_assert!(stale.is_empty(), "{} stale timer entries", stale.len());
             stale.into_iter().for_each(|job| drop(job.discard()));
+        }
+        self.discard_left_over();
+    }
+
+    /// Drops the injector's entries once the workers are gone (see `inject_claimable`): stale
+    /// entries of jobs that ended, claimed by a waiter before their pusher pushed them.
+    /// Each holds a reference to its job that nobody else would give back.
+    fn discard_left_over(&self) {
+        loop {
+            match self.injector.steal() {
+                Steal::Success(job) => {
+                    // A quiescent pool has no live job; the second half of a `join` is
+                    // pushed by its owner, a worker, and every worker has exited.
+                    let discarded = job.discard();
+                    debug_assert!(discarded.is_ok(), "a stack job left in a terminated pool");
+                }
+                Steal::Empty => break,
+                Steal::Retry => {}
+            }
         }
     }
 
@@ -1101,5 +1155,62 @@ fn outcome_counter(stripe: &Counters, phase: u32) -> &crate::sync::atomic::Atomi
         state::FAILED => &stripe.failed,
         state::PANICKED => &stripe.panicked,
         _ => &stripe.cancelled,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    use crate::pause;
+    use crate::{HelpPolicy, Pool, ShutdownMode, SubmitOptions};
+
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// The timer makes a delayed job claimable, then pushes it. A job waiting for it may
+    /// claim and run it in between, the pool may then go quiescent and terminate, and the
+    /// push lands in a pool without workers: its entry must still be dropped (it holds a
+    /// reference to the job, which was never freed before the fix).
+    #[test]
+    fn a_delayed_job_pushed_after_its_pool_terminated_is_not_kept() {
+        const NAME: &str = "registry::tests::delayed-after-terminate";
+        let released = pause::arm("delayed job released", NAME);
+        let fired = pause::arm("delayed job fired", NAME);
+        // `Block`: the waiting job waits for the release and then claims the job itself.
+        let pool = Pool::builder()
+            .threads(1)
+            .help_policy(HelpPolicy::Block)
+            .build()
+            .unwrap();
+        let (handle_tx, handle_rx) = channel();
+        let waiting = pool
+            .submit(move |ctx| {
+                let options = SubmitOptions::new()
+                    .delay(Duration::from_millis(1))
+                    .name(NAME);
+                let delayed = ctx.pool().submit_with(options, |_| Ok::<_, ()>(9)).unwrap();
+                handle_tx.send(delayed.handle()).unwrap();
+                delayed.wait()
+            })
+            .unwrap();
+        let delayed = handle_rx.recv_timeout(PATIENCE).unwrap();
+        // The timer thread stops between the release and the push ...
+        assert!(released.wait_reached(PATIENCE), "the timer never fired");
+        // ... while the waiting job runs the delayed one, and the pool terminates.
+        assert_eq!(waiting.wait(), Ok(9));
+        let report = pool.shutdown(ShutdownMode::Drain, Some(PATIENCE));
+        assert_eq!((report.still_running, report.still_queued), (0, 0));
+        released.resume();
+        assert!(
+            fired.wait_reached(PATIENCE),
+            "the timer never pushed the job"
+        );
+        fired.resume();
+        assert_eq!(
+            delayed.references(),
+            1,
+            "something besides our handle still holds the job (the late push's entry)"
+        );
     }
 }

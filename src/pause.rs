@@ -1,0 +1,75 @@
+//! Pause points, for the library's unit tests only: a test stops a thread at a named point
+//! of the code, while it handles the job of a given name, to drive one interleaving of a
+//! race deterministically (as FreeBSD's fail points or TiKV's `fail` crate do). The code
+//! marks a point with `#[cfg(test)] crate::pause::point(NAME, job_name)`; outside the unit
+//! tests there is nothing there.
+//!
+//! A point is armed once, for one job name (so tests running in parallel, each with jobs
+//! of its own names, do not stop each other's threads): the first thread to reach it
+//! for that job tells the test and waits until the test resumes it.
+
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Armed points: (point, job name, tell the test, wait for the test).
+type Armed = Vec<(&'static str, String, Sender<()>, Receiver<()>)>;
+
+static ARMED: Mutex<Armed> = Mutex::new(Vec::new());
+
+/// The test's side of an armed point.
+pub(crate) struct Pause {
+    reached: Receiver<()>,
+    resume: Sender<()>,
+}
+
+/// Arms `point` for the job named `job`.
+pub(crate) fn arm(point: &'static str, job: &str) -> Pause {
+    let (reached_tx, reached) = channel();
+    let (resume, resume_rx) = channel();
+    ARMED
+        .lock()
+        .unwrap()
+        .push((point, job.to_owned(), reached_tx, resume_rx));
+    Pause { reached, resume }
+}
+
+/// Stops here if a test armed `point` for this job (see the module docs).
+pub(crate) fn point(point: &'static str, job: Option<&str>) {
+    let Some(job) = job else {
+        return;
+    };
+    let armed = {
+        let mut armed = ARMED.lock().unwrap();
+        let found = armed
+            .iter()
+            .position(|(p, name, ..)| *p == point && name == job);
+        found.map(|index| armed.swap_remove(index))
+    };
+    let Some((_, _, reached, resume)) = armed else {
+        return;
+    };
+    let _ = reached.send(());
+    if resume.recv().is_err() {
+        // The test failed before resuming us: going on could be what it just caught (a
+        // use after free, say). Stay here; the test binary reports the failure.
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+impl Pause {
+    /// Waits until a thread stops at the point; false if none did within `timeout`.
+    pub(crate) fn wait_reached(&self, timeout: Duration) -> bool {
+        match self.reached.recv_timeout(timeout) {
+            Ok(()) => true,
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => false,
+        }
+    }
+
+    /// Lets the stopped thread go on.
+    pub(crate) fn resume(self) {
+        let _ = self.resume.send(());
+    }
+}
