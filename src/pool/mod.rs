@@ -8,6 +8,7 @@ mod builder;
 mod compensation;
 #[cfg(not(loom))]
 mod global;
+pub(crate) mod lifecycle;
 #[cfg(not(loom))]
 pub(crate) mod registry;
 pub(crate) mod sleep;

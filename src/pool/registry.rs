@@ -28,6 +28,7 @@ use once_cell::sync::OnceCell;
 
 use super::activity::Activity;
 use super::compensation::Compensation;
+use super::lifecycle::{Lifecycle, CANCELLING, DRAINING, OPEN, TERMINATED};
 use super::sleep::Sleep;
 use super::worker::WorkerThread;
 use super::{HelpPolicy, PanicPolicy, ShutdownMode, ShutdownReport, SubmitOptions};
@@ -38,18 +39,9 @@ use crate::few::Few;
 use crate::job::state;
 use crate::job::{ErasedJob, Header, HeaderInit, HeapJob, Job, JobHandle, JobRef};
 use crate::stats::{bump_own, Counters, Stats, Totals};
-use crate::sync::atomic::{fence, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::atomic::{fence, AtomicUsize, Ordering};
 use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex};
 use crate::timer::{Timer, TimerKey};
-
-/// Accepting submits.
-const OPEN: u8 = 0;
-/// Refusing outside submits; jobs of the pool may still submit (they are being drained).
-const DRAINING: u8 = 1;
-/// Refusing all submits; queued jobs end `Cancelled`.
-const CANCELLING: u8 = 2;
-/// Quiescent; workers exit.
-const TERMINATED: u8 = 3;
 
 pub(crate) type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
 
@@ -132,8 +124,7 @@ pub(crate) struct Registry {
     counters: Box<[CachePadded<Counters>]>,
     /// One per worker slot: what its worker is doing (`Pool::debug_dump`).
     activity: Box<[CachePadded<Activity>]>,
-    /// `OPEN`, `DRAINING`, `CANCELLING` or `TERMINATED`; only ever raised.
-    lifecycle: AtomicU8,
+    lifecycle: Lifecycle,
     root: CancelToken,
     /// Cancelled when any shutdown begins: periodic jobs stop then.
     closing: CancelToken,
@@ -221,7 +212,7 @@ impl Registry {
             activity: (0..slots)
                 .map(|_| CachePadded::new(Activity::default()))
                 .collect(),
-            lifecycle: AtomicU8::new(OPEN),
+            lifecycle: Lifecycle::new(),
             root: CancelToken::new(),
             closing: CancelToken::new(),
             timer: OnceCell::new(),
@@ -677,13 +668,13 @@ impl Registry {
     /// granted by a semaphore, or kept by a group before it was queued.
     ///
     /// A waiter may have claimed and run it meanwhile, letting the pool go quiescent and
-    /// terminate: the entry is stale then, and no worker is left to drop it. Whichever of
-    /// us and `terminate` comes second takes it out (`notify_injected`'s fence and the one
-    /// in `terminate` order the push and the lifecycle: one of the two sees the other).
-    /// The caller holds a strong reference to the registry (see the module docs).
+    /// terminate: the entry is stale then, and no worker is left to drop it. Then we or
+    /// `terminate` take it out (the handshake of `pool::lifecycle`, whose fence on our
+    /// side is `notify_injected`'s). The caller holds a strong reference to the registry
+    /// (see the module docs).
     pub(crate) fn inject_claimable(&self, job: JobRef) {
         self.inject(job);
-        if self.lifecycle.load(Ordering::Relaxed) == TERMINATED {
+        if self.lifecycle.terminated_after_push() {
             self.discard_left_over();
         }
     }
@@ -930,7 +921,7 @@ impl Registry {
     }
 
     fn raise_lifecycle(&self, to: u8) {
-        self.lifecycle.fetch_max(to, Ordering::SeqCst);
+        self.lifecycle.raise(to);
     }
 
     /// Ends every queued and delayed job as `Cancelled(Shutdown)` and tells running jobs.
@@ -1025,10 +1016,8 @@ impl Registry {
 
     /// Stops the workers of a quiescent pool and waits for them to exit.
     fn terminate(&self) {
-        self.raise_lifecycle(TERMINATED);
-        // The other half of `inject_claimable`'s: a push this fence does not order before our
-        // `discard_left_over` below sees `TERMINATED` and discards its entry itself.
-        fence(Ordering::SeqCst);
+        // The handshake with late pushes (`inject_claimable`): we drain after the workers.
+        self.lifecycle.terminate();
         // Other shutdowns may wait for quiescence too (one called from inside a job and
         // the drop of the pool, say): the worker whose end made the pool quiescent may
         // exit now without ever going idle, so it would never tell them.
@@ -1051,7 +1040,7 @@ impl Registry {
         self.discard_left_over();
     }
 
-    /// Drops the injector's entries once the workers are gone (see `inject_claimable`): stale
+    /// Drops the injector's entries once the workers are gone (`pool::lifecycle`): stale
     /// entries of jobs that ended, claimed by a waiter before their pusher pushed them.
     /// Each holds a reference to its job that nobody else would give back.
     fn discard_left_over(&self) {
