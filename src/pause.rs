@@ -4,10 +4,12 @@
 //! marks a point with `#[cfg(test)] crate::pause::point(NAME, job_name)`; outside the unit
 //! tests there is nothing there.
 //!
-//! A point is armed once, for one job name (so tests running in parallel, each with jobs
-//! of its own names, do not stop each other's threads): the first thread to reach it
-//! for that job tells the test and waits until the test resumes it.
+//! A point is armed once, for one job name (or pool name, for a point about a pool), so
+//! tests running in parallel, each with names of its own, do not stop each other's
+//! threads: the first thread to reach it for that name tells the test and waits until
+//! the test resumes it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,6 +18,9 @@ use std::time::Duration;
 type Armed = Vec<(&'static str, String, Sender<()>, Receiver<()>)>;
 
 static ARMED: Mutex<Armed> = Mutex::new(Vec::new());
+/// How many points are armed: a point on a hot path (a worker's idle loop) costs a load
+/// while none is.
+static ARMED_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// The test's side of an armed point.
 pub(crate) struct Pause {
@@ -23,7 +28,7 @@ pub(crate) struct Pause {
     resume: Sender<()>,
 }
 
-/// Arms `point` for the job named `job`.
+/// Arms `point` for the job (or pool) named `job`.
 pub(crate) fn arm(point: &'static str, job: &str) -> Pause {
     let (reached_tx, reached) = channel();
     let (resume, resume_rx) = channel();
@@ -31,14 +36,18 @@ pub(crate) fn arm(point: &'static str, job: &str) -> Pause {
         .lock()
         .unwrap()
         .push((point, job.to_owned(), reached_tx, resume_rx));
+    ARMED_COUNT.fetch_add(1, Ordering::SeqCst);
     Pause { reached, resume }
 }
 
-/// Stops here if a test armed `point` for this job (see the module docs).
+/// Stops here if a test armed `point` for this job, or pool (see the module docs).
 pub(crate) fn point(point: &'static str, job: Option<&str>) {
     let Some(job) = job else {
         return;
     };
+    if ARMED_COUNT.load(Ordering::SeqCst) == 0 {
+        return;
+    }
     let armed = {
         let mut armed = ARMED.lock().unwrap();
         let found = armed
@@ -46,6 +55,9 @@ pub(crate) fn point(point: &'static str, job: Option<&str>) {
             .position(|(p, name, ..)| *p == point && name == job);
         found.map(|index| armed.swap_remove(index))
     };
+    if armed.is_some() {
+        ARMED_COUNT.fetch_sub(1, Ordering::SeqCst);
+    }
     let Some((_, _, reached, resume)) = armed else {
         return;
     };

@@ -7,12 +7,13 @@
 //!
 //! # Late pushes
 //!
-//! Most pushes put a job in the pool's injector before anything else can claim it. A few
-//! make the job claimable first and push it after: the timer releases a delayed job
+//! Most pushes put a job in the pool's injector before anything else can claim or end it.
+//! A few make the job reachable first and push it after: the timer releases a delayed job
 //! (`Delayed → Queued`), a semaphore grants a gated one (`WaitingPermit → Queued`), a group
-//! keeps a member before it is queued. In between, a waiter may claim and run the job, the
-//! pool may go quiescent and terminate, and the push then lands in an injector no worker
-//! will look at again: its entry, a reference to the job, would never be released.
+//! keeps a member before it is queued, a submit registers the job with its token. In
+//! between, a waiter may claim and run the job (or a cancel end it), the pool may go
+//! quiescent and terminate, and the push then lands in an injector no worker will look at
+//! again: its entry, a reference to the job, would never be released.
 //!
 //! So both sides drain the injector, and the fences make sure at least one of them sees
 //! the entry:

@@ -607,8 +607,10 @@ impl Registry {
             }),
             func,
         );
-        // A kept job is claimable before we push it (a group's wait may run it inline).
-        let claimable = keep.is_some();
+        // Others may end a kept job before we push it (a group's wait may run it inline),
+        // or a job with a token (its cancel ends it): the push may then come after the
+        // pool terminated.
+        let claimable = keep.is_some() || job.header().token().is_some();
         let live = match keep {
             Some(keep) => keep(HeapJob::handle_of(&job)),
             None => match job.header().token() {
@@ -642,8 +644,15 @@ impl Registry {
                 job.header().enqueue_for_permits(job_ref, &self.root);
             }
             (None, Some(worker)) => worker.push(job_ref),
-            (None, None) if claimable => self.inject_claimable(job_ref),
-            (None, None) => self.inject(job_ref),
+            (None, None) => {
+                #[cfg(all(test, not(loom)))]
+                crate::pause::point("job about to be pushed", job.header().name());
+                if claimable {
+                    self.inject_claimable(job_ref);
+                } else {
+                    self.inject(job_ref);
+                }
+            }
         }
         Ok(HeapJob::into_job(job))
     }
@@ -657,18 +666,19 @@ impl Registry {
         self.notify_quiescence();
     }
 
-    /// Pushes a job where any worker finds it, and makes sure one will. The job must
-    /// not have been claimable before: see [`Registry::inject_claimable`].
+    /// Pushes a job where any worker finds it, and makes sure one will. Nobody else may
+    /// have been able to claim or end the job before: see [`Registry::inject_claimable`].
     pub(crate) fn inject(&self, job: JobRef) {
         self.injector.push(job);
         self.sleep.notify_injected();
     }
 
-    /// Pushes a job that others could claim before this push: released by the timer,
-    /// granted by a semaphore, or kept by a group before it was queued.
+    /// Pushes a job that others could claim or end before this push: released by the
+    /// timer, granted by a semaphore, kept by a group, or registered with a token.
     ///
-    /// A waiter may have claimed and run it meanwhile, letting the pool go quiescent and
-    /// terminate: the entry is stale then, and no worker is left to drop it. Then we or
+    /// A waiter may have claimed and run it meanwhile (or a cancel ended it), letting the
+    /// pool go quiescent and terminate: the entry is stale then, and no worker is left to
+    /// drop it. Then we or
     /// `terminate` take it out (the handshake of `pool::lifecycle`, whose fence on our
     /// side is `notify_injected`'s). The caller holds a strong reference to the registry
     /// (see the module docs).
@@ -1018,6 +1028,8 @@ impl Registry {
     fn terminate(&self) {
         // The handshake with late pushes (`inject_claimable`): we drain after the workers.
         self.lifecycle.terminate();
+        #[cfg(all(test, not(loom)))]
+        crate::pause::point("pool terminated", Some(&self.name));
         // Other shutdowns may wait for quiescence too (one called from inside a job and
         // the drop of the pool, say): the worker whose end made the pool quiescent may
         // exit now without ever going idle, so it would never tell them.
@@ -1040,15 +1052,19 @@ impl Registry {
         self.discard_left_over();
     }
 
-    /// Drops the injector's entries once the workers are gone (`pool::lifecycle`): stale
-    /// entries of jobs that ended, claimed by a waiter before their pusher pushed them.
-    /// Each holds a reference to its job that nobody else would give back.
+    /// Drops the injector's entries after termination (`pool::lifecycle`): called by
+    /// `terminate` once its workers are gone, and by a late pusher that saw `TERMINATED`
+    /// (perhaps while `terminate` still joins them; a steal hands each entry to one of
+    /// us). They are stale entries of jobs that ended, claimed or cancelled before their
+    /// pusher pushed them; each holds a reference to its job that nobody else would give
+    /// back.
     fn discard_left_over(&self) {
         loop {
             match self.injector.steal() {
                 Steal::Success(job) => {
-                    // A quiescent pool has no live job; the second half of a `join` is
-                    // pushed by its owner, a worker, and every worker has exited.
+                    // A quiescent pool has no live job, nor a `join`'s second half (on
+                    // its owner's deque, or moved to the injector by a cancelling
+                    // shutdown, and run before the pool could be quiescent).
                     let discarded = job.discard();
                     debug_assert!(discarded.is_ok(), "a stack job left in a terminated pool");
                 }
@@ -1153,7 +1169,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::pause;
-    use crate::{HelpPolicy, Pool, ShutdownMode, SubmitOptions};
+    use crate::{CancelToken, HelpPolicy, Pool, ShutdownMode, SubmitOptions};
 
     const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -1196,6 +1212,112 @@ mod tests {
             "the timer never pushed the job"
         );
         fired.resume();
+        assert_eq!(
+            delayed.references(),
+            1,
+            "something besides our handle still holds the job (the late push's entry)"
+        );
+    }
+
+    /// A submit from outside registers its job with its token and then pushes it. The
+    /// token's cancel may end the job in between, the pool may terminate, and the push
+    /// lands in a pool without workers: its entry must still be dropped.
+    #[test]
+    fn a_job_its_token_ended_before_its_push_is_not_kept() {
+        const NAME: &str = "registry::tests::cancelled-before-push";
+        let about_to_push = pause::arm("job about to be pushed", NAME);
+        let pool = Pool::builder().threads(1).build().unwrap();
+        let token = CancelToken::new();
+        let submitter = {
+            let (pool, token) = (pool.clone(), token.clone());
+            std::thread::spawn(move || {
+                let options = SubmitOptions::new().token(&token).name(NAME);
+                pool.submit_with(options, |_| Ok::<_, ()>(9))
+                    .unwrap()
+                    .handle()
+            })
+        };
+        // The submitter stops between the token's registration and the push ...
+        assert!(
+            about_to_push.wait_reached(PATIENCE),
+            "the submit never got there"
+        );
+        // ... while the cancel ends the job, and the pool terminates.
+        token.cancel();
+        let report = pool.shutdown(ShutdownMode::Drain, Some(PATIENCE));
+        assert_eq!((report.still_running, report.still_queued), (0, 0));
+        about_to_push.resume();
+        let job = submitter.join().unwrap();
+        assert!(job.is_finished());
+        assert_eq!(
+            job.references(),
+            1,
+            "something besides our handle still holds the job (the late push's entry)"
+        );
+    }
+
+    /// The other half of the handshake: a late push that does not see the pool terminated
+    /// (it pushes just before), and that the pool's last worker misses (it looked just
+    /// before, and then sees the pool terminated), is dropped by `terminate` itself.
+    #[test]
+    fn termination_drops_a_late_push_its_workers_missed() {
+        const NAME: &str = "registry::tests::late-push-missed";
+        const POOL: &str = "registry-tests-late-push-missed";
+        let released = pause::arm("delayed job released", NAME);
+        let fired = pause::arm("delayed job fired", NAME);
+        let pool = Pool::builder()
+            .threads(1)
+            .thread_name(POOL)
+            .help_policy(HelpPolicy::Block)
+            .build()
+            .unwrap();
+        let (handle_tx, handle_rx) = channel();
+        let (go_tx, go_rx) = channel::<()>();
+        let waiting = pool
+            .submit(move |ctx| {
+                let options = SubmitOptions::new()
+                    .delay(Duration::from_millis(1))
+                    .name(NAME);
+                let delayed = ctx
+                    .pool()
+                    .submit_with(options, move |_| {
+                        go_rx.recv().unwrap();
+                        Ok::<_, ()>(9)
+                    })
+                    .unwrap();
+                handle_tx.send(delayed.handle()).unwrap();
+                delayed.wait()
+            })
+            .unwrap();
+        let delayed = handle_rx.recv_timeout(PATIENCE).unwrap();
+        // The timer stops between the release and the push; the waiting job runs the
+        // delayed one, which holds the only worker until `go`.
+        assert!(released.wait_reached(PATIENCE), "the timer never fired");
+        let idle = pause::arm("worker found nothing", POOL);
+        go_tx.send(()).unwrap();
+        assert_eq!(waiting.wait(), Ok(9));
+        // The worker has looked for work, found none, and stops before it looks at the
+        // lifecycle ...
+        assert!(idle.wait_reached(PATIENCE), "the worker never went idle");
+        // ... the timer pushes and sees the pool open ...
+        released.resume();
+        assert!(
+            fired.wait_reached(PATIENCE),
+            "the timer never pushed the job"
+        );
+        fired.resume();
+        // ... the pool terminates: its worker, once resumed, sees that and exits.
+        let terminated = pause::arm("pool terminated", POOL);
+        let shutdown =
+            std::thread::spawn(move || pool.shutdown(ShutdownMode::Drain, Some(PATIENCE)));
+        assert!(
+            terminated.wait_reached(PATIENCE),
+            "the pool never terminated"
+        );
+        terminated.resume();
+        idle.resume();
+        let report = shutdown.join().unwrap();
+        assert_eq!((report.still_running, report.still_queued), (0, 0));
         assert_eq!(
             delayed.references(),
             1,

@@ -150,6 +150,8 @@ impl WorkerThread {
                         self.execute(job);
                         break;
                     }
+                    #[cfg(test)]
+                    crate::pause::point("worker found nothing", Some(registry.name()));
                     if registry.is_terminated() {
                         sleep.stop_searching(|| false);
                         return;
