@@ -188,11 +188,15 @@ def test_dropping_a_running_pipeline_releases_everything(pool: jobrunner.Pool) -
     p = pool.pipeline(made, max_in_flight=4).stage(lambda t: t)
     assert next(p) is made[0]
     feeder = p._feeder
+    shared = p._shared
     del p
     gc.collect()
     concurrent.futures.wait([feeder], TIMEOUT)
     assert feeder.done()
-    # The feeder's borrow ended with its future: the pipeline is freed.
+    # The feeder's borrow ends in its future's done callback, which may run after
+    # `wait` returns: the last borrow's end frees the pipeline, and the free releases
+    # every item inside.
+    assert shared._freed.wait(TIMEOUT), "the pipeline was never freed"
     counts = [sys.getrefcount(made[i]) for i in range(len(made))]
     assert counts == [2] * len(made)
 
