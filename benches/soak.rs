@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{calibrate, load_average, spin, status_kb, Config};
+use common::{calibrate, json_string, load_average, spin, status_kb, Config};
 use jobrunner::ffi::job::{
     jr_job, jr_job_free, jr_job_on_done, jr_state, jr_submit, jr_submit_options_default,
 };
@@ -424,7 +424,9 @@ impl ClosedLoop {
 
     /// Waits until fewer than `limit` of `submitted` requests are outstanding.
     fn wait_below(&self, submitted: u64, limit: u64) {
-        let outstanding = || submitted - ENDED_ALL.load(Ordering::SeqCst);
+        // Saturating: an end reported twice must fail the accounting check at the end,
+        // not wrap into a huge backlog that looks like a deadlock.
+        let outstanding = || submitted.saturating_sub(ENDED_ALL.load(Ordering::SeqCst));
         if outstanding() < limit {
             return;
         }
@@ -868,8 +870,8 @@ fn stalled(outstanding: u64) -> ! {
 // Measurements of the process.
 
 /// Jobs the pool has ended so far.
-fn pool_ended(pool: &Pool) -> u64 {
-    let s = pool.stats();
+/// The pool's jobs that have ended, in any way.
+fn pool_ended(s: &jobrunner::Stats) -> u64 {
     s.succeeded + s.failed + s.panicked + s.cancelled
 }
 
@@ -1002,27 +1004,23 @@ fn main() {
         "jr_pool_global() is not jobrunner::global()"
     );
 
-    // Phase 1: capacity, a closed loop (its first second a warm-up).
-    let mut submitted = 1u64;
-    while Instant::now() < warm_until {
-        CLOSED_LOOP.wait_below(submitted, CLOSED_LOOP_IN_FLIGHT);
-        plan.submit(seq, Instant::now());
-        seq += 1;
-        submitted += 1;
-    }
+    // Phase 1: capacity, a closed loop (its first second a warm-up). `seq` counts the
+    // requests submitted so far.
+    let mut closed_loop = |until: Instant| {
+        while Instant::now() < until {
+            CLOSED_LOOP.wait_below(seq, CLOSED_LOOP_IN_FLIGHT);
+            plan.submit(seq, Instant::now());
+            seq += 1;
+        }
+    };
+    closed_loop(warm_until);
     let measure_start = Instant::now();
     let ended_start = ENDED_ALL.load(Ordering::SeqCst);
-    let measure_until = measure_start + settings.capacity;
-    while Instant::now() < measure_until {
-        CLOSED_LOOP.wait_below(submitted, CLOSED_LOOP_IN_FLIGHT);
-        plan.submit(seq, Instant::now());
-        seq += 1;
-        submitted += 1;
-    }
+    closed_loop(measure_start + settings.capacity);
     let capacity = (ENDED_ALL.load(Ordering::SeqCst) - ended_start) as f64
         / measure_start.elapsed().as_secs_f64();
     // Let the closed loop's requests end before the soak starts.
-    CLOSED_LOOP.wait_below(submitted, 1);
+    CLOSED_LOOP.wait_below(seq, 1);
     let rate = capacity * settings.load;
     println!(
         "{{\"type\": \"capacity\", \"capacity_rps\": {capacity:.1}, \"target_rps\": {rate:.1}, \
@@ -1081,9 +1079,9 @@ fn main() {
                 std::thread::sleep(next - now);
             }
         }
-        submitted += i;
+        seq += i;
         // Phase 3: every request ends (or `stalled` reports the pool deadlocked).
-        CLOSED_LOOP.wait_below(submitted, 1);
+        CLOSED_LOOP.wait_below(seq, 1);
         drop(finished);
         let overall = reporter.join().expect("the reporter");
         (overall, i)
@@ -1099,7 +1097,7 @@ fn main() {
     drop(ticker);
     let idle = wait_until(Duration::from_secs(60), || {
         let s = pool.stats();
-        s.queued == 0 && s.running == 0 && s.submitted == pool_ended(pool)
+        s.queued == 0 && s.running == 0 && s.submitted == pool_ended(&s)
     });
     let live_jobs = jobrunner::debug_live_jobs() - live_at_start;
     let live_freed = wait_until(Duration::from_secs(10), || {
@@ -1119,7 +1117,7 @@ fn main() {
     let submitted_all = SUBMITTED.total();
     let ended_all = ENDED.total();
     check(
-        submitted_all == ended_all && ended_all == submitted,
+        submitted_all == ended_all && ended_all == seq,
         format!("requests: {submitted_all} submitted, {ended_all} ended"),
     );
     for kind in Kind::ALL {
@@ -1186,7 +1184,7 @@ fn main() {
             TICKS.load(Ordering::SeqCst)
         ),
     );
-    let pool_ended_all = stats.succeeded + stats.failed + stats.panicked + stats.cancelled;
+    let pool_ended_all = pool_ended(&stats);
     check(
         idle && stats.submitted == pool_ended_all && stats.queued == 0 && stats.running == 0,
         format!(
@@ -1219,10 +1217,7 @@ fn main() {
             )
         })
         .collect();
-    let problems_json: Vec<String> = problems
-        .iter()
-        .map(|p| format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect();
+    let problems_json: Vec<String> = problems.iter().map(|p| json_string(p)).collect();
     println!(
         "{{\"type\": \"summary\", \"ok\": {}, \"duration_s\": {soak_secs}, \"capacity_rps\": {capacity:.1}, \
          \"target_rps\": {rate:.1}, \"achieved_rps\": {achieved:.1}, \"soak_requests\": {soak_requests}, \
@@ -1289,7 +1284,7 @@ fn report(
     let mut max_overall = 0;
     let mut rss_max = 0;
     let mut ended_prev = ended_before;
-    let mut jobs_prev = pool_ended(pool);
+    let mut jobs_prev = pool_ended(&pool.stats());
     let mut at = soak_start;
     let mut tick = 0u64;
     let mut progress = (ended_before, Instant::now());
@@ -1313,8 +1308,8 @@ fn report(
         let max = LATENCY.max.swap(0, Ordering::Relaxed);
         max_overall = max_overall.max(max);
         let ended = ENDED_ALL.load(Ordering::SeqCst);
-        let jobs = pool_ended(pool);
         let stats = pool.stats();
+        let jobs = pool_ended(&stats);
         let rss = status_kb("VmRSS") * 1024;
         rss_max = rss_max.max(rss);
         let submitted = submitted_count.load(Ordering::Relaxed);
@@ -1354,17 +1349,16 @@ fn report(
             rss as f64 / (1024.0 * 1024.0),
         );
         if finished || now >= soak_end {
-            // The soak phase's own histogram: everything since the reporter began.
-            let total: Vec<u64> = previous.iter().zip(&base).map(|(c, b)| c - b).collect();
             // Wait for the drain, so that the last requests count in the totals.
             if !finished {
                 let _ = drained.recv();
             }
-            let last = LATENCY.snapshot();
-            let total: Vec<u64> = total
+            // The soak phase's own histogram: everything since the reporter began.
+            let total: Vec<u64> = LATENCY
+                .snapshot()
                 .iter()
-                .zip(last.iter().zip(&previous))
-                .map(|(t, (l, p))| t + (l - p))
+                .zip(&base)
+                .map(|(l, b)| l - b)
                 .collect();
             max_overall = max_overall.max(LATENCY.max.load(Ordering::Relaxed));
             return (total, max_overall, rss_max);

@@ -20,7 +20,7 @@ use jobrunner::{
 #[allow(dead_code)]
 mod common;
 
-use common::{by_profile, counting, patience, recv_n, wait_until, DropCounter, XorShift};
+use common::{by_profile, counting, patience, recv_n, wait_until, Blocker, DropCounter, XorShift};
 
 #[test]
 fn items_come_out_in_order_and_tries_say_full_and_empty() {
@@ -511,21 +511,7 @@ fn consumers_feeding_themselves(threads: usize, consumers: u64) {
     let pool = Pool::builder().threads(threads).build().unwrap();
     // Jobs that hold every worker (outside jobrunner's waits: no spare starts) until
     // every consumer is queued.
-    let (started_tx, started_rx) = mpsc::channel::<()>();
-    let (gate_txs, gates): (Vec<_>, Vec<_>) = (0..threads)
-        .map(|_| {
-            let (gate_tx, gate_rx) = mpsc::channel::<()>();
-            let started_tx = started_tx.clone();
-            let gate = pool
-                .submit(move |_| {
-                    started_tx.send(()).map_err(drop)?;
-                    gate_rx.recv().map_err(drop)
-                })
-                .unwrap();
-            (gate_tx, gate)
-        })
-        .unzip();
-    recv_n(&started_rx, threads, "every worker held");
+    let blockers: Vec<Blocker> = (0..threads).map(|_| Blocker::start(&pool)).collect();
     let (done_tx, done_rx) = mpsc::channel();
     for _ in 0..consumers {
         let done_tx = done_tx.clone();
@@ -559,10 +545,7 @@ fn consumers_feeding_themselves(threads: usize, consumers: u64) {
         drop(job);
     }
     drop(done_tx);
-    gate_txs
-        .iter()
-        .for_each(|gate_tx| gate_tx.send(()).unwrap());
-    gates.into_iter().for_each(|gate| gate.wait().unwrap());
+    blockers.into_iter().for_each(Blocker::finish);
     let mut ended = 0;
     while ended < consumers {
         match done_rx.recv_timeout(patience()) {

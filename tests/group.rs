@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 mod common;
 
-use common::{patience, quiet_expected_panics, wait_until, DropCounter, XorShift, EXPECTED};
+use common::{
+    by_profile, patience, quiet_expected_panics, wait_until, DropCounter, XorShift, EXPECTED,
+};
 use jobrunner::{
     CancelReason, CancelToken, Group, GroupOptions, HelpPolicy, Job, JobError, JobState, Pool,
     SubmitError, SubmitOptions,
@@ -72,16 +74,6 @@ fn within_limit(body: impl FnOnce() + Send + 'static) {
             Ok(()) => unreachable!("the body returned without reporting"),
         },
         Err(RecvTimeoutError::Timeout) => panic!("{name} hung: not finished after {:?}", hang()),
-    }
-}
-
-/// `release` in an optimized build, `debug` in a debug build and under a slow tool
-/// (`common::slow`).
-fn scaled(release: usize, debug: usize) -> usize {
-    if cfg!(debug_assertions) || common::slow() {
-        debug
-    } else {
-        release
     }
 }
 
@@ -210,7 +202,7 @@ fn spin(iterations: u64) -> u64 {
 #[test]
 fn fan_out_fan_in_with_next_sees_every_job_once() {
     within_limit(|| {
-        let n = scaled(100_000, 10_000);
+        let n = by_profile(10_000, 100_000);
         let pool = pool(4);
         let group: Group<usize, String> = pool.group();
         for i in 0..n {
@@ -244,7 +236,7 @@ fn fan_out_fan_in_with_next_sees_every_job_once() {
 #[test]
 fn fan_in_with_the_iterator_while_submitting_sees_every_job_once() {
     within_limit(|| {
-        let n = scaled(100_000, 10_000);
+        let n = by_profile(10_000, 100_000);
         let pool = pool(4);
         let group: Group<usize, String> = pool.group();
         let closed = AtomicBool::new(false);
@@ -507,9 +499,9 @@ fn consume_concurrently(pool: &Pool, n: usize, consumers: usize) -> usize {
 fn concurrent_consumers_get_none_only_after_close() {
     within_limit(|| {
         let pool = pool(4);
-        let rounds = scaled(10, 3);
+        let rounds = by_profile(3, 10);
         for round in 0..rounds {
-            let premature = consume_concurrently(&pool, scaled(20_000, 2_000), 4);
+            let premature = consume_concurrently(&pool, by_profile(2_000, 20_000), 4);
             assert_eq!(
                 premature, 0,
                 "round {round}: next() told {premature} of 4 consumers that the group was drained \
@@ -823,7 +815,7 @@ fn wait_returns_cancelled_with_the_reason() {
 fn fail_fast_starts_no_queued_sibling_after_the_first_failure() {
     within_limit(|| {
         quiet_expected_panics();
-        let n = scaled(400, 100);
+        let n = by_profile(100, 400);
         let pool = pool(8);
         for (round, seed) in SEEDS.iter().enumerate() {
             let mut rng = XorShift::new(*seed);
@@ -1062,7 +1054,7 @@ fn without_fail_fast_a_failure_does_not_cancel_siblings() {
 #[test]
 fn limit_four_is_respected_under_load() {
     within_limit(|| {
-        let n = scaled(10_000, 1_000);
+        let n = by_profile(1_000, 10_000);
         let pool = pool(8);
         for seed in SEEDS {
             let group: Group<usize, String> = pool.group_with(GroupOptions::new().limit(4));
@@ -1188,7 +1180,7 @@ fn a_limited_group_fans_in_40k_jobs_in_linear_time() {
         return;
     }
     within_limit(|| {
-        let n = scaled(40_000, 10_000);
+        let n = by_profile(10_000, 40_000);
         let pool = pool(8);
         let group: Group<usize, String> = pool.group_with(GroupOptions::new().limit(4));
         let start = Instant::now();
@@ -1591,7 +1583,7 @@ fn options(wait_only: bool) -> GroupOptions {
 fn waits_arriving_while_jobs_end_are_always_woken() {
     within_limit(|| {
         let pool = pool(2);
-        let rounds = scaled(30, 5);
+        let rounds = by_profile(5, 30);
         for seed in SEEDS {
             for wait_only in [true, false] {
                 for round in 0..rounds as u64 {
@@ -1606,7 +1598,7 @@ fn waits_arriving_while_jobs_end_are_always_woken() {
                                 let ok_dropped = Arc::new(AtomicUsize::new(0));
                                 let err_dropped = Arc::new(AtomicUsize::new(0));
                                 let (mut handles, mut errors) = (Vec::new(), 0);
-                                for _ in 0..rng.range(1, scaled(300, 50) as u64) {
+                                for _ in 0..rng.range(1, by_profile(50, 300) as u64) {
                                     let work = rng.below(2_000);
                                     let fail = rng.below(50) == 0;
                                     errors += usize::from(fail);
@@ -1671,7 +1663,7 @@ fn a_wait_only_group_drops_a_later_failure_before_wait_returns() {
             }
         }
         let pool = pool(1);
-        for _ in 0..scaled(20, 3) {
+        for _ in 0..by_profile(3, 20) {
             let group: Group<(), SlowDrop> = pool.group_with(GroupOptions::new().wait_only());
             let flags = [
                 Arc::new(AtomicBool::new(false)),
@@ -1700,7 +1692,7 @@ fn close_racing_submits_loses_no_job() {
     within_limit(|| {
         let pool = pool(2);
         for seed in SEEDS {
-            for round in 0..scaled(20, 4) as u64 {
+            for round in 0..by_profile(4, 20) as u64 {
                 let group: Group<u64, String> = pool.group();
                 let accepted = AtomicUsize::new(0);
                 let yielded = AtomicUsize::new(0);
@@ -1757,7 +1749,7 @@ fn a_cancel_racing_submits_misses_no_queued_job() {
         let pool = pool(1);
         let ran = Arc::new(AtomicUsize::new(0));
         for seed in SEEDS {
-            for round in 0..scaled(20, 4) as u64 {
+            for round in 0..by_profile(4, 20) as u64 {
                 let blocker = common::Blocker::start(&pool);
                 let group: Group<(), String> = pool.group();
                 let cancelled = AtomicBool::new(false);
@@ -1906,7 +1898,7 @@ fn a_dropped_groups_jobs_are_still_cancelled_and_their_results_dropped() {
 #[test]
 fn group_sees_at_once_a_member_end_its_handle_has_seen() {
     let pool = pool(2);
-    for round in 0..scaled(3000, 200) {
+    for round in 0..by_profile(200, 3000) {
         let group: Group<usize, ()> = Group::new(&pool, GroupOptions::new());
         let handle = group.submit(move |_| Ok(round)).unwrap();
         assert_eq!(handle.wait(), JobState::Succeeded);

@@ -1062,7 +1062,7 @@ fn debug_dump_shows_each_worker_and_the_blocked_waiters() {
         pool.submit(move |_| semaphore.acquire(1).map(drop))
             .unwrap()
     };
-    let dump = dump_shows("waits for a semaphore grant");
+    dump_shows("waits for a semaphore grant");
     // A job waiting for a child delayed for an hour: the child is in the timer.
     let (child_tx, child_rx) = mpsc::channel();
     let waiting = pool
@@ -1079,7 +1079,9 @@ fn debug_dump_shows_each_worker_and_the_blocked_waiters() {
         })
         .unwrap();
     let child = child_rx.recv_timeout(patience()).unwrap();
-    let dump = [dump, dump_shows(" waits for job ")].join("");
+    // One dump, both waits in it at once.
+    let dump = dump_shows(" waits for job ");
+    assert!(dump.contains("waits for a semaphore grant"), "{dump}");
     assert!(dump.contains("delayed 1"), "{dump}");
     assert!(
         dump.contains("worker 0: job") && dump.contains("worker 1: job"),

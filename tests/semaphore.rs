@@ -22,30 +22,14 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 mod common;
 
-use common::XorShift;
+use common::{by_profile, patience, XorShift};
 use jobrunner::{
     CancelReason, CancelToken, HelpPolicy, Job, JobError, JobState, Permit, Pool, Semaphore,
     SemaphoreError, ShutdownMode, SubmitError, SubmitOptions,
 };
 
-/// How long a test waits for an event that must happen before calling it a failure
-/// (stretched under a slow tool: `common::patience`).
-fn long() -> Duration {
-    common::patience()
-}
-
 /// Seeds of the stress tests.
 const SEEDS: [u64; 3] = [0x9E37_79B9_7F4A_7C15, 0x0123_4567_89AB_CDEF, 42];
-
-/// `n` in release builds, a tenth of it (at least 1) in debug builds and under a slow
-/// tool (`common::slow`).
-fn scaled(n: usize) -> usize {
-    if cfg!(debug_assertions) || common::slow() {
-        (n / 10).max(1)
-    } else {
-        n
-    }
-}
 
 fn pool(threads: usize) -> Pool {
     Pool::builder().threads(threads).build().unwrap()
@@ -61,7 +45,7 @@ fn pool_with(threads: usize, policy: HelpPolicy) -> Pool {
 
 /// Polls `condition` until it holds; fails the test after `LONG`.
 fn poll_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + long();
+    let deadline = Instant::now() + patience();
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::park_timeout(Duration::from_micros(100));
@@ -147,7 +131,7 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    try_wait_all(pools, jobs, long()).unwrap_or_else(|error| panic!("{what}: {error}"))
+    try_wait_all(pools, jobs, patience()).unwrap_or_else(|error| panic!("{what}: {error}"))
 }
 
 /// The help policies, each with the outcome of `check` under it; fails the test naming
@@ -174,13 +158,13 @@ impl Blocker {
             .submit(move |_| {
                 started_tx.send(()).unwrap();
                 release_rx
-                    .recv_timeout(long())
+                    .recv_timeout(patience())
                     .expect("blocker never released");
                 Ok(())
             })
             .unwrap();
         started_rx
-            .recv_timeout(long())
+            .recv_timeout(patience())
             .expect("blocker never started");
         Blocker { job, release }
     }
@@ -249,7 +233,7 @@ fn acquire_and_permit_drop_count_weights() {
     let permit = other.acquire(3).unwrap();
     assert_eq!(permit.count(), 3);
     assert_eq!(semaphore.available(), 1);
-    let one = semaphore.acquire_timeout(1, long()).unwrap();
+    let one = semaphore.acquire_timeout(1, patience()).unwrap();
     let token = CancelToken::new();
     assert_eq!(semaphore.available(), 0);
     drop(permit);
@@ -314,16 +298,21 @@ fn requests_above_the_total_are_errors_not_hangs() {
     let started = Instant::now();
     assert_eq!(semaphore.acquire(3).unwrap_err(), too_many);
     assert_eq!(semaphore.try_acquire(3).unwrap_err(), too_many);
-    assert_eq!(semaphore.acquire_timeout(3, long()).unwrap_err(), too_many);
+    assert_eq!(
+        semaphore.acquire_timeout(3, patience()).unwrap_err(),
+        too_many
+    );
     assert_eq!(
         semaphore.acquire_with(3, &token, None).unwrap_err(),
         too_many
     );
     assert_eq!(
-        semaphore.acquire_with(3, &token, Some(long())).unwrap_err(),
+        semaphore
+            .acquire_with(3, &token, Some(patience()))
+            .unwrap_err(),
         too_many
     );
-    assert!(started.elapsed() < long() / 2, "TooMany must not wait");
+    assert!(started.elapsed() < patience() / 2, "TooMany must not wait");
     assert_eq!(semaphore.waiters(), 0);
     drop(held);
     // With every permit free it is still an error.
@@ -398,7 +387,7 @@ fn acquire_timeout_times_out_and_leaves_the_queue() {
 
     let waiter = {
         let semaphore = semaphore.clone();
-        thread::spawn(move || semaphore.acquire_timeout(2, long()).map(Permit::forget))
+        thread::spawn(move || semaphore.acquire_timeout(2, patience()).map(Permit::forget))
     };
     wait_for_waiters(&semaphore, 1);
     drop(held);
@@ -432,7 +421,7 @@ fn acquire_with_gives_up_on_cancel_and_reports_the_reason() {
     let deadline = CancelToken::with_timeout(Duration::from_millis(30));
     assert_eq!(
         semaphore
-            .acquire_with(1, &deadline, Some(long()))
+            .acquire_with(1, &deadline, Some(patience()))
             .unwrap_err(),
         SemaphoreError::Cancelled(CancelReason::DeadlineExceeded)
     );
@@ -535,7 +524,7 @@ fn a_waiter_that_gives_up_lets_later_waiters_through() {
             }
         }
         granted_rx
-            .recv_timeout(long())
+            .recv_timeout(patience())
             .unwrap_or_else(|_| panic!("{give_up:?}: the waiter behind was never granted"));
         assert_eq!(behind.join().unwrap(), 1);
         assert_eq!(semaphore.waiters(), 0, "{give_up:?}");
@@ -564,7 +553,7 @@ fn a_large_request_at_the_head_is_not_starved_by_small_ones() {
             let permit = semaphore.acquire(4).unwrap();
             order.lock().unwrap().push("A");
             a_granted_tx.send(()).unwrap();
-            a_release_rx.recv_timeout(long()).unwrap();
+            a_release_rx.recv_timeout(patience()).unwrap();
             drop(permit);
         })
     };
@@ -594,7 +583,9 @@ fn a_large_request_at_the_head_is_not_starved_by_small_ones() {
     assert!(order.lock().unwrap().is_empty());
 
     drop(held);
-    a_granted_rx.recv_timeout(long()).expect("A never granted");
+    a_granted_rx
+        .recv_timeout(patience())
+        .expect("A never granted");
     assert_eq!(*order.lock().unwrap(), ["A"]);
     assert_eq!(semaphore.available(), 0);
     assert_eq!(semaphore.waiters(), 3);
@@ -652,7 +643,7 @@ fn threads_and_jobs_wait_in_one_fifo_queue() {
         pool.submit_with(SubmitOptions::new().semaphore(&semaphore, 2), move |_| {
             order.lock().unwrap().push("job");
             assert_eq!(semaphore.available(), 0);
-            release_rx.recv_timeout(long()).unwrap();
+            release_rx.recv_timeout(patience()).unwrap();
             Ok::<_, ()>(())
         })
         .unwrap()
@@ -726,7 +717,7 @@ fn gated_jobs_are_granted_in_fifo_order() {
 /// and every permit comes back.
 #[test]
 fn gated_jobs_never_run_more_than_the_permits() {
-    let jobs = scaled(10_000);
+    let jobs = by_profile(1_000, 10_000);
     for seed in SEEDS {
         let pool = pool(8);
         let semaphore = Semaphore::new(3);
@@ -764,7 +755,7 @@ fn gated_jobs_never_run_more_than_the_permits() {
 /// exceeds 5, and all finish.
 #[test]
 fn weighted_gated_jobs_never_exceed_the_total() {
-    let jobs = scaled(10_000);
+    let jobs = by_profile(1_000, 10_000);
     for seed in SEEDS {
         let pool = pool(8);
         let semaphore = Semaphore::new(5);
@@ -821,7 +812,7 @@ fn a_job_waiting_for_permits_occupies_no_worker() {
     assert_eq!(semaphore.waiters(), 5);
     let free = pool.submit(|ctx| Ok::<_, ()>(ctx.worker_index())).unwrap();
     assert_eq!(
-        free.wait_timeout(long())
+        free.wait_timeout(patience())
             .expect("an ungated job was starved by waiting jobs"),
         Ok(0)
     );
@@ -908,7 +899,7 @@ fn permits_return_whatever_the_job_s_end() {
             })
             .unwrap();
         assert_eq!(
-            rx.recv_timeout(long()).unwrap(),
+            rx.recv_timeout(patience()).unwrap(),
             1,
             "the running job holds 2 of 3"
         );
@@ -937,14 +928,14 @@ fn permits_return_whatever_the_job_s_end() {
     let running = pool
         .submit_with(SubmitOptions::new().semaphore(&semaphore, 2), move |ctx| {
             started_tx.send(()).unwrap();
-            let deadline = Instant::now() + long();
+            let deadline = Instant::now() + patience();
             while !ctx.is_cancelled() && Instant::now() < deadline {
                 thread::yield_now();
             }
             Err::<(), _>("stopped")
         })
         .unwrap();
-    started_rx.recv_timeout(long()).unwrap();
+    started_rx.recv_timeout(patience()).unwrap();
     assert_eq!(semaphore.available(), 1);
     assert!(!running.cancel(), "a running job is asked to stop");
     assert_eq!(
@@ -1038,7 +1029,7 @@ fn a_token_cancel_ends_waiting_gated_jobs() {
     assert_eq!(semaphore.waiters(), 4);
     for job in timed {
         let result = job
-            .wait_timeout(long())
+            .wait_timeout(patience())
             .expect("the deadline never ended the job");
         assert_eq!(
             result,
@@ -1081,9 +1072,9 @@ fn a_cancel_shutdown_ends_waiting_gated_jobs() {
         .collect();
     assert_eq!(semaphore.waiters(), 6);
     let started = Instant::now();
-    let report = pool.shutdown(ShutdownMode::Cancel, Some(long()));
+    let report = pool.shutdown(ShutdownMode::Cancel, Some(patience()));
     assert!(
-        started.elapsed() < long(),
+        started.elapsed() < patience(),
         "the shutdown waited for its timeout"
     );
     assert!(report.is_complete(), "{report:?}");
@@ -1203,7 +1194,7 @@ fn an_acquire_inside_a_job_gives_up_on_cancel() {
         wait_for_waiters(&semaphore, 1);
         token.cancel();
         let result = job
-            .wait_timeout(long())
+            .wait_timeout(patience())
             .unwrap_or_else(|_| panic!("{policy:?}: the cancel did not wake the waiting worker"));
         assert_eq!(
             result,
@@ -1244,7 +1235,7 @@ fn blocking_acquires_inside_jobs_do_not_starve_a_small_pool() {
                     .unwrap()
                 })
                 .collect();
-            let results = try_wait_all(vec![pool], jobs, long() / 2)
+            let results = try_wait_all(vec![pool], jobs, patience() / 2)
                 .map_err(|error| format!("seed {seed:#x}: {error}"))?;
             for (i, result) in results.into_iter().enumerate() {
                 assert_eq!(result, Ok(i));
@@ -1327,7 +1318,7 @@ fn granted_gated_jobs_are_not_starved_by_blocking_acquires() {
 /// once never exceed the total, and all finish.
 #[test]
 fn a_semaphore_shared_by_two_pools() {
-    let jobs = scaled(2_000);
+    let jobs = by_profile(200, 2_000);
     for seed in SEEDS {
         let pools = [pool(3), pool(3)];
         let semaphore = Semaphore::new(2);
@@ -1388,7 +1379,7 @@ fn a_semaphore_shared_by_two_pools() {
 /// weights never exceed the total, and every permit comes back.
 #[test]
 fn cancels_racing_grants_lose_no_permits() {
-    let jobs = scaled(5_000);
+    let jobs = by_profile(500, 5_000);
     for seed in SEEDS {
         let pool = pool(4);
         let semaphore = Semaphore::new(4);
@@ -1496,7 +1487,8 @@ fn a_token_cancel_racing_gated_submits_leaves_no_waiter() {
                 .collect();
             for job in jobs {
                 assert_eq!(
-                    job.wait_timeout(long()).expect("a job outlived its token"),
+                    job.wait_timeout(patience())
+                        .expect("a job outlived its token"),
                     Err(JobError::Cancelled(CancelReason::Cancelled))
                 );
             }

@@ -83,7 +83,7 @@ use jobrunner::{
 #[allow(dead_code)]
 mod common;
 
-use common::{quiet_expected_panics, XorShift, EXPECTED, PATIENCE};
+use common::{patience, quiet_expected_panics, XorShift, EXPECTED};
 
 // ----- the tables --------------------------------------------------------------------------
 
@@ -464,6 +464,13 @@ impl<T, E> HasHandle for Job<T, E> {
 impl HasHandle for JobHandle {
     fn job_handle(&self) -> JobHandle {
         self.clone()
+    }
+}
+
+/// A stream's end is its producer job's.
+impl<T: Send + 'static, E: Send + 'static> HasHandle for Stream<T, E> {
+    fn job_handle(&self) -> JobHandle {
+        self.producer().clone()
     }
 }
 
@@ -1210,28 +1217,16 @@ impl Submitter {
                 }
                 tracked.finish(if fails { Err(2) } else { Ok(()) })
             });
-        match stream {
-            Ok(mut stream) => {
-                table.accepted(id);
-                let t = Arc::clone(&table);
-                stream
-                    .producer()
-                    .on_end(move |state| t.ended(id, end_of_state(state), "producer on_end"));
-                for _ in 0..read {
-                    match stream.next_timeout(Duration::from_micros(500)) {
-                        Ok(Some(item)) => drop(item),
-                        Ok(None) | Err(_) => break,
-                    }
-                }
-                if self.rng.below(2) == 0 && self.held.streams.len() < 4 {
-                    self.held.streams.push(stream);
+        Tracked::submitted(&table, id, &stream);
+        if let Ok(mut stream) = stream {
+            for _ in 0..read {
+                match stream.next_timeout(Duration::from_micros(500)) {
+                    Ok(Some(item)) => drop(item),
+                    Ok(None) | Err(_) => break,
                 }
             }
-            Err(error) => {
-                if matches!(error, SubmitError::Timeout | SubmitError::Full) {
-                    table.faults.submit_timeouts.fetch_add(1, Ordering::Relaxed);
-                }
-                table.refused(id);
+            if self.rng.below(2) == 0 && self.held.streams.len() < 4 {
+                self.held.streams.push(stream);
             }
         }
     }
@@ -1678,10 +1673,9 @@ fn one_seed(seed: u64, ops: u64, watchdog: &Watchdog, baseline: usize) -> Totals
         shutdown.join().expect("the shutdown thread panicked");
     }
 
-    watchdog.phase("stopping the chaos and shutdown threads");
     // The end: hour-long delays, tickers and everything else end with a Cancel shutdown.
     watchdog.phase("in the final shutdown (Cancel)");
-    let report = shared.pool.shutdown(ShutdownMode::Cancel, Some(PATIENCE));
+    let report = shared.pool.shutdown(ShutdownMode::Cancel, Some(patience()));
     assert!(
         report.is_complete(),
         "seed {seed}: the final shutdown left {report:?}"
@@ -1716,7 +1710,7 @@ fn one_seed(seed: u64, ops: u64, watchdog: &Watchdog, baseline: usize) -> Totals
         }
         for (ticker, runs) in &held.tickers {
             assert!(
-                ticker.wait_timeout(PATIENCE),
+                ticker.wait_timeout(patience()),
                 "seed {seed}: a periodic job did not stop with the pool"
             );
             assert_eq!(
@@ -1771,7 +1765,7 @@ fn one_seed(seed: u64, ops: u64, watchdog: &Watchdog, baseline: usize) -> Totals
     watchdog.phase("waiting for destructors");
     // Every destructor ran: wait for them (a job's memory goes with its last reference),
     // then check that none ran twice.
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     let ids = table.ids();
     let items = table.next_item.load(Ordering::Acquire);
     loop {
@@ -1882,7 +1876,7 @@ fn one_seed(seed: u64, ops: u64, watchdog: &Watchdog, baseline: usize) -> Totals
 
     watchdog.phase("waiting for the threads to exit");
     // No thread left behind.
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     while threads_now() > baseline {
         assert!(
             Instant::now() < deadline,
@@ -1960,7 +1954,7 @@ fn random_workloads_keep_every_promise() {
     assert_eq!(jr_token_wait(token, -1), jr_status::JR_OK);
     jr_token_free(token);
     let watchdog = Watchdog::start();
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + patience();
     while !["stress-watchdog", "jobrunner-deadl", "jobrunner-signa"]
         .iter()
         .all(|name| thread_names().iter().any(|t| t == name))

@@ -11,23 +11,21 @@ here sleeps."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
 import jobrunner
+from conftest import child_env, run_child
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "exit_child.py"
-PACKAGE_PARENT = str(Path(jobrunner.__file__).resolve().parents[1])
 INCLUDE = HERE.parents[2] / "include"
 
 #: How long a child may take from its start to its end. They take under a second when
@@ -63,11 +61,8 @@ def helper(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _start(helper: Path, how: str, where: str = "") -> subprocess.Popen[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("JOBRUNNER_LIBRARY", str(jobrunner.LIBRARY_PATH))
-    env["JOBRUNNER_THREADS"] = "6"
-    env["PYTHONFAULTHANDLER"] = "1"  # a crash dumps every thread's stack on stderr
+    # PYTHONFAULTHANDLER: a crash dumps every thread's stack on stderr.
+    env = child_env({"JOBRUNNER_THREADS": "6", "PYTHONFAULTHANDLER": "1"})
     args = [sys.executable, str(CHILD), str(helper), how] + ([where] if where else [])
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -194,16 +189,9 @@ EXIT_SCRIPTS = {
 
 @pytest.mark.parametrize("name", list(EXIT_SCRIPTS))
 def test_exit_with_a_stream_or_pipeline_running(name: str) -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("JOBRUNNER_LIBRARY", str(jobrunner.LIBRARY_PATH))
-    env["JOBRUNNER_THREADS"] = "2"
     for _ in range(3):
         try:
-            proc = subprocess.run(
-                [sys.executable, "-c", textwrap.dedent(EXIT_SCRIPTS[name])],
-                env=env, capture_output=True, text=True, timeout=DEADLINE,
-            )
+            proc = run_child(EXIT_SCRIPTS[name], {"JOBRUNNER_THREADS": "2"}, timeout=DEADLINE)
         except subprocess.TimeoutExpired as exc:
             pytest.fail(f"hung at exit: {exc.stderr!r}")
         assert proc.returncode == 0, proc.stderr
@@ -232,11 +220,7 @@ def test_exit_waits_for_done_callbacks_on_the_shared_pool(helper: Path) -> None:
         fut.add_done_callback(slow)
         assert h.exit_await_started(1, 30000) == 1
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("JOBRUNNER_LIBRARY", str(jobrunner.LIBRARY_PATH))
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
-                          capture_output=True, text=True, timeout=DEADLINE)
+    proc = run_child(code, timeout=DEADLINE)
     assert proc.returncode == 0, proc.stderr
     _no_crash(proc.stderr)
     assert "callback ended before the last handler: True" in proc.stdout, proc.stdout

@@ -8,8 +8,6 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
-import textwrap
 import tracemalloc
 from pathlib import Path
 
@@ -18,25 +16,7 @@ import pytest
 import jobrunner
 from jobrunner import _jobs
 from conftest import TIMEOUT
-
-PACKAGE_PARENT = str(Path(jobrunner.__file__).resolve().parents[1])
-
-
-def _run(code: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = PACKAGE_PARENT + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.setdefault("JOBRUNNER_LIBRARY", str(jobrunner.LIBRARY_PATH))
-    if env:
-        full_env.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        **kw,  # type: ignore[arg-type]
-    )
-
+from conftest import run_child as _run
 
 def test_exit_right_after_the_default_pool_starts_its_workers() -> None:
     # Workers of the global pool that start (or take their first job) after the
