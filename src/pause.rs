@@ -10,7 +10,7 @@
 //! the test resumes it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ static ARMED_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// The test's side of an armed point.
 pub(crate) struct Pause {
+    point: &'static str,
+    job: String,
     reached: Receiver<()>,
     resume: Sender<()>,
 }
@@ -37,7 +39,12 @@ pub(crate) fn arm(point: &'static str, job: &str) -> Pause {
         .unwrap()
         .push((point, job.to_owned(), reached_tx, resume_rx));
     ARMED_COUNT.fetch_add(1, Ordering::SeqCst);
-    Pause { reached, resume }
+    Pause {
+        point,
+        job: job.to_owned(),
+        reached,
+        resume,
+    }
 }
 
 /// Stops here if a test armed `point` for this job, or pool (see the module docs).
@@ -74,14 +81,21 @@ pub(crate) fn point(point: &'static str, job: Option<&str>) {
 impl Pause {
     /// Waits until a thread stops at the point; false if none did within `timeout`.
     pub(crate) fn wait_reached(&self, timeout: Duration) -> bool {
-        match self.reached.recv_timeout(timeout) {
-            Ok(()) => true,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => false,
-        }
+        self.reached.recv_timeout(timeout).is_ok()
     }
 
     /// Lets the stopped thread go on.
     pub(crate) fn resume(self) {
         let _ = self.resume.send(());
+    }
+}
+
+impl Drop for Pause {
+    /// Disarms the point if no thread reached it (a test that failed first).
+    fn drop(&mut self) {
+        let mut armed = ARMED.lock().unwrap_or_else(|e| e.into_inner());
+        let before = armed.len();
+        armed.retain(|(p, name, ..)| !(*p == self.point && *name == self.job));
+        ARMED_COUNT.fetch_sub(before - armed.len(), Ordering::SeqCst);
     }
 }

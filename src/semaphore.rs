@@ -679,16 +679,16 @@ pub(crate) fn block_compensated(
         }
         backoff.snooze();
     }
-    let worker = WorkerThread::current();
-    let doing = worker.map(|worker| {
+    let blocking = WorkerThread::current().map(|worker| {
         worker.publish_deque();
         worker.registry().begin_blocking();
-        worker
+        let doing = worker
             .activity()
-            .wait(crate::pool::activity::WAIT_BLOCKED, 0)
+            .wait(crate::pool::activity::WAIT_BLOCKED, 0);
+        (worker, doing)
     });
     let done = block_on(waker, ready, at);
-    if let (Some(worker), Some(doing)) = (worker, doing) {
+    if let Some((worker, doing)) = blocking {
         worker.activity().restore(doing);
         worker.registry().end_blocking();
     }

@@ -156,7 +156,8 @@ impl CancelToken {
         let token = CancelToken {
             inner: Node::new(parent.map(|parent| &parent.inner), extra),
         };
-        if let Some(deadline) = deadline.filter(|_| !token.is_cancelled()) {
+        // Refused if the token is born cancelled (its parent was).
+        if let Some(deadline) = deadline {
             token.set_deadline(deadline);
         }
         token

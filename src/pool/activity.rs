@@ -2,8 +2,9 @@
 //! worker runs and what it waits for.
 //!
 //! Each worker slot has an [`Activity`] that only its worker writes, with relaxed loads
-//! and stores on a cache line of its own: a job's run (and each wait) saves the three
-//! fields (three loads), sets them (three stores) and puts them back (three stores).
+//! and stores on a cache line of its own: a job's run saves the three fields (three
+//! loads), sets them (three stores) and puts them back (three stores); a wait sets only
+//! the state and the target (two stores).
 //! The dump reads them without synchronisation, so it is a snapshot that may be a moment
 //! stale, which is all a report of a hang (nothing moves) needs.
 //!
@@ -71,8 +72,14 @@ impl Activity {
     /// The worker's job starts waiting for `target`, in the way `state` says.
     #[inline]
     pub(crate) fn wait(&self, state: u8, target: usize) -> Saved {
-        let job = self.job.load(Ordering::Relaxed);
-        self.enter(state, job, target)
+        let saved = Saved {
+            state: self.state.load(Ordering::Relaxed),
+            job: self.job.load(Ordering::Relaxed),
+            target: self.target.load(Ordering::Relaxed),
+        };
+        self.state.store(state, Ordering::Relaxed);
+        self.target.store(target, Ordering::Relaxed);
+        saved
     }
 
     /// Puts back what [`Activity::enter`] replaced.

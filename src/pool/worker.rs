@@ -121,7 +121,7 @@ impl WorkerThread {
             });
         CURRENT.with(|current| current.set(ptr::null()));
         worker.activity().enter(activity::STOPPED, 0, 0);
-        if worker.registry.is_spare(index) && !worker.registry.is_terminated() {
+        if worker.spare && !worker.registry.is_terminated() {
             // Retired: the slot, with its deque (whose stealer the others keep), waits
             // for the next spare.
             let WorkerThread {
@@ -305,10 +305,29 @@ impl WorkerThread {
     #[inline]
     pub(crate) fn run_nested<R>(&self, job: usize, f: impl FnOnce() -> R) -> R {
         let saved = self.watermark.replace(self.push_seq.get());
-        let doing = self.activity().enter(activity::RUNNING, job, 0);
-        let result = f();
-        self.activity().restore(doing);
+        let result = self.recording(activity::RUNNING, Some(job), 0, f);
         self.watermark.set(saved);
+        result
+    }
+
+    /// Runs `f` with this worker's activity (`Pool::debug_dump`) set to `state`: running
+    /// `job`, or, with `None`, the running job waiting (for `target`); then puts back what
+    /// it replaced.
+    #[inline]
+    fn recording<R>(
+        &self,
+        state: u8,
+        job: Option<usize>,
+        target: usize,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let activity = self.activity();
+        let doing = match job {
+            Some(job) => activity.enter(state, job, target),
+            None => activity.wait(state, target),
+        };
+        let result = f();
+        activity.restore(doing);
         result
     }
 
@@ -433,58 +452,54 @@ impl WorkerThread {
     /// Waits, inside a job, for a job of this pool to end, without idling the worker.
     pub(crate) fn wait_for_job(&self, job: &dyn ErasedJob) {
         let target = job.header() as *const crate::job::Header as usize;
-        let doing = self.activity().wait(activity::WAIT_JOB, target);
-        self.wait_for_job_inner(job);
-        self.activity().restore(doing);
-    }
-
-    fn wait_for_job_inner(&self, job: &dyn ErasedJob) {
-        let lifecycle = &job.header().lifecycle;
-        loop {
-            if is_terminal(lifecycle.phase()) {
-                return;
-            }
-            // Not started: run it here (nested submit-and-wait never deadlocks).
-            if job.try_claim() {
-                job.run_claimed(self);
-                return;
-            }
-            if is_terminal(lifecycle.phase()) {
-                return;
-            }
-            // Delayed: it can be claimed once its timer releases it (under `Any` a worker
-            // takes it from the injector; the others wait for the release).
-            let phase = lifecycle.phase();
-            let delayed = phase == state::DELAYED || phase == state::WAITING_PERMIT;
-            match self.registry.help_policy() {
-                HelpPolicy::Own | HelpPolicy::Block if delayed => {
-                    self.block_until(
-                        || !matches!(lifecycle.phase(), state::DELAYED | state::WAITING_PERMIT),
-                        || lifecycle.wait_while_delayed(),
-                    );
-                    continue;
-                }
-                HelpPolicy::Any => {
-                    let registry = Arc::clone(&self.registry);
-                    let index = self.index;
-                    lifecycle.on_end(Box::new(move || registry.sleep().wake_latch(index)));
-                    self.idle_until(|| is_terminal(lifecycle.phase()), || true);
+        self.recording(activity::WAIT_JOB, None, target, || {
+            let lifecycle = &job.header().lifecycle;
+            loop {
+                if is_terminal(lifecycle.phase()) {
                     return;
                 }
-                HelpPolicy::Own => {
-                    if let Some(queued) = self.pop_own_subtree() {
-                        self.execute(queued);
+                // Not started: run it here (nested submit-and-wait never deadlocks).
+                if job.try_claim() {
+                    job.run_claimed(self);
+                    return;
+                }
+                if is_terminal(lifecycle.phase()) {
+                    return;
+                }
+                // Delayed: it can be claimed once its timer releases it (under `Any` a worker
+                // takes it from the injector; the others wait for the release).
+                let phase = lifecycle.phase();
+                let delayed = phase == state::DELAYED || phase == state::WAITING_PERMIT;
+                match self.registry.help_policy() {
+                    HelpPolicy::Own | HelpPolicy::Block if delayed => {
+                        self.block_until(
+                            || !matches!(lifecycle.phase(), state::DELAYED | state::WAITING_PERMIT),
+                            || lifecycle.wait_while_delayed(),
+                        );
                         continue;
                     }
-                    self.block_until(|| is_terminal(lifecycle.phase()), || lifecycle.wait());
-                    return;
-                }
-                HelpPolicy::Block => {
-                    self.block_until(|| is_terminal(lifecycle.phase()), || lifecycle.wait());
-                    return;
+                    HelpPolicy::Any => {
+                        let registry = Arc::clone(&self.registry);
+                        let index = self.index;
+                        lifecycle.on_end(Box::new(move || registry.sleep().wake_latch(index)));
+                        self.idle_until(|| is_terminal(lifecycle.phase()), || true);
+                        return;
+                    }
+                    HelpPolicy::Own => {
+                        if let Some(queued) = self.pop_own_subtree() {
+                            self.execute(queued);
+                            continue;
+                        }
+                        self.block_until(|| is_terminal(lifecycle.phase()), || lifecycle.wait());
+                        return;
+                    }
+                    HelpPolicy::Block => {
+                        self.block_until(|| is_terminal(lifecycle.phase()), || lifecycle.wait());
+                        return;
+                    }
                 }
             }
-        }
+        });
     }
 
     /// Waits for the stolen second half of a `join`; its thief calls `wake_latch` on us.
@@ -494,38 +509,38 @@ impl WorkerThread {
         R: Send,
     {
         let target = job as *const StackJob<B, R> as usize;
-        let doing = self.activity().wait(activity::WAIT_JOIN, target);
-        match self.registry.help_policy() {
-            HelpPolicy::Any => self.idle_until(|| job.is_done(), || job.prepare_to_block()),
-            // Under `Own`, everything the first half pushed has been popped back by
-            // `join` already: nothing of our subtree is left to help with.
-            HelpPolicy::Own | HelpPolicy::Block => self.block_until(
-                || job.is_done(),
-                || {
-                    if job.prepare_to_block() {
-                        self.registry
-                            .sleep()
-                            .wait_latch(self.index, || job.is_done());
-                    }
-                },
-            ),
-        }
-        self.activity().restore(doing);
+        self.recording(activity::WAIT_JOIN, None, target, || {
+            match self.registry.help_policy() {
+                HelpPolicy::Any => self.idle_until(|| job.is_done(), || job.prepare_to_block()),
+                // Under `Own`, everything the first half pushed has been popped back by
+                // `join` already: nothing of our subtree is left to help with.
+                HelpPolicy::Own | HelpPolicy::Block => self.block_until(
+                    || job.is_done(),
+                    || {
+                        if job.prepare_to_block() {
+                            self.registry
+                                .sleep()
+                                .wait_latch(self.index, || job.is_done());
+                        }
+                    },
+                ),
+            }
+        });
     }
 
     /// Waits, inside a job, until `done()` (a group's `next` or `wait`: `block_on` with
     /// a worker waker): as a wait for a running job does, under the help policy. Whoever
     /// makes `done()` true calls `Sleep::wake_latch` on this worker.
     pub(crate) fn wait_until(&self, done: impl Fn() -> bool) {
-        let doing = self.activity().wait(activity::WAIT_WAKE, 0);
-        match self.registry.help_policy() {
-            HelpPolicy::Any => self.idle_until(&done, || true),
-            HelpPolicy::Own => self.own_until(&done),
-            HelpPolicy::Block => self.block_until(&done, || {
-                self.registry.sleep().wait_latch(self.index, &done);
-            }),
-        }
-        self.activity().restore(doing);
+        self.recording(activity::WAIT_WAKE, None, 0, || {
+            match self.registry.help_policy() {
+                HelpPolicy::Any => self.idle_until(&done, || true),
+                HelpPolicy::Own => self.own_until(&done),
+                HelpPolicy::Block => self.block_until(&done, || {
+                    self.registry.sleep().wait_latch(self.index, &done);
+                }),
+            }
+        });
     }
 
     /// Waits, inside a job, until `done()` (a semaphore grant), running only jobs of the
@@ -533,9 +548,7 @@ impl WorkerThread {
     /// top of it could wait for the same semaphore behind it and never let it resume.
     /// Whoever makes `done()` true calls `Sleep::wake_latch` on this worker.
     pub(crate) fn wait_own_until(&self, done: impl Fn() -> bool) {
-        let doing = self.activity().wait(activity::WAIT_GRANT, 0);
-        self.own_until(&done);
-        self.activity().restore(doing);
+        self.recording(activity::WAIT_GRANT, None, 0, || self.own_until(&done));
     }
 
     /// `wait_own_until` without recording the wait (its callers have).
